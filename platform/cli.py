@@ -1,0 +1,252 @@
+"""``vfm``: the command line, a thin shell over the platform's functions.
+
+Every verb has ``--help``. Errors a user can act on print one line
+(``vfm: error: what [where] — fix: how``) and exit 2; ``--debug`` shows the traceback.
+Nothing heavy (torch) is imported until a verb needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from vfm.platform.errors import VfmError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+
+
+def _add_run_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument("plugin", help="plugin name (see 'vfm plugins list')")
+    parser.add_argument("--config", type=Path, help="YAML config file (defaults come from the plugin)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set pretrain.max_steps=50 (repeatable)")
+    parser.add_argument("--data", help="data source path (npz, image folder, CSV/JSONL manifest); "
+                        "default: the plugin's synthetic generator")
+    parser.add_argument("--out", type=Path, help=f"output directory (default: runs/<plugin>/{verb})")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vfm",
+        description="Vertical foundation models: pretrain, fine-tune, evaluate, export and serve domain models.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    plugins = verbs.add_parser("plugins", help="list, inspect, validate and create plugins")
+    plugin_verbs = plugins.add_subparsers(dest="plugins_verb", metavar="ACTION", required=True)
+    listing = plugin_verbs.add_parser("list", help="installed plugins, and broken ones with the reason")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    show = plugin_verbs.add_parser("show", help="print a plugin's manifest")
+    show.add_argument("name")
+    validate = plugin_verbs.add_parser(
+        "validate", help="schema, imports, fake-input forward, export + ONNX parity, demo smoke call")
+    validate.add_argument("name")
+    new = plugin_verbs.add_parser("new", help="write a working plugin package for a new domain")
+    new.add_argument("name", help="plugin name: lower case letters, digits, underscores")
+    new.add_argument("--path", type=Path, required=True, help="directory to write the package into")
+    new.add_argument("--domain", default="custom", help="the plugin's domain, e.g. dermatology")
+    new.add_argument("--force", action="store_true", help="overwrite a non-empty target directory")
+
+    pretrain = verbs.add_parser("pretrain", help="self-supervised pretraining (MAE for images)")
+    _add_run_options(pretrain, "pretrain")
+    finetune = verbs.add_parser("finetune", help="fine-tune a task model from a pretrained encoder")
+    _add_run_options(finetune, "finetune")
+    finetune.add_argument("--pretrained", help="pretrained encoder: our encoder.safetensors or a RETFound-style "
+                          "checkpoint (default: train from scratch)")
+
+    evaluate = verbs.add_parser("evaluate", help="score a fine-tuned run; prints metrics as JSON")
+    evaluate.add_argument("plugin", help="plugin name")
+    evaluate.add_argument("--run", type=Path, required=True, help="the fine-tune run directory")
+    evaluate.add_argument("--data", help="labelled data to score (default: the run's validation data)")
+    evaluate.add_argument("--split", help="split name inside --data (e.g. val, test)")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override one config value (repeatable)")
+    evaluate.add_argument("--output", type=Path, help="also write the JSON to this file")
+
+    export = verbs.add_parser("export", help="export a fine-tuned run to a verified ONNX bundle")
+    export.add_argument("plugin", help="plugin name")
+    export.add_argument("--run", type=Path, required=True, help="the fine-tune run directory")
+    export.add_argument("--out", type=Path, help="bundle directory (default: bundles/<plugin>)")
+
+    predict = verbs.add_parser("predict", help="run a bundle on inputs (torch-free); prints JSON")
+    predict.add_argument("bundle", type=Path, help="bundle directory")
+    predict.add_argument("inputs", nargs="+", help="input files (e.g. images)")
+    predict.add_argument("--explain-dir", type=Path, default=Path("explanations"),
+                         help="where heat-map images are written (default: ./explanations)")
+
+    serve = verbs.add_parser("serve", help="serve bundles in a Gradio app (one tab per bundle)")
+    serve.add_argument("bundles", type=Path, nargs="+", help="bundle directories")
+    _add_server_options(serve)
+
+    demo = verbs.add_parser("demo", help="build small bundles for every plugin from synthetic data (cached), "
+                            "then serve them")
+    demo.add_argument("--plugins", help="comma-separated plugin names (default: all installed)")
+    demo.add_argument("--cache-dir", type=Path, help="cache directory (default: $VFM_CACHE_DIR or ~/.cache/vfm)")
+    demo.add_argument("--rebuild", action="store_true", help="ignore cached bundles")
+    demo.add_argument("--build-only", action="store_true", help="build the bundles, print their paths, exit")
+    _add_server_options(demo)
+    return parser
+
+
+def _add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, local only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from vfm.platform.registry import discover
+
+    if args.plugins_verb == "new":
+        from vfm.platform.scaffold import create_plugin
+
+        target = create_plugin(args.name, args.path, domain=args.domain, force=args.force)
+        print(f"wrote plugin '{args.name}' to {target}\nnext: pip install -e {target} && vfm plugins validate {args.name}")
+        return 0
+    registry = discover()
+    if args.plugins_verb == "list":
+        rows = [{"name": n, "version": p.manifest.version, "task": p.manifest.task, "domain": p.manifest.domain,
+                 "distribution": registry.distributions[n], "status": "ok"} for n, p in sorted(registry.plugins.items())]
+        rows += [{"name": b.name, "distribution": b.distribution, "status": "broken", "reason": b.reason}
+                 for b in registry.broken]
+        if args.json:
+            _print_json(rows)
+        else:
+            for row in rows:
+                if row["status"] == "ok":
+                    print(f"{row['name']:<12} {row['version']:<8} {row['task']:<22} {row['domain']:<16} "
+                          f"({row['distribution']})")
+                else:
+                    print(f"{row['name']:<12} BROKEN   ({row['distribution']}): {row['reason']}")
+        return 0
+    plugin = registry.get(args.name)
+    if args.plugins_verb == "show":
+        _print_json(plugin.manifest.model_dump(mode="json"))
+        return 0
+    from vfm.platform.validate import validate_plugin
+
+    report = validate_plugin(plugin, progress=True)
+    _print_json(report)
+    return 0 if report["passed"] else EXIT_USER_ERROR
+
+
+def _pipeline_and_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    from vfm.platform.config import resolve_config
+    from vfm.platform.registry import get_plugin
+
+    plugin = get_plugin(args.plugin)
+    overrides = list(args.overrides)
+    if getattr(args, "data", None):
+        if not Path(args.data).exists():
+            raise VfmError("data path not found", where=args.data, fix="pass an existing file or folder to --data")
+        overrides.append(f"data.source={args.data}")
+    if getattr(args, "pretrained", None):
+        if not Path(args.pretrained).exists():
+            raise VfmError("pretrained checkpoint not found", where=args.pretrained,
+                           fix="pass the encoder.safetensors written by 'vfm pretrain'")
+        overrides.append(f"finetune.pretrained={args.pretrained}")
+    config = resolve_config({}, getattr(args, "config", None), overrides)
+    return plugin.component("pipeline")(plugin), config
+
+
+def _train(args: argparse.Namespace) -> int:
+    pipeline, config = _pipeline_and_config(args)
+    out = args.out or Path("runs") / args.plugin / args.verb
+    run = pipeline.pretrain if args.verb == "pretrain" else pipeline.finetune
+    metrics = run(config, out, progress=not args.no_progress)
+    _print_json(metrics)
+    print(f"{args.verb} outputs (config.yaml, metrics.json, checkpoints) in {out}", file=sys.stderr)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from vfm.platform.fileio import atomic_write_json
+
+    if args.data and not Path(args.data).exists():
+        raise VfmError("data path not found", where=args.data, fix="pass an existing file or folder to --data")
+    pipeline, config = _pipeline_and_config(argparse.Namespace(plugin=args.plugin, overrides=args.overrides))
+    metrics = pipeline.evaluate(args.run, config, source=args.data, split=args.split)
+    if args.output:
+        atomic_write_json(args.output, metrics)
+    _print_json(metrics)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from vfm.platform.registry import get_plugin
+
+    plugin = get_plugin(args.plugin)
+    out = args.out or Path("bundles") / args.plugin
+    bundle = plugin.component("pipeline")(plugin).export(args.run, out)
+    parity = json.loads((bundle / "parity.json").read_text("utf-8"))
+    print(f"bundle written to {bundle} (parity passed: {parity['passed']})")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from vfm.serve.predict_cli import predict_files
+
+    results = predict_files(args.bundle, args.inputs, explain_dir=args.explain_dir)
+    _print_json(results)
+    return 0 if all("error" not in r for r in results) else EXIT_USER_ERROR
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from vfm.serve.app import serve_bundles
+
+    serve_bundles(args.bundles, host=args.host, port=args.port)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from vfm.platform.demo import build_demo_bundles
+
+    names = [n.strip() for n in args.plugins.split(",")] if args.plugins else None
+    bundles = build_demo_bundles(names, cache_dir=args.cache_dir, rebuild=args.rebuild)
+    if args.build_only:
+        _print_json({name: str(path) for name, path in bundles.items()})
+        return 0
+    from vfm.serve.app import serve_bundles
+
+    serve_bundles(list(bundles.values()), host=args.host, port=args.port)
+    return 0
+
+
+HANDLERS = {"plugins": _plugins, "pretrain": _train, "finetune": _train, "evaluate": _evaluate,
+            "export": _export, "predict": _predict, "serve": _serve, "demo": _demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vfm`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return HANDLERS[args.verb](args)
+    except VfmError as err:
+        if args.debug:
+            raise
+        print(f"vfm: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("vfm: interrupted (checkpoints written so far are kept; re-run the same command to resume)",
+              file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        first_line = (str(err).splitlines() or [""])[0]
+        print(f"vfm: internal error: {type(err).__name__}: {first_line} (re-run with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

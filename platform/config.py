@@ -1,0 +1,110 @@
+"""Configuration is data: defaults, then a YAML file, then ``key.sub=value`` overrides.
+
+Every run writes the fully resolved config next to its outputs (``config.yaml``);
+that file alone, passed back with ``--config``, reproduces the run.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vfm.platform.errors import VfmError
+from vfm.platform.fileio import atomic_write_text
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``update`` merged into ``base``, recursing into nested mappings."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"a.b=3"`` -> ``{"a": {"b": 3}}``; the value is parsed as YAML (numbers, lists, null)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or any(not part for part in key.split(".")):
+        raise VfmError(f"bad override {text!r}", fix="write overrides as section.key=value, e.g. pretrain.max_steps=50")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):  # YAML 1.1 reads "1e-3" as text; users mean a number
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    nested: dict[str, Any] = {}
+    cursor = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def load_yaml_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping from a file, with clear errors for the usual mistakes."""
+    path = Path(path)
+    if not path.is_file():
+        raise VfmError("config file not found", where=str(path), fix="pass an existing YAML file to --config")
+    try:
+        data = yaml.safe_load(path.read_text("utf-8"))
+    except yaml.YAMLError as err:
+        raise VfmError(f"config is not valid YAML: {str(err).splitlines()[0]}", where=str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise VfmError("config must be a YAML mapping", where=str(path), fix="write key: value pairs at the top level")
+    return data
+
+
+def resolve_config(
+    defaults: dict[str, Any], config_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Defaults < config file < overrides, in that order of precedence."""
+    config = copy.deepcopy(defaults)
+    if config_file:
+        config = deep_merge(config, load_yaml_file(config_file))
+    for text in overrides:
+        config = deep_merge(config, parse_override(text))
+    return config
+
+
+def write_config(config: dict[str, Any], out_dir: str | Path, name: str = "config.yaml") -> Path:
+    """Atomically write the resolved config into ``out_dir``."""
+    return atomic_write_text(Path(out_dir) / name, yaml.safe_dump(config, sort_keys=False))
+
+
+def build_settings(cls: type, data: dict[str, Any] | None, section: str) -> Any:
+    """Instantiate the settings dataclass ``cls`` from a config section, naming any bad field.
+
+    Unknown keys are refused (a typo must not be silently ignored); values are
+    validated and coerced by pydantic against the dataclass's type hints.
+    """
+    import dataclasses
+
+    from pydantic import TypeAdapter, ValidationError
+
+    data = dict(data or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise VfmError(
+            f"unknown config field(s) {', '.join(f'{section}.{k}' for k in unknown)}",
+            fix=f"valid fields in '{section}' are: {', '.join(sorted(known))}",
+        )
+    try:
+        return TypeAdapter(cls).validate_python(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{section}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise VfmError(f"invalid config: {problems}", fix="correct the named fields") from None

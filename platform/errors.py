@@ -1,0 +1,32 @@
+"""The one error type users see: what went wrong, where, and how to fix it.
+
+Every failure a user can act on (bad input, a missing file, a tampered bundle, an
+unknown plugin) is raised as :class:`VfmError`. The CLI prints ``str(err)`` as a
+single line and exits non-zero; the Gradio app shows it as an error message.
+"""
+
+from __future__ import annotations
+
+
+class VfmError(Exception):
+    """A user-actionable error, rendered as one line: ``what [where] — fix: how``.
+
+    Args:
+        what: what went wrong, in plain words.
+        where: the file, field, plugin or URL concerned.
+        fix: how the user can fix it.
+    """
+
+    def __init__(self, what: str, *, where: str | None = None, fix: str | None = None):
+        self.what = what
+        self.where = where
+        self.fix = fix
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        text = self.what
+        if self.where:
+            text += f" [{self.where}]"
+        if self.fix:
+            text += f" — fix: {self.fix}"
+        return " ".join(text.split())

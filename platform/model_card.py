@@ -1,0 +1,69 @@
+"""The model card written into every bundle: intended use, data, metrics, limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vfm.platform.manifest import Manifest
+
+
+def _metric_rows(metrics: dict[str, Any]) -> list[str]:
+    rows = []
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            rows.append(f"| {key} | {value:.4f} |")
+        elif isinstance(value, int):
+            rows.append(f"| {key} | {value} |")
+    return rows
+
+
+def render_model_card(
+    manifest: Manifest, *, metrics: dict[str, Any], parity: dict[str, Any], config: dict[str, Any]
+) -> str:
+    """Markdown model card for a bundle made by ``manifest``'s plugin."""
+    data = config.get("data", {})
+    source = data.get("source", "unknown")
+    if source == "synthetic":
+        data_text = (
+            f"Synthetic data from the plugin's generator (seed {data.get('seed')}, "
+            f"{data.get('n_train')} training and {data.get('n_val')} validation samples). "
+            "No real patient, client or vehicle data."
+        )
+    else:
+        data_text = f"`{source}` (train split `{data.get('train_split')}`, validation split `{data.get('val_split')}`)."
+    parity_rows = [
+        f"| {name} | {out['max_abs_err']:.2e} | {out['max_rel_err']:.2e} |"
+        for name, out in parity.get("outputs", {}).items()
+    ]
+    lines = [
+        f"# Model card — {manifest.name} {manifest.version}",
+        "",
+        f"**Domain:** {manifest.domain} · **Task:** {manifest.task} · **Licence:** {manifest.licence}",
+        "",
+        "## Intended use",
+        manifest.intended_use.strip(),
+        "",
+        "## Limitations",
+        *[f"- {item}" for item in manifest.limitations],
+        "",
+        "## Training data",
+        data_text,
+        "",
+        "## Outputs",
+        *[f"- `{out.name}` {out.shape}: {out.description}" for out in manifest.outputs],
+        "",
+        "## Validation metrics",
+        "| metric | value |",
+        "|---|---|",
+        *_metric_rows(metrics),
+        "",
+        "## Export parity (torch fp32 vs onnxruntime)",
+        f"Tolerance: atol {parity.get('atol')}, rtol {parity.get('rtol')}; "
+        f"{parity.get('n_inputs')} real inputs; passed: {parity.get('passed')}.",
+        "",
+        "| output | max abs error | max rel error |",
+        "|---|---|---|",
+        *parity_rows,
+        "",
+    ]
+    return "\n".join(lines)

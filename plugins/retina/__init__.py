@@ -1,0 +1,9 @@
+"""Retinal diagnosis: diabetic-retinopathy grading from colour fundus photographs.
+
+Registered through the ``vfm.plugins`` entry point exactly as an outside plugin is.
+Importing this package reads nothing but the manifest, and imports no torch.
+"""
+
+from vfm.platform.plugin import Plugin
+
+plugin = Plugin.from_package(__name__)

@@ -1,0 +1,63 @@
+"""Torch-free image classification: bundle ONNX model + the plugin's numpy preprocessing.
+
+The default ``predictor`` component of ``image-classification`` plugins, used by
+``vfm predict``, ``vfm serve`` and the demo.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vfm.platform.bundle import Bundle
+from vfm.platform.errors import VfmError
+from vfm.platform.plugin import Plugin
+from vfm.serve.image_io import read_image
+from vfm.serve.runtime import onnx_session
+
+
+class ImageClassifierPredictor:
+    """Classify one image and explain it with the bundle's heat-map output.
+
+    ``predict`` returns a dict with ``label`` (str), ``index`` (int), ``probabilities``
+    (label -> float), ``heatmap`` (float32 [S, S] in [0, 1]) and ``view`` (uint8 [S, S, 3],
+    the preprocessed image the model saw, de-normalised for display).
+    """
+
+    def __init__(self, bundle: Bundle, plugin: Plugin):
+        self.bundle = bundle
+        self.plugin = plugin
+        self.labels: list[str] = bundle.json("labels.json")
+        self.params: dict[str, Any] = bundle.json("preprocessing.json")
+        self.preprocess = plugin.component("preprocess")
+        self.session = onnx_session(bundle.model_path())
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [out.name for out in self.session.get_outputs()]
+
+    def _pixels(self, source: Any) -> np.ndarray:
+        image = read_image(source)  # uint8 [H, W, 3]
+        return self.preprocess(image, **self.params)[None].astype(np.float32)  # [1, 3, S, S]
+
+    def _view(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 [3, S, S] normalised -> uint8 [S, S, 3] for display."""
+        mean = np.asarray(self.params.get("mean", [0.0, 0.0, 0.0]), np.float32)[:, None, None]
+        std = np.asarray(self.params.get("std", [1.0, 1.0, 1.0]), np.float32)[:, None, None]
+        return ((pixels * std + mean).clip(0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
+
+    def predict(self, source: Any) -> dict[str, Any]:
+        pixels = self._pixels(source)
+        outputs = dict(zip(self.output_names, self.session.run(None, {self.input_name: pixels})))
+        probs = outputs["probabilities"][0]  # [C]
+        if not np.all(np.isfinite(probs)):
+            raise VfmError("the model produced non-finite probabilities for this image",
+                           fix="check the image; re-export the bundle if this happens for every image")
+        index = int(np.argmax(probs))
+        heatmap = outputs.get("heatmap")
+        return {
+            "label": self.labels[index],
+            "index": index,
+            "probabilities": {name: float(p) for name, p in zip(self.labels, probs)},
+            "heatmap": None if heatmap is None else heatmap[0],
+            "view": self._view(pixels[0]),
+        }

@@ -1,0 +1,42 @@
+"""``vfm predict``: run a bundle on files and describe each result as JSON (torch-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from vfm.platform.errors import VfmError
+from vfm.serve.overlay import overlay_heatmap
+from vfm.serve.runtime import open_predictor
+
+
+def jsonable(result: dict[str, Any]) -> dict[str, Any]:
+    """The result without its arrays (heat-maps, views), for printing."""
+    return {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
+
+
+def predict_files(bundle: str | Path, inputs: list[str], *, explain_dir: Path) -> list[dict[str, Any]]:
+    """Predict every input; a bad input yields ``{"input", "error"}`` and the others still run.
+
+    A heat-map explanation, when the model gives one, is written as
+    ``explain_dir/<input stem>_heatmap.png`` and its path reported as ``explanation``.
+    """
+    predictor = open_predictor(bundle)
+    results = []
+    for name in inputs:
+        try:
+            result = predictor.predict(name)
+        except VfmError as err:
+            results.append({"input": name, "error": str(err)})
+            continue
+        entry = {"input": name, **jsonable(result)}
+        if result.get("heatmap") is not None and result.get("view") is not None:
+            explain_dir.mkdir(parents=True, exist_ok=True)
+            path = explain_dir / f"{Path(name).stem}_heatmap.png"
+            Image.fromarray(overlay_heatmap(result["view"], result["heatmap"])).save(path)
+            entry["explanation"] = str(path)
+        results.append(entry)
+    return results

@@ -1,0 +1,66 @@
+"""Open a bundle for inference: verify it, find its plugin, build the plugin's predictor.
+
+Torch-free: this module and everything it imports run on a serve-only install
+(onnxruntime, numpy, Pillow).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from packaging.version import Version
+
+from vfm.platform.bundle import Bundle, load_bundle
+from vfm.platform.errors import VfmError
+from vfm.platform.plugin import Plugin
+from vfm.platform.registry import discover
+
+
+class Predictor(Protocol):
+    """What every plugin's ``predictor`` component provides."""
+
+    bundle: Bundle
+    plugin: Plugin
+
+    def __init__(self, bundle: Bundle, plugin: Plugin) -> None: ...
+
+    def predict(self, source: Any) -> dict[str, Any]:
+        """One input (path, bytes, array, ...) -> a result dict (JSON-able except numpy arrays)."""
+        ...
+
+
+def _compatible(installed: str, made_with: str) -> bool:
+    """Same major version (same minor too while the major is 0)."""
+    a, b = Version(installed), Version(made_with)
+    return a.major == b.major and (a.major > 0 or a.minor == b.minor)
+
+
+def open_predictor(path: str | Path) -> Predictor:
+    """Load and verify the bundle at ``path`` and return its plugin's predictor."""
+    bundle = load_bundle(path)
+    plugin = discover().get(bundle.plugin_name)
+    made_with = bundle.manifest["plugin"]["version"]
+    if not _compatible(plugin.manifest.version, made_with):
+        raise VfmError(
+            f"bundle was made by plugin {plugin.name} {made_with}, but {plugin.manifest.version} is installed",
+            where=str(path),
+            fix=f"re-export the bundle with the installed plugin, or pip install the {plugin.name} plugin {made_with}",
+        )
+    return plugin.component("predictor")(bundle, plugin)
+
+
+def onnx_session(model_path: Path) -> Any:
+    """An onnxruntime CPU session, with threads bounded by ``VFM_NUM_THREADS`` (default: all cores)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    threads = int(os.environ.get("VFM_NUM_THREADS", "0"))
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for corrupt models
+        raise VfmError(f"onnxruntime cannot load the model: {err}".splitlines()[0], where=str(model_path),
+                       fix="re-export the bundle") from None

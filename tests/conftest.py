@@ -1,0 +1,50 @@
+"""Shared fixtures. Tests never touch the network, ../shared, or the user's cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VFM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "vfm-cache"))
+
+
+def run_vfm(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real ``vfm`` command in a subprocess and capture its output."""
+    return subprocess.run([sys.executable, "-m", "vfm.platform.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+TINY_RUN = ["--set", "preprocessing.image_size=32", "--set", "data.n_train=40", "--set", "data.n_val=20",
+            "--set", "pretrain.max_steps=4", "--set", "pretrain.batch_size=16", "--set", "pretrain.warmup_steps=1",
+            "--set", "finetune.max_epochs=2", "--set", "finetune.batch_size=16", "--no-progress"]
+
+
+@pytest.fixture(scope="session")
+def retina_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The whole retina pipeline through the real CLI, once per session, on tiny settings:
+    pretrain -> finetune (from the pretrained encoder) -> export."""
+    root = tmp_path_factory.mktemp("retina-run")
+    paths = {"pretrain": root / "pretrain", "finetune": root / "finetune", "bundle": root / "bundle"}
+    steps = [
+        ("pretrain", "retina", "--out", str(paths["pretrain"]), *TINY_RUN),
+        ("finetune", "retina", "--out", str(paths["finetune"]),
+         "--pretrained", str(paths["pretrain"] / "encoder.safetensors"), *TINY_RUN),
+        ("export", "retina", "--run", str(paths["finetune"]), "--out", str(paths["bundle"])),
+    ]
+    for args in steps:
+        result = run_vfm(*args)
+        assert result.returncode == 0, f"vfm {' '.join(args[:2])} failed:\n{result.stderr[-3000:]}"
+        paths[f"{args[0]}_stdout"] = result.stdout
+    return paths
