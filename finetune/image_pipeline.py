@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from vfm.platform.config import build_settings, deep_merge, write_config
-from vfm.platform.datasets import ImageSet, load_image_source
+from vfm.platform.datasets import ImageSet
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.platform.plugin import Plugin
@@ -78,8 +78,12 @@ class ImageClassificationPipeline:
             return ImageSet(images=images, labels=labels, names=[f"synthetic:{which}[{i}]" for i in range(n)],
                             source=f"synthetic(seed={seed})")
         split = data["train_split"] if which == "train" else data["val_split"]
-        return load_image_source(data["source"], split=split, labels_csv=data.get("labels_csv"),
-                                 label_names=self.labels)
+        return self.load_source(data["source"], split=split, labels_csv=data.get("labels_csv"))
+
+    def load_source(self, source: str, *, split: str | None, labels_csv: str | None = None) -> ImageSet:
+        """Load a labelled or unlabelled image source by path with the plugin's ``loader``."""
+        loader = self.plugin.component("loader")
+        return loader(source, split=split, labels_csv=labels_csv, label_names=self.labels)
 
     def prepare(self, images: ImageSet | list[np.ndarray] | np.ndarray, config: dict[str, Any]) -> np.ndarray:
         """Run the plugin's preprocessing on every image: -> float32 [N, 3, S, S]."""
@@ -163,8 +167,7 @@ class ImageClassificationPipeline:
 
         config = self._run_config(run_dir, config_overrides)
         if source:
-            image_set = load_image_source(source, split=split, labels_csv=config["data"].get("labels_csv"),
-                                          label_names=self.labels)
+            image_set = self.load_source(source, split=split, labels_csv=config["data"].get("labels_csv"))
         else:
             image_set = self.load_split(config, "val")
         labels = self._labelled(image_set, "evaluation")

@@ -43,10 +43,8 @@ class ExportSpec(_Strict):
     """How the model is exported to ONNX and what parity is required."""
 
     opset: int = Field(18, ge=13, le=23)
-    dynamic_axes: list[str] = ["batch"]
     atol: float = Field(1e-4, gt=0)
     rtol: float = Field(1e-3, gt=0)
-    split_for_generation: bool = False
 
 
 class DemoSpec(_Strict):
@@ -67,7 +65,6 @@ class Components(_Strict):
     generator: str | None = None
     loader: str | None = None
     preprocess: str | None = None
-    postprocess: str | None = None
     pipeline: str | None = None
     predictor: str | None = None
     demo_tab: str | None = None

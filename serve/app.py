@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vfm.platform.errors import VfmError
 from vfm.serve.runtime import Predictor, open_predictor
 
 # No telemetry or update checks: this must run on machines with no internet.
@@ -22,6 +23,10 @@ def build_app(predictors: Sequence[Predictor]) -> Any:
     """A ``gr.Blocks`` app with one tab per predictor."""
     import gradio as gr
 
+    names = [p.plugin.name for p in predictors]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        raise VfmError(f"two bundles of plugin '{name}' given; each tab serves one plugin",
+                       fix="serve one bundle per plugin (run a second 'vfm serve' on another --port)")
     with gr.Blocks(title="vfm — vertical foundation models") as app:
         gr.Markdown("# vfm — vertical foundation models\nEach tab serves one exported bundle "
                     "(ONNX, torch-free). Synthetic-data demo models are for trying the pipeline, not for decisions.")
