@@ -161,11 +161,11 @@ class ImageClassificationPipeline:
     def evaluate(self, run_dir: Path, config_overrides: dict[str, Any] | None = None, *,
                  source: str | None = None, split: str | None = None) -> dict[str, Any]:
         """Score a fine-tuned run on its validation data, or on any labelled source by path."""
+        config = self._run_config(run_dir, config_overrides)
         from vfm.finetune.classification_training import predict_proba
         from vfm.finetune.metrics import classification_metrics
         from vfm.finetune.vit_classifier import load_classifier
 
-        config = self._run_config(run_dir, config_overrides)
         if source:
             image_set = self.load_source(source, split=split, labels_csv=config["data"].get("labels_csv"))
         else:
@@ -228,6 +228,7 @@ class ImageClassificationPipeline:
     # ------------------------------------------------------------------ export
     def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
         """Export the fine-tuned classifier (+ attention-rollout heat-map) as a verified bundle."""
+        config = self._run_config(run_dir, None)
         import torch
 
         from vfm.finetune.explain import ExplainedClassifier
@@ -236,7 +237,6 @@ class ImageClassificationPipeline:
         from vfm.platform.model_card import render_model_card
         from vfm.serve.export import export_onnx
 
-        config = self._run_config(run_dir, None)
         metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
         val_set = self.load_split(config, "val")
         pixels = torch.from_numpy(self.prepare(val_set, config)[:16])
@@ -251,6 +251,7 @@ class ImageClassificationPipeline:
                 opset=spec.opset, atol=spec.atol, rtol=spec.rtol,
                 parity_inputs={self.manifest.inputs[0].name: pixels},
             )
+            parity["files"] = [Path(name).name for name in parity.get("files", [])]
             files: dict[str, Any] = {
                 "model.onnx": (staging / "model.onnx").read_bytes(),
                 "preprocessing.json": json.dumps(config["preprocessing"], indent=2),

@@ -1,0 +1,245 @@
+"""MAE pretraining with Lightning: the module owns the optimiser and schedule, the Trainer the rest.
+
+``pretrain_mae`` trains on an in-memory array of preprocessed images, checkpoints into
+``out_dir/checkpoints/`` (resuming from ``last.ckpt`` when it is there) and writes the
+artifacts a fine-tuning run needs: ``encoder.safetensors`` + ``encoder.json``, the full
+``mae.safetensors`` and a ``reconstruction.png`` to look at.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from matplotlib.figure import Figure
+from safetensors.torch import save
+from torch.utils.data import DataLoader, TensorDataset
+
+from vfm.platform.errors import VfmError
+from vfm.platform.fileio import atomic_write_bytes, atomic_write_json
+from vfm.pretrain.mae import MaeConfig, MaskedAutoencoderViT
+
+_NO_DECAY = {"cls_token", "pos_embed", "mask_token", "decoder_pos_embed"}
+
+
+@dataclass
+class PretrainSettings:
+    """How to train. Set ``max_steps`` or ``max_epochs`` (steps win when both are set).
+
+    ``precision="auto"`` picks ``"bf16-mixed"`` on a CUDA GPU that supports bf16 or on a CPU
+    whose ``torch.backends.cpu.get_cpu_capability()`` is AVX512 or AMX, else ``"32"``.
+    ``figure_every_n_epochs=0`` writes only the final reconstruction figure.
+    """
+
+    max_steps: int | None = 1000
+    max_epochs: int | None = None
+    batch_size: int = 64
+    base_lr: float = 1.5e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    accumulate_grad_batches: int = 1
+    precision: str = "auto"
+    devices: int | str = "auto"
+    accelerator: str = "auto"
+    strategy: str = "auto"
+    num_workers: int = 0
+    checkpoint_every_n_steps: int = 500
+    seed: int = 0
+    figure_every_n_epochs: int = 0
+
+    def __post_init__(self):
+        if self.max_steps is None and self.max_epochs is None:
+            raise VfmError("neither max_steps nor max_epochs is set", where="PretrainSettings",
+                           fix="set max_steps (e.g. 1000) or max_epochs")
+        if self.precision not in ("auto", "32", "bf16-mixed"):
+            raise VfmError(f"unknown precision {self.precision!r}", where="PretrainSettings.precision",
+                           fix='use "auto", "32" or "bf16-mixed"')
+
+
+def resolve_precision(precision: str) -> str:
+    """``"auto"`` -> ``"bf16-mixed"`` where bf16 is fast (see ``PretrainSettings``), else ``"32"``."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32"
+    return "bf16-mixed" if torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") else "32"
+
+
+def lr_lambda(warmup_steps: int, total_steps: int):
+    """Multiplier of the peak lr at optimiser step ``s``: linear warmup, then cosine to zero."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class MaeModule(L.LightningModule):
+    def __init__(self, mae: MaeConfig, settings: PretrainSettings):
+        super().__init__()
+        self.model = MaskedAutoencoderViT(mae)
+        self.settings = settings
+        self.start_step: int | None = None  # global step and clock when this fit began training
+        self.start_time: float | None = None
+
+    def training_step(self, batch, batch_idx):
+        (imgs,) = batch  # [N, 3, S, S]
+        loss, _, _ = self.model(imgs)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_start(self):
+        self.start_step, self.start_time = self.global_step, time.perf_counter()
+
+    def configure_optimizers(self):
+        s = self.settings
+        effective_batch = s.batch_size * s.accumulate_grad_batches * self.trainer.world_size
+        lr = s.base_lr * effective_batch / 256
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 or name in _NO_DECAY else decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=lr, betas=(0.9, 0.95))
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(s.warmup_steps, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+@torch.no_grad()
+def save_reconstruction_figure(model: MaskedAutoencoderViT, imgs: torch.Tensor, path: Path,
+                               mean: list[float] | None = None, std: list[float] | None = None,
+                               seed: int = 0) -> None:
+    """One row per image: original | masked | reconstruction (prediction with visible patches pasted in).
+
+    imgs: [N, 3, S, S] as the model sees them; un-normalised with ``mean``/``std`` when given,
+    else scaled by each original's min/max.
+    """
+    was_training = model.training
+    model.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        _, pred, mask = model(imgs)  # pred [N, L, p*p*3], mask [N, L]
+    model.train(was_training)
+    patch_mask = model.unpatchify(mask[..., None].expand_as(pred))  # [N, 3, S, S], 1 = removed
+    recon = model.pred_to_pixels(imgs, pred) * patch_mask + imgs * (1 - patch_mask)  # [N, 3, S, S]
+    masked = imgs * (1 - patch_mask)  # [N, 3, S, S]
+    if mean is not None and std is not None:
+        m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+        to_rgb = lambda x: x * s + m  # noqa: E731
+    else:
+        lo = imgs.amin(dim=(1, 2, 3), keepdim=True)  # [N, 1, 1, 1]
+        hi = imgs.amax(dim=(1, 2, 3), keepdim=True)
+        to_rgb = lambda x: (x - lo) / (hi - lo).clamp_min(1e-6)  # noqa: E731
+    columns = {"original": to_rgb(imgs), "masked": to_rgb(masked) * (1 - patch_mask) + 0.5 * patch_mask,
+               "reconstruction": to_rgb(recon)}
+
+    fig = Figure(figsize=(3 * len(columns), 3 * len(imgs)))
+    axes = fig.subplots(len(imgs), len(columns), squeeze=False)
+    for col, (title, batch) in enumerate(columns.items()):
+        for row in range(len(imgs)):
+            ax = axes[row][col]
+            ax.imshow(batch[row].permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_axis_off()
+            if row == 0:
+                ax.set_title(title)
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=80)
+    atomic_write_bytes(path, png.getvalue())
+
+
+class _FigureEveryNEpochs(Callback):
+    def __init__(self, imgs: torch.Tensor, every: int, out_dir: Path, meta: dict):
+        self.imgs, self.every, self.out_dir, self.meta = imgs, every, out_dir, meta
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self.every and (trainer.current_epoch + 1) % self.every == 0 and trainer.is_global_zero:
+            path = self.out_dir / "reconstructions" / f"epoch_{trainer.current_epoch + 1:04d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_reconstruction_figure(pl_module.model, self.imgs.to(pl_module.device), path,
+                                       self.meta.get("mean"), self.meta.get("std"))
+
+
+def pretrain_mae(images: np.ndarray, mae: MaeConfig, settings: PretrainSettings, out_dir: Path,
+                 progress: bool = True, extra_meta: dict | None = None) -> dict:
+    """Pretrain an MAE on ``images`` [N, 3, S, S] float32 (already preprocessed).
+
+    Writes into ``out_dir``: ``checkpoints/last.ckpt`` (every ``checkpoint_every_n_steps`` and
+    at the end; a later call resumes from it), ``logs/`` (CSV), ``encoder.safetensors`` (timm
+    ViT names), ``encoder.json`` (``{"encoder": VisionTransformer kwargs, "mae": MaeConfig,
+    **extra_meta}``), ``mae.safetensors`` (full model) and ``reconstruction.png``.
+
+    Returns ``{"final_loss", "steps", "resumed_from_step", "seconds", "images_per_s",
+    "precision", "files"}``.
+    """
+    out_dir = Path(out_dir)
+    meta = dict(extra_meta or {})
+    expected = (mae.in_chans, mae.img_size, mae.img_size)
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+        raise VfmError(f"images have shape {tuple(images.shape)}, expected [N, {', '.join(map(str, expected))}]",
+                       where="pretrain_mae(images)", fix="resize the images to the MaeConfig.img_size")
+    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    last = ckpt_dir / "last.ckpt"
+
+    L.seed_everything(settings.seed, workers=True, verbose=False)
+    data = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))  # [N, 3, S, S]
+    loader = DataLoader(TensorDataset(data), batch_size=settings.batch_size, shuffle=True,
+                        drop_last=len(data) >= settings.batch_size, num_workers=settings.num_workers)
+    module = MaeModule(mae, settings)
+    precision = resolve_precision(settings.precision)
+    trainer = L.Trainer(
+        max_steps=settings.max_steps or -1,
+        max_epochs=-1 if settings.max_steps else settings.max_epochs,
+        accelerator=settings.accelerator, devices=settings.devices, strategy=settings.strategy,
+        precision=precision, accumulate_grad_batches=settings.accumulate_grad_batches,
+        logger=CSVLogger(out_dir, name="logs"), log_every_n_steps=1,
+        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=settings.checkpoint_every_n_steps,
+                                   save_top_k=0, save_last=True, enable_version_counter=False),
+                   _FigureEveryNEpochs(data[:4], settings.figure_every_n_epochs, out_dir, meta)],
+        enable_progress_bar=progress, enable_model_summary=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        trainer.fit(module, loader, ckpt_path=last if last.exists() else None, weights_only=True)
+    trainer.save_checkpoint(last, weights_only=False)  # with optimiser and loop state, to resume
+
+    model = module.model.cpu().eval()
+    trained = module.start_step is not None  # False when the checkpoint had already reached max_steps
+    start_step = module.start_step if trained else trainer.global_step
+    seconds = time.perf_counter() - module.start_time if trained else 0.0
+    steps_run = trainer.global_step - start_step
+    files = []
+    if trainer.is_global_zero:
+        atomic_write_bytes(out_dir / "encoder.safetensors",
+                           save({k: v.contiguous() for k, v in model.encoder_state_dict().items()}))
+        atomic_write_bytes(out_dir / "mae.safetensors",
+                           save({k: v.detach().contiguous() for k, v in model.state_dict().items()}))
+        atomic_write_json(out_dir / "encoder.json", {"encoder": model.encoder_config(), "mae": asdict(mae), **meta})
+        save_reconstruction_figure(model, data[:4], out_dir / "reconstruction.png", meta.get("mean"), meta.get("std"))
+        files = [str(out_dir / n) for n in ("encoder.safetensors", "encoder.json", "mae.safetensors",
+                                            "reconstruction.png", "checkpoints/last.ckpt")]
+    loss = trainer.callback_metrics.get("train/loss")
+    return {
+        "final_loss": float(loss) if loss is not None else None,  # the last step's loss; None if none ran
+        "steps": int(trainer.global_step),
+        "resumed_from_step": int(start_step),
+        "seconds": round(seconds, 3),
+        "images_per_s": round(steps_run * settings.batch_size * settings.accumulate_grad_batches
+                              * trainer.world_size / max(seconds, 1e-9), 2),
+        "precision": precision,
+        "files": files,
+    }

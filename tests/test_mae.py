@@ -1,0 +1,126 @@
+"""MAE model and pretraining loop, on tiny real models (32 px, patch 8, width 32-64)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from timm.models.vision_transformer import VisionTransformer
+
+from vfm.platform.errors import VfmError
+from vfm.pretrain.mae import MaeConfig, MaskedAutoencoderViT, sincos_pos_embed
+from vfm.pretrain.mae_training import PretrainSettings, lr_lambda, pretrain_mae, resolve_precision
+
+
+def tiny_cfg(**overrides) -> MaeConfig:
+    base = dict(embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+    return MaeConfig.preset("tiny", img_size=32, **{**base, **overrides})
+
+
+def test_presets_have_the_documented_shapes():
+    assert MaeConfig.preset("tiny", img_size=32).patch_size == 8
+    assert MaeConfig.preset("tiny", img_size=16).patch_size == 4
+    large = MaeConfig.preset("large")
+    assert (large.patch_size, large.embed_dim, large.depth, large.num_heads) == (16, 1024, 24, 16)
+    assert (large.decoder_embed_dim, large.decoder_depth) == (512, 8)
+    assert MaeConfig.preset("base").embed_dim == 768
+    with pytest.raises(VfmError, match="unknown MAE preset"):
+        MaeConfig.preset("huge")
+    with pytest.raises(VfmError, match="not a multiple"):
+        MaeConfig(img_size=30, patch_size=8)
+
+
+def test_sincos_pos_embed_is_fixed_and_distinct():
+    emb = sincos_pos_embed(32, 4)
+    assert emb.shape == (17, 32)
+    assert torch.all(emb[0] == 0)
+    assert torch.cdist(emb[1:], emb[1:]).add(torch.eye(16)).min() > 0.1  # every position differs
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5, 0.75, 0.9])
+def test_random_masking_keeps_round_share_and_restores_order(ratio):
+    model = MaskedAutoencoderViT(tiny_cfg())
+    x = torch.arange(3 * 16, dtype=torch.float32).reshape(3, 16, 1).expand(-1, -1, 4)  # [N, L, D]
+    x_masked, mask, ids_restore = model.random_masking(x, ratio)
+    keep = round(16 * (1 - ratio))
+    assert x_masked.shape == (3, keep, 4)
+    assert torch.all(mask.sum(dim=1) == 16 - keep)
+    for n in range(3):
+        kept = x_masked[n, :, 0].long() - 16 * n  # patch indices that were kept
+        assert torch.all(mask[n, kept] == 0)
+    # ids_restore inverts the shuffle: visible + dummy tokens, unshuffled, are back in patch order
+    ids_shuffle = torch.argsort(ids_restore, dim=1)
+    shuffled = torch.gather(x, 1, ids_shuffle[..., None].expand(-1, -1, 4))
+    assert torch.equal(torch.gather(shuffled, 1, ids_restore[..., None].expand(-1, -1, 4)), x)
+
+
+def test_patchify_roundtrip_and_forward_shapes():
+    model = MaskedAutoencoderViT(tiny_cfg())
+    imgs = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model.unpatchify(model.patchify(imgs)), imgs)
+    loss, pred, mask = model(imgs)
+    assert pred.shape == (2, 16, 8 * 8 * 3) and mask.shape == (2, 16) and loss.ndim == 0
+
+
+def test_encoder_state_dict_loads_exactly_into_timm_vit():
+    model = MaskedAutoencoderViT(tiny_cfg()).eval()
+    vit = VisionTransformer(**model.encoder_config(), num_classes=0, global_pool="token").eval()
+    vit.load_state_dict(model.encoder_state_dict(), strict=True)
+    imgs = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        latent, _, ids_restore = model.forward_encoder(imgs, 0.0)  # [N, 1+L, D], shuffled patches
+        tokens = torch.gather(latent[:, 1:], 1, ids_restore[..., None].expand(-1, -1, latent.shape[2]))
+        features = vit.forward_features(imgs)  # [N, 1+L, D]
+    torch.testing.assert_close(features[:, 0], latent[:, 0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(features[:, 1:], tokens, atol=1e-5, rtol=1e-5)
+    # with average pooling timm swaps the final norm for a fresh fc_norm, and nothing else differs
+    avg = VisionTransformer(**model.encoder_config(), num_classes=0, global_pool="avg")
+    result = avg.load_state_dict(model.encoder_state_dict(), strict=False)
+    assert sorted(result.missing_keys) == ["fc_norm.bias", "fc_norm.weight"]
+    assert sorted(result.unexpected_keys) == ["norm.bias", "norm.weight"]
+
+
+def test_loss_decreases_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = MaskedAutoencoderViT(tiny_cfg(norm_pix_loss=False))
+    imgs = torch.rand(4, 3, 32, 32)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        torch.manual_seed(1)  # same mask each step: the task is fixed
+        loss, _, _ = model(imgs)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_schedule_warms_up_then_decays():
+    f = lr_lambda(warmup_steps=4, total_steps=20)
+    assert f(0) == pytest.approx(0.25) and f(3) == pytest.approx(1.0)
+    assert f(4) == pytest.approx(1.0) and f(20) == pytest.approx(0.0, abs=1e-12)
+    assert resolve_precision("32") == "32"
+
+
+def test_pretrain_writes_artifacts_and_resumes(tmp_path):
+    images = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    cfg = tiny_cfg()
+    settings = PretrainSettings(max_steps=4, batch_size=4, warmup_steps=1, precision="32",
+                                accelerator="cpu", devices=1, checkpoint_every_n_steps=2)
+    meta = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    first = pretrain_mae(images, cfg, settings, tmp_path, progress=False, extra_meta=meta)
+    assert first["steps"] == 4 and first["resumed_from_step"] == 0 and np.isfinite(first["final_loss"])
+    for name in ("encoder.safetensors", "encoder.json", "mae.safetensors", "reconstruction.png",
+                 "checkpoints/last.ckpt"):
+        assert (tmp_path / name).is_file(), name
+    info = json.loads((tmp_path / "encoder.json").read_text())
+    assert info["mean"] == meta["mean"] and info["encoder"]["patch_size"] == 8
+    vit = VisionTransformer(**info["encoder"], num_classes=0)
+    vit.load_state_dict(load_file(tmp_path / "encoder.safetensors"), strict=True)
+    assert not any(name.startswith(".") for name in (p.name for p in tmp_path.iterdir()))  # no temp files
+
+    again = pretrain_mae(images, cfg, PretrainSettings(**{**settings.__dict__, "max_steps": 6}), tmp_path,
+                         progress=False, extra_meta=meta)
+    assert again["resumed_from_step"] == 4 and again["steps"] == 6
