@@ -8,7 +8,9 @@ Nothing heavy (torch) is imported until a verb needs it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--cache-dir", type=Path, help="cache directory (default: $VFM_CACHE_DIR or ~/.cache/vfm)")
     demo.add_argument("--rebuild", action="store_true", help="ignore cached bundles")
     demo.add_argument("--build-only", action="store_true", help="build the bundles, print their paths, exit")
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a training config value for every plugin's demo build (repeatable)")
     _add_server_options(demo)
     return parser
 
@@ -99,19 +103,17 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
+Outcome = tuple[int, Any]  # (exit code, result printed on stdout: JSON-able data, text, or None)
 
 
-def _plugins(args: argparse.Namespace) -> int:
+def _plugins(args: argparse.Namespace) -> Outcome:
     from vfm.platform.registry import discover
 
     if args.plugins_verb == "new":
         from vfm.platform.scaffold import create_plugin
 
         target = create_plugin(args.name, args.path, domain=args.domain, force=args.force)
-        print(f"wrote plugin '{args.name}' to {target}\nnext: pip install -e {target} && vfm plugins validate {args.name}")
-        return 0
+        return 0, f"wrote plugin '{args.name}' to {target}\nnext: pip install -e {target} && vfm plugins validate {args.name}"
     registry = discover()
     if args.plugins_verb == "list":
         rows = [{"name": n, "version": p.manifest.version, "task": p.manifest.task, "domain": p.manifest.domain,
@@ -119,24 +121,18 @@ def _plugins(args: argparse.Namespace) -> int:
         rows += [{"name": b.name, "distribution": b.distribution, "status": "broken", "reason": b.reason}
                  for b in registry.broken]
         if args.json:
-            _print_json(rows)
-        else:
-            for row in rows:
-                if row["status"] == "ok":
-                    print(f"{row['name']:<12} {row['version']:<8} {row['task']:<22} {row['domain']:<16} "
-                          f"({row['distribution']})")
-                else:
-                    print(f"{row['name']:<12} BROKEN   ({row['distribution']}): {row['reason']}")
-        return 0
+            return 0, rows
+        lines = [f"{r['name']:<12} {r['version']:<8} {r['task']:<22} {r['domain']:<16} ({r['distribution']})"
+                 if r["status"] == "ok" else f"{r['name']:<12} BROKEN   ({r['distribution']}): {r['reason']}"
+                 for r in rows]
+        return 0, "\n".join(lines) or "no plugins installed"
     plugin = registry.get(args.name)
     if args.plugins_verb == "show":
-        _print_json(plugin.manifest.model_dump(mode="json"))
-        return 0
+        return 0, plugin.manifest.model_dump(mode="json")
     from vfm.platform.validate import validate_plugin
 
     report = validate_plugin(plugin, progress=True)
-    _print_json(report)
-    return 0 if report["passed"] else EXIT_USER_ERROR
+    return (0 if report["passed"] else EXIT_USER_ERROR), report
 
 
 def _pipeline_and_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -158,17 +154,16 @@ def _pipeline_and_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]
     return plugin.component("pipeline")(plugin), config
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace) -> Outcome:
     pipeline, config = _pipeline_and_config(args)
     out = args.out or Path("runs") / args.plugin / args.verb
     run = pipeline.pretrain if args.verb == "pretrain" else pipeline.finetune
     metrics = run(config, out, progress=not args.no_progress)
-    _print_json(metrics)
     print(f"{args.verb} outputs (config.yaml, metrics.json, checkpoints) in {out}", file=sys.stderr)
-    return 0
+    return 0, metrics
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _evaluate(args: argparse.Namespace) -> Outcome:
     from vfm.platform.fileio import atomic_write_json
 
     if args.data and not Path(args.data).exists():
@@ -177,48 +172,47 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = pipeline.evaluate(args.run, config, source=args.data, split=args.split)
     if args.output:
         atomic_write_json(args.output, metrics)
-    _print_json(metrics)
-    return 0
+    return 0, metrics
 
 
-def _export(args: argparse.Namespace) -> int:
+def _export(args: argparse.Namespace) -> Outcome:
     from vfm.platform.registry import get_plugin
 
     plugin = get_plugin(args.plugin)
     out = args.out or Path("bundles") / args.plugin
     bundle = plugin.component("pipeline")(plugin).export(args.run, out)
     parity = json.loads((bundle / "parity.json").read_text("utf-8"))
-    print(f"bundle written to {bundle} (parity passed: {parity['passed']})")
-    return 0
+    return 0, f"bundle written to {bundle} (parity passed: {parity['passed']})"
 
 
-def _predict(args: argparse.Namespace) -> int:
+def _predict(args: argparse.Namespace) -> Outcome:
     from vfm.serve.predict_cli import predict_files
 
     results = predict_files(args.bundle, args.inputs, explain_dir=args.explain_dir)
-    _print_json(results)
-    return 0 if all("error" not in r for r in results) else EXIT_USER_ERROR
+    return (0 if all("error" not in r for r in results) else EXIT_USER_ERROR), results
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace) -> Outcome:
     from vfm.serve.app import serve_bundles
 
     serve_bundles(args.bundles, host=args.host, port=args.port)
-    return 0
+    return 0, None
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace) -> Outcome:
     from vfm.platform.demo import build_demo_bundles
 
     names = [n.strip() for n in args.plugins.split(",")] if args.plugins else None
-    bundles = build_demo_bundles(names, cache_dir=args.cache_dir, rebuild=args.rebuild)
+    from vfm.platform.config import resolve_config
+
+    config = resolve_config({}, None, args.overrides)
+    bundles = build_demo_bundles(names, cache_dir=args.cache_dir, rebuild=args.rebuild, config=config)
     if args.build_only:
-        _print_json({name: str(path) for name, path in bundles.items()})
-        return 0
+        return 0, {name: str(path) for name, path in bundles.items()}
     from vfm.serve.app import serve_bundles
 
     serve_bundles(list(bundles.values()), host=args.host, port=args.port)
-    return 0
+    return 0, None
 
 
 HANDLERS = {"plugins": _plugins, "pretrain": _train, "finetune": _train, "evaluate": _evaluate,
@@ -228,8 +222,17 @@ HANDLERS = {"plugins": _plugins, "pretrain": _train, "finetune": _train, "evalua
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vfm`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     try:
-        return HANDLERS[args.verb](args)
+        # Progress bars and library chatter go to stderr; stdout carries only the result.
+        with contextlib.redirect_stdout(sys.stderr):
+            code, result = HANDLERS[args.verb](args)
+        if isinstance(result, str):
+            print(result)
+        elif result is not None:
+            print(json.dumps(result, indent=2, default=str))
+        return code
     except VfmError as err:
         if args.debug:
             raise

@@ -21,14 +21,20 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path(cache_dir or os.environ.get("VFM_CACHE_DIR") or Path.home() / ".cache" / "vfm")
 
 
-def demo_key(manifest_json: str) -> str:
-    """Cache key: changes whenever the plugin's manifest or vfm's version changes."""
-    return hashlib.sha256(f"{vfm_version()}\n{manifest_json}".encode()).hexdigest()[:12]
+def demo_key(recipe_json: str) -> str:
+    """Cache key: changes whenever the plugin's manifest, the overrides or vfm's version change."""
+    return hashlib.sha256(f"{vfm_version()}\n{recipe_json}".encode()).hexdigest()[:12]
 
 
 def build_demo_bundles(names: list[str] | None = None, *, cache_dir: str | Path | None = None,
-                       rebuild: bool = False) -> dict[str, Path]:
+                       rebuild: bool = False, config: dict | None = None) -> dict[str, Path]:
     """Build (or reuse) one demo bundle per plugin; returns plugin name -> bundle path.
+
+    Args:
+        names: plugins to build (default: every usable installed plugin).
+        cache_dir: see :func:`cache_root`.
+        rebuild: ignore cached bundles.
+        config: config overrides applied to every plugin's demo build (part of the cache key).
 
     A broken plugin is reported and skipped; naming an unknown or broken plugin
     explicitly is an error.
@@ -42,8 +48,9 @@ def build_demo_bundles(names: list[str] | None = None, *, cache_dir: str | Path 
     plugins = [registry.get(name) for name in names]
     bundles: dict[str, Path] = {}
     for step, plugin in enumerate(plugins, start=1):
-        manifest_json = json.dumps(plugin.manifest.model_dump(mode="json"), sort_keys=True)
-        work = cache_root(cache_dir) / "demo" / f"{plugin.name}-{plugin.manifest.version}-{demo_key(manifest_json)}"
+        recipe = json.dumps({"manifest": plugin.manifest.model_dump(mode="json"), "config": config or {}},
+                            sort_keys=True)
+        work = cache_root(cache_dir) / "demo" / f"{plugin.name}-{plugin.manifest.version}-{demo_key(recipe)}"
         bundle = work / "bundle"
         if bundle.exists() and not rebuild:
             try:
@@ -58,7 +65,7 @@ def build_demo_bundles(names: list[str] | None = None, *, cache_dir: str | Path 
               "(first run only; interrupted builds resume)", file=sys.stderr, flush=True)
         started = time.perf_counter()
         pipeline = plugin.component("pipeline")(plugin)
-        bundles[plugin.name] = pipeline.build_demo_bundle(work, progress=True)
+        bundles[plugin.name] = pipeline.build_demo_bundle(work, config=config, progress=True)
         print(f"[{step}/{len(plugins)}] {plugin.name}: bundle ready in {time.perf_counter() - started:.0f} s",
               file=sys.stderr, flush=True)
     return bundles

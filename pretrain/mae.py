@@ -59,6 +59,12 @@ class MaeConfig:
             raise VfmError(f"mask_ratio {self.mask_ratio} is outside [0, 1)", where="MaeConfig.mask_ratio",
                            fix="use a ratio such as 0.75")
 
+    def encoder_config(self) -> dict:
+        """Keyword arguments for ``timm.models.vision_transformer.VisionTransformer``."""
+        return dict(img_size=self.img_size, patch_size=self.patch_size, in_chans=self.in_chans,
+                    embed_dim=self.embed_dim, depth=self.depth, num_heads=self.num_heads,
+                    mlp_ratio=self.mlp_ratio, qkv_bias=True)
+
     @classmethod
     def preset(cls, name: str, img_size: int = 224, **overrides) -> MaeConfig:
         """Named sizes: "tiny" (tests, 16-64 tokens), "small" (ViT-S/16), "base" (ViT-B/16),
@@ -143,9 +149,7 @@ class MaskedAutoencoderViT(nn.Module):
 
     def encoder_config(self) -> dict:
         """Keyword arguments for ``timm.models.vision_transformer.VisionTransformer``."""
-        c = self.cfg
-        return dict(img_size=c.img_size, patch_size=c.patch_size, in_chans=c.in_chans, embed_dim=c.embed_dim,
-                    depth=c.depth, num_heads=c.num_heads, mlp_ratio=c.mlp_ratio, qkv_bias=True)
+        return self.cfg.encoder_config()
 
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         """The encoder's weights under timm names (``pos_embed`` includes the cls position)."""

@@ -183,3 +183,32 @@ def test_a_duplicate_name_makes_both_plugins_broken(tmp_path: Path):
         assert entry["reason"].startswith("duplicate plugin name 'retina'")
         assert "vfm (vfm.plugins.retina:plugin)" in entry["reason"]
         assert "vfm-plugin-retina-clone (vfm_retina_clone:plugin)" in entry["reason"]
+
+
+@pytest.mark.slow
+def test_installed_plugin_passes_vfm_plugins_validate(installed: SimpleNamespace):
+    """The generated plugin goes through every validate step: schema, imports, fake-input forward,
+    export + ONNX parity, and a demo smoke call on a real local Gradio server."""
+    proc = _python(["-m", "vfm.platform.cli", "plugins", "validate", NAME], sites=[installed.site],
+                   cwd=installed.root)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["passed"], proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [step["step"] for step in report["steps"]] == ["schema", "imports", "forward", "export_parity", "demo"]
+    assert all(out["max_abs_err"] <= 1e-4 for out in report["steps"][3]["detail"]["parity"].values())
+
+
+def test_validate_names_the_failing_step(tmp_path: Path):
+    """A plugin whose generator cannot be imported fails at 'imports', and the CLI exits non-zero."""
+    site = tmp_path / "site"
+    manifest = yaml.safe_load((Path(__file__).parents[1] / "plugins/retina/manifest.yaml").read_text())
+    manifest["name"] = "halfbuilt"
+    manifest["components"] = {"generator": "halfbuilt_pkg.synthetic:generate"}
+    _write_dist(site, "halfbuilt-dist", {"halfbuilt": "halfbuilt_pkg:plugin"}, {
+        "halfbuilt_pkg/__init__.py": "from vfm.platform.plugin import Plugin\nplugin = Plugin.from_package(__name__)\n",
+        "halfbuilt_pkg/manifest.yaml": yaml.safe_dump(manifest),
+        "halfbuilt_pkg/synthetic.py": "import not_installed_anywhere\n",
+    })
+    proc = _python(["-m", "vfm.platform.cli", "plugins", "validate", "halfbuilt"], sites=[site], cwd=tmp_path)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 2 and not report["passed"]
+    assert report["steps"][-1]["step"] == "imports" and "not_installed_anywhere" in report["steps"][-1]["error"]
