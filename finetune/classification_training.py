@@ -21,8 +21,8 @@ from lightning.pytorch.loggers import CSVLogger
 from timm.optim import param_groups_layer_decay
 from torch.utils.data import DataLoader, TensorDataset
 
-from vfm.finetune.metrics import classification_metrics
-from vfm.finetune.vit_classifier import build_vit_classifier, load_encoder_weights, save_classifier
+from vfm.finetune.metrics import MetricsFn, classification_metrics
+from vfm.finetune.vit_classifier import ModelBuilder, build_vit_classifier, load_encoder_weights, save_classifier
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.pretrain.mae_training import lr_lambda, resolve_precision
@@ -86,9 +86,9 @@ def augment_batch(x: torch.Tensor, min_area: float = 0.8) -> torch.Tensor:
 
 class ClassifierModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, settings: FinetuneSettings, class_weights: torch.Tensor | None,
-                 label_names: list[str]):
+                 label_names: list[str], metrics_fn: MetricsFn = classification_metrics):
         super().__init__()
-        self.model, self.settings, self.label_names = model, settings, label_names
+        self.model, self.settings, self.label_names, self.metrics_fn = model, settings, label_names, metrics_fn
         self.register_buffer("class_weights", class_weights)
         self._val_probs: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
@@ -112,7 +112,7 @@ class ClassifierModule(L.LightningModule):
         probs, labels = torch.cat(self._val_probs), torch.cat(self._val_labels)
         self._val_probs.clear()
         self._val_labels.clear()
-        m = classification_metrics(labels.numpy(), probs.numpy(), self.label_names)
+        m = self.metrics_fn(labels.numpy(), probs.numpy(), self.label_names)
         auroc = m["auroc_macro_ovr"]
         self.log_dict({"val/auroc_macro_ovr": float("nan") if auroc is None else auroc,
                        "val/accuracy": m["accuracy"], "val/qwk": float("nan") if m["qwk"] is None else m["qwk"],
@@ -163,12 +163,16 @@ def _check_split(split, num_classes: int, name: str) -> tuple[torch.Tensor, torc
 
 def finetune_classifier(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
                         encoder_cfg: dict, num_classes: int, settings: FinetuneSettings, out_dir: Path,
-                        pretrained: Path | None, label_names: list[str], progress: bool = True) -> dict:
+                        pretrained: Path | None, label_names: list[str], progress: bool = True,
+                        build_model: ModelBuilder = build_vit_classifier,
+                        metrics_fn: MetricsFn = classification_metrics) -> dict:
     """Fine-tune a ViT classifier and keep its best epoch by validation macro AUROC.
 
     train, val: (images float32 [N, 3, S, S], labels int64 [N]). ``pretrained``: an encoder
     checkpoint for ``load_encoder_weights`` (None trains from scratch). Resumes from
-    ``out_dir/checkpoints/last.ckpt`` when present.
+    ``out_dir/checkpoints/last.ckpt`` when present. ``build_model`` and ``metrics_fn`` are the
+    plugin's ``model`` and ``metrics`` components (``metrics_fn`` must return at least
+    ``auroc_macro_ovr``, ``accuracy`` and ``qwk``).
 
     Writes into ``out_dir``: ``checkpoints/{best,last}.ckpt``, ``logs/`` (CSV),
     ``classifier.safetensors`` + ``classifier.json`` (best epoch) and ``metrics.json`` (its
@@ -187,13 +191,13 @@ def finetune_classifier(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndar
 
     L.seed_everything(settings.seed, workers=True, verbose=False)
     linear = settings.mode == "linear"
-    model = build_vit_classifier(encoder_cfg, num_classes, drop_path_rate=0.0 if linear else settings.drop_path)
+    model = build_model(encoder_cfg, num_classes, drop_path_rate=0.0 if linear else settings.drop_path)
     report = load_encoder_weights(model, pretrained) if pretrained else None
     if linear:
         for name, p in model.named_parameters():
             p.requires_grad = name.startswith("head.")
     module = ClassifierModule(model, settings, _class_weights(train[1], num_classes, settings.class_weights),
-                              label_names)
+                              label_names, metrics_fn)
 
     loader = DataLoader(TensorDataset(x_train, y_train), batch_size=settings.batch_size, shuffle=True,
                         drop_last=len(y_train) > settings.batch_size, num_workers=settings.num_workers)
@@ -217,7 +221,7 @@ def finetune_classifier(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndar
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
     module.load_state_dict(state["state_dict"])
     model = module.model.cpu().eval()
-    metrics = classification_metrics(y_val.numpy(), predict_proba(model, x_val.numpy()), label_names)
+    metrics = metrics_fn(y_val.numpy(), predict_proba(model, x_val.numpy()), label_names)
     metrics["best_epoch"] = int(state["epoch"]) + 1  # 1 = the first epoch
     if trainer.is_global_zero:
         save_classifier(model, encoder_cfg, num_classes, out_dir,

@@ -7,7 +7,8 @@ everything else here is shared. Each method is one CLI verb.
 Config sections (defaults from the plugin manifest's ``preprocessing`` and ``training``):
 
 - ``data``: ``source`` (``synthetic`` or a path: ``.npz``, image folder, CSV/JSONL manifest),
-  ``train_split``/``val_split``, ``labels_csv``, synthetic ``n_train``/``n_val``/``seed``.
+  ``train_split``/``val_split`` (``null``: the whole source, e.g. a flat folder for pretraining),
+  ``labels_csv``, synthetic ``n_train``/``n_val``/``seed``.
 - ``preprocessing``: keyword arguments of the plugin's ``preprocess``.
 - ``pretrain``: ``preset`` plus :class:`vfm.pretrain.mae_training.PretrainSettings` fields.
 - ``finetune``: ``pretrained`` plus :class:`vfm.finetune.classification_training.FinetuneSettings` fields.
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from vfm.platform.config import build_settings, deep_merge, write_config
-from vfm.platform.datasets import ImageSet
+from vfm.platform.datasets import ImageSet, SplitNotFound
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.platform.plugin import Plugin
@@ -77,8 +78,18 @@ class ImageClassificationPipeline:
             images, labels = generate(n, seed=seed, image_size=int(config["preprocessing"].get("image_size", 64)))
             return ImageSet(images=images, labels=labels, names=[f"synthetic:{which}[{i}]" for i in range(n)],
                             source=f"synthetic(seed={seed})")
-        split = data["train_split"] if which == "train" else data["val_split"]
-        return self.load_source(data["source"], split=split, labels_csv=data.get("labels_csv"))
+        key = f"{which}_split"
+        try:
+            return self.load_source(data["source"], split=data[key], labels_csv=data.get("labels_csv"))
+        except SplitNotFound as err:
+            raise VfmError(err.what, where=err.where,
+                           fix=f"point data.{key} at one of your splits (--set data.{key}=NAME), or use the whole "
+                               f"source with --set data.{key}=null") from None
+
+    @staticmethod
+    def _external(config: dict[str, Any]) -> bool:
+        """True when the data comes from a path rather than the synthetic generator."""
+        return config["data"]["source"] != "synthetic"
 
     def load_source(self, source: str, *, split: str | None, labels_csv: str | None = None) -> ImageSet:
         """Load a labelled or unlabelled image source by path with the plugin's ``loader``."""
@@ -115,7 +126,8 @@ class ImageClassificationPipeline:
         mae = MaeConfig.preset(preset, img_size=size)
         if mask_ratio is not None:
             mae.mask_ratio = float(mask_ratio)
-        images = np.concatenate([self.prepare(self.load_split(config, w), config) for w in ("train", "val")])
+        parts = ["train"] if self._external(config) and config["data"]["val_split"] is None else ["train", "val"]
+        images = np.concatenate([self.prepare(self.load_split(config, w), config) for w in parts])
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, out_dir)
         meta = {"mean": config["preprocessing"].get("mean"), "std": config["preprocessing"].get("std"),
@@ -134,6 +146,9 @@ class ImageClassificationPipeline:
         pretrained = section.pop("pretrained")
         settings = build_settings(FinetuneSettings, section, "finetune")
         encoder_cfg = self._encoder_config(config, pretrained)
+        if self._external(config) and config["data"]["val_split"] is None:
+            raise VfmError("fine-tuning needs a validation split for model selection", where=config["data"]["source"],
+                           fix="set data.val_split to a split of your data, e.g. --set data.val_split=val")
         train_set, val_set = self.load_split(config, "train"), self.load_split(config, "val")
         train = (self.prepare(train_set, config), self._labelled(train_set, "train"))
         val = (self.prepare(val_set, config), self._labelled(val_set, "validation"))
@@ -143,6 +158,7 @@ class ImageClassificationPipeline:
             train, val, encoder_cfg=encoder_cfg, num_classes=len(self.labels), settings=settings,
             out_dir=out_dir, pretrained=Path(pretrained) if pretrained else None,
             label_names=self.labels, progress=progress,
+            build_model=self.plugin.component("model"), metrics_fn=self.plugin.component("metrics"),
         ) | {"n_train": len(train[1]), "n_val": len(val[1])}
 
     def _encoder_config(self, config: dict[str, Any], pretrained: str | None) -> dict[str, Any]:
@@ -163,7 +179,6 @@ class ImageClassificationPipeline:
         """Score a fine-tuned run on its validation data, or on any labelled source by path."""
         config = self._run_config(run_dir, config_overrides)
         from vfm.finetune.classification_training import predict_proba
-        from vfm.finetune.metrics import classification_metrics
         from vfm.finetune.vit_classifier import load_classifier
 
         if source:
@@ -171,9 +186,10 @@ class ImageClassificationPipeline:
         else:
             image_set = self.load_split(config, "val")
         labels = self._labelled(image_set, "evaluation")
-        model = load_classifier(run_dir)
+        model = load_classifier(run_dir, self.plugin.component("model"))
         probs = predict_proba(model, self.prepare(image_set, config))
-        return classification_metrics(labels, probs, self.labels) | {"data": image_set.source, "split": split}
+        metrics = self.plugin.component("metrics")(labels, probs, self.labels)
+        return metrics | {"data": image_set.source, "split": split}
 
     def _run_config(self, run_dir: Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
         from vfm.platform.config import load_yaml_file
@@ -194,13 +210,11 @@ class ImageClassificationPipeline:
         """Fake-input forward pass: random pixels through an untrained model, shapes checked."""
         import torch
 
-        from vfm.finetune.explain import ExplainedClassifier
-        from vfm.finetune.vit_classifier import build_vit_classifier
-
         config = self.resolve({})
         size = int(config["preprocessing"]["image_size"])
         encoder_cfg = self._encoder_config(config, None)
-        model = ExplainedClassifier(build_vit_classifier(encoder_cfg, len(self.labels))).eval()
+        build_model, explain = self.plugin.component("model"), self.plugin.component("explain")
+        model = explain(build_model(encoder_cfg, len(self.labels))).eval()
         with torch.no_grad():
             probs, heatmap = model(torch.randn(2, 3, size, size))
         expected = {"probabilities": (2, len(self.labels)), "heatmap": (2, size, size)}
@@ -231,7 +245,6 @@ class ImageClassificationPipeline:
         config = self._run_config(run_dir, None)
         import torch
 
-        from vfm.finetune.explain import ExplainedClassifier
         from vfm.finetune.vit_classifier import load_classifier
         from vfm.platform.bundle import write_bundle
         from vfm.platform.model_card import render_model_card
@@ -240,7 +253,8 @@ class ImageClassificationPipeline:
         metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
         val_set = self.load_split(config, "val")
         pixels = torch.from_numpy(self.prepare(val_set, config)[:16])
-        wrapped = ExplainedClassifier(load_classifier(run_dir)).eval()
+        explain = self.plugin.component("explain")
+        wrapped = explain(load_classifier(run_dir, self.plugin.component("model"))).eval()
         names = [spec.name for spec in self.manifest.outputs]
         spec = self.manifest.export
         staging = out.parent / f".{out.name}.onnx-staging"

@@ -12,12 +12,16 @@ Classes absent from ``y_true`` do not crash anything:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 import warnings
 
 import numpy as np
 import torch
 from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_auroc,
                                                     multiclass_cohen_kappa, multiclass_f1_score)
+
+MetricsFn = Callable[[np.ndarray, np.ndarray, "list[str] | None"], dict]
+"""``metrics(y_true int [N], probs float [N, C], label_names) -> dict``: the ``metrics`` component."""
 
 from vfm.platform.errors import VfmError
 

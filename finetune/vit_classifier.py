@@ -18,6 +18,7 @@ import inspect
 import json
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -28,6 +29,10 @@ from timm.models.vision_transformer import VisionTransformer
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_bytes, atomic_write_json
+
+ModelBuilder = Callable[..., torch.nn.Module]
+"""``build(encoder_cfg, num_classes, drop_path_rate=..., global_pool=...) -> model`` with timm's
+model API (``no_weight_decay``, ``group_matcher`` for layer decay): the ``model`` component."""
 
 _VIT_ARGS = set(inspect.signature(VisionTransformer.__init__).parameters) - {"self"}
 _DECODER = ("decoder_", "mask_token")
@@ -143,14 +148,17 @@ def save_classifier(model: VisionTransformer, encoder_cfg: dict, num_classes: in
             atomic_write_json(path_dir / "classifier.json", info)]
 
 
-def load_classifier(path_dir: str | Path) -> VisionTransformer:
-    """The classifier saved by ``save_classifier`` in ``path_dir``, in eval mode."""
+def load_classifier(path_dir: str | Path, build_model: ModelBuilder | None = None) -> VisionTransformer:
+    """The classifier saved by ``save_classifier`` in ``path_dir``, in eval mode.
+
+    ``build_model`` must be the builder it was trained with (default :func:`build_vit_classifier`).
+    """
     path_dir = Path(path_dir)
     info_path, weights = path_dir / "classifier.json", path_dir / "classifier.safetensors"
     if not info_path.is_file() or not weights.is_file():
         raise VfmError("no classifier.json + classifier.safetensors", where=str(path_dir),
                        fix="pass the output directory of a fine-tuning run")
     info = json.loads(info_path.read_text("utf-8"))
-    model = build_vit_classifier(info["encoder"], info["num_classes"], global_pool=info["global_pool"])
+    model = (build_model or build_vit_classifier)(info["encoder"], info["num_classes"], global_pool=info["global_pool"])
     model.load_state_dict(load_file(weights), strict=True)
     return model.eval()

@@ -35,6 +35,10 @@ _SPLIT_FOLDERS = ("train", "training", "val", "valid", "validation", "dev", "tes
 _MANIFEST_SUFFIXES = (".csv", ".jsonl")
 
 
+class SplitNotFound(VfmError):
+    """The requested split does not exist in the source (callers may restate the fix)."""
+
+
 @dataclass
 class ImageSet:
     """Images with optional labels, as loaded from one source.
@@ -142,7 +146,7 @@ def _load_npz(path: Path, split: str | None, label_names: list[str] | None) -> I
         splits = sorted(key[: -len("_images")] for key in keys if key.endswith("_images"))
         if split is not None:
             if f"{split}_images" not in keys:
-                raise VfmError(
+                raise SplitNotFound(
                     f"split '{split}' not found; available splits: {', '.join(splits) or 'none'}",
                     where=str(path),
                     fix=f"pass one of the available splits{' or split=None' if 'images' in keys else ''}",
@@ -265,7 +269,7 @@ def _load_folder(folder: Path, split: str | None, labels_csv: Path | None, label
         root = folder / split
         if not root.is_dir():
             subfolders = sorted(child.name for child in folder.iterdir() if child.is_dir())
-            raise VfmError(
+            raise SplitNotFound(
                 f"split '{split}' not found: no sub-folder of that name"
                 f" (sub-folders: {', '.join(subfolders) or 'none'})",
                 where=str(folder),
@@ -391,7 +395,7 @@ def _load_manifest(manifest: Path, split: str | None, label_names: list[str] | N
     )
     if split is not None:
         if not any("split" in row for _, row in records):
-            raise VfmError(
+            raise SplitNotFound(
                 f"split '{split}' requested but the manifest has no split column",
                 where=str(manifest),
                 fix="add a 'split' column or field, or pass split=None to load every row",
@@ -399,7 +403,7 @@ def _load_manifest(manifest: Path, split: str | None, label_names: list[str] | N
         available = sorted({str(row.get("split", "")) for _, row in records})
         records = [(line, row) for line, row in records if str(row.get("split", "")) == split]
         if not records:
-            raise VfmError(
+            raise SplitNotFound(
                 f"no rows with split '{split}'; available splits: {', '.join(available)}",
                 where=str(manifest),
                 fix="pass one of the available splits",

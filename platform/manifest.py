@@ -65,6 +65,9 @@ class Components(_Strict):
     generator: str | None = None
     loader: str | None = None
     preprocess: str | None = None
+    model: str | None = None
+    metrics: str | None = None
+    explain: str | None = None
     pipeline: str | None = None
     predictor: str | None = None
     demo_tab: str | None = None

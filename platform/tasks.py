@@ -12,6 +12,9 @@ TASK_DEFAULTS: dict[str, dict[str, str]] = {
     "image-classification": {
         "loader": "vfm.platform.datasets:load_image_source",
         "preprocess": "vfm.serve.image_preprocess:preprocess",
+        "model": "vfm.finetune.vit_classifier:build_vit_classifier",
+        "metrics": "vfm.finetune.metrics:classification_metrics",
+        "explain": "vfm.finetune.explain:ExplainedClassifier",
         "pipeline": "vfm.finetune.image_pipeline:ImageClassificationPipeline",
         "predictor": "vfm.serve.image_classifier:ImageClassifierPredictor",
         "demo_tab": "vfm.serve.image_tab:build_image_classification_tab",

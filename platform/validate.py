@@ -6,6 +6,7 @@ report says which step failed and why.
 
 from __future__ import annotations
 
+import json
 import socket
 import tempfile
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 from vfm.platform.errors import VfmError
 from vfm.platform.plugin import Plugin
-from vfm.platform.tasks import REQUIRED_COMPONENTS
+from vfm.platform.tasks import REQUIRED_COMPONENTS, TASK_DEFAULTS
 
 
 def _free_port() -> int:
@@ -56,7 +57,8 @@ def validate_plugin(plugin: Plugin, *, progress: bool = False, work_dir: Path | 
         return {"schema_version": plugin.manifest.schema_version, "task": plugin.manifest.task}
 
     def imports() -> dict[str, Any]:
-        names = sorted(set(REQUIRED_COMPONENTS) | {"preprocess", "loader"})
+        declared = {name for name, path in plugin.manifest.components.model_dump().items() if path}
+        names = sorted(declared | set(TASK_DEFAULTS.get(plugin.manifest.task, {})) | set(REQUIRED_COMPONENTS))
         return {name: plugin.component_path(name) for name in names if plugin.component(name) is not None}
 
     def forward() -> dict[str, Any]:
@@ -67,10 +69,7 @@ def validate_plugin(plugin: Plugin, *, progress: bool = False, work_dir: Path | 
         pipeline = state["pipeline"]
         bundle = pipeline.build_demo_bundle(work / "build", config=pipeline.smoke_config(), progress=progress)
         state["bundle"] = bundle
-        parity = (bundle / "parity.json").read_text("utf-8")
-        import json
-
-        report = json.loads(parity)
+        report = json.loads((bundle / "parity.json").read_text("utf-8"))
         if not report["passed"]:
             raise VfmError(f"ONNX parity failed: {report['outputs']}")
         return {"bundle": str(bundle), "parity": report["outputs"]}

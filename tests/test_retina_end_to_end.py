@@ -134,3 +134,29 @@ def test_runtime_imports_no_torch(retina_run):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip()
+
+
+def test_pretrain_on_a_flat_folder_then_finetune_on_an_npz(tmp_path):
+    """Real data enters by path: unlabelled photographs for MAE, an npz with train/val for fine-tuning."""
+    from conftest import TINY_RUN
+
+    images, labels = generate(30, seed=99, image_size=40)
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"eye{i:02d}.png")
+    flat = run_vfm("pretrain", "retina", "--data", str(folder), "--out", str(tmp_path / "pre"), *TINY_RUN)
+    assert flat.returncode == 2 and "train" in flat.stderr and "data.train_split" in flat.stderr, flat.stderr
+    pre = run_vfm("pretrain", "retina", "--data", str(folder), "--out", str(tmp_path / "pre"), *TINY_RUN,
+                  "--set", "data.train_split=null", "--set", "data.val_split=null")
+    assert pre.returncode == 0, pre.stderr[-3000:]
+    assert json.loads(pre.stdout)["steps"] == 4
+
+    np.savez(tmp_path / "eyes.npz", train_images=images[:20], train_labels=labels[:20, None],
+             val_images=images[20:], val_labels=labels[20:, None])
+    fine = run_vfm("finetune", "retina", "--data", str(tmp_path / "eyes.npz"), "--out", str(tmp_path / "ft"),
+                   "--pretrained", str(tmp_path / "pre" / "encoder.safetensors"), *TINY_RUN)
+    assert fine.returncode == 0, fine.stderr[-3000:]
+    result = json.loads(fine.stdout)
+    assert result["n_train"] == 20 and result["n_val"] == 10
+    assert yaml.safe_load((tmp_path / "ft" / "config.yaml").read_text())["data"]["source"].endswith("eyes.npz")
