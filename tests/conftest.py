@@ -1,4 +1,5 @@
-"""Shared fixtures. Tests never touch the network, ../shared, or the user's cache."""
+"""Shared fixtures. Tests never touch the network or the user's cache; tests marked `realdata` read
+$VFM_DATA_DIR (default ../shared/data) when it exists and are skipped otherwise."""
 
 from __future__ import annotations
 

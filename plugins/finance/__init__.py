@@ -1,0 +1,1 @@
+"""Financial question answering over tables and text: FinQA, TAT-QA and ConvFinQA."""

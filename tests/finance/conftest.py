@@ -1,0 +1,31 @@
+"""Finance plugin test helpers: the real-data marker and its data folder.
+
+Real-data tests read the public datasets from ``$VFM_DATA_DIR`` (default: ``../shared/data``
+beside the repository) and are skipped when the folder is missing; nothing else here reads
+outside the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+F = TypeVar("F", bound=Callable[..., Any])
+
+DATA_DIR = Path(os.environ.get("VFM_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+def needs_data(*relative: str) -> Callable[[F], F]:
+    """Mark a test ``realdata`` and skip it unless these files are in the data folder."""
+    missing = [name for name in relative if not (DATA_DIR / name).is_file()]
+
+    def decorate(test: F) -> F:
+        skip = pytest.mark.skipif(bool(missing), reason=f"real data not found in {DATA_DIR}: {missing}")
+        return pytest.mark.realdata(skip(test))
+
+    return decorate

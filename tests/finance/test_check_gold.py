@@ -1,0 +1,68 @@
+"""Gold-program checking: the report, the command line, and the real FinQA files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vfm.plugins.finance.check_gold import check_gold_programs, main
+
+from .conftest import DATA_DIR, needs_data
+
+GOOD = {"id": "good", "pre_text": [], "post_text": [], "table": [["", "2019"], ["sales", "5"]],
+        "qa": {"question": "q", "program": "table_sum(sales, none)", "exe_ans": 5.0, "gold_inds": {}}}
+WRONG = dict(GOOD, id="wrong", qa=dict(GOOD["qa"], exe_ans=6.0))
+BROKEN = dict(GOOD, id="broken", qa=dict(GOOD["qa"], program="divide(5, 0)"))
+
+
+@pytest.fixture
+def finqa_file(tmp_path: Path) -> Path:
+    path = tmp_path / "gold.json"
+    path.write_text(json.dumps([GOOD, WRONG, BROKEN]), encoding="utf-8")
+    return path
+
+
+def test_report_counts_and_explains_mismatches(finqa_file):
+    report = check_gold_programs(finqa_file)
+    assert (report.records, report.checked, report.matched) == (3, 3, 1)
+    wrong, broken = report.mismatches
+    assert (wrong.id, wrong.got, wrong.gold, wrong.reason) == ("wrong", 5.0, 6.0, "gives 5.0, gold is 6.0")
+    assert broken.got is None and "does not execute: division by zero" in broken.reason
+    assert report.summary().endswith("1/3 gold programs give the gold answer (3 records, 0 without a program)")
+
+
+def test_main_exits_1_on_mismatch_and_names_them(finqa_file, tmp_path, capsys):
+    assert main([str(finqa_file)]) == 1
+    out = capsys.readouterr().out
+    assert "wrong: table_sum(sales, none) — gives 5.0" in out and "broken:" in out
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps([GOOD]), encoding="utf-8")
+    assert main([str(good)]) == 0
+    assert main([str(tmp_path / "missing.json")]) == 1
+    assert "error: file not found" in capsys.readouterr().err
+
+
+def test_runs_as_a_module(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps([GOOD]), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "vfm.plugins.finance.check_gold", str(good)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "1/1 gold programs" in result.stdout
+
+
+@needs_data("finqa/dev_sample200.original.json", "finqa/train_sample100.original.json")
+@pytest.mark.parametrize("name", ["finqa/dev_sample200.original.json", "finqa/train_sample100.original.json"])
+def test_every_real_finqa_gold_program_gives_its_answer(name):
+    report = check_gold_programs(DATA_DIR / name)
+    assert report.checked == report.records and report.mismatches == []
+
+
+@needs_data("tatqa/tatqa_dataset_dev.json", "convfinqa/convfinqa_dev.pot_format.json")
+@pytest.mark.parametrize("name", ["tatqa/tatqa_dataset_dev.json", "convfinqa/convfinqa_dev.pot_format.json"])
+def test_derived_programs_give_the_real_answers(name):
+    report = check_gold_programs(DATA_DIR / name)
+    assert report.checked > 0 and report.mismatches == []
