@@ -1,8 +1,11 @@
 """Fine-tuning a ViT image classifier with Lightning (RETFound recipe, sized for small data).
 
 Full fine-tuning uses layer-wise lr decay (timm's ``param_groups_layer_decay``), drop-path,
-label smoothing and a warmup + cosine schedule; linear probing trains the head only. The best
-epoch by validation macro AUROC is kept and written as ``classifier.safetensors``.
+label smoothing and a warmup + cosine schedule; linear probing trains the head only; LoRA trains
+low-rank adapters and the head, then merges the adapters (``vfm.finetune.lora``). Batches are
+augmented on the device (``vfm.finetune.augment``); a stratified share of the training labels
+can be used (``vfm.finetune.label_fraction``). The best epoch by validation macro AUROC is kept
+and written as ``classifier.safetensors``, with validation plots (``vfm.finetune.plots``).
 """
 
 from __future__ import annotations
@@ -12,16 +15,22 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from collections.abc import Sequence
+
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from timm.loss import SoftTargetCrossEntropy
 from timm.optim import param_groups_layer_decay
 from torch.utils.data import DataLoader, TensorDataset
 
+from vfm.finetune.augment import BatchAugment
+from vfm.finetune.label_fraction import stratified_subset
 from vfm.finetune.metrics import MetricsFn, classification_metrics
+from vfm.finetune.plots import write_classification_plots
 from vfm.finetune.vit_classifier import ModelBuilder, build_vit_classifier, load_encoder_weights, save_classifier
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
@@ -35,9 +44,17 @@ class FinetuneSettings:
     """How to fine-tune. The peak lr is ``base_lr * batch_size * devices / 256`` (RETFound's
     base_lr 5e-3); ``precision="auto"`` as in ``PretrainSettings``.
 
-    mode: "full" (all layers, layer decay) or "linear" (head only, no drop-path).
+    mode: "full" (all layers, layer decay), "linear" (head only, no drop-path) or "lora"
+        (rank-``lora_r`` adapters with scale ``lora_alpha / lora_r`` on the block linears, plus
+        the head; no layer decay; merged into the saved weights).
     class_weights: None, or "balanced" (weight of class c = N / (C * count_c)).
+    label_fraction: stratified share of the training labels used, in (0, 1] (seeded by ``seed``;
+        at least one image per class); the validation split is always used whole.
     augment: random horizontal flips and a random resized crop (80-100 % of the area) per image.
+    rand_augment: RandAugment per image, ``rand_augment_ops`` ops of strength
+        ``rand_augment_magnitude`` (0..30; timm's rand-m9-n2 by default).
+    mixup, cutmix: Beta alphas (0 disables); either turns the targets soft (label smoothing
+        included) and the loss into soft-target cross-entropy. Not with class_weights.
     """
 
     mode: str = "full"
@@ -50,7 +67,16 @@ class FinetuneSettings:
     label_smoothing: float = 0.1
     warmup_epochs: float = 1.0
     class_weights: str | None = None
+    label_fraction: float = 1.0
     augment: bool = True
+    rand_augment: bool = False
+    rand_augment_ops: int = 2
+    rand_augment_magnitude: int = 9
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
     seed: int = 0
     precision: str = "auto"
     devices: int | str = "auto"
@@ -59,47 +85,51 @@ class FinetuneSettings:
     num_workers: int = 0
 
     def __post_init__(self):
-        checks = [("mode", self.mode in ("full", "linear"), '"full" or "linear"'),
+        checks = [("mode", self.mode in ("full", "linear", "lora"), '"full", "linear" or "lora"'),
                   ("class_weights", self.class_weights in (None, "balanced"), 'null or "balanced"'),
                   ("precision", self.precision in ("auto", "32", "bf16-mixed"), '"auto", "32" or "bf16-mixed"'),
-                  ("layer_decay", 0.0 < self.layer_decay <= 1.0, "a value in (0, 1]")]
+                  ("layer_decay", 0.0 < self.layer_decay <= 1.0, "a value in (0, 1]"),
+                  ("label_fraction", 0.0 < self.label_fraction <= 1.0, "a value in (0, 1], e.g. 0.1 for 10 %"),
+                  ("rand_augment_ops", self.rand_augment_ops >= 0, "a count >= 0"),
+                  ("rand_augment_magnitude", 0 <= self.rand_augment_magnitude <= 30, "a value in 0..30"),
+                  ("mixup", self.mixup >= 0, "an alpha >= 0 (0 disables)"),
+                  ("cutmix", self.cutmix >= 0, "an alpha >= 0 (0 disables)"),
+                  ("class_weights", self.class_weights is None or self.mixup == self.cutmix == 0,
+                   "null when mixup or cutmix is on (their soft targets carry no class weights)"),
+                  ("lora_r", self.lora_r >= 1, "a rank >= 1"),
+                  ("lora_dropout", 0.0 <= self.lora_dropout < 1.0, "a value in [0, 1)")]
         for field, ok, expected in checks:
             if not ok:
                 raise VfmError(f"invalid {field} {getattr(self, field)!r}", where=f"FinetuneSettings.{field}",
                                fix=f"use {expected}")
 
-
-def augment_batch(x: torch.Tensor, min_area: float = 0.8) -> torch.Tensor:
-    """Random horizontal flip + random resized crop (square, ``min_area``..1 of the image) per image.
-
-    x: [N, C, S, S] -> [N, C, S, S], one affine resampling (bilinear) for both.
-    """
-    n = x.shape[0]
-    side = torch.empty(n, device=x.device).uniform_(min_area, 1.0).sqrt()  # [N], crop side / image side
-    flip = torch.where(torch.rand(n, device=x.device) < 0.5, -1.0, 1.0)  # [N]
-    shift = (torch.rand(n, 2, device=x.device) * 2 - 1) * (1 - side)[:, None]  # [N, 2], crop centre
-    theta = torch.zeros(n, 2, 3, device=x.device)  # [N, 2, 3], output -> input coordinates
-    theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = side * flip, side, shift
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # [N, S, S, 2]
-    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    def batch_augment(self, num_classes: int, mean: Sequence[float] | None,
+                      std: Sequence[float] | None) -> BatchAugment:
+        """The training-batch augmentation these settings ask for."""
+        return BatchAugment(num_classes, crop_flip=self.augment, rand_augment=self.rand_augment,
+                            num_ops=self.rand_augment_ops, magnitude=self.rand_augment_magnitude,
+                            mixup=self.mixup, cutmix=self.cutmix, label_smoothing=self.label_smoothing,
+                            mean=mean, std=std)
 
 
 class ClassifierModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, settings: FinetuneSettings, class_weights: torch.Tensor | None,
-                 label_names: list[str], metrics_fn: MetricsFn = classification_metrics):
+                 label_names: list[str], augment: BatchAugment, metrics_fn: MetricsFn = classification_metrics):
         super().__init__()
         self.model, self.settings, self.label_names, self.metrics_fn = model, settings, label_names, metrics_fn
+        self.augment = augment
         self.register_buffer("class_weights", class_weights)
         self._val_probs: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
 
     def training_step(self, batch, batch_idx):
-        x, y = batch  # [N, 3, S, S], [N]
-        if self.settings.augment:
-            x = augment_batch(x)
-        logits = self.model(x)  # [N, C]
-        loss = F.cross_entropy(logits.float(), y, weight=self.class_weights,
-                               label_smoothing=self.settings.label_smoothing)
+        x, target = self.augment(*batch)  # [N, 3, S, S]; labels [N], or soft targets [N, C] (mixup/cutmix)
+        logits = self.model(x).float()  # [N, C]
+        if self.augment.soft_targets:
+            loss = SoftTargetCrossEntropy()(logits, target)  # label smoothing is in the targets
+        else:
+            loss = F.cross_entropy(logits, target, weight=self.class_weights,
+                                   label_smoothing=self.settings.label_smoothing)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -121,15 +151,25 @@ class ClassifierModule(L.LightningModule):
     def configure_optimizers(self):
         s = self.settings
         lr = s.base_lr * s.batch_size * self.trainer.world_size / 256
-        groups = param_groups_layer_decay(self.model, weight_decay=s.weight_decay, layer_decay=s.layer_decay,
-                                          no_weight_decay_list=self.model.no_weight_decay())
-        for group in groups:
-            group["lr"] = lr * group.pop("lr_scale")
+        if s.mode == "lora":
+            groups = _plain_param_groups(self.model, s.weight_decay)
+        else:
+            groups = param_groups_layer_decay(self.model, weight_decay=s.weight_decay, layer_decay=s.layer_decay,
+                                              no_weight_decay_list=self.model.no_weight_decay())
+            for group in groups:
+                group["lr"] = lr * group.pop("lr_scale")
         optimizer = torch.optim.AdamW(groups, lr=lr)
         total = int(self.trainer.estimated_stepping_batches)
         warmup = round(s.warmup_epochs * total / max(1, self.trainer.max_epochs))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _plain_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """The trainable parameters in two AdamW groups: weight decay on matrices, none on biases and norms."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
 
 
 @torch.no_grad()
@@ -161,43 +201,82 @@ def _check_split(split, num_classes: int, name: str) -> tuple[torch.Tensor, torc
     return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)), torch.from_numpy(labels.astype(np.int64))
 
 
-def finetune_classifier(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
-                        encoder_cfg: dict, num_classes: int, settings: FinetuneSettings, out_dir: Path,
-                        pretrained: Path | None, label_names: list[str], progress: bool = True,
-                        build_model: ModelBuilder = build_vit_classifier,
-                        metrics_fn: MetricsFn = classification_metrics) -> dict:
-    """Fine-tune a ViT classifier and keep its best epoch by validation macro AUROC.
+def _check_normalisation(mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+    if (mean is None) != (std is None) or (mean is not None and (len(mean) != 3 or len(std) != 3)):
+        raise VfmError(f"mean {mean!r} and std {std!r} must both be 3 values, or both None",
+                       where="finetune_classifier(mean, std)", fix="pass the preprocessing's mean and std")
+    if std is not None and min(std) <= 0:
+        raise VfmError(f"std {std!r} must be positive", where="finetune_classifier(std)")
 
-    train, val: (images float32 [N, 3, S, S], labels int64 [N]). ``pretrained``: an encoder
-    checkpoint for ``load_encoder_weights`` (None trains from scratch). Resumes from
-    ``out_dir/checkpoints/last.ckpt`` when present. ``build_model`` and ``metrics_fn`` are the
-    plugin's ``model`` and ``metrics`` components (``metrics_fn`` must return at least
-    ``auroc_macro_ovr``, ``accuracy`` and ``qwk``).
 
-    Writes into ``out_dir``: ``checkpoints/{best,last}.ckpt``, ``logs/`` (CSV),
-    ``classifier.safetensors`` + ``classifier.json`` (best epoch) and ``metrics.json`` (its
-    ``classification_metrics`` on ``val`` plus ``best_epoch``). When the validation AUROC is
-    undefined (a single class) epochs are compared by accuracy.
-
-    Returns the metrics of ``metrics.json`` plus ``epochs``, ``seconds`` and ``encoder_load``
-    (the ``load_encoder_weights`` report, or None).
-    """
-    out_dir = Path(out_dir)
-    x_train, y_train = _check_split(train, num_classes, "train")
-    x_val, y_val = _check_split(val, num_classes, "val")
-    ckpt_dir = out_dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    last = ckpt_dir / "last.ckpt"
-
-    L.seed_everything(settings.seed, workers=True, verbose=False)
+def _build(build_model: ModelBuilder, encoder_cfg: dict, num_classes: int, settings: FinetuneSettings,
+           pretrained: Path | None) -> tuple[torch.nn.Module, dict | None]:
+    """The model to train (frozen as ``settings.mode`` says) and the encoder-load report (or None)."""
     linear = settings.mode == "linear"
     model = build_model(encoder_cfg, num_classes, drop_path_rate=0.0 if linear else settings.drop_path)
     report = load_encoder_weights(model, pretrained) if pretrained else None
     if linear:
         for name, p in model.named_parameters():
             p.requires_grad = name.startswith("head.")
-    module = ClassifierModule(model, settings, _class_weights(train[1], num_classes, settings.class_weights),
-                              label_names, metrics_fn)
+    if settings.mode == "lora":
+        from vfm.finetune.lora import add_lora  # peft imports transformers: seconds, only when asked for
+
+        model = add_lora(model, r=settings.lora_r, alpha=settings.lora_alpha, dropout=settings.lora_dropout)
+    return model, report
+
+
+def _trained(module: ClassifierModule, best_path: str) -> tuple[torch.nn.Module, int]:
+    """The plain model of the best epoch (LoRA adapters merged), on the CPU in eval mode, and that epoch."""
+    state = torch.load(best_path, map_location="cpu", weights_only=True)
+    module.load_state_dict(state["state_dict"])
+    model = module.model
+    if module.settings.mode == "lora":
+        from vfm.finetune.lora import merge_lora
+
+        model = merge_lora(model)
+    return model.cpu().eval(), int(state["epoch"]) + 1  # 1 = the first epoch
+
+
+def finetune_classifier(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
+                        encoder_cfg: dict, num_classes: int, settings: FinetuneSettings, out_dir: Path,
+                        pretrained: Path | None, label_names: list[str], progress: bool = True,
+                        build_model: ModelBuilder = build_vit_classifier,
+                        metrics_fn: MetricsFn = classification_metrics,
+                        mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> dict:
+    """Fine-tune a ViT classifier and keep its best epoch by validation macro AUROC.
+
+    train, val: (images float32 [N, 3, S, S], labels int64 [N]). ``pretrained``: an encoder
+    checkpoint for ``load_encoder_weights`` (None trains from scratch). Resumes from
+    ``out_dir/checkpoints/last.ckpt`` when present. ``build_model`` and ``metrics_fn`` are the
+    plugin's ``model`` and ``metrics`` components (``metrics_fn`` must return at least
+    ``auroc_macro_ovr``, ``accuracy`` and ``qwk``). ``mean``/``std``: the normalisation of the
+    images (3 values each, the preprocessing's), which RandAugment undoes; None: pixels in [0, 1].
+    Only ``settings.label_fraction`` of ``train`` is used (stratified, ``settings.seed``).
+
+    Writes into ``out_dir``: ``checkpoints/{best,last}.ckpt``, ``logs/`` (CSV),
+    ``classifier.safetensors`` + ``classifier.json`` (best epoch; a plain timm ViT in every
+    mode), ``metrics.json`` (its ``metrics_fn`` on ``val`` plus ``best_epoch``, ``n_train_used``
+    and ``label_fraction``) and ``plots/`` (``write_classification_plots`` on ``val``). When the
+    validation AUROC is undefined (a single class) epochs are compared by accuracy.
+
+    Returns the metrics of ``metrics.json`` plus ``epochs``, ``seconds``, ``encoder_load`` (the
+    ``load_encoder_weights`` report, or None) and ``plots`` (the written paths).
+    """
+    out_dir = Path(out_dir)
+    x_train, y_train = _check_split(train, num_classes, "train")
+    x_val, y_val = _check_split(val, num_classes, "val")
+    _check_normalisation(mean, std)
+    if settings.label_fraction < 1.0:
+        used = torch.from_numpy(stratified_subset(y_train.numpy(), settings.label_fraction, seed=settings.seed))
+        x_train, y_train = x_train[used], y_train[used]
+    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    last = ckpt_dir / "last.ckpt"
+
+    L.seed_everything(settings.seed, workers=True, verbose=False)
+    model, report = _build(build_model, encoder_cfg, num_classes, settings, pretrained)
+    module = ClassifierModule(model, settings, _class_weights(y_train.numpy(), num_classes, settings.class_weights),
+                              label_names, settings.batch_augment(num_classes, mean, std), metrics_fn)
 
     loader = DataLoader(TensorDataset(x_train, y_train), batch_size=settings.batch_size, shuffle=True,
                         drop_last=len(y_train) > settings.batch_size, num_workers=settings.num_workers)
@@ -218,13 +297,15 @@ def finetune_classifier(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndar
         trainer.fit(module, loader, val_loader, ckpt_path=last if last.exists() else None, weights_only=True)
     seconds = time.perf_counter() - start
 
-    state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
-    module.load_state_dict(state["state_dict"])
-    model = module.model.cpu().eval()
-    metrics = metrics_fn(y_val.numpy(), predict_proba(model, x_val.numpy()), label_names)
-    metrics["best_epoch"] = int(state["epoch"]) + 1  # 1 = the first epoch
+    model, best_epoch = _trained(module, best.best_model_path)
+    probs = predict_proba(model, x_val.numpy())  # [N_val, C]
+    metrics = metrics_fn(y_val.numpy(), probs, label_names)
+    metrics |= {"best_epoch": best_epoch, "n_train_used": len(y_train), "label_fraction": settings.label_fraction}
+    plots = []
     if trainer.is_global_zero:
         save_classifier(model, encoder_cfg, num_classes, out_dir,
                         meta={"label_names": label_names, "mode": settings.mode})
         atomic_write_json(out_dir / "metrics.json", metrics)
-    return {**metrics, "epochs": int(trainer.current_epoch), "seconds": round(seconds, 3), "encoder_load": report}
+        plots = write_classification_plots(y_val.numpy(), probs, label_names, out_dir / "plots")
+    return {**metrics, "epochs": int(trainer.current_epoch), "seconds": round(seconds, 3), "encoder_load": report,
+            "plots": [str(p) for p in plots]}

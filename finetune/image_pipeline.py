@@ -159,6 +159,7 @@ class ImageClassificationPipeline:
             out_dir=out_dir, pretrained=Path(pretrained) if pretrained else None,
             label_names=self.labels, progress=progress,
             build_model=self.plugin.component("model"), metrics_fn=self.plugin.component("metrics"),
+            mean=config["preprocessing"].get("mean"), std=config["preprocessing"].get("std"),
         ) | {"n_train": len(train[1]), "n_val": len(val[1])}
 
     def _encoder_config(self, config: dict[str, Any], pretrained: str | None) -> dict[str, Any]:
@@ -216,9 +217,14 @@ class ImageClassificationPipeline:
         build_model, explain = self.plugin.component("model"), self.plugin.component("explain")
         model = explain(build_model(encoder_cfg, len(self.labels))).eval()
         with torch.no_grad():
-            probs, heatmap = model(torch.randn(2, 3, size, size))
-        expected = {"probabilities": (2, len(self.labels)), "heatmap": (2, size, size)}
-        got = {"probabilities": tuple(probs.shape), "heatmap": tuple(heatmap.shape)}
+            outputs = model(torch.randn(2, 3, size, size))
+        names = [spec.name for spec in self.manifest.outputs]
+        if len(outputs) != len(names):
+            raise VfmError(f"the model returns {len(outputs)} outputs but the manifest declares {names}",
+                           fix="declare one manifest output per model output, in order")
+        expected = {"probabilities": (2, len(self.labels)), "heatmap": (2, size, size), "gradcam": (2, size, size)}
+        expected = {name: expected[name] for name in names if name in expected}
+        got = {name: tuple(out.shape) for name, out in zip(names, outputs) if name in expected}
         if got != expected:
             raise VfmError(f"model output shapes {got} differ from the manifest's {expected}")
         return {"outputs": {k: list(v) for k, v in got.items()}}
@@ -241,7 +247,7 @@ class ImageClassificationPipeline:
 
     # ------------------------------------------------------------------ export
     def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
-        """Export the fine-tuned classifier (+ attention-rollout heat-map) as a verified bundle."""
+        """Export the fine-tuned classifier (+ attention-rollout and Grad-CAM heat-maps) as a verified bundle."""
         config = self._run_config(run_dir, None)
         import torch
 

@@ -40,11 +40,17 @@ class Plugin:
 
     package: str
     manifest_file: str = "manifest.yaml"
+    overrides: tuple[tuple[str, str], ...] = ()
     _loaded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_package(cls, package: str) -> Plugin:
         return cls(package=package)
+
+    def with_components(self, **paths: str) -> Plugin:
+        """A copy whose named components come from these import paths (e.g. a baseline model)."""
+        merged = dict(self.overrides) | paths
+        return Plugin(self.package, self.manifest_file, tuple(sorted(merged.items())))
 
     @cached_property
     def manifest(self) -> Manifest:
@@ -66,8 +72,8 @@ class Plugin:
         return self.manifest.name
 
     def component_path(self, name: str) -> str:
-        """The import path of a component: the manifest's, else the task default."""
-        declared = getattr(self.manifest.components, name, None)
+        """The import path of a component: an override, else the manifest's, else the task default."""
+        declared = dict(self.overrides).get(name) or getattr(self.manifest.components, name, None)
         if declared:
             return declared
         default = TASK_DEFAULTS.get(self.manifest.task, {}).get(name)

@@ -17,12 +17,18 @@ from vfm.serve.image_io import read_image
 from vfm.serve.runtime import onnx_session
 
 
+EXPLANATIONS = {"heatmap": "attention rollout", "gradcam": "Grad-CAM"}
+"""Heat-map outputs a bundle's model may have, and how to call them."""
+
+
 class ImageClassifierPredictor:
     """Classify one image and explain it with the bundle's heat-map output.
 
     ``predict`` returns a dict with ``label`` (str), ``index`` (int), ``probabilities``
-    (label -> float), ``heatmap`` (float32 [S, S] in [0, 1]) and ``view`` (uint8 [S, S, 3],
-    the preprocessed image the model saw, de-normalised for display).
+    (label -> float), ``explanations`` (method -> float32 [S, S] in [0, 1]: ``heatmap`` is
+    attention rollout, ``gradcam`` Grad-CAM of the predicted class; whichever the bundle's
+    model outputs) and ``view`` (uint8 [S, S, 3], the preprocessed image the model saw,
+    de-normalised for display).
     """
 
     def __init__(self, bundle: Bundle, plugin: Plugin):
@@ -53,11 +59,10 @@ class ImageClassifierPredictor:
             raise VfmError("the model produced non-finite probabilities for this image",
                            fix="check the image; re-export the bundle if this happens for every image")
         index = int(np.argmax(probs))
-        heatmap = outputs.get("heatmap")
         return {
             "label": self.labels[index],
             "index": index,
             "probabilities": {name: float(p) for name, p in zip(self.labels, probs)},
-            "heatmap": None if heatmap is None else heatmap[0],
+            "explanations": {name: outputs[name][0] for name in EXPLANATIONS if name in outputs},
             "view": self._view(pixels[0]),
         }

@@ -15,14 +15,15 @@ from vfm.serve.runtime import open_predictor
 
 def jsonable(result: dict[str, Any]) -> dict[str, Any]:
     """The result without its arrays (heat-maps, views), for printing."""
-    return {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
+    return {k: v for k, v in result.items()
+            if not isinstance(v, np.ndarray) and not (isinstance(v, dict) and any(isinstance(x, np.ndarray) for x in v.values()))}
 
 
 def predict_files(bundle: str | Path, inputs: list[str], *, explain_dir: Path) -> list[dict[str, Any]]:
     """Predict every input; a bad input yields ``{"input", "error"}`` and the others still run.
 
-    A heat-map explanation, when the model gives one, is written as
-    ``explain_dir/<input stem>_heatmap.png`` and its path reported as ``explanation``.
+    Each heat-map explanation the model gives is written as ``explain_dir/<input stem>_<method>.png``
+    (overlaid on the model's input) and its path reported under ``explanations``.
     """
     predictor = open_predictor(bundle)
     results = []
@@ -33,10 +34,12 @@ def predict_files(bundle: str | Path, inputs: list[str], *, explain_dir: Path) -
             results.append({"input": name, "error": str(err)})
             continue
         entry = {"input": name, **jsonable(result)}
-        if result.get("heatmap") is not None and result.get("view") is not None:
+        if result.get("explanations") and result.get("view") is not None:
             explain_dir.mkdir(parents=True, exist_ok=True)
-            path = explain_dir / f"{Path(name).stem}_heatmap.png"
-            Image.fromarray(overlay_heatmap(result["view"], result["heatmap"])).save(path)
-            entry["explanation"] = str(path)
+            entry["explanations"] = {}
+            for method, heatmap in result["explanations"].items():
+                path = explain_dir / f"{Path(name).stem}_{method}.png"
+                Image.fromarray(overlay_heatmap(result["view"], heatmap)).save(path)
+                entry["explanations"][method] = str(path)
         results.append(entry)
     return results

@@ -38,7 +38,7 @@ def test_bundle_has_every_part_and_passes_parity(retina_run):
         assert (bundle / name).is_file(), name
     parity = json.loads((bundle / "parity.json").read_text())
     assert parity["passed"] and parity["n_inputs"] >= 10
-    for output in ("probabilities", "heatmap"):
+    for output in ("probabilities", "heatmap", "gradcam"):
         assert parity["outputs"][output]["max_abs_err"] <= 1e-4
     card = (bundle / "MODEL_CARD.md").read_text()
     assert "Intended use" in card and "Limitations" in card and "synthetic" in card.lower()
@@ -99,7 +99,8 @@ def test_predict_handles_good_and_bad_images(retina_run, tmp_path):
     for name in ("good", "gray", "rgba", "deep16"):
         assert "error" not in results[name], results[name]
         assert abs(sum(results[name]["probabilities"].values()) - 1) < 1e-4
-        assert Image.open(results[name]["explanation"]).size == (256, 256)
+        assert set(results[name]["explanations"]) == {"heatmap", "gradcam"}
+        assert all(Image.open(path).size == (256, 256) for path in results[name]["explanations"].values())
     for name in ("tiny", "corrupt", "huge", "missing"):
         error = results[name]["error"]
         assert "fix:" in error and "\n" not in error, error

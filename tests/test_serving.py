@@ -52,10 +52,11 @@ def test_binds_to_loopback_only(server):
 def test_predicts_an_example_and_keeps_serving_after_bad_input(server, tmp_path):
     client = Client(server["url"], verbose=False)
     example = sorted((server["bundle"] / "examples").iterdir())[0]
-    view, probabilities, heatmap, summary = client.predict(handle_file(str(example)), api_name="/retina_predict")
+    view, probabilities, rollout, gradcam, summary = client.predict(handle_file(str(example)),
+                                                                     api_name="/retina_predict")
     assert probabilities["label"] in summary
     assert len(probabilities["confidences"]) == 5
-    assert os.path.getsize(heatmap) > 0 and os.path.getsize(view) > 0
+    assert all(os.path.getsize(path) > 0 for path in (view, rollout, gradcam))
 
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 20)
