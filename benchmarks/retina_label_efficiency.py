@@ -1,0 +1,143 @@
+"""Label-efficiency study on real fundus photographs (RetinaMNIST, 28x28, DR grade 0-4).
+
+Protocol (the official test split is held out and not available here):
+
+- the official ``train`` split (1,080) is divided, stratified with a fixed seed, into a training
+  pool (960) and a model-selection split (120);
+- the official ``val`` split (120) is the held-out test set: used once per run, never for selection;
+- MAE pretraining sees the unlabelled images of train + val (as the issue asks);
+- for each label fraction and seed, three models are fine-tuned on the same stratified subset of the
+  pool: the MAE-pretrained ViT, the same ViT from scratch, and a small CNN;
+- every run goes through the platform's own pipeline (the code ``vfm pretrain/finetune/evaluate``
+  runs); results are written to ``<out>/results.json`` and a markdown table to stdout.
+
+Usage::
+
+    python benchmarks/retina_label_efficiency.py --data $VFM_DATA_DIR/retinamnist/retinamnist_trainval.npz \\
+        --out runs/retina-study
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from vfm.finetune.image_pipeline import ImageClassificationPipeline
+from vfm.finetune.label_fraction import stratified_subset
+from vfm.platform.config import deep_merge
+from vfm.platform.fileio import atomic_write_json
+from vfm.platform.registry import get_plugin
+
+MEAN = [0.40, 0.24, 0.16]  # RetinaMNIST train-image channel statistics (unlabelled)
+STD = [0.30, 0.20, 0.15]
+SELECTION_SIZE = 120
+
+
+def write_study_npz(source: Path, out: Path, seed: int) -> Path:
+    """train (pool) / select / test arrays derived from the official train/val splits."""
+    data = np.load(source)
+    images, labels = data["train_images"], data["train_labels"].reshape(-1)
+    select = stratified_subset(labels, SELECTION_SIZE / len(labels), seed=seed)
+    pool = np.setdiff1d(np.arange(len(labels)), select)
+    path = out / "study.npz"
+    np.savez(path, train_images=images[pool], train_labels=labels[pool], select_images=images[select],
+             select_labels=labels[select], test_images=data["val_images"], test_labels=data["val_labels"].reshape(-1),
+             all_images=np.concatenate([images, data["val_images"]]))
+    return path
+
+
+def study_config(npz: Path, args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "data": {"source": str(npz), "train_split": "train", "val_split": "select"},
+        "preprocessing": {"image_size": 28, "mean": MEAN, "std": STD, "crop_fov": False},
+        "pretrain": {"preset": "tiny", "max_steps": args.pretrain_steps, "batch_size": 128, "base_lr": 1.5e-3,
+                     "warmup_steps": 200, "precision": "32", "checkpoint_every_n_steps": 500},
+        "finetune": {"batch_size": 32, "precision": "32", "max_epochs": args.epochs},
+    }
+
+
+def epochs_for(n_train: int, batch_size: int, min_epochs: int, min_steps: int) -> int:
+    """Enough epochs that small label fractions still get ``min_steps`` optimiser steps."""
+    return max(min_epochs, math.ceil(min_steps / max(1, n_train // batch_size)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="retinamnist_trainval.npz")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (outside the repository)")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.25, 1.0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--models", nargs="+", default=["mae", "scratch", "cnn"], choices=["mae", "scratch", "cnn"])
+    parser.add_argument("--pretrain-steps", type=int, default=3000)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--min-steps", type=int, default=400)
+    args = parser.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    npz = write_study_npz(args.data, args.out, seed=0)
+    plugin = get_plugin("retina")
+    pipeline = ImageClassificationPipeline(plugin)
+    cnn_pipeline = ImageClassificationPipeline(plugin.with_components(model="vfm.finetune.small_cnn:build_small_cnn"))
+    base = study_config(npz, args)
+
+    started = time.perf_counter()
+    pre_config = deep_merge(base, {"data": {"train_split": "all", "val_split": None}})
+    pretrain = pipeline.pretrain(pre_config, args.out / "pretrain")
+    encoder = args.out / "pretrain" / "encoder.safetensors"
+    pool_labels = np.load(npz)["train_labels"]
+
+    results_path = args.out / "results.json"
+    results: list[dict[str, Any]] = json.loads(results_path.read_text()) if results_path.exists() else []
+    done = {(r["model"], r["fraction"], r["seed"]) for r in results}
+    for fraction in args.fractions:
+        for seed in args.seeds:
+            n_used = len(stratified_subset(pool_labels, fraction, seed=seed)) if fraction < 1 else len(pool_labels)
+            for model in args.models:
+                if (model, fraction, seed) in done:
+                    continue
+                run = args.out / f"{model}-f{fraction}-s{seed}"
+                finetune = {"label_fraction": fraction, "seed": seed,
+                            "max_epochs": epochs_for(n_used, 32, args.epochs, args.min_steps),
+                            "pretrained": str(encoder) if model == "mae" else None}
+                if model == "cnn":
+                    finetune |= {"layer_decay": 1.0, "drop_path": 0.0, "base_lr": 2e-3}
+                if model == "scratch":
+                    finetune |= {"layer_decay": 1.0}
+                config = deep_merge(base, {"finetune": finetune})
+                runner = cnn_pipeline if model == "cnn" else pipeline
+                t0 = time.perf_counter()
+                val = runner.finetune(config, run, progress=False)
+                test = runner.evaluate(run, source=str(npz), split="test")
+                results.append({"model": model, "fraction": fraction, "seed": seed, "n_train": n_used,
+                                "selection": {k: val[k] for k in ("auroc_macro_ovr", "accuracy", "qwk")},
+                                "test": {k: test.get(k) for k in ("auroc_macro_ovr", "aupr_macro_ovr", "accuracy",
+                                                                  "qwk", "ece")},
+                                "seconds": round(time.perf_counter() - t0, 1)})
+                atomic_write_json(results_path, results)
+                print(json.dumps(results[-1]), flush=True)
+    summary = {"pretrain": pretrain, "seconds": round(time.perf_counter() - started, 1), "runs": len(results)}
+    atomic_write_json(args.out / "summary.json", summary)
+    print(render_table(results))
+
+
+def render_table(results: list[dict[str, Any]]) -> str:
+    """Markdown: mean ± sd over seeds of test AUROC / accuracy / QWK per model and fraction."""
+    lines = ["| labels | model | n | test AUROC | test accuracy | test QWK |", "|---|---|---|---|---|---|"]
+    keys = sorted({(r["fraction"], r["model"]) for r in results}, key=lambda k: (k[0], ["mae", "scratch", "cnn"].index(k[1])))
+    for fraction, model in keys:
+        runs = [r for r in results if r["fraction"] == fraction and r["model"] == model]
+        cells = []
+        for metric in ("auroc_macro_ovr", "accuracy", "qwk"):
+            values = np.array([r["test"][metric] for r in runs if r["test"][metric] is not None], dtype=float)
+            cells.append(f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}")
+        lines.append(f"| {fraction:.0%} | {model} | {runs[0]['n_train']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
