@@ -1,0 +1,210 @@
+"""Domain text adaptation: continued pretraining of a ``transformers`` language model on domain
+text (masked LM for encoders, causal LM for decoders), with Lightning.
+
+``adapt_text_model`` splits the corpora by document (held out: ``heldout_fraction``), prepares
+the model and tokenizer (a fresh tokenizer for ``fresh:<name>`` bases; top-K domain tokens added
+to a base tokenizer), mixes general text in by tokens, packs blocks, measures held-out
+perplexity, trains (checkpointing into ``out_dir/checkpoints/last.ckpt`` and resuming from it
+exactly: batches, masks and dropout are functions of the step) and measures again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from vfm.platform.errors import VfmError
+from vfm.platform.fileio import atomic_write_json
+from vfm.pretrain.mae_training import resolve_precision
+from vfm.pretrain.text_blocks import mix_by_tokens, pack_blocks, split_heldout, tokenize
+from vfm.pretrain.text_corpus import Corpus, Document
+from vfm.pretrain.text_models import max_positions, perplexity
+from vfm.pretrain.text_prepare import prepare_model, save_pretrained_atomic
+from vfm.pretrain.text_training import BlockStream, TextLmModule
+
+
+@dataclass
+class TextAdaptSettings:
+    """How to adapt. ``objective="auto"`` picks MLM for masked-LM checkpoints, CLM for decoders.
+
+    ``schedule_steps`` (default ``max_steps``) is the length of the warmup + decay schedule, so a
+    run may be done in pieces (``max_steps`` 500, then 1000, same ``schedule_steps``).
+    ``add_domain_tokens`` extends a base tokenizer (ignored for ``fresh:`` bases, whose
+    ``vocab_size``-token tokenizer is trained on the corpus). ``precision="auto"``: see
+    :func:`vfm.pretrain.mae_training.resolve_precision`.
+    """
+
+    objective: str = "auto"
+    block_size: int = 128
+    batch_size: int = 32
+    max_steps: int = 1000
+    schedule_steps: int | None = None
+    lr: float = 5e-5
+    lr_schedule: str = "linear"
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    gradient_clip: float = 1.0
+    accumulate_grad_batches: int = 1
+    mlm_probability: float = 0.15
+    mix_ratio_general: float = 0.0
+    add_domain_tokens: int = 0
+    min_token_count: int = 5
+    vocab_size: int = 8000
+    heldout_fraction: float = 0.05
+    eval_max_blocks: int = 256
+    eval_batch_size: int = 16
+    precision: str = "auto"
+    devices: int | str = "auto"
+    accelerator: str = "auto"
+    strategy: str = "auto"
+    checkpoint_every_n_steps: int = 500
+    seed: int = 0
+
+    def __post_init__(self):
+        checks = [("objective", self.objective in ("auto", "mlm", "clm"), 'use "auto", "mlm" or "clm"'),
+                  ("lr_schedule", self.lr_schedule in ("linear", "cosine"), 'use "linear" or "cosine"'),
+                  ("precision", self.precision in ("auto", "32", "bf16-mixed"), 'use "auto", "32" or "bf16-mixed"'),
+                  ("max_steps", self.max_steps >= 1, "use a positive number of optimiser steps"),
+                  ("block_size", self.block_size >= 8, "use e.g. 128"),
+                  ("mlm_probability", 0 < self.mlm_probability < 1, "use e.g. 0.15"),
+                  ("mix_ratio_general", 0 <= self.mix_ratio_general < 1, "use 0 (domain only) up to e.g. 0.5"),
+                  ("heldout_fraction", 0 <= self.heldout_fraction < 1, "use e.g. 0.05")]
+        for name, ok, fix in checks:
+            if not ok:
+                raise VfmError(f"invalid {name}: {getattr(self, name)!r}", where=f"TextAdaptSettings.{name}", fix=fix)
+
+
+def _documents(corpus: Corpus | list[Document] | None) -> tuple[list[Document], dict]:
+    if corpus is None:
+        return [], {}
+    if isinstance(corpus, Corpus):
+        return corpus.documents, corpus.report
+    return list(corpus), {"documents": len(corpus)}
+
+
+def _evaluate(model, sets: dict[str, torch.Tensor], objective: str, tokenizer, s: TextAdaptSettings) -> dict:
+    """Perplexity on each set, on the GPU when training may use one; the model returns to the CPU."""
+    use_gpu = torch.cuda.is_available() and s.accelerator in ("auto", "gpu", "cuda")
+    model.to("cuda" if use_gpu else "cpu")
+    result = {name: perplexity(model, blocks, objective, tokenizer, s.eval_batch_size, s.mlm_probability,
+                               s.seed + 1234) for name, blocks in sets.items()}
+    model.cpu()
+    return result
+
+
+def adapt_text_model(base: str, domain_corpus: Corpus | list[Document],
+                     general_corpus: Corpus | list[Document] | None, settings: TextAdaptSettings,
+                     out_dir: str | Path, progress: bool = True,
+                     extra_eval: dict[str, list[Document]] | None = None) -> dict:
+    """Continue pretraining ``base`` (a Hub id, a local folder or ``fresh:<name>``) on the domain
+    corpus, mixing in ``mix_ratio_general`` of general text by tokens.
+
+    Writes into ``out_dir``: ``settings.json``, ``tokenizer/`` and ``prepared.json`` (what a resume
+    rebuilds from), ``checkpoints/last.ckpt``, ``logs/``, ``model/`` (``save_pretrained`` model and
+    tokenizer) and ``metrics.json``. ``extra_eval`` names further held-out document sets to measure.
+
+    Returns the metrics: ``perplexity`` (``{set: {"before", "after"}}`` for ``domain``, ``general``
+    when a general corpus is given, and each ``extra_eval`` set), ``before``/``after`` (full
+    perplexity dicts), ``train`` (``steps``, ``resumed_from_step``, ``seconds``, ``tokens_per_s``,
+    ``final_loss``, ``precision``, ``blocks``), ``corpus``, ``vocabulary``, ``objective``, ``files``.
+    """
+    out_dir, s = Path(out_dir), settings
+    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    last = ckpt_dir / "last.ckpt"
+    atomic_write_json(out_dir / "settings.json", {"base": base, "settings": asdict(s)})
+    L.seed_everything(s.seed, workers=True, verbose=False)
+
+    domain_docs, domain_report = _documents(domain_corpus)
+    general_docs, general_report = _documents(general_corpus)
+    d_train, d_held = split_heldout(domain_docs, s.heldout_fraction, s.seed)
+    g_train, g_held = split_heldout(general_docs, s.heldout_fraction, s.seed)
+    if not d_train:
+        raise VfmError("the domain corpus has no training documents", where="domain_corpus",
+                       fix="pass a non-empty corpus (check the exclusions)")
+    trained_on = d_train + (g_train if s.mix_ratio_general > 0 else [])  # what a fresh tokenizer learns from
+    model, tokenizer, objective, vocab = prepare_model(base, s, [d.text for d in trained_on], out_dir,
+                                                       resume=last.exists())
+    if s.block_size > max_positions(model):
+        raise VfmError(f"block_size {s.block_size} exceeds the model's {max_positions(model)} positions",
+                       where="TextAdaptSettings.block_size", fix=f"use at most {max_positions(model)}")
+    separator = tokenizer.sep_token_id if objective == "mlm" else tokenizer.eos_token_id
+    wrap = (tokenizer.cls_token_id, tokenizer.sep_token_id) if objective == "mlm" else None
+    if separator is None or (wrap and None in wrap):
+        raise VfmError("the tokenizer lacks the separator/[CLS] tokens packing needs", where=base,
+                       fix="use a tokenizer with sep/cls tokens (MLM) or an eos token (CLM)")
+
+    def blocks(docs: list[Document]) -> torch.Tensor:  # [N, block_size]
+        return pack_blocks(tokenize(tokenizer, [d.text for d in docs]), s.block_size, separator, wrap)
+
+    mixed, mix = mix_by_tokens(tokenize(tokenizer, [d.text for d in d_train]),
+                               tokenize(tokenizer, [d.text for d in g_train]), s.mix_ratio_general, s.seed)
+    train_blocks = pack_blocks(mixed, s.block_size, separator, wrap)  # [N, T]
+    if len(train_blocks) == 0:
+        raise VfmError(f"the training text does not fill one block of {s.block_size} tokens",
+                       where="domain_corpus", fix="pass more text or lower block_size")
+    eval_sets = {"domain": blocks(d_held)}
+    if general_docs:
+        eval_sets["general"] = blocks(g_held)
+    eval_sets.update({name: blocks(docs) for name, docs in (extra_eval or {}).items()})
+    eval_sets = {name: b[: s.eval_max_blocks] for name, b in eval_sets.items()}
+
+    before_file = out_dir / "metrics_before.json"
+    if last.exists() and before_file.exists():
+        before = json.loads(before_file.read_text())
+    else:
+        before = _evaluate(model, eval_sets, objective, tokenizer, s)
+        atomic_write_json(before_file, before)
+
+    stream = BlockStream(train_blocks, s.batch_size, objective, tokenizer, s.mlm_probability, s.seed)
+    module = TextLmModule(model.train(), s, stream)  # from_pretrained returns eval mode: dropout off
+    precision = resolve_precision(s.precision)
+    trainer = L.Trainer(
+        max_steps=s.max_steps, max_epochs=-1, accelerator=s.accelerator, devices=s.devices, strategy=s.strategy,
+        precision=precision, accumulate_grad_batches=s.accumulate_grad_batches, gradient_clip_val=s.gradient_clip,
+        use_distributed_sampler=False, logger=CSVLogger(out_dir, name="logs"), log_every_n_steps=10,
+        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=s.checkpoint_every_n_steps,
+                                   save_top_k=0, save_last=True, enable_version_counter=False)],
+        enable_progress_bar=progress, enable_model_summary=False)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*(does not have many workers|resuming from a checkpoint|mid-epoch).*")
+        trainer.fit(module, loader, ckpt_path=last if last.exists() else None, weights_only=True)
+    trainer.save_checkpoint(last, weights_only=False)  # with optimiser and loop state, to resume
+
+    trained = module.start_step is not None  # False when the checkpoint had already reached max_steps
+    start_step = module.start_step if trained else trainer.global_step
+    seconds = time.perf_counter() - module.start_time if trained else 0.0
+    model = module.model.cpu()
+    after = _evaluate(model, eval_sets, objective, tokenizer, s)
+    loss = trainer.callback_metrics.get("train/loss")
+    tokens_run = (trainer.global_step - start_step) * s.batch_size * s.accumulate_grad_batches * s.block_size
+    metrics = {
+        "base": base, "objective": objective,
+        "perplexity": {name: {"before": before[name]["perplexity"], "after": after[name]["perplexity"]}
+                       for name in eval_sets},
+        "before": before, "after": after,
+        "train": {"steps": int(trainer.global_step), "resumed_from_step": int(start_step),
+                  "seconds": round(seconds, 3),
+                  "tokens_per_s": round(tokens_run * trainer.world_size / max(seconds, 1e-9), 1),
+                  "final_loss": float(loss) if loss is not None else None, "precision": precision,
+                  "blocks": len(train_blocks)},
+        "corpus": {"domain": domain_report, "general": general_report,
+                   "general_sources": sorted({d.source for d in general_docs}),
+                   "documents": {"domain_train": len(d_train), "domain_heldout": len(d_held),
+                                 "general_train": len(g_train), "general_heldout": len(g_held)}, "mix": mix},
+        "vocabulary": vocab, "files": [],
+    }
+    if trainer.is_global_zero:
+        save_pretrained_atomic(model, tokenizer, out_dir / "model")
+        metrics["files"] = [str(out_dir / n) for n in ("model", "metrics.json", "checkpoints/last.ckpt")]
+        atomic_write_json(out_dir / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,162 @@
+"""Language models to adapt: a base from the Hub or a local folder, or a fresh named tiny config;
+the objective each one trains with; masked-LM collation; held-out perplexity.
+
+Masked LM (encoders) uses ``DataCollatorForLanguageModeling`` (15% of tokens, 80/10/10
+[MASK]/random/kept). Causal LM (decoders) predicts every next token. Perplexity is
+``exp(mean NLL)`` over the predicted tokens: all of them for a causal LM; for a masked LM the
+masked ones under a fixed masking seed, so before and after see the same masks (this is the
+masked-LM perplexity of ``run_mlm``, not the much slower pseudo-perplexity).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vfm.platform.errors import VfmError
+
+FRESH_CONFIGS: dict[str, dict] = {
+    "bert-tiny": {"family": "bert", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                  "intermediate_size": 256},
+    "bert-mini": {"family": "bert", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+                  "intermediate_size": 1024},
+    "gpt2-tiny": {"family": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 2},
+    "gpt2-mini": {"family": "gpt2", "n_embd": 256, "n_layer": 4, "n_head": 4},
+}
+"""``fresh:<name>`` bases: randomly initialised models on a tokenizer trained on the corpus
+(WordPiece for BERT, byte-level BPE for GPT-2). Positions: 512."""
+
+FRESH_TOKENIZER = {"bert": "wordpiece", "gpt2": "bpe"}
+FRESH_OBJECTIVE = {"bert": "mlm", "gpt2": "clm"}
+
+
+def offline() -> bool:
+    """Whether the Hub must not be contacted (``HF_HUB_OFFLINE`` set to a true value)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def fresh_family(base: str) -> str:
+    """``"bert"`` or ``"gpt2"`` for a ``fresh:<name>`` base."""
+    name = base.removeprefix("fresh:")
+    if name not in FRESH_CONFIGS:
+        raise VfmError(f"unknown fresh config {name!r}", where="base",
+                       fix=f"use one of {', '.join('fresh:' + n for n in FRESH_CONFIGS)}")
+    return FRESH_CONFIGS[name]["family"]
+
+
+def fresh_model(base: str, tokenizer, seed: int = 0):
+    """A randomly initialised ``fresh:<name>`` model sized to ``tokenizer``."""
+    from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+
+    spec = {k: v for k, v in FRESH_CONFIGS[base.removeprefix("fresh:")].items() if k != "family"}
+    torch.manual_seed(seed)
+    if fresh_family(base) == "bert":
+        config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512,
+                            pad_token_id=tokenizer.pad_token_id, **spec)
+        return BertForMaskedLM(config)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=512, bos_token_id=tokenizer.eos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, **spec)
+    return GPT2LMHeadModel(config)
+
+
+def _hub_kwargs(base: str) -> dict:
+    return {"trust_remote_code": False, "local_files_only": Path(base).is_dir() or offline()}
+
+
+def load_tokenizer(base: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(base, **_hub_kwargs(base))
+    except (OSError, ValueError) as err:
+        raise VfmError(f"cannot load a tokenizer: {str(err).splitlines()[0]}", where=base,
+                       fix="pass a local model folder, a cached Hub id, or unset HF_HUB_OFFLINE to download") from None
+
+
+def resolve_objective(config, tokenizer, requested: str = "auto") -> str:
+    """``"mlm"`` or ``"clm"`` for a model config. ``"auto"``: masked LM when the checkpoint was
+    trained that way (``*ForMaskedLM``/``*ForPreTraining``) and the tokenizer has a mask token,
+    else causal LM when the architecture has one."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    can_mlm = config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and tokenizer.mask_token is not None
+    can_clm = config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    if requested == "auto":
+        masked_arch = any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in config.architectures or [])
+        requested = "mlm" if can_mlm and (masked_arch or not can_clm) and not config.is_decoder else "clm"
+    if requested not in ("mlm", "clm"):
+        raise VfmError(f"unknown objective {requested!r}", where="objective", fix='use "mlm", "clm" or "auto"')
+    if (requested == "mlm" and not can_mlm) or (requested == "clm" and not can_clm):
+        raise VfmError(f"a {config.model_type} model cannot be trained as {requested}", where="objective",
+                       fix="use the other objective, or auto")
+    return requested
+
+
+def load_pretrained(base: str, objective: str = "auto"):
+    """``(model, tokenizer, objective)`` from a Hub id or local folder (no remote code)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    tokenizer = load_tokenizer(base)
+    try:
+        config = AutoConfig.from_pretrained(base, **_hub_kwargs(base))
+    except (OSError, ValueError) as err:
+        raise VfmError(f"cannot load a model config: {str(err).splitlines()[0]}", where=base,
+                       fix="pass a local model folder, a cached Hub id, or unset HF_HUB_OFFLINE to download") from None
+    objective = resolve_objective(config, tokenizer, objective)
+    cls = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
+    model = cls.from_pretrained(base, config=config, **_hub_kwargs(base))
+    return model, tokenizer, objective
+
+
+def max_positions(model) -> int:
+    config = model.config
+    return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 10**9)
+
+
+def mlm_collator(tokenizer, mlm_probability: float = 0.15, seed: int | None = None):
+    """``DataCollatorForLanguageModeling`` whose masks come from its own generator when seeded."""
+    from transformers import DataCollatorForLanguageModeling
+
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mlm_probability)
+    if seed is not None:
+        collator.generator = torch.Generator().manual_seed(seed)
+    return collator
+
+
+def lm_batch(blocks: torch.Tensor, objective: str, collator=None) -> dict[str, torch.Tensor]:
+    """``input_ids`` and ``labels`` for blocks [B, T]: masked copies for MLM, the blocks for CLM
+    (the model shifts the labels itself)."""
+    if objective == "mlm":
+        return dict(collator(list(blocks)))
+    return {"input_ids": blocks, "labels": blocks.clone()}
+
+
+@torch.no_grad()
+def perplexity(model, blocks: torch.Tensor, objective: str, tokenizer, batch_size: int = 16,
+               mlm_probability: float = 0.15, seed: int = 1234) -> dict:
+    """``{"perplexity", "loss", "tokens", "blocks"}`` of ``model`` on blocks [N, T] (eval mode,
+    float32 logits); for MLM the masks come from ``seed``."""
+    if len(blocks) == 0:
+        return {"perplexity": None, "loss": None, "tokens": 0, "blocks": 0}
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    collator = mlm_collator(tokenizer, mlm_probability, seed) if objective == "mlm" else None
+    nll, count = 0.0, 0
+    for start in range(0, len(blocks), batch_size):
+        batch = lm_batch(blocks[start:start + batch_size], objective, collator)
+        logits = model(input_ids=batch["input_ids"].to(device)).logits.float()  # [B, T, V]
+        labels = batch["labels"].to(device)  # [B, T]
+        if objective == "clm":
+            logits, labels = logits[:, :-1], labels[:, 1:]  # predict token t+1 from tokens <= t
+        nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                               reduction="sum").item()
+        count += int((labels != -100).sum())
+    model.train(was_training)
+    loss = nll / max(count, 1)
+    return {"perplexity": round(math.exp(loss), 4), "loss": round(loss, 6), "tokens": count, "blocks": len(blocks)}
