@@ -22,5 +22,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+bench: $(STAMP)
+	$(PY) benchmarks/mae_throughput.py --sizes tiny base --precisions fp32 bf16
+
 clean-cache:
 	rm -rf $${VFM_CACHE_DIR:-$$HOME/.cache/vfm}

@@ -56,7 +56,7 @@ def study_config(npz: Path, args: argparse.Namespace) -> dict[str, Any]:
         "data": {"source": str(npz), "train_split": "train", "val_split": "select"},
         "preprocessing": {"image_size": 28, "mean": MEAN, "std": STD, "crop_fov": False},
         "pretrain": {"preset": "tiny", "max_steps": args.pretrain_steps, "batch_size": 128, "base_lr": 1.5e-3,
-                     "warmup_steps": 200, "precision": "32", "checkpoint_every_n_steps": 500},
+                     "warmup_steps": 100, "precision": "32", "checkpoint_every_n_steps": 200},
         "finetune": {"batch_size": 32, "precision": "32", "max_epochs": args.epochs},
     }
 
@@ -76,7 +76,15 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=3000)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--min-steps", type=int, default=400)
+    parser.add_argument("--curve", type=Path, help="also write the label-efficiency curve (PNG) here")
+    parser.add_argument("--report-only", action="store_true", help="only print the table (and curve) of <out>")
     args = parser.parse_args()
+    if args.report_only:
+        results = json.loads((args.out / "results.json").read_text())
+        print(render_table(results))
+        if args.curve:
+            plot_curve(results, args.curve)
+        return
 
     args.out.mkdir(parents=True, exist_ok=True)
     npz = write_study_npz(args.data, args.out, seed=0)
@@ -123,6 +131,36 @@ def main() -> None:
     summary = {"pretrain": pretrain, "seconds": round(time.perf_counter() - started, 1), "runs": len(results)}
     atomic_write_json(args.out / "summary.json", summary)
     print(render_table(results))
+    if args.curve:
+        plot_curve(results, args.curve)
+
+
+def plot_curve(results: list[dict[str, Any]], path: Path) -> None:
+    """Test AUROC (mean ± sd over seeds) against the label fraction, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=120)
+    for model, label in (("mae", "ViT, MAE-pretrained"), ("scratch", "ViT, from scratch"), ("cnn", "small CNN")):
+        fractions = sorted({r["fraction"] for r in results if r["model"] == model})
+        if not fractions:
+            continue
+        scores = [[r["test"]["auroc_macro_ovr"] for r in results if r["model"] == model and r["fraction"] == f]
+                  for f in fractions]
+        means = [float(np.mean(v)) for v in scores]
+        sds = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in scores]
+        axis.errorbar([f * 100 for f in fractions], means, yerr=sds, marker="o", capsize=3, label=label)
+    axis.set_xscale("log")
+    axis.set_xlabel("labelled training images (% of the 960-image pool)")
+    axis.set_ylabel("macro AUROC on the held-out split")
+    axis.set_title("RetinaMNIST label efficiency (mean ± sd over seeds)")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
 
 
 def render_table(results: list[dict[str, Any]]) -> str:

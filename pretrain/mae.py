@@ -2,7 +2,9 @@
 
 Four named steps: ``random_masking`` keeps a random subset of patches, ``forward_encoder``
 runs the ViT on the visible patches only, ``forward_decoder`` fills in mask tokens and
-predicts every patch's pixels, ``forward_loss`` scores the masked patches.
+predicts every patch's pixels, ``forward_loss`` scores the masked patches. The masking
+noise may be passed in, so that training can draw it per sample from a seed (identical
+masks on any number of devices and after a resume).
 
 The encoder's parameter names are timm's ``VisionTransformer`` names, so
 ``encoder_state_dict()`` loads with ``strict=True`` into
@@ -170,15 +172,16 @@ class MaskedAutoencoderViT(nn.Module):
         x = x.reshape(n, g, g, p, p, c)  # [N, G, G, p, p, C]
         return torch.einsum("nhwpqc->nchpwq", x).reshape(n, c, g * p, g * p)  # [N, C, H, W]
 
-    def random_masking(self, x: torch.Tensor, mask_ratio: float):
-        """Keep round(L * (1 - mask_ratio)) random patches per sample, by argsort of noise.
+    def random_masking(self, x: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None):
+        """Keep the round(L * (1 - mask_ratio)) patches with the smallest noise in each sample.
 
-        x: [N, L, D] -> x_masked [N, L_keep, D], mask [N, L] (0 keep, 1 remove),
-        ids_restore [N, L] (the permutation that undoes the shuffle).
+        x: [N, L, D], noise: [N, L] (uniform from the global RNG when None) -> x_masked [N, L_keep, D],
+        mask [N, L] (0 keep, 1 remove), ids_restore [N, L] (the permutation that undoes the shuffle).
         """
         n, length, dim = x.shape
         len_keep = round(length * (1 - mask_ratio))
-        noise = torch.rand(n, length, device=x.device)  # [N, L]
+        if noise is None:
+            noise = torch.rand(n, length, device=x.device)  # [N, L]
         ids_shuffle = torch.argsort(noise, dim=1)  # [N, L], ascending: small noise is kept
         ids_restore = torch.argsort(ids_shuffle, dim=1)  # [N, L]
         ids_keep = ids_shuffle[:, :len_keep]  # [N, L_keep]
@@ -188,10 +191,10 @@ class MaskedAutoencoderViT(nn.Module):
         mask = torch.gather(mask, 1, ids_restore)  # [N, L] back in patch order
         return x_masked, mask, ids_restore
 
-    def forward_encoder(self, imgs: torch.Tensor, mask_ratio: float):
-        """imgs: [N, C, H, W] -> latent [N, 1+L_keep, D], mask [N, L], ids_restore [N, L]."""
+    def forward_encoder(self, imgs: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None):
+        """imgs: [N, C, H, W], noise: [N, L] or None -> latent [N, 1+L_keep, D], mask [N, L], ids_restore [N, L]."""
         x = self.patch_embed(imgs) + self.pos_embed[:, 1:]  # [N, L, D]
-        x, mask, ids_restore = self.random_masking(x, mask_ratio)  # [N, L_keep, D]
+        x, mask, ids_restore = self.random_masking(x, mask_ratio, noise)  # [N, L_keep, D]
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)  # [N, 1, D]
         x = torch.cat([cls, x], dim=1)  # [N, 1+L_keep, D]
         for blk in self.blocks:
@@ -232,9 +235,9 @@ class MaskedAutoencoderViT(nn.Module):
             pred = pred * (target.var(dim=-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(dim=-1, keepdim=True)
         return self.unpatchify(pred)
 
-    def forward(self, imgs: torch.Tensor, mask_ratio: float | None = None):
-        """imgs: [N, C, H, W] -> (loss scalar, pred [N, L, p*p*C], mask [N, L])."""
+    def forward(self, imgs: torch.Tensor, mask_ratio: float | None = None, noise: torch.Tensor | None = None):
+        """imgs: [N, C, H, W], noise: [N, L] or None -> (loss scalar, pred [N, L, p*p*C], mask [N, L])."""
         ratio = self.cfg.mask_ratio if mask_ratio is None else mask_ratio
-        latent, mask, ids_restore = self.forward_encoder(imgs, ratio)
+        latent, mask, ids_restore = self.forward_encoder(imgs, ratio, noise)
         pred = self.forward_decoder(latent, ids_restore)
         return self.forward_loss(imgs, pred, mask), pred, mask

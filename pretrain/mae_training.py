@@ -1,9 +1,21 @@
-"""MAE pretraining with Lightning: the module owns the optimiser and schedule, the Trainer the rest.
+"""MAE pretraining with Lightning: the module owns the data order, optimiser and schedule, the Trainer the rest.
 
 ``pretrain_mae`` trains on an in-memory array of preprocessed images, checkpoints into
 ``out_dir/checkpoints/`` (resuming from ``last.ckpt`` when it is there) and writes the
 artifacts a fine-tuning run needs: ``encoder.safetensors`` + ``encoder.json``, the full
 ``mae.safetensors`` and a ``reconstruction.png`` to look at.
+
+Every random choice of a step is a pure function of the seed and of what the step trains on,
+so a run is reproducible across a kill and across device counts:
+
+- the data order of epoch ``e`` is ``default_rng([seed, e]).permutation(N)``, cut into global
+  batches that ranks split in order (``EpochSampler``); its position is checkpointed;
+- each visit of an image has a key ``epoch * N + index``; its masking noise and augmentation
+  are drawn from ``(seed, key)``, never from a process-wide RNG.
+
+A run killed at any point resumes from ``last.ckpt`` to the same weights as a run never
+stopped, and ``devices=2`` with batch ``B`` trains (up to float rounding of the gradient
+all-reduce) the same model as one device with batch ``2B``.
 """
 
 from __future__ import annotations
@@ -11,33 +23,39 @@ from __future__ import annotations
 import io
 import math
 import time
-import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins import TorchCheckpointIO
 from matplotlib.figure import Figure
 from safetensors.torch import save
-from torch.utils.data import DataLoader, TensorDataset
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_bytes, atomic_write_json
+from vfm.pretrain.fundus_transforms import augment_batch, mae_augment
 from vfm.pretrain.mae import MaeConfig, MaskedAutoencoderViT
 
 _NO_DECAY = {"cls_token", "pos_embed", "mask_token", "decoder_pos_embed"}
+_MASK, _AUGMENT = 0, 1  # the two random streams of one image visit
 
 
 @dataclass
 class PretrainSettings:
     """How to train. Set ``max_steps`` or ``max_epochs`` (steps win when both are set).
 
-    ``precision="auto"`` picks ``"bf16-mixed"`` on a CUDA GPU that supports bf16 or on a CPU
-    whose ``torch.backends.cpu.get_cpu_capability()`` is AVX512 or AMX, else ``"32"``.
-    ``figure_every_n_epochs=0`` writes only the final reconstruction figure.
+    ``batch_size`` is per device (capped at N / devices for tiny data sets). ``precision="auto"``
+    picks ``"bf16-mixed"`` on a CUDA GPU that supports bf16 or on a CPU whose
+    ``torch.backends.cpu.get_cpu_capability()`` is AVX512 or AMX, else ``"32"``. ``augment``
+    applies MAE's random resized crop (0.2-1.0 of the area) and horizontal flip to every image
+    at every step. ``figure_every_n_epochs`` writes ``reconstructions/epoch_NNNN.png``; 0 writes
+    only the final ``reconstruction.png``.
     """
 
     max_steps: int | None = 1000
@@ -51,10 +69,10 @@ class PretrainSettings:
     devices: int | str = "auto"
     accelerator: str = "auto"
     strategy: str = "auto"
-    num_workers: int = 0
     checkpoint_every_n_steps: int = 500
     seed: int = 0
-    figure_every_n_epochs: int = 0
+    augment: bool = False
+    figure_every_n_epochs: int = 1
 
     def __post_init__(self):
         if self.max_steps is None and self.max_epochs is None:
@@ -63,6 +81,8 @@ class PretrainSettings:
         if self.precision not in ("auto", "32", "bf16-mixed"):
             raise VfmError(f"unknown precision {self.precision!r}", where="PretrainSettings.precision",
                            fix='use "auto", "32" or "bf16-mixed"')
+        if self.seed < 0:
+            raise VfmError(f"seed {self.seed} is negative", where="PretrainSettings.seed", fix="use a seed >= 0")
 
 
 def resolve_precision(precision: str) -> str:
@@ -86,18 +106,130 @@ def lr_lambda(warmup_steps: int, total_steps: int):
     return factor
 
 
+def masking_noise(keys: torch.Tensor, seed: int, length: int) -> torch.Tensor:
+    """Masking noise for image visits ``keys`` [N] -> float32 [N, L]; row i depends only on (seed, keys[i])."""
+    return torch.from_numpy(np.stack(
+        [np.random.default_rng([seed, key, _MASK]).random(length, dtype=np.float32) for key in keys.tolist()]))
+
+
+def augment_seeds(keys: torch.Tensor, seed: int) -> list[int]:
+    """One 32-bit augmentation seed per image visit in ``keys`` [N], from (seed, key) only."""
+    return [int(np.random.SeedSequence([seed, key, _AUGMENT]).generate_state(1)[0]) for key in keys.tolist()]
+
+
+class EpochSampler:
+    """Which images one rank trains on at each step; resumable mid-epoch.
+
+    Epoch ``e`` visits the N images in the order ``default_rng([seed, e]).permutation(N)``, cut
+    into ``len(self)`` global batches of ``batch_size * world_size`` (the rest is dropped); rank
+    ``r`` takes the ``r``-th ``batch_size`` slice of each global batch. One process with batch
+    ``2B`` therefore trains on exactly what two processes with batch ``B`` train on together.
+    Lightning calls ``set_epoch`` at each epoch start (as on a ``DistributedSampler``) and keeps
+    ``state_dict()`` in every checkpoint.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.n, self.batch_size, self.seed, self.rank, self.world_size = n, batch_size, seed, rank, world_size
+        self.epoch, self.consumed = 0, 0  # batches of this epoch handed out
+
+    def __len__(self) -> int:
+        return self.n // (self.batch_size * self.world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.consumed = epoch, 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Yields this rank's image indices int64 [B] for each remaining batch of the epoch."""
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)  # [N]
+        steps = len(self)
+        batches = order[: steps * self.world_size * self.batch_size].reshape(steps, self.world_size, -1)[:, self.rank]
+        while self.consumed < steps:
+            self.consumed += 1  # before the step runs: a checkpoint taken after it resumes with the next batch
+            yield batches[self.consumed - 1]  # [B]
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.consumed = state["epoch"], state["consumed"]
+
+
+class ImageBatches:
+    """Batches ``(imgs [B, 3, S, S], keys int64 [B])`` of in-memory images in an ``EpochSampler``'s order.
+
+    ``keys = epoch * N + index`` names each visit of an image, from which its masking noise and
+    augmentation are drawn. Lightning resumes it through ``state_dict``.
+    """
+
+    def __init__(self, images: torch.Tensor, sampler: EpochSampler):
+        self.images, self.sampler = images, sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for index in self.sampler:
+            keys = self.sampler.epoch * self.sampler.n + index  # [B]
+            yield self.images[torch.from_numpy(index)], torch.from_numpy(keys)  # [B, 3, S, S], [B]
+
+    def state_dict(self) -> dict[str, int]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.load_state_dict(state)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a temporary file beside it, fsyncs it and renames it over the old one.
+
+    A run killed while saving leaves the previous ``last.ckpt`` whole. Lightning's own writer
+    stages the file in the system temp folder and moves it into place, which is a plain,
+    interruptible copy when that folder is on another filesystem, and never fsyncs.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getbuffer())
+
+
 class MaeModule(L.LightningModule):
-    def __init__(self, mae: MaeConfig, settings: PretrainSettings):
+    def __init__(self, mae: MaeConfig, settings: PretrainSettings, images: torch.Tensor):
         super().__init__()
         self.model = MaskedAutoencoderViT(mae)
         self.settings = settings
+        self.images = images  # [N, 3, S, S] on the CPU; Lightning moves each batch to the device
+        self.augment = mae_augment(mae.img_size) if settings.augment else None
         self.start_step: int | None = None  # global step and clock when this fit began training
         self.start_time: float | None = None
 
+    @property
+    def batch_size(self) -> int:
+        """Images per device and step: ``settings.batch_size``, capped at N / devices."""
+        return min(self.settings.batch_size, len(self.images) // self.trainer.world_size)
+
+    def train_dataloader(self) -> ImageBatches:
+        if self.batch_size == 0:
+            raise VfmError(f"{len(self.images)} images cannot fill a batch on {self.trainer.world_size} devices",
+                           where="pretrain_mae(images)", fix="use more images or fewer devices")
+        s = self.settings
+        sampler = EpochSampler(len(self.images), self.batch_size, s.seed, self.global_rank, self.trainer.world_size)
+        return ImageBatches(self.images, sampler)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        """Augment on the device the batch was moved to."""
+        imgs, keys = batch  # [B, 3, S, S], [B]
+        if self.augment is not None:
+            imgs = augment_batch(self.augment, imgs, augment_seeds(keys.cpu(), self.settings.seed))
+        return imgs, keys
+
     def training_step(self, batch, batch_idx):
-        (imgs,) = batch  # [N, 3, S, S]
-        loss, _, _ = self.model(imgs)
-        self.log("train/loss", loss, prog_bar=True)
+        imgs, keys = batch  # [B, 3, S, S], [B]
+        noise = masking_noise(keys.cpu(), self.settings.seed, self.model.patch_embed.num_patches)  # [B, L]
+        loss, _, _ = self.model(imgs, noise=noise.to(imgs.device))
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # the mean over all devices' batches
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
         return loss
 
     def on_train_start(self):
@@ -105,7 +237,7 @@ class MaeModule(L.LightningModule):
 
     def configure_optimizers(self):
         s = self.settings
-        effective_batch = s.batch_size * s.accumulate_grad_batches * self.trainer.world_size
+        effective_batch = self.batch_size * s.accumulate_grad_batches * self.trainer.world_size
         lr = s.base_lr * effective_batch / 256
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
@@ -126,13 +258,12 @@ def save_reconstruction_figure(model: MaskedAutoencoderViT, imgs: torch.Tensor, 
     """One row per image: original | masked | reconstruction (prediction with visible patches pasted in).
 
     imgs: [N, 3, S, S] as the model sees them; un-normalised with ``mean``/``std`` when given,
-    else scaled by each original's min/max.
+    else scaled by each original's min/max. The masks come from ``seed``: the same at every call.
     """
     was_training = model.training
     model.eval()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        _, pred, mask = model(imgs)  # pred [N, L, p*p*3], mask [N, L]
+    noise = masking_noise(torch.arange(len(imgs)), seed, model.patch_embed.num_patches)  # [N, L]
+    _, pred, mask = model(imgs, noise=noise.to(imgs.device))  # pred [N, L, p*p*3], mask [N, L]
     model.train(was_training)
     patch_mask = model.unpatchify(mask[..., None].expand_as(pred))  # [N, 3, S, S], 1 = removed
     recon = model.pred_to_pixels(imgs, pred) * patch_mask + imgs * (1 - patch_mask)  # [N, 3, S, S]
@@ -163,6 +294,8 @@ def save_reconstruction_figure(model: MaskedAutoencoderViT, imgs: torch.Tensor, 
 
 
 class _FigureEveryNEpochs(Callback):
+    """``reconstructions/epoch_NNNN.png`` of 4 training images every ``every`` epochs, on rank zero."""
+
     def __init__(self, imgs: torch.Tensor, every: int, out_dir: Path, meta: dict):
         self.imgs, self.every, self.out_dir, self.meta = imgs, every, out_dir, meta
 
@@ -178,10 +311,12 @@ def pretrain_mae(images: np.ndarray, mae: MaeConfig, settings: PretrainSettings,
                  progress: bool = True, extra_meta: dict | None = None) -> dict:
     """Pretrain an MAE on ``images`` [N, 3, S, S] float32 (already preprocessed).
 
-    Writes into ``out_dir``: ``checkpoints/last.ckpt`` (every ``checkpoint_every_n_steps`` and
-    at the end; a later call resumes from it), ``logs/`` (CSV), ``encoder.safetensors`` (timm
-    ViT names), ``encoder.json`` (``{"encoder": VisionTransformer kwargs, "mae": MaeConfig,
-    **extra_meta}``), ``mae.safetensors`` (full model) and ``reconstruction.png``.
+    Writes into ``out_dir``: ``checkpoints/last.ckpt`` (atomically, every
+    ``checkpoint_every_n_steps`` and at the end; a later call resumes from it exactly),
+    ``logs/`` (CSV: ``train/loss``, ``train/lr`` per step), ``encoder.safetensors`` (timm ViT
+    names), ``encoder.json`` (``{"encoder": VisionTransformer kwargs, "mae": MaeConfig,
+    **extra_meta}``), ``mae.safetensors`` (full model), ``reconstruction.png`` and
+    ``reconstructions/epoch_NNNN.png``.
 
     Returns ``{"final_loss", "steps", "resumed_from_step", "seconds", "images_per_s",
     "precision", "files"}``.
@@ -195,12 +330,12 @@ def pretrain_mae(images: np.ndarray, mae: MaeConfig, settings: PretrainSettings,
     ckpt_dir = out_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     last = ckpt_dir / "last.ckpt"
+    for stale in ckpt_dir.glob(".*.tmp"):  # a write cut short by a kill; last.ckpt itself is whole
+        stale.unlink(missing_ok=True)
 
-    L.seed_everything(settings.seed, workers=True, verbose=False)
+    L.seed_everything(settings.seed, verbose=False)  # the model's initial weights
     data = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))  # [N, 3, S, S]
-    loader = DataLoader(TensorDataset(data), batch_size=settings.batch_size, shuffle=True,
-                        drop_last=len(data) >= settings.batch_size, num_workers=settings.num_workers)
-    module = MaeModule(mae, settings)
+    module = MaeModule(mae, settings, data)
     precision = resolve_precision(settings.precision)
     trainer = L.Trainer(
         max_steps=settings.max_steps or -1,
@@ -211,10 +346,8 @@ def pretrain_mae(images: np.ndarray, mae: MaeConfig, settings: PretrainSettings,
         callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=settings.checkpoint_every_n_steps,
                                    save_top_k=0, save_last=True, enable_version_counter=False),
                    _FigureEveryNEpochs(data[:4], settings.figure_every_n_epochs, out_dir, meta)],
-        enable_progress_bar=progress, enable_model_summary=False)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        trainer.fit(module, loader, ckpt_path=last if last.exists() else None, weights_only=True)
+        plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False)
+    trainer.fit(module, ckpt_path=last if last.exists() else None, weights_only=True)
     trainer.save_checkpoint(last, weights_only=False)  # with optimiser and loop state, to resume
 
     model = module.model.cpu().eval()
@@ -238,7 +371,7 @@ def pretrain_mae(images: np.ndarray, mae: MaeConfig, settings: PretrainSettings,
         "steps": int(trainer.global_step),
         "resumed_from_step": int(start_step),
         "seconds": round(seconds, 3),
-        "images_per_s": round(steps_run * settings.batch_size * settings.accumulate_grad_batches
+        "images_per_s": round(steps_run * module.batch_size * settings.accumulate_grad_batches
                               * trainer.world_size / max(seconds, 1e-9), 2),
         "precision": precision,
         "files": files,

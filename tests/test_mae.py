@@ -10,7 +10,8 @@ from timm.models.vision_transformer import VisionTransformer
 
 from vfm.platform.errors import VfmError
 from vfm.pretrain.mae import MaeConfig, MaskedAutoencoderViT, sincos_pos_embed
-from vfm.pretrain.mae_training import PretrainSettings, lr_lambda, pretrain_mae, resolve_precision
+from vfm.pretrain.mae_training import (EpochSampler, PretrainSettings, lr_lambda, masking_noise, pretrain_mae,
+                                       resolve_precision)
 
 
 def tiny_cfg(**overrides) -> MaeConfig:
@@ -53,6 +54,44 @@ def test_random_masking_keeps_round_share_and_restores_order(ratio):
     ids_shuffle = torch.argsort(ids_restore, dim=1)
     shuffled = torch.gather(x, 1, ids_shuffle[..., None].expand(-1, -1, 4))
     assert torch.equal(torch.gather(shuffled, 1, ids_restore[..., None].expand(-1, -1, 4)), x)
+
+
+def test_given_noise_keeps_the_patches_with_the_smallest_noise():
+    model = MaskedAutoencoderViT(tiny_cfg())
+    x = torch.arange(16, dtype=torch.float32).reshape(1, 16, 1)  # [N, L, D], value = patch index
+    noise = torch.linspace(1, 0, 16)[None]  # [N, L], the last patches have the smallest noise
+    x_masked, mask, _ = model.random_masking(x, 0.75, noise)
+    assert sorted(x_masked[0, :, 0].tolist()) == [12, 13, 14, 15]
+    assert mask[0].tolist() == [1] * 12 + [0] * 4
+
+
+def test_masking_noise_of_a_sample_depends_only_on_seed_and_key():
+    keys = torch.tensor([5, 9, 2])
+    noise = masking_noise(keys, seed=1, length=16)  # [N, L]
+    assert noise.shape == (3, 16) and noise.dtype == torch.float32 and 0 <= noise.min() and noise.max() < 1
+    assert torch.equal(masking_noise(keys[1:], seed=1, length=16), noise[1:])
+    assert not torch.equal(masking_noise(keys, seed=2, length=16), noise)
+
+
+def test_epoch_sampler_splits_global_batches_across_ranks_and_resumes():
+    one = EpochSampler(10, batch_size=4, seed=0)
+    ranks = [EpochSampler(10, batch_size=2, seed=0, rank=r, world_size=2) for r in range(2)]
+    assert len(one) == len(ranks[0]) == 2  # 10 // 4, the rest dropped
+    for epoch in (0, 1):
+        for sampler in (one, *ranks):
+            sampler.set_epoch(epoch)
+        together = [np.concatenate(pair) for pair in zip(*ranks)]
+        assert all(np.array_equal(a, b) for a, b in zip(one, together))
+    epoch_0, epoch_1 = EpochSampler(10, 4, seed=0), EpochSampler(10, 4, seed=0)
+    epoch_1.set_epoch(1)
+    assert not np.array_equal(next(iter(epoch_0)), next(iter(epoch_1)))
+    state = epoch_1.state_dict()
+    assert state == {"epoch": 1, "consumed": 1}
+    resumed = EpochSampler(10, 4, seed=0)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(1)
+    rest = list(resumed)
+    assert len(rest) == 1 and np.array_equal(rest[0], list(epoch_1)[0])
 
 
 def test_patchify_roundtrip_and_forward_shapes():
@@ -102,6 +141,8 @@ def test_schedule_warms_up_then_decays():
     assert f(0) == pytest.approx(0.25) and f(3) == pytest.approx(1.0)
     assert f(4) == pytest.approx(1.0) and f(20) == pytest.approx(0.0, abs=1e-12)
     assert resolve_precision("32") == "32"
+    with pytest.raises(VfmError, match="seed"):
+        PretrainSettings(seed=-1)
 
 
 def test_pretrain_writes_artifacts_and_resumes(tmp_path):
@@ -120,6 +161,7 @@ def test_pretrain_writes_artifacts_and_resumes(tmp_path):
     vit = VisionTransformer(**info["encoder"], num_classes=0)
     vit.load_state_dict(load_file(tmp_path / "encoder.safetensors"), strict=True)
     assert not any(name.startswith(".") for name in (p.name for p in tmp_path.iterdir()))  # no temp files
+    assert sorted(p.name for p in (tmp_path / "reconstructions").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
 
     again = pretrain_mae(images, cfg, PretrainSettings(**{**settings.__dict__, "max_steps": 6}), tmp_path,
                          progress=False, extra_meta=meta)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from vfm.serve.image_preprocess import check_image, check_normalisation, preprocess_many, resize_normalise
 
-_ROW_TOLERANCE = 0.01
+ROW_TOLERANCE = 0.01
 """A row or column belongs to the field of view when more than this fraction of it is
 above the threshold (and at least one pixel), so isolated noisy border pixels are ignored."""
 
@@ -104,7 +104,7 @@ def _spanned(counts: np.ndarray, length: int) -> tuple[int, int] | None:
     Returns:
         ``(start, stop)``, or None when no index passes.
     """
-    minimum = max(1, int(np.ceil(_ROW_TOLERANCE * length)))
+    minimum = max(1, int(np.ceil(ROW_TOLERANCE * length)))
     hits = np.flatnonzero(counts >= minimum)
     if hits.size == 0:
         return None
