@@ -56,7 +56,8 @@ def study_config(npz: Path, args: argparse.Namespace) -> dict[str, Any]:
         "data": {"source": str(npz), "train_split": "train", "val_split": "select"},
         "preprocessing": {"image_size": 28, "mean": MEAN, "std": STD, "crop_fov": False},
         "pretrain": {"preset": "tiny", "max_steps": args.pretrain_steps, "batch_size": 128, "base_lr": 1.5e-3,
-                     "warmup_steps": 100, "precision": "32", "checkpoint_every_n_steps": 200},
+                     "warmup_steps": 100, "precision": "32", "checkpoint_every_n_steps": 200,
+                     "augment": args.pretrain_augment, "figure_every_n_epochs": 25},
         "finetune": {"batch_size": 32, "precision": "32", "max_epochs": args.epochs},
     }
 
@@ -74,6 +75,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=["mae", "scratch", "cnn"], choices=["mae", "scratch", "cnn"])
     parser.add_argument("--pretrain-steps", type=int, default=3000)
+    parser.add_argument("--pretrain-augment", action="store_true",
+                        help="MAE's random resized crop + flip during pretraining")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--min-steps", type=int, default=400)
     parser.add_argument("--curve", type=Path, help="also write the label-efficiency curve (PNG) here")

@@ -273,7 +273,7 @@ class ImageClassificationPipeline:
             )
             parity["files"] = [Path(name).name for name in parity.get("files", [])]
             files: dict[str, Any] = {
-                "model.onnx": (staging / "model.onnx").read_bytes(),
+                "model.onnx": staging / "model.onnx",  # copied, never held in memory
                 "preprocessing.json": json.dumps(config["preprocessing"], indent=2),
                 "labels.json": json.dumps(self.labels, indent=2),
                 "metrics.json": json.dumps(metrics, indent=2),

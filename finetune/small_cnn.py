@@ -17,7 +17,7 @@ class SmallCnn(nn.Module):
     timm's model API: ``global_pool``, ``head``, ``no_weight_decay``.
     """
 
-    def __init__(self, num_classes: int, width: int = 32):
+    def __init__(self, num_classes: int, width: int = 16):
         super().__init__()
         layers: list[nn.Module] = []
         channels = 3
