@@ -3,7 +3,7 @@
 Protocol (the official test split is held out and not available here):
 
 - the official ``train`` split (1,080) is divided, stratified with a fixed seed, into a training
-  pool (960) and a model-selection split (120);
+  pool (958) and a model-selection split (122; 120 requested, rounded up per class);
 - the official ``val`` split (120) is the held-out test set: used once per run, never for selection;
 - MAE pretraining sees the unlabelled images of train + val (as the issue asks);
 - for each label fraction and seed, three models are fine-tuned on the same stratified subset of the
@@ -156,7 +156,7 @@ def plot_curve(results: list[dict[str, Any]], path: Path) -> None:
         sds = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in scores]
         axis.errorbar([f * 100 for f in fractions], means, yerr=sds, marker="o", capsize=3, label=label)
     axis.set_xscale("log")
-    axis.set_xlabel("labelled training images (% of the 960-image pool)")
+    axis.set_xlabel("labelled training images (% of the 958-image pool)")
     axis.set_ylabel("macro AUROC on the held-out split")
     axis.set_title("RetinaMNIST label efficiency (mean ± sd over seeds)")
     axis.grid(alpha=0.3)
@@ -168,15 +168,15 @@ def plot_curve(results: list[dict[str, Any]], path: Path) -> None:
 
 def render_table(results: list[dict[str, Any]]) -> str:
     """Markdown: mean ± sd over seeds of test AUROC / accuracy / QWK per model and fraction."""
-    lines = ["| labels | model | n | test AUROC | test accuracy | test QWK |", "|---|---|---|---|---|---|"]
+    lines = ["| labels | model | n | seeds | test AUROC | test accuracy | test QWK |", "|---|---|---|---|---|---|---|"]
     keys = sorted({(r["fraction"], r["model"]) for r in results}, key=lambda k: (k[0], ["mae", "scratch", "cnn"].index(k[1])))
     for fraction, model in keys:
         runs = [r for r in results if r["fraction"] == fraction and r["model"] == model]
         cells = []
         for metric in ("auroc_macro_ovr", "accuracy", "qwk"):
             values = np.array([r["test"][metric] for r in runs if r["test"][metric] is not None], dtype=float)
-            cells.append(f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}")
-        lines.append(f"| {fraction:.0%} | {model} | {runs[0]['n_train']} | " + " | ".join(cells) + " |")
+            cells.append(f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}")
+        lines.append(f"| {fraction:.0%} | {model} | {runs[0]['n_train']} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
