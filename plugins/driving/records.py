@@ -1,0 +1,86 @@
+"""The driving plugin's data contract: one decision step of a drive, with what the car
+does, why, a commentary sentence and question-answer pairs.
+
+Every source (the highway-env generator, BDD-X, the generic folder format) produces
+:class:`DrivingSample` objects; the model, the metrics and the demo only read these.
+Torch-free.
+
+On disk (the generic format, written by the generator and read by ``loaders``)::
+
+    DIR/samples.jsonl      one JSON object per sample (the fields below, frames as paths)
+    DIR/frames/...png      RGB frames, referenced by relative path from samples.jsonl
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# What the ego car does at a decision step (the label space of action accuracy).
+ACTIONS = (
+    "accelerate",
+    "keep_speed",
+    "slow_down",
+    "stop",
+    "change_lane_left",
+    "change_lane_right",
+    "yield",
+)
+
+# Why it does it (the label space of cause accuracy). Derived from simulator state.
+CAUSES = (
+    "free_road",            # nothing constrains us: accelerate towards / hold the target speed
+    "target_speed_reached",
+    "slower_lead_vehicle",  # a slower vehicle ahead in our lane, within the time-headway threshold
+    "close_lead_vehicle",   # the gap ahead is below the safe distance
+    "cut_in",               # a vehicle moved into our lane ahead of us
+    "merging_vehicle",      # a vehicle on the on-ramp is merging ahead of us
+    "crossing_traffic",     # traffic crossing / with priority at the intersection or roundabout
+    "free_lane_to_overtake",
+    "lane_blocked",         # wanted to change lane but the neighbouring lane is occupied
+    "end_of_lane",
+)
+
+
+@dataclass
+class QAPair:
+    """One question about the scene and its ground-truth answer (short text)."""
+
+    question: str
+    answer: str
+
+
+@dataclass
+class DrivingSample:
+    """One decision step.
+
+    Attributes:
+        id: unique id, e.g. ``"highway-s12-t034"``.
+        scenario: scenario type (``highway``, ``merge``, ``intersection``, ``roundabout``, ...,
+            or ``bddx`` / a user's name for real data).
+        frames: ``uint8 [k, H, W, 3]`` RGB clip ending at the decision step (oldest first);
+            ``None`` for text-only sources (BDD-X here).
+        ego_speed: ego speed in m/s at the decision step (``nan`` when unknown).
+        action: one of :data:`ACTIONS` (or ``None`` when the source has no parsed action).
+        cause: one of :data:`CAUSES` (or ``None``).
+        commentary: one sentence saying what the car does and why.
+        qa: question-answer pairs about this step.
+        facts: the simulator quantities the text was made from (gap_m, closing_speed_mps,
+            time_headway_s, vehicles_ahead, left_lane_free, ...), for checking and display.
+        seed: the episode's seed (``None`` for real data).
+        step: the decision step's index in its episode.
+    """
+
+    id: str
+    scenario: str
+    frames: np.ndarray | None
+    ego_speed: float
+    action: str | None
+    cause: str | None
+    commentary: str
+    qa: list[QAPair] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    step: int = 0

@@ -1,0 +1,239 @@
+"""Ranking a document's evidence units (table rows in words, text sentences) for a question.
+
+Each unit gets a few cheap features, and a logistic regression (numpy, trained on gold
+evidence) turns them into one score:
+
+- BM25 of the question against the units of the same document (``bm25s``), raw, relative
+  to the document's best unit, and as a reciprocal rank;
+- word and bigram overlap with the question;
+- for table rows: how much of the row name the question holds, and whether it holds all of it;
+- the question's numbers and years found in the unit;
+- what the unit is (a row, the header row, a sentence) and whether it holds numbers.
+
+Recall@k is FinQA's retriever metric: the share of a question's gold units among its k best,
+averaged over questions (:func:`vfm.plugins.finance.metrics.mean_recall_at_k`). Torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+from vfm.platform.errors import VfmError
+from vfm.platform.fileio import atomic_write_json
+from vfm.plugins.finance.features import content_words, is_number_word, is_year_word, record_question, split_words
+from vfm.plugins.finance.metrics import mean_recall_at_k
+from vfm.plugins.finance.records import QARecord
+
+FEATURES = ("bias", "bm25", "bm25_relative", "bm25_reciprocal_rank", "kind_reciprocal_rank", "word_overlap",
+            "bigram_overlap", "row_name_bm25", "row_name_bm25_relative", "row_name_overlap", "row_name_in_question",
+            "question_number_in_unit", "question_year_in_unit", "is_row", "is_header", "is_text",
+            "unit_has_numbers", "unit_number_count", "text_has_numbers", "text_has_question_year",
+            "text_word_overlap", "row_word_overlap", "closeness_before_table", "closeness_after_table")
+"""The scorer's inputs, in order; ``bias`` is constant 1."""
+
+_FORMAT = "vfm-finance-retriever/1"
+
+
+def unit_features(question: str, units: Mapping[str, str], row_names: Mapping[str, str],
+                  table_at: int | None = None) -> np.ndarray:
+    """The ``[N, len(FEATURES)]`` features of one document's units for a question.
+
+    Args:
+        question: the question.
+        units: evidence id -> text, in document order (:meth:`QARecord.evidence`).
+        row_names: the row name of each table-row unit, by evidence id.
+        table_at: the number of sentences before the table (``len(pre_text)``); the
+            sentences just before a table often introduce it. None when unknown.
+    """
+    ids = list(units)
+    query = content_words(question)
+    query_set = set(query)
+    query_bigrams = set(zip(query, query[1:], strict=False))
+    query_numbers = {w.replace(",", "") for w in split_words(question) if is_number_word(w) and not is_year_word(w)}
+    query_years = {w for w in split_words(question) if is_year_word(w)}
+    unit_words = [content_words(units[ident]) for ident in ids]
+    bm25 = _bm25(query, unit_words)
+    is_row = np.array([ident in row_names for ident in ids])
+    reciprocal, kind_reciprocal = _reciprocal_rank(bm25), np.zeros(len(ids))
+    for kind in (is_row, ~is_row):
+        kind_reciprocal[kind] = _reciprocal_rank(bm25[kind])
+    names = [content_words(row_names.get(ident, "")) for ident in ids]
+    name_bm25 = np.zeros(len(ids))
+    name_bm25[is_row] = _bm25(query, [name for name, row in zip(names, is_row, strict=True) if row])
+    features = np.zeros((len(ids), len(FEATURES)))
+    for i, ident in enumerate(ids):
+        words, name, row = unit_words[i], names[i], bool(is_row[i])
+        raw = [w.replace(",", "") for w in split_words(units[ident])]
+        numbers = [w for w in raw if is_number_word(w) and not is_year_word(w)]
+        overlap = len(query_set & set(words)) / max(len(query_set), 1)
+        bigrams = set(zip(words, words[1:], strict=False))
+        years = len(query_years & set(raw)) / max(len(query_years), 1) if query_years else 0.0
+        features[i] = (
+            1.0, bm25[i], bm25[i] / max(bm25.max(), 1e-9), reciprocal[i], kind_reciprocal[i], overlap,
+            len(query_bigrams & bigrams) / max(len(query_bigrams), 1),
+            name_bm25[i], name_bm25[i] / max(name_bm25.max(), 1e-9),
+            len(set(name) & query_set) / max(len(set(name)), 1) if name else 0.0,
+            float(bool(name) and set(name) <= query_set),
+            float(bool(query_numbers & set(raw))), years,
+            float(row), float(ident == "table_0"), float(not row),
+            float(bool(numbers)), np.log1p(len(numbers)), float(bool(numbers) and not row), years * (not row),
+            overlap * (not row), overlap * row, *_closeness(ident, table_at),
+        )
+    return features
+
+
+def _bm25(query: list[str], documents: list[list[str]]) -> np.ndarray:
+    """BM25 scores of ``documents`` for ``query``, IDF taken over these documents."""
+    if not query or not any(documents):
+        return np.zeros(len(documents))
+    index = bm25s.BM25()
+    index.index(documents, show_progress=False)
+    return np.asarray(index.get_scores(query), dtype=np.float64)
+
+
+def _closeness(ident: str, table_at: int | None) -> tuple[float, float]:
+    """``1 / distance`` of a sentence to the table, as (before, after); 0 for rows."""
+    if table_at is None or not ident.startswith("text_"):
+        return 0.0, 0.0
+    index = int(ident.split("_")[1])
+    return (1.0 / (table_at - index), 0.0) if index < table_at else (0.0, 1.0 / (index - table_at + 1))
+
+
+def _reciprocal_rank(scores: np.ndarray) -> np.ndarray:
+    """``1 / (1 + rank)`` of each score, the best ranked 0 (ties in order)."""
+    reciprocal = np.zeros(len(scores))
+    reciprocal[np.argsort(-scores, kind="stable")] = 1.0 / (1.0 + np.arange(len(scores)))
+    return reciprocal
+
+
+def _row_names(record: QARecord) -> dict[str, str]:
+    return {f"table_{i}": row[0] for i, row in enumerate(record.table) if row}
+
+
+class EvidenceRetriever:
+    """A logistic-regression ranker over :data:`FEATURES`.
+
+    Args:
+        weights: ``[len(FEATURES)]`` over standardised features; None before :meth:`fit`.
+        mean, std: the standardisation (``bias`` is left as is).
+    """
+
+    def __init__(self, weights: np.ndarray | None = None, mean: np.ndarray | None = None,
+                 std: np.ndarray | None = None):
+        self.weights = weights
+        self.mean = np.zeros(len(FEATURES)) if mean is None else mean
+        self.std = np.ones(len(FEATURES)) if std is None else std
+
+    def fit(self, records: Sequence[QARecord], *, l2: float = 1.0, iterations: int = 25) -> EvidenceRetriever:
+        """Fit on the gold evidence of ``records`` (Newton's method, L2 penalty ``l2``).
+
+        Each record weighs the same: its gold units share weight 1 and its other units share
+        weight 1, so long documents do not dominate; each source (FinQA, TAT-QA, ...) weighs
+        the same in total, so the largest does not decide alone what evidence looks like.
+
+        Raises:
+            VfmError: no record has gold evidence.
+        """
+        blocks, labels, weights = [], [], []
+        sources = Counter(record.source for record in records)
+        for record in records:
+            evidence = record.evidence()
+            gold = set(record.gold_evidence) & set(evidence)
+            if not gold or len(gold) == len(evidence):
+                continue
+            blocks.append(unit_features(record_question(record), evidence, _row_names(record),
+                                        len(record.pre_text)))
+            label = np.array([ident in gold for ident in evidence], dtype=np.float64)
+            labels.append(label)
+            share = len(records) / (len(sources) * sources[record.source])
+            weights.append(share * np.where(label > 0, 1.0 / label.sum(), 1.0 / (len(label) - label.sum())))
+        if not blocks:
+            raise VfmError("no training record has gold evidence", where="EvidenceRetriever.fit",
+                           fix="train on records whose gold_evidence is set (FinQA, TAT-QA, ConvFinQA, synthetic)")
+        x, y, w = np.concatenate(blocks), np.concatenate(labels), np.concatenate(weights)
+        self.mean, self.std = x.mean(axis=0), x.std(axis=0) + 1e-6
+        self.mean[0], self.std[0] = 0.0, 1.0
+        z = (x - self.mean) / self.std
+        beta = np.zeros(z.shape[1])
+        penalty = l2 * np.eye(z.shape[1])
+        penalty[0, 0] = 0.0
+        for _ in range(iterations):
+            p = 1.0 / (1.0 + np.exp(-(z @ beta)))
+            gradient = z.T @ (w * (p - y)) + penalty @ beta
+            hessian = (z * (w * p * (1 - p))[:, None]).T @ z + penalty + 1e-9 * np.eye(z.shape[1])
+            step = np.linalg.solve(hessian, gradient)
+            beta -= step
+            if np.abs(step).max() < 1e-8:
+                break
+        self.weights = beta
+        return self
+
+    def score_units(self, question: str, units: Mapping[str, str], row_names: Mapping[str, str],
+                    table_at: int | None = None) -> list[tuple[str, float]]:
+        """``(evidence id, probability)`` for every unit, best first (ties in document order);
+        the arguments are those of :func:`unit_features`.
+
+        Raises:
+            VfmError: the retriever is not fitted.
+        """
+        if self.weights is None:
+            raise VfmError("the retriever is not fitted", where="EvidenceRetriever",
+                           fix="call fit(records) or EvidenceRetriever.load(path)")
+        if not units:
+            return []
+        z = (unit_features(question, units, row_names, table_at) - self.mean) / self.std
+        scores = 1.0 / (1.0 + np.exp(-(z @ self.weights)))
+        order = np.argsort(-scores, kind="stable")
+        ids = list(units)
+        return [(ids[i], float(scores[i])) for i in order]
+
+    def rank(self, record: QARecord) -> list[str]:
+        """A record's evidence ids, best first."""
+        return [ident for ident, _ in self.score_units(record_question(record), record.evidence(),
+                                                        _row_names(record), len(record.pre_text))]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the scorer as JSON."""
+        if self.weights is None:
+            raise VfmError("the retriever is not fitted", where=str(path), fix="call fit(records) before save")
+        return atomic_write_json(path, {"format": _FORMAT, "features": list(FEATURES),
+                                        "weights": self.weights.tolist(), "mean": self.mean.tolist(),
+                                        "std": self.std.tolist()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvidenceRetriever:
+        """Read a scorer written by :meth:`save`.
+
+        Raises:
+            VfmError: the file is missing, not a retriever, or made for other features.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise VfmError(f"cannot read the retriever: {err}", where=str(path),
+                           fix="pass the retriever.json a training run wrote") from None
+        if data.get("format") != _FORMAT or data.get("features") != list(FEATURES):
+            raise VfmError("the retriever file is for another version or other features", where=str(path),
+                           fix="retrain the retriever with this version of vfm")
+        return cls(np.asarray(data["weights"]), np.asarray(data["mean"]), np.asarray(data["std"]))
+
+
+def retrieval_recall(retriever: EvidenceRetriever, records: Sequence[QARecord],
+                     ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
+    """FinQA's retriever recall@k for each k, over the records that have gold evidence.
+
+    Returns:
+        ``{"recall@1": ..., "recall@3": ..., "count": records scored}``.
+    """
+    scored = [r for r in records if r.gold_evidence]
+    ranked = [retriever.rank(r) for r in scored]
+    result = {f"recall@{k}": mean_recall_at_k(ranked, [r.gold_evidence for r in scored], k) for k in ks}
+    result["count"] = float(len(scored))
+    return result

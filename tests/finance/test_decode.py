@@ -1,0 +1,154 @@
+"""Decoding an exported generator in numpy: parity with torch, grammar, the predictor, no torch."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vfm.platform.errors import VfmError
+from vfm.plugins.finance.decode import (
+    OnnxBackend,
+    Prediction,
+    ProgramPredictor,
+    beam_decode,
+    document_units,
+    greedy_decode,
+    read_settings,
+)
+from vfm.plugins.finance.features import OUTPUT_VOCAB, make_example
+from vfm.plugins.finance.generator import TorchBackend, load_generator
+from vfm.plugins.finance.generator_training import TrainingSettings, build_model_folder
+from vfm.plugins.finance.program import parse_program, step_reference
+from vfm.plugins.finance.records import QARecord
+from vfm.plugins.finance.synthetic import generate
+
+TINY = TrainingSettings(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=128, top_k=3, beam_size=3,
+                        vocab_size=2000, dropout=0.0)
+RECORDS = 8
+
+
+@functools.cache
+def exported_model_folder() -> Path:
+    """A folder with an untrained tiny model exported to ONNX, built once per test session
+    (the dynamo export takes seconds) and shared with ``test_evaluate``."""
+    folder = Path(tempfile.mkdtemp(prefix="vfm-finance-model-"))
+    atexit.register(shutil.rmtree, folder, True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        build_model_folder(folder, generate(RECORDS, seed=21), TINY)
+    finally:
+        torch.set_num_threads(threads)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folder() -> Path:
+    return exported_model_folder()
+
+
+@pytest.fixture(scope="module")
+def encoded_inputs(folder):
+    predictor = ProgramPredictor(folder)
+    records = generate(RECORDS, seed=21)[:2]
+    return [predictor.inputs.encode(make_example(r, predictor.retriever.rank(r)[: TINY.top_k])) for r in records], \
+        predictor.inputs
+
+
+@pytest.mark.slow
+def test_onnx_decode_gives_the_torch_tokens(folder, encoded_inputs):
+    encoded, inputs = encoded_inputs
+    torch_backend, onnx_backend = TorchBackend(load_generator(folder)), OnnxBackend(folder)
+    for item in encoded:
+        assert greedy_decode(onnx_backend, item, length=TINY.max_len, pad_id=inputs.pad_id).tokens == \
+            greedy_decode(torch_backend, item, length=TINY.max_len, pad_id=inputs.pad_id).tokens
+        onnx_beams = beam_decode(onnx_backend, item, length=TINY.max_len, pad_id=inputs.pad_id, beam_size=3)
+        torch_beams = beam_decode(torch_backend, item, length=TINY.max_len, pad_id=inputs.pad_id, beam_size=3)
+        assert [b.tokens for b in onnx_beams] == [b.tokens for b in torch_beams]
+        assert np.allclose([b.log_prob for b in onnx_beams], [b.log_prob for b in torch_beams], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_decoded_programs_are_well_formed(folder, encoded_inputs):
+    encoded, inputs = encoded_inputs
+    backend = OnnxBackend(folder)
+    for item in encoded:
+        beams = beam_decode(backend, item, length=TINY.max_len, pad_id=inputs.pad_id, beam_size=3)
+        assert beams and [b.log_prob for b in beams] == sorted((b.log_prob for b in beams), reverse=True)
+        for beam in beams:
+            steps = parse_program(beam.program)
+            assert beam.tokens[-1] == "EOF" and 0.0 <= beam.confidence <= 1.0
+            for index, step in enumerate(steps):
+                references = [step_reference(arg) for arg in step.args]
+                assert all(r is None or r < index for r in references)
+        greedy = greedy_decode(backend, item, length=TINY.max_len, pad_id=inputs.pad_id)
+        assert greedy.tokens == beam_decode(backend, item, length=TINY.max_len, pad_id=inputs.pad_id,
+                                            beam_size=1)[0].tokens
+
+
+@pytest.mark.slow
+def test_the_predictor_retrieves_decodes_and_executes(folder):
+    record = generate(RECORDS, seed=21)[0]
+    prediction = ProgramPredictor(folder).predict_record(record)
+    assert isinstance(prediction, Prediction)
+    assert set(prediction.evidence) <= set(record.evidence()) and len(prediction.evidence) <= TINY.top_k
+    assert sorted(ident for ident, _ in prediction.ranking) == sorted(record.evidence())
+    assert prediction.program is not None and len(prediction.beams) >= 1
+    assert (prediction.answer is None) == (prediction.error is not None)
+    plain = ProgramPredictor(folder, beam_size=1).predict(record.question, record.table,
+                                                           record.pre_text + record.post_text)
+    assert len(plain.beams) == 1
+
+
+def test_document_units_use_finqa_ids():
+    table = [["", "2019", "2018"], ["revenue", "$ 1,452", "$ 1,300"]]
+    units, rows = document_units(table, ["revenue grew ."])
+    record = QARecord(id="x", pre_text=["revenue grew ."], table=table, post_text=[], question="?", answer=1.0)
+    assert units == record.evidence()
+    assert rows == {"table_0": "", "table_1": "revenue"}
+
+
+def test_settings_of_other_folders_are_refused(tmp_path):
+    with pytest.raises(VfmError, match="cannot read the model settings"):
+        read_settings(tmp_path)
+    (tmp_path / "finance_model.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(VfmError, match="not a finance program generator"):
+        read_settings(tmp_path)
+
+
+def test_beam_size_must_be_positive():
+    with pytest.raises(VfmError, match="beam_size"):
+        beam_decode(None, None, length=8, pad_id=0, beam_size=0)  # type: ignore[arg-type]
+
+
+def test_the_runtime_imports_no_torch():
+    code = ("import sys; import vfm.plugins.finance.decode, vfm.plugins.finance.evaluate, "
+            "vfm.plugins.finance.retriever, vfm.plugins.finance.features; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_the_exported_model_answers_without_torch(folder):
+    code = ("import sys; from vfm.plugins.finance.decode import ProgramPredictor; "
+            "from vfm.plugins.finance.synthetic import generate; "
+            "p = ProgramPredictor(sys.argv[1]).predict_record(generate(1, seed=21)[0]); "
+            "assert p.program and 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)")
+    result = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_output_vocabulary_has_what_finqa_programs_use():
+    for word in ("add(", "table_average(", ")", "EOF", "none", "const_100", "const_m1", "#0"):
+        assert word in OUTPUT_VOCAB

@@ -1,0 +1,105 @@
+"""Scoring a model folder on FinQA- and TAT-QA-format files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vfm.platform.errors import VfmError
+from vfm.plugins.finance.decode import Prediction
+from vfm.plugins.finance.evaluate import evaluate_file, main, predict_scale, score_predictions
+from vfm.plugins.finance.records import QARecord
+from vfm.plugins.finance.synthetic import generate
+
+from .test_decode import exported_model_folder
+
+TATQA_CONTEXT = {
+    "table": {"uid": "t1", "table": [["", "2019", "2018"], ["Revenue", "1,200", "1,000"],
+                                     ["Cost of sales", "(700)", "(600)"]]},
+    "paragraphs": [{"uid": "p1", "order": 1, "text": "Revenue grew because of new customers."},
+                   {"uid": "p2", "order": 2, "text": "All amounts are in thousands."}],
+    "questions": [
+        {"uid": "q1", "order": 1, "question": "What was the change in revenue from 2018 to 2019?",
+         "answer": 200, "derivation": "1,200 - 1,000", "answer_type": "arithmetic", "answer_from": "table",
+         "rel_paragraphs": [], "req_comparison": False, "scale": "thousand"},
+        {"uid": "q2", "order": 2, "question": "Why did revenue grow?", "answer": ["new customers"],
+         "derivation": "", "answer_type": "span", "answer_from": "text", "rel_paragraphs": ["1"],
+         "req_comparison": False, "scale": ""},
+    ],
+}
+
+
+def _finqa_item(record: QARecord) -> dict:
+    """A synthetic record in the official FinQA format."""
+    evidence = record.evidence()
+    return {"id": record.id, "pre_text": record.pre_text, "table": record.table, "post_text": record.post_text,
+            "qa": {"question": record.question, "program": record.program, "exe_ans": record.answer,
+                   "gold_inds": {ident: evidence[ident] for ident in record.gold_evidence}}}
+
+
+@pytest.mark.slow
+def test_evaluate_file_scores_a_finqa_file(tmp_path):
+    path = tmp_path / "finqa.json"
+    path.write_text(json.dumps([_finqa_item(r) for r in generate(3, seed=31)]))
+    result = evaluate_file(path, exported_model_folder(), progress=False)
+    assert result["count"] == 3 and result["file"] == str(path)
+    assert set(result["retrieval"]) == {"recall@1", "recall@3", "recall@5", "count"}
+    assert set(result["program"]) == {"execution_accuracy", "program_accuracy", "count"}
+    assert 0.0 <= result["program"]["execution_accuracy"] <= 1.0 and result["program"]["count"] == 3
+    assert "tatqa" not in result
+
+
+@pytest.mark.slow
+def test_evaluate_file_scores_a_tatqa_file_and_main_prints_json(tmp_path, capsys):
+    path = tmp_path / "tatqa.json"
+    path.write_text(json.dumps([TATQA_CONTEXT]))
+    assert main([str(path), "--model", str(exported_model_folder()), "--beam-size", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["count"] == 2 and result["program"]["count"] == 1
+    assert result["tatqa"]["all"]["count"] == 2 and result["tatqa"]["arithmetic"]["count"] == 1
+    assert set(result["tatqa"]["all"]) == {"exact_match", "f1", "count"}
+
+
+def test_main_reports_errors_in_one_line(tmp_path, capsys):
+    assert main([str(tmp_path / "missing.json"), "--model", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("error: file not found")
+
+
+def _record(question: str, answer: float, scale: str = "", source: str = "tatqa", program: str | None = None,
+            table: list[list[str]] | None = None) -> QARecord:
+    return QARecord(id="r", pre_text=[], table=table or [["", "2019"], ["revenue", "1,200"]], post_text=[],
+                    question=question, answer=answer, program=program, scale=scale, source=source)
+
+
+def test_scores_count_correct_tatqa_executions_under_the_tatqa_metric():
+    record = _record("what percentage of revenue is it ?", 22.22, scale="percent", program="divide(2, 9), "
+                     "multiply(#0, const_100)")
+    right = Prediction("divide(2, 9), multiply(#0, const_100)", 22.22222, 0.9, (), (), ())
+    wrong = Prediction("add(2, 9)", 11.0, 0.1, (), (), ())
+    assert score_predictions([right], [record])["program"]["execution_accuracy"] == 1.0
+    assert score_predictions([right], [record])["program"]["program_accuracy"] == 1.0
+    assert score_predictions([wrong], [record])["program"]["execution_accuracy"] == 0.0
+    assert score_predictions([right], [record])["tatqa"]["arithmetic"]["exact_match"] == 1.0
+
+
+@pytest.mark.parametrize(("question", "program", "table", "scale"), [
+    ("what is the percentage change in revenue ?", "subtract(2, 1), divide(#0, 1), multiply(#1, const_100)", None,
+     "percent"),
+    ("what is the ratio of a to b ?", "divide(2, 1)", None, ""),
+    ("what is the change in revenue ?", "subtract(2, 1)", [["$'000", "2019"], ["revenue", "1"]], "thousand"),
+    ("what is the change in revenue ?", "subtract(2, 1)", [["( in millions )", "2019"], ["revenue", "1"]],
+     "million"),
+    ("what is the change in revenue ?", "subtract(2, 1)", None, ""),
+    ("what is the average revenue ?", "add(2, 1), divide(#0, 2)", [["", "2019 $\u2019000"], ["revenue", "1"]],
+     "thousand"),
+])
+def test_predict_scale_follows_the_question_and_the_document(question, program, table, scale):
+    assert predict_scale(_record(question, 1.0, table=table), program) == scale
+
+
+def test_an_empty_file_is_refused(tmp_path):
+    path = tmp_path / "empty.json"
+    path.write_text("[]")
+    with pytest.raises(VfmError, match="no records"):
+        evaluate_file(path, tmp_path)

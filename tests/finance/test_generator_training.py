@@ -1,0 +1,63 @@
+"""The training entry point's pieces: inputs with gold evidence, batching, data splits, settings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vfm.platform.errors import VfmError
+from vfm.plugins.finance.data_splits import hash_percent, selection_split, split_tatqa
+from vfm.plugins.finance.generator_training import LengthBuckets, TrainingSettings, main, training_units
+from vfm.plugins.finance.synthetic import generate
+
+from .conftest import DATA_DIR, needs_data
+
+
+def test_training_units_always_hold_the_gold_evidence():
+    record = generate(1, seed=41)[0]
+    ranked = list(reversed(list(record.evidence())))
+    units = training_units(record, ranked, 3)
+    assert set(record.gold_evidence) <= set(units) and len(units) == max(3, len(record.gold_evidence))
+    assert units == [ident for ident in ranked if ident in units]
+    shuffled = training_units(record, ranked, 3, np.random.default_rng(0))
+    assert set(record.gold_evidence) <= set(shuffled) and len(shuffled) == len(units)
+
+
+def test_length_buckets_batch_every_example_once_by_length():
+    lengths = np.random.default_rng(0).integers(10, 200, size=103)
+    sampler = LengthBuckets(lengths, batch_size=8, seed=1, pool=4)
+    batches = list(sampler)
+    assert sorted(i for batch in batches for i in batch) == list(range(103))
+    assert len(batches) == len(sampler)
+    assert np.mean([np.ptp(lengths[b]) for b in batches]) < np.ptp(lengths) / 2
+
+
+def test_hashed_splits_are_stable_and_by_document():
+    assert hash_percent("V/2008/page_17.pdf") == hash_percent("V/2008/page_17.pdf")
+    records = generate(60, seed=42)
+    fit, select = selection_split(records)
+    assert len(fit) + len(select) == 60 and 0 < len(select) < 30
+    assert selection_split(records) == (fit, select)
+
+
+@needs_data("tatqa/tatqa_dataset_dev.json")
+def test_tatqa_is_split_by_context():
+    train, held_out = split_tatqa(DATA_DIR / "tatqa/tatqa_dataset_dev.json")
+    tables = {json.dumps(r.table) for r in train}
+    assert held_out and not any(json.dumps(r.table) in tables for r in held_out)
+
+
+def test_a_config_with_an_unknown_setting_is_refused(tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"epochs": 1, "learning_rate": 0.1}))
+    assert main(["--out", str(tmp_path / "out"), "--config", str(config)]) == 1
+    assert "unknown setting 'learning_rate'" in capsys.readouterr().err
+
+
+def test_settings_describe_the_model():
+    config = TrainingSettings(d_model=64, n_heads=2).model_config(vocab_size=500)
+    assert (config.vocab_size, config.d_model, config.n_heads, config.encoder) == (500, 64, 2, "scratch")
+    with pytest.raises(VfmError, match="n_heads"):
+        TrainingSettings(d_model=30, n_heads=4).model_config(vocab_size=500)
