@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = verbs.add_parser("evaluate", help="score a fine-tuned run; prints metrics as JSON")
     evaluate.add_argument("plugin", help="plugin name")
-    evaluate.add_argument("--run", type=Path, required=True, help="the fine-tune run directory")
+    evaluate.add_argument("--run", type=Path, help="the fine-tune run directory (default: runs/<plugin>/finetune, "
+                          "where 'vfm finetune' writes)")
     evaluate.add_argument("--data", help="labelled data to score (default: the run's validation data)")
     evaluate.add_argument("--split", help="split name inside --data (e.g. val, test)")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -169,7 +170,11 @@ def _evaluate(args: argparse.Namespace) -> Outcome:
     if args.data and not Path(args.data).exists():
         raise VfmError("data path not found", where=args.data, fix="pass an existing file or folder to --data")
     pipeline, config = _pipeline_and_config(argparse.Namespace(plugin=args.plugin, overrides=args.overrides))
-    metrics = pipeline.evaluate(args.run, config, source=args.data, split=args.split)
+    run = args.run or Path("runs") / args.plugin / "finetune"
+    if not run.is_dir():
+        raise VfmError("run directory not found", where=str(run),
+                       fix=f"pass --run with the --out folder of 'vfm finetune {args.plugin}'")
+    metrics = pipeline.evaluate(run, config, source=args.data, split=args.split)
     if args.output:
         atomic_write_json(args.output, metrics)
     return 0, metrics

@@ -27,7 +27,7 @@ def _free_port() -> int:
 
 def _demo_smoke(bundle: Path) -> dict[str, Any]:
     """Serve the bundle on a free local port and call its predict endpoint once."""
-    from gradio_client import Client, handle_file
+    from gradio_client import Client
 
     from vfm.serve.app import build_app, launch
     from vfm.serve.runtime import open_predictor
@@ -38,8 +38,7 @@ def _demo_smoke(bundle: Path) -> dict[str, Any]:
     launch(app, [predictor], port=port, block=False)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        example = predictor.bundle.examples()[0]
-        result = client.predict(handle_file(str(example)), api_name=f"/{predictor.plugin.name}_predict")
+        result = client.predict(*predictor.smoke_inputs(), api_name=f"/{predictor.plugin.name}_predict")
         return {"endpoint": f"/{predictor.plugin.name}_predict", "outputs": len(result)}
     finally:
         app.close()

@@ -126,10 +126,16 @@ def read_finance(path: str | Path) -> list[Document]:
     """The distinct contexts of a FinQA, TAT-QA or ConvFinQA file: ``pre_text``, the table rows
     as FinQA words them (``"the revenue of 2019 is $ 1,452 ;"``), ``post_text``, one per line."""
     from vfm.plugins.finance.loaders import load_any
+
+    return finance_documents(load_any(path))
+
+
+def finance_documents(records: Iterable) -> list[Document]:
+    """The distinct contexts of finance ``QARecord`` s, worded as :func:`read_finance` words them."""
     from vfm.plugins.finance.records import row_to_text
 
     by_text: dict[str, tuple[str, str, str, list[str]]] = {}
-    for record in load_any(path):
+    for record in records:
         header = record.table[0] if record.table else []
         rows = [row_to_text(header, row) for row in record.table[1:]]
         text = "\n".join(line for line in [*record.pre_text, *rows, *record.post_text] if line.strip())

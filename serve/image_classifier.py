@@ -51,6 +51,12 @@ class ImageClassifierPredictor:
         std = np.asarray(self.params.get("std", [1.0, 1.0, 1.0]), np.float32)[:, None, None]
         return ((pixels * std + mean).clip(0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
 
+    def smoke_inputs(self) -> list[Any]:
+        """The first bundled example image, as the demo's upload."""
+        from gradio_client import handle_file
+
+        return [handle_file(str(self.bundle.examples()[0]))]
+
     def predict(self, source: Any) -> dict[str, Any]:
         pixels = self._pixels(source)
         outputs = dict(zip(self.output_names, self.session.run(None, {self.input_name: pixels})))

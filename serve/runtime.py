@@ -30,6 +30,10 @@ class Predictor(Protocol):
         """One input (path, bytes, array, ...) -> a result dict (JSON-able except numpy arrays)."""
         ...
 
+    def smoke_inputs(self) -> list[Any]:
+        """Arguments for one call of the demo tab's ``/<plugin>_predict`` endpoint (a bundled example)."""
+        ...
+
 
 def _compatible(installed: str, made_with: str) -> bool:
     """Same major version (same minor too while the major is 0)."""

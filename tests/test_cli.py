@@ -26,7 +26,7 @@ def test_help_on_every_verb(verb, capsys):
         (["pretrain", "retina", "--data", "/no/such/data.npz"], "data path not found"),
         (["pretrain", "retina", "--set", "pretrain.nosuchfield=1"], "pretrain.nosuchfield"),
         (["pretrain", "retina", "--config", "/no/such.yaml"], "config file not found"),
-        (["evaluate", "retina", "--run", "/no/such/run"], "not a fine-tuned run"),
+        (["evaluate", "retina", "--run", "/no/such/run"], "run directory not found"),
         (["export", "retina", "--run", "/no/such/run"], "not a fine-tuned run"),
         (["predict", "/no/such/bundle", "x.png"], "bundle not found"),
         (["serve", "/no/such/bundle"], "bundle not found"),

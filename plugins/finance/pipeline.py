@@ -1,0 +1,237 @@
+"""The finance pipeline: domain text adaptation -> program generator -> evaluation -> bundle.
+
+Each method is one CLI verb (``vfm pretrain|finetune|evaluate|export finance``). Config sections:
+
+- ``data``: ``source`` is ``synthetic`` (the embedded statement generator) or a folder laid
+  out as ``$VFM_DATA_DIR`` (``finqa/``, ``tatqa/``, ``convfinqa/``, optionally ``phrasebank/``),
+  whose held-out sets (FinQA dev, the TAT-QA held-out contexts) are never trained on.
+- ``pretrain``: ``base`` (a Hugging Face id, a local folder or ``fresh:<name>``) plus
+  :class:`vfm.pretrain.text_adaptation.TextAdaptSettings` fields: continued pretraining of
+  the encoder on the domain text (the training documents, or synthetic statements).
+- ``finetune``: ``pretrained`` (a Hugging Face model folder with ``tokenizer.json``, e.g. the
+  ``model/`` folder ``vfm pretrain finance`` writes; ``null`` trains the encoder from scratch)
+  plus :class:`vfm.plugins.finance.generator_training.TrainingSettings` fields.
+
+A fine-tune run folder is itself a model folder (ONNX encoder and decoder step, tokenizer,
+retriever, decoding settings): ``evaluate`` and ``export`` read it without torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vfm.platform.config import build_settings, deep_merge, load_yaml_file, write_config
+from vfm.platform.errors import VfmError
+from vfm.platform.fileio import atomic_write_json
+from vfm.platform.plugin import Plugin
+from vfm.platform.registry import vfm_version
+
+SYNTHETIC = "synthetic"
+EVAL_SEED = 2  # synthetic evaluation records are drawn with this seed (training uses finetune.seed = 0)
+MODEL_FILES = ("encoder.onnx", "decoder_step.onnx", "tokenizer.json", "retriever.json", "finance_model.json")
+"""What a run folder must hold to serve as a model folder (and what a bundle carries)."""
+
+
+class FinancePipeline:
+    """Adapt, train, evaluate and export the finance question-answering model of one plugin."""
+
+    def __init__(self, plugin: Plugin):
+        self.plugin = plugin
+        self.manifest = plugin.manifest
+
+    # ------------------------------------------------------------------ config
+    def default_config(self) -> dict[str, Any]:
+        training = self.manifest.training
+        return {
+            "plugin": self.plugin.name,
+            "data": {"source": SYNTHETIC},
+            "pretrain": {"base": "fresh:bert-tiny", **training.get("pretrain", {})},
+            "finetune": {"pretrained": None, **training.get("finetune", {})},
+        }
+
+    def resolve(self, config: dict[str, Any]) -> dict[str, Any]:
+        return deep_merge(self.default_config(), config)
+
+    @staticmethod
+    def _data_dir(config: dict[str, Any]) -> str | None:
+        source = config["data"]["source"]
+        if source == SYNTHETIC:
+            return None
+        if not Path(source).is_dir():
+            raise VfmError("finance training data must be a folder holding finqa/, tatqa/, convfinqa/",
+                           where=str(source), fix="pass the data folder (as $VFM_DATA_DIR) or data.source=synthetic")
+        return str(source)
+
+    # ---------------------------------------------------------------- pretrain
+    def pretrain(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
+        """Continue pretraining the encoder on domain text (masked LM for encoders)."""
+        from vfm.plugins.finance.synthetic import generate
+        from vfm.pretrain.text_adaptation import TextAdaptSettings, adapt_text_model
+        from vfm.pretrain.text_corpus import build_corpus, finance_documents, read_phrasebank
+
+        config = self.resolve(config)
+        section = dict(config["pretrain"])
+        base = section.pop("base")
+        settings = build_settings(TextAdaptSettings, section, "pretrain")
+        data_dir = self._data_dir(config)
+        if data_dir is None:
+            documents, held_out = finance_documents(generate(2000, seed=config["finetune"].get("seed", 0))), []
+        else:
+            from vfm.plugins.finance.data_splits import load_real_data
+
+            real = load_real_data(data_dir)
+            documents = finance_documents(real.train)
+            documents += [doc for path in sorted(Path(data_dir).glob("phrasebank/*.zip"))
+                          for doc in read_phrasebank(path)]
+            held_out = finance_documents(real.finqa_dev + real.tatqa_held_out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_config(config, out_dir)
+        metrics = adapt_text_model(base, build_corpus(documents, exclude_documents=held_out), None, settings,
+                                   out_dir, progress=progress)
+        atomic_write_json(out_dir / "metrics.json", metrics)
+        return metrics
+
+    # ---------------------------------------------------------------- finetune
+    def _training_settings(self, config: dict[str, Any]) -> Any:
+        from vfm.plugins.finance.generator import SCRATCH
+        from vfm.plugins.finance.generator_training import TrainingSettings
+
+        section = dict(config["finetune"])
+        pretrained = section.pop("pretrained")
+        for reserved, where in (("data_dir", "data.source"), ("encoder", "finetune.pretrained")):
+            if reserved in section:
+                raise VfmError(f"finetune.{reserved} is set through {where}", fix=f"set {where} instead")
+        data_dir = self._data_dir(config)
+        section |= {"data_dir": data_dir, "encoder": str(pretrained) if pretrained else SCRATCH}
+        if data_dir is None:
+            section["synthetic_only"] = True
+        return build_settings(TrainingSettings, section, "finetune")
+
+    def finetune(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
+        """Fit the retriever and train the program generator; export and score it (``metrics.json``)."""
+        from vfm.plugins.finance.generator_training import train_generator
+
+        config = self.resolve(config)
+        settings = self._training_settings(config)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_config(config, out_dir)
+        return train_generator(settings, out_dir)
+
+    # ---------------------------------------------------------------- evaluate
+    def evaluate(self, run_dir: Path, config_overrides: dict[str, Any] | None = None, *,
+                 source: str | None = None, split: str | None = None) -> dict[str, Any]:
+        """Score a run (or a bundle) on a FinQA / TAT-QA / ConvFinQA file, or on synthetic test records.
+
+        Torch-free: the run's exported ONNX model answers every question.
+        """
+        from vfm.plugins.finance.decode import ProgramPredictor
+        from vfm.plugins.finance.evaluate import evaluate_file, evaluate_records
+        from vfm.plugins.finance.synthetic import generate
+
+        check_model_folder(run_dir)
+        if split is not None:
+            raise VfmError(f"finance files hold one split each; got --split {split}",
+                           fix="drop --split and pass the file of the split to score with --data")
+        if source:
+            return evaluate_file(source, run_dir, progress=False)
+        records = generate(200, seed=EVAL_SEED)
+        return {"file": f"synthetic(seed={EVAL_SEED}, n=200)",
+                **evaluate_records(ProgramPredictor(run_dir), records, progress=False)}
+
+    # ------------------------------------------------------- demo and validate
+    def smoke_config(self) -> dict[str, Any]:
+        """A seconds-long config for ``vfm plugins validate``: same code path, tiny sizes."""
+        return {"finetune": {"synthetic": 40, "epochs": 1, "d_model": 32, "n_layers": 1, "n_heads": 2,
+                             "d_ff": 64, "max_len": 128, "select_synthetic": 4, "eval_synthetic": 4,
+                             "parity_records": 2, "beam_size": 2, "warmup_steps": 1}}
+
+    def check_forward(self) -> dict[str, Any]:
+        """Fake-input forward pass: a synthetic question through an untrained generator, shapes checked."""
+        import numpy as np
+        from tokenizers import Tokenizer
+
+        from vfm.plugins.finance.features import InputEncoder, make_example
+        from vfm.plugins.finance.generator import TorchBackend, build_generator
+        from vfm.plugins.finance.generator_training import record_texts, train_word_tokenizer
+        from vfm.plugins.finance.synthetic import generate
+
+        settings = self._training_settings(self.resolve(self.smoke_config()))
+        records = generate(4, seed=0)
+        tokenizer = Tokenizer.from_str(train_word_tokenizer(record_texts(records), 500, 1).to_str())
+        inputs = InputEncoder(tokenizer, settings.max_len, settings.max_question_len)
+        backend = TorchBackend(build_generator(settings.model_config(tokenizer.get_vocab_size())).eval())
+        encoded = inputs.encode(make_example(records[0], records[0].gold_evidence))
+        ids, mask, types = encoded.padded(settings.max_len, inputs.pad_id)  # each [1, max_len]
+        memory, state = backend.encode(ids, mask, types)
+        logits, _ = backend.step(np.zeros(1, np.int64), state, memory, mask)
+        expected = {"memory": (1, settings.max_len, settings.d_model), "state": (1, settings.d_model)}
+        got = {"memory": memory.shape, "state": state.shape}
+        if got != expected or logits.shape[0] != 1:
+            raise VfmError(f"generator output shapes {got} differ from {expected}")
+        return {"memory": list(memory.shape), "state": list(state.shape), "logits": list(logits.shape)}
+
+    def build_demo_bundle(self, work_dir: Path, *, config: dict[str, Any] | None = None,
+                          progress: bool = True) -> Path:
+        """Train on synthetic statements (the manifest's demo recipe) and export, in ``work_dir``.
+
+        A finished training run is reused; the demo skips text adaptation (see the manifest).
+        """
+        run = work_dir / "finetune"
+        if not (run / "metrics.json").is_file():
+            self.finetune(config or {}, run, progress=progress)
+        return self.export(run, work_dir / "bundle", progress=progress)
+
+    # ------------------------------------------------------------------ export
+    def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
+        """Bundle a run's exported model (ONNX encoder + decoder step, tokenizer, retriever)."""
+        from vfm.platform.bundle import write_bundle
+        from vfm.platform.model_card import render_model_card
+        from vfm.plugins.finance.examples import example_files
+
+        check_model_folder(run_dir)
+        metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
+        parity = json.loads((run_dir / "parity.json").read_text("utf-8"))
+        graphs = {key: report for key, report in parity.items() if key != "greedy_tokens"}
+        tokens = parity.get("greedy_tokens", {"count": 0, "equal": 0})
+        first = next(iter(graphs.values()))
+        parity_summary = {
+            "passed": all(r["passed"] for r in graphs.values()) and tokens["equal"] == tokens["count"],
+            "outputs": {f"{graph}.{name}": stats for graph, r in graphs.items() for name, stats in r["outputs"].items()},
+            "atol": first["atol"], "rtol": first["rtol"], "n_inputs": first.get("n_inputs"),
+            "greedy_tokens": tokens,
+        }
+        for stats in parity_summary["outputs"].values():
+            stats.pop("files", None)
+        config = load_yaml_file(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
+        summary = {name: {mode: scores["program"] | {"retrieval": scores["retrieval"]}
+                          for mode, scores in result.items()}
+                   for name, result in metrics.get("evaluation", {}).items()}
+        files: dict[str, Any] = {name: run_dir / name for name in MODEL_FILES}
+        files |= {Path(f).name: run_dir / Path(f).name for r in graphs.values() for f in r.get("files", [])}
+        files |= {
+            "metrics.json": json.dumps(summary, indent=2),
+            "parity.json": json.dumps(parity_summary, indent=2),
+            "config.yaml": (run_dir / "config.yaml").read_text("utf-8") if config else "{}\n",
+            "MODEL_CARD.md": render_model_card(self.manifest, metrics=_flat_metrics(summary),
+                                               parity=parity_summary, config=config),
+        }
+        files |= example_files(self.manifest.demo.n_examples)
+        return write_bundle(out, plugin_manifest=self.manifest,
+                            models={"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"},
+                            files=files, vfm_version=vfm_version())
+
+
+def check_model_folder(folder: Path) -> None:
+    """Refuse a folder that is not a trained finance run (or bundle), naming the missing file."""
+    missing = [name for name in MODEL_FILES if not (Path(folder) / name).is_file()]
+    if missing:
+        raise VfmError(f"not a finance run: {', '.join(missing)} missing", where=str(folder),
+                       fix="pass the --out folder of 'vfm finetune finance' (or a finance bundle)")
+
+
+def _flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """``{"<set>/<decoding>/<metric>": value}`` for the model card's table."""
+    return {f"{name}/{mode}/{metric}": value for name, modes in summary.items() for mode, scores in modes.items()
+            for metric, value in scores.items() if isinstance(value, (int, float))}

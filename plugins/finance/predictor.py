@@ -1,0 +1,179 @@
+"""The finance bundle's predictor: a question over a report excerpt in, the answer, the
+program that computes it (each step's value), the evidence it read and a confidence out.
+
+Torch-free (onnxruntime, numpy, ``tokenizers``, ``bm25s``). Inputs are a mapping or a JSON
+file: ``{"question", "table", "pre_text", "post_text", "history"}`` where ``table`` is rows
+of cells (header first, row names in the first column) or pasted text (CSV, TSV, markdown),
+and the texts are lists of sentences or one string; or a file holding one FinQA / TAT-QA /
+ConvFinQA question.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from vfm.platform.bundle import Bundle
+from vfm.platform.errors import VfmError
+from vfm.platform.plugin import Plugin
+from vfm.plugins.finance.decode import ProgramPredictor, document_units
+from vfm.plugins.finance.executor import trace
+from vfm.plugins.finance.table_text import parse_table
+
+MAX_CONTEXT_CHARS = 100_000
+"""The longest text (before + after the table) accepted; annual-report pages are a few thousand."""
+MAX_QUESTION_CHARS = 1_000
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9$(])")
+_PERCENT_QUESTION = re.compile(r"percent|%|\bproportion\b|\bratio\b|\brate\b", re.IGNORECASE)
+
+
+class FinancePredictor:
+    """Answer questions with a finance bundle (see :meth:`predict`)."""
+
+    def __init__(self, bundle: Bundle, plugin: Plugin):
+        self.bundle = bundle
+        self.plugin = plugin
+        self.model = ProgramPredictor(bundle.path)
+
+    def predict(self, source: Any) -> dict[str, Any]:
+        """One question -> ``{"answer", "display", "program", "steps", "confidence", "evidence",
+        "beams", "no_answer_reason"}``.
+
+        ``answer`` is a float or ``"yes"``/``"no"`` (None when no decoded program runs, with
+        ``no_answer_reason`` saying why); ``steps`` lists ``{"ref": "#i", "op", "args", "value"}``;
+        ``evidence`` every sentence and table row in document order, ``{"id", "text", "rank",
+        "score", "used"}`` (rank 1: the retriever's best; ``used``: read by the generator).
+        """
+        question, table, pre_text, post_text, history = read_question(source)
+        prediction = self.model.predict(question, table, pre_text, post_text, history)
+        units, _ = document_units(table, [*pre_text, *post_text])
+        used = set(prediction.evidence)
+        rank = {ident: i + 1 for i, (ident, _) in enumerate(prediction.ranking)}
+        score = dict(prediction.ranking)
+        steps: list[dict[str, Any]] = []
+        if prediction.answer is not None and prediction.program:
+            steps = [{"ref": f"#{i}", "op": s.op, "args": list(s.args), "value": s.value}
+                     for i, s in enumerate(trace(prediction.program, table))]
+        return {
+            "question": question,
+            "answer": prediction.answer,
+            "display": display_answer(prediction.answer, question),
+            "program": prediction.program,
+            "steps": steps,
+            "confidence": prediction.confidence,
+            "evidence": [{"id": ident, "text": units[ident], "rank": rank[ident], "score": score[ident],
+                          "used": ident in used} for ident in _document_order(len(pre_text), table, post_text)],
+            "beams": [{"program": program, "probability": p} for program, p in prediction.beams],
+            "no_answer_reason": prediction.error,
+        }
+
+    def smoke_inputs(self) -> list[Any]:
+        """Arguments of the demo's ``/<name>_predict`` endpoint for the first example."""
+        question, table, pre_text, post_text, _ = read_question(self.bundle.examples()[0])
+        return ["\n".join(pre_text), "\n".join(",".join(_csv_cell(c) for c in row) for row in table),
+                "\n".join(post_text), question]
+
+
+def _document_order(n_pre: int, table: Sequence[Sequence[str]], post_text: Sequence[str]) -> list[str]:
+    """Evidence ids as the document reads: sentences before, table rows, sentences after."""
+    return ([f"text_{i}" for i in range(n_pre)] + [f"table_{i}" for i in range(len(table))]
+            + [f"text_{n_pre + i}" for i in range(len(post_text))])
+
+
+def display_answer(answer: float | str | None, question: str) -> str:
+    """The answer as a person reads it: ``"yes"``, ``"1,452.5"``, ``"0.052 (5.2 %)"``."""
+    if answer is None:
+        return "no answer"
+    if isinstance(answer, str):
+        return answer
+    text = format_number(answer)
+    if _PERCENT_QUESTION.search(question) and abs(answer) < 10:
+        text += f" ({answer * 100:.2f} %)"
+    return text
+
+
+def format_number(value: float) -> str:
+    """``1452.5`` -> ``"1,452.5"``: thousands separated, at most 5 decimals (FinQA's rounding)."""
+    return f"{value:,.5f}".rstrip("0").rstrip(".")
+
+
+def read_question(source: Any) -> tuple[str, list[list[str]], list[str], list[str], list[str]]:
+    """``(question, table, pre_text, post_text, history)`` from a mapping or a JSON file, checked.
+
+    Raises:
+        VfmError: unreadable file, no question, an empty/ragged/number-free table, or text
+            longer than :data:`MAX_CONTEXT_CHARS`.
+    """
+    if isinstance(source, (str, Path)):
+        return _read_file(Path(source))
+    if not isinstance(source, Mapping):
+        raise VfmError(f"cannot read a question from {type(source).__name__}",
+                       fix="pass a mapping with question and table, or a JSON file")
+    question = str(source.get("question") or "").strip()
+    if not question:
+        raise VfmError("the question is empty", fix="type a question about the table, e.g. 'what was the change "
+                                                    "in revenue from 2019 to 2020?'")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise VfmError(f"the question has {len(question):,} characters (at most {MAX_QUESTION_CHARS:,})",
+                       fix="ask one short question")
+    pre_text, post_text = _sentences(source.get("pre_text"), "pre_text"), _sentences(source.get("post_text"),
+                                                                                      "post_text")
+    size = sum(map(len, pre_text + post_text))
+    if size > MAX_CONTEXT_CHARS:
+        raise VfmError(f"the text around the table has {size:,} characters (at most {MAX_CONTEXT_CHARS:,})",
+                       fix="paste only the section of the report the question is about")
+    table = _table(source.get("table"))
+    history = [str(turn) for turn in source.get("history") or []]
+    return question, table, pre_text, post_text, history
+
+
+def _read_file(path: Path) -> tuple[str, list[list[str]], list[str], list[str], list[str]]:
+    if not path.is_file():
+        raise VfmError("input file not found", where=str(path), fix="pass an existing JSON file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise VfmError(f"not a JSON file: {err}", where=str(path),
+                       fix="pass a JSON object with question and table (see the bundle's examples/)") from None
+    if isinstance(data, Mapping) and "question" in data:
+        return read_question(data)
+    from vfm.plugins.finance.loaders import load_any
+
+    records = load_any(path)
+    if len(records) != 1:
+        raise VfmError(f"the file holds {len(records)} questions; predict takes one", where=str(path),
+                       fix="score a dataset with 'vfm evaluate finance --data FILE'")
+    r = records[0]
+    return read_question({"question": r.question, "table": r.table, "pre_text": r.pre_text,
+                          "post_text": r.post_text, "history": r.history})
+
+
+def _sentences(value: Any, name: str) -> list[str]:
+    """A list of sentences from a list or a block of text (split at sentence ends and lines)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [s.strip() for line in value.splitlines() for s in _SENTENCE_END.split(line) if s.strip()]
+    if isinstance(value, Sequence):
+        return [str(s).strip() for s in value if str(s).strip()]
+    raise VfmError(f"{name} must be text or a list of sentences, not {type(value).__name__}", where=name)
+
+
+def _table(value: Any) -> list[list[str]]:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise VfmError("the table is empty", where="table",
+                       fix="paste the table as CSV or markdown, the header row first and row names in column 1")
+    if isinstance(value, str):
+        return parse_table(value)
+    if not isinstance(value, Sequence) or not all(isinstance(row, Sequence) and not isinstance(row, str)
+                                                  for row in value):
+        raise VfmError("the table must be rows of cells", where="table", fix="pass [[header...], [row...], ...]")
+    rows = [[" ".join(str(cell).split()) for cell in row] for row in value]
+    return parse_table("\n".join(",".join(_csv_cell(c) for c in row) for row in rows))
+
+
+def _csv_cell(cell: str) -> str:
+    return '"' + cell.replace('"', '""') + '"' if any(c in cell for c in ',"\n') else cell
