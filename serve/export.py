@@ -24,7 +24,7 @@ import torch
 from vfm.platform.errors import VfmError
 
 
-def _write_onnx(program: torch.onnx.ONNXProgram, path: Path) -> list[str]:
+def write_onnx(program: torch.onnx.ONNXProgram, path: Path) -> list[str]:
     """Save into a staging folder beside ``path``, then move each file into place.
 
     A single file unless the weights pass ONNX's 2 GB limit, when the exporter writes them to
@@ -76,7 +76,7 @@ def export_onnx(module: torch.nn.Module, example_inputs: dict[str, torch.Tensor]
         program = torch.onnx.export(module, example, input_names=names, output_names=list(output_names),
                                     opset_version=opset, dynamo=True, dynamic_shapes=dynamic_shapes,
                                     optimize=True, verbose=False)
-    files = _write_onnx(program, path)
+    files = write_onnx(program, path)
 
     inputs = {k: (v.float() if v.is_floating_point() else v) for k, v in (parity_inputs or example_inputs).items()}
     with torch.no_grad():

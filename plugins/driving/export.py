@@ -1,0 +1,199 @@
+"""Export a commentary model to ONNX (three graphs) and prove the exported decoding matches torch.
+
+The folder :mod:`vfm.plugins.driving.decode` reads::
+
+    encoder.onnx        frames [B, k, 3, H, W] float32 in [0, 1], speed [B] (NaN: unknown)
+                        -> prefix [B, P, D], saliency [B, k, G, G]
+    decoder.onnx        prefix [B, P, D], tokens [B, T] (no cache: the whole sequence)
+                        -> logits [B, V] (last position), prefix_attention [B, P],
+                           present_key_i / present_value_i [B, H, P+T, hd] for each layer i
+    decoder_step.onnx   tokens [B, 1], past_key_i / past_value_i [B, H, T_past, hd]
+                        -> logits [B, V], prefix_attention [B, P], present_* [B, H, T_past+1, hd]
+    tokenizer.json, driving_model.json (decoding settings), parity.json
+
+Cached decoding runs ``decoder.onnx`` once on the prompt (the prefill) and ``decoder_step.onnx``
+per generated token; uncached decoding runs ``decoder.onnx`` on the whole sequence every step.
+
+Parity, checked at export (a VfmError when it fails): every graph's outputs against torch
+(max abs error, on inputs of another batch and length than the traced ones, so the dynamic
+axes are exercised), and the greedy tokens of the ONNX runtime, with and without the cache,
+against :meth:`CommentaryModel.generate` on the given clips and questions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import torch.nn as nn
+
+from vfm.platform.errors import VfmError
+from vfm.platform.fileio import atomic_write_json
+from vfm.plugins.driving.decode import (
+    DECODER_ONNX,
+    ENCODER_ONNX,
+    SETTINGS_FILE,
+    SETTINGS_FORMAT,
+    STEP_ONNX,
+    CommentaryRuntime,
+)
+from vfm.plugins.driving.model import CommentaryModel
+from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer
+from vfm.serve.export import export_onnx, write_onnx
+
+PARITY_FILE = "parity.json"
+
+
+class _EncoderGraph(nn.Module):
+    def __init__(self, model: CommentaryModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames, speed):
+        return self.model.prefix(frames, speed, with_saliency=True)
+
+
+class _FullGraph(nn.Module):
+    def __init__(self, model: CommentaryModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, prefix, tokens):
+        logits, attention, present = self.model.decode_full(prefix, tokens)
+        return logits, attention, *present
+
+
+class _StepGraph(nn.Module):
+    def __init__(self, model: CommentaryModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens, *past):
+        logits, attention, present = self.model.decode_step(tokens, past)
+        return logits, attention, *present
+
+
+def _cache_names(prefix: str, layers: int) -> list[str]:
+    return [f"{prefix}_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
+
+
+def _export_decoder_graph(module: nn.Module, example: dict[str, torch.Tensor], output_names: list[str],
+                          dynamic_shapes: tuple, check: dict[str, torch.Tensor], path: Path, opset: int,
+                          atol: float) -> dict:
+    """Export with the symbolic axes ``dynamic_shapes`` (structured as ``module.forward``'s
+    arguments) and compare onnxruntime with torch on ``check``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="# The axis name")  # axes merged by their shared constraints
+        program = torch.onnx.export(module, tuple(example.values()), input_names=list(example),
+                                    output_names=output_names, opset_version=opset, dynamo=True,
+                                    dynamic_shapes=dynamic_shapes,
+                                    optimize=True, verbose=False)
+    files = write_onnx(program, path)
+    with torch.no_grad():
+        expected = [t.numpy() for t in module(*check.values())]
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = session.run(output_names, {name: t.numpy() for name, t in check.items()})
+    except Exception as err:  # onnxruntime's own exception types, e.g. an axis the exporter fixed
+        raise VfmError(f"the exported graph fails on another batch or length: {str(err).splitlines()[0]}",
+                       where=str(path),
+                       fix="make the model's shapes symbolic (no Python ints from tensor sizes)") from None
+    errors = {name: float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
+              for name, a, b in zip(output_names, got, expected, strict=True)}
+    worst = max(errors, key=errors.get)
+    if errors[worst] > atol:
+        raise VfmError(f"ONNX output '{worst}' differs from torch by {errors[worst]:.3g} (atol {atol})",
+                       where=str(path), fix="check the decoder for ops that ONNX computes differently")
+    return {"max_abs_err": errors, "files": files}
+
+
+def export_commentary(model: CommentaryModel, tokenizer: DrivingTokenizer, folder: str | Path,
+                      clips: np.ndarray, speeds: np.ndarray, questions: Sequence[str] = (), *,
+                      opset: int = 18, atol: float = 1e-4) -> dict:
+    """Export ``model`` into ``folder`` (see the module docstring) and check parity.
+
+    Args:
+        model: put in eval mode and float32, in place.
+        clips: uint8 [N, k, H, W, 3], N >= 1, the clips of the token parity check (real ones
+            make it meaningful: an untrained model repeats one token).
+        speeds: [N] m/s (NaN allowed).
+        questions: asked about the first clip, also compared token by token.
+
+    Returns:
+        the parity report, also written to ``parity.json``: ``{"encoder": export_onnx's report,
+        "decoder", "decoder_step": {"max_abs_err": {output: error}, "files"}, "tokens": {"cases",
+        "cached_match", "uncached_match", "tokens_compared"}}``.
+
+    Raises:
+        VfmError: an output or a decoded token differs.
+    """
+    folder = Path(folder)
+    model = model.eval().float()
+    cfg = model.config
+    batch = torch.export.Dim("batch", min=1)
+    generator = torch.Generator().manual_seed(0)
+
+    frames = torch.rand(3, cfg.frames, 3, cfg.image_size, cfg.image_size, generator=generator)  # [3, k, 3, H, W]
+    speed = torch.tensor([12.5, float("nan"), 3.0])
+    encoder = export_onnx(_EncoderGraph(model).eval(), {"frames": frames[:2], "speed": speed[:2]},
+                          ["prefix", "saliency"], folder / ENCODER_ONNX, opset=opset, atol=atol,
+                          parity_inputs={"frames": frames, "speed": speed})
+
+    tokens = torch.randint(4, tokenizer.vocab_size, (3, 7), generator=generator)  # [3, 7]
+    with torch.no_grad():
+        prefix, _ = model.prefix(frames, speed)  # [3, P, D]
+        past = model.decode_full(prefix, tokens[:, :-1])[2]  # (key_0, value_0, ...) each [3, H, P+6, hd]
+    layers = len(past) // 2
+    length = torch.export.Dim("length", min=1)
+    outputs = ["logits", "prefix_attention"]
+    full = _export_decoder_graph(_FullGraph(model).eval(), {"prefix": prefix[:2], "tokens": tokens[:2, :3]},
+                                 [*outputs, *_cache_names("present", layers)],
+                                 ({0: batch}, {0: batch, 1: length}),
+                                 {"prefix": prefix, "tokens": tokens}, folder / DECODER_ONNX, opset, atol)
+
+    past_names = _cache_names("past", layers)
+    past_len = torch.export.Dim("past", min=1)
+    example = {"tokens": tokens[:2, -1:], **{n: t[:2, :, :-2] for n, t in zip(past_names, past, strict=True)}}
+    step = _export_decoder_graph(_StepGraph(model).eval(), example, [*outputs, *_cache_names("present", layers)],
+                                 ({0: batch}, tuple({0: batch, 2: past_len} for _ in past_names)),
+                                 {"tokens": tokens[:, -1:], **dict(zip(past_names, past, strict=True))},
+                                 folder / STEP_ONNX, opset, atol)
+
+    tokenizer.save(folder / TOKENIZER_FILE)
+    atomic_write_json(folder / SETTINGS_FILE, {
+        "format": SETTINGS_FORMAT, "frames": cfg.frames, "image_size": cfg.image_size, "grid": cfg.grid,
+        "slots": cfg.slots, "prefix_length": cfg.prefix_length, "layers": layers,
+        "max_question_tokens": cfg.max_question_tokens, "max_new_tokens": cfg.max_new_tokens})
+    report = {"encoder": encoder, "decoder": full, "decoder_step": step,
+              "tokens": token_parity(model, tokenizer, folder, clips, speeds, questions)}
+    atomic_write_json(folder / PARITY_FILE, report)
+    return report
+
+
+def token_parity(model: CommentaryModel, tokenizer: DrivingTokenizer, folder: Path, clips: np.ndarray,
+                 speeds: np.ndarray, questions: Sequence[str]) -> dict:
+    """Greedy tokens of the exported runtime (cached and uncached) against torch's
+    :meth:`CommentaryModel.generate`: commentary on every clip, and each question on the first."""
+    runtime = CommentaryRuntime(folder)
+    cases = [(clip, float(speed), None) for clip, speed in zip(clips, speeds, strict=True)]
+    cases += [(clips[0], float(speeds[0]), question) for question in questions]
+    matches, compared = {"cached": 0, "uncached": 0}, 0
+    for clip, speed, question in cases:
+        pixels = torch.from_numpy(runtime.preprocess(clip))  # [1, k, 3, H, W]
+        expected = model.generate(pixels, torch.tensor([speed], dtype=torch.float32),
+                                  tokenizer.prompt(question), tokenizer.eos_id)[0]
+        compared += len(expected)
+        for mode, use_cache in (("cached", True), ("uncached", False)):
+            got = runtime.run(clip, speed, question, use_cache=use_cache)
+            if list(got.tokens) != expected:
+                raise VfmError(f"{mode} ONNX greedy decoding gives {list(got.tokens)[:8]}..., torch gives "
+                               f"{expected[:8]}... (question {question!r})", where=str(folder),
+                               fix="re-export; if it persists, report the model config as a bug")
+            matches[mode] += 1
+    return {"cases": len(cases), "cached_match": matches["cached"], "uncached_match": matches["uncached"],
+            "tokens_compared": compared}

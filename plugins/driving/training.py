@@ -1,0 +1,334 @@
+"""Training the commentary model with Lightning: commentary and question-answer examples mixed.
+
+Every labelled :class:`DrivingSample` with frames gives one commentary example (empty question)
+and one example per QA pair (``settings.tasks`` selects them); ``label_fraction`` keeps a
+stratified share of the samples (by action, nested across fractions, see
+:func:`vfm.finetune.label_fraction.stratified_subset`). AdamW with linear warmup then cosine
+decay, optionally a frozen (pretrained) encoder.
+
+Resume is exact, as in :mod:`vfm.pretrain.mae_training` (whose pieces are reused): the data
+order is an :class:`EpochSampler` checkpointed with the loop, dropout at step ``s`` is seeded by
+``(seed, s)``, checkpoints are written atomically into ``out_dir/checkpoints/last.ckpt`` and a
+later call with the same ``out_dir`` continues from it (the tokenizer is read back from
+``out_dir/tokenizer.json``, so the vocabulary cannot drift).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from vfm.finetune.label_fraction import stratified_subset
+from vfm.platform.errors import VfmError
+from vfm.platform.fileio import atomic_write_json
+from vfm.plugins.driving.model import CommentaryConfig, CommentaryModel, decoder_config, save_commentary_model
+from vfm.plugins.driving.records import ACTIONS, DrivingSample
+from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer, sample_texts, train_tokenizer
+from vfm.pretrain.mae import MaeConfig
+from vfm.pretrain.mae_training import AtomicCheckpointIO, EpochSampler, lr_lambda, resolve_precision
+
+TASKS = ("commentary", "qa")
+
+
+@dataclass
+class CommentaryTrainSettings:
+    """How to build and train the model (written to ``out_dir/settings.json``).
+
+    Attributes:
+        encoder: MAE preset of the ViT shape (``tiny``, ``small``, ``base``, ``large``), at the
+            frames' size; ignored when ``pretrained_encoder`` has an ``encoder.json`` beside it.
+        pretrained_encoder: ``encoder.safetensors`` of :func:`pretrain_mae` (or a RETFound-style
+            checkpoint of the ``encoder`` preset's shape); None: a random encoder.
+        text_model: a causal LM folder (text adaptation's ``model/``) or cached Hub id for the
+            language side (:meth:`CommentaryModel.for_text`); None: a fresh GPT-2 ``decoder``.
+        decoder: the fresh GPT-2 preset (``gpt2-tiny``, ``gpt2-mini``).
+        vocab_size: the BPE tokenizer's size (fresh decoder only).
+        patch_grid, speed_scale, max_question_tokens, max_new_tokens: see :class:`CommentaryConfig`.
+        tasks: ``"commentary"`` and/or ``"qa"``.
+        label_fraction: share of the labelled samples trained on, in (0, 1].
+        freeze_encoder: keep the ViT's weights fixed.
+        max_steps / max_epochs: the run's length (steps win when both are set).
+        batch_size, lr, encoder_lr (None: ``lr``), warmup_steps, weight_decay, gradient_clip: the optimiser.
+        precision: ``"32"`` (fast for small models on CPU), ``"bf16-mixed"`` or ``"auto"``.
+        accelerator, devices: passed to the Lightning Trainer.
+        checkpoint_every_n_steps: how often ``last.ckpt`` is refreshed.
+        seed: the weights, the data order and dropout.
+    """
+
+    encoder: str = "tiny"
+    pretrained_encoder: str | None = None
+    text_model: str | None = None
+    decoder: str = "gpt2-mini"
+    vocab_size: int = 2000
+    patch_grid: int = 2
+    speed_scale: float = 30.0
+    max_question_tokens: int = 24
+    max_new_tokens: int = 40
+    tasks: tuple[str, ...] = TASKS
+    label_fraction: float = 1.0
+    freeze_encoder: bool = False
+    max_steps: int | None = 2000
+    max_epochs: int | None = None
+    batch_size: int = 32
+    lr: float = 3e-4
+    encoder_lr: float | None = None
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    gradient_clip: float = 1.0
+    precision: str = "32"
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    checkpoint_every_n_steps: int = 200
+    seed: int = 0
+
+    def __post_init__(self):
+        self.tasks = tuple(self.tasks)
+        checks = [
+            ("max_steps", self.max_steps is not None or self.max_epochs is not None, "set max_steps or max_epochs"),
+            ("tasks", bool(self.tasks) and set(self.tasks) <= set(TASKS), f"use a non-empty subset of {TASKS}"),
+            ("label_fraction", 0.0 < self.label_fraction <= 1.0, "use e.g. 0.1 for 10 % of the labels, 1.0 for all"),
+            ("precision", self.precision in ("auto", "32", "bf16-mixed"), 'use "32", "bf16-mixed" or "auto"'),
+            ("batch_size", self.batch_size >= 1, "use a positive batch size"),
+        ]
+        for name, ok, fix in checks:
+            if not ok:
+                raise VfmError(f"invalid {name}: {getattr(self, name)!r}", where=f"CommentaryTrainSettings.{name}",
+                               fix=fix)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One teacher-forcing sequence: ``sample`` indexes the training samples, ``tokens`` is
+    ``<bos> question <sep> target <eos>`` and the first ``prompt`` tokens are not scored."""
+
+    sample: int
+    tokens: tuple[int, ...]
+    prompt: int
+
+
+def make_examples(samples: Sequence[DrivingSample], tokenizer: DrivingTokenizer, tasks: Sequence[str],
+                  max_question_tokens: int, max_new_tokens: int) -> tuple[list[Example], dict[str, int]]:
+    """``(examples, counts)``: the commentary and QA examples of ``samples``; ``counts`` has
+    ``commentary``, ``qa`` and ``too_long`` (skipped: the question or the target does not fit)."""
+    examples, counts = [], {"commentary": 0, "qa": 0, "too_long": 0}
+    for index, sample in enumerate(samples):
+        pairs = [("commentary", None, sample.commentary)] if "commentary" in tasks and sample.commentary else []
+        if "qa" in tasks:
+            pairs += [("qa", p.question, p.answer) for p in sample.qa if p.question and p.answer]
+        for task, question, answer in pairs:
+            prompt, target = tokenizer.prompt(question), tokenizer.target(answer)
+            if len(prompt) - 2 > max_question_tokens or len(target) > max_new_tokens:
+                counts["too_long"] += 1
+                continue
+            examples.append(Example(index, tuple(prompt + target), len(prompt)))
+            counts[task] += 1
+    return examples, counts
+
+
+def collate(examples: Sequence[Example], frames: torch.Tensor, speeds: torch.Tensor,
+            pad_id: int) -> dict[str, torch.Tensor]:
+    """A batch for :meth:`CommentaryModel.forward`.
+
+    frames: uint8 [N, k, H, W, 3] and speeds: [N] of the samples -> ``frames`` [B, k, 3, H, W]
+    float in [0, 1], ``speed`` [B], ``tokens`` [B, T] (right-padded with ``pad_id``),
+    ``labels`` [B, T] (-100 on the prompt and the padding).
+    """
+    length = max(len(e.tokens) for e in examples)
+    tokens = torch.full((len(examples), length), pad_id, dtype=torch.int64)  # [B, T]
+    labels = torch.full((len(examples), length), -100, dtype=torch.int64)  # [B, T]
+    for row, example in enumerate(examples):
+        ids = torch.tensor(example.tokens)
+        tokens[row, :len(ids)] = ids
+        labels[row, example.prompt:len(ids)] = ids[example.prompt:]
+    index = torch.tensor([e.sample for e in examples])
+    clip = frames[index].permute(0, 1, 4, 2, 3).float() / 255.0  # [B, k, 3, H, W]
+    return {"frames": clip, "speed": speeds[index], "tokens": tokens, "labels": labels}
+
+
+class ExampleBatches:
+    """Collated batches of ``examples`` in an :class:`EpochSampler`'s order; Lightning checkpoints
+    its position through ``state_dict``."""
+
+    def __init__(self, examples: list[Example], frames: torch.Tensor, speeds: torch.Tensor, pad_id: int,
+                 sampler: EpochSampler):
+        self.examples, self.frames, self.speeds, self.pad_id, self.sampler = examples, frames, speeds, pad_id, sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for index in self.sampler:
+            yield collate([self.examples[i] for i in index], self.frames, self.speeds, self.pad_id)
+
+    def state_dict(self) -> dict[str, int]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.load_state_dict(state)
+
+
+class CommentaryModule(L.LightningModule):
+    """The optimiser, schedule and data order around a :class:`CommentaryModel`."""
+
+    def __init__(self, model: CommentaryModel, settings: CommentaryTrainSettings, examples: list[Example],
+                 frames: torch.Tensor, speeds: torch.Tensor, pad_id: int):
+        super().__init__()
+        self.model, self.settings = model, settings
+        self.examples, self.frames, self.speeds, self.pad_id = examples, frames, speeds, pad_id
+        self.start_step: int | None = None  # global step and clock when this fit began training
+        self.start_time: float | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return min(self.settings.batch_size, len(self.examples) // self.trainer.world_size)
+
+    def train_dataloader(self) -> ExampleBatches:
+        sampler = EpochSampler(len(self.examples), self.batch_size, self.settings.seed, self.global_rank,
+                               self.trainer.world_size)
+        return ExampleBatches(self.examples, self.frames, self.speeds, self.pad_id, sampler)
+
+    def training_step(self, batch, batch_idx):
+        torch.manual_seed(self.settings.seed * 1_000_003 + self.global_step)  # dropout follows the step
+        loss = self.model(**batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["tokens"]))
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
+        return loss
+
+    def on_train_start(self):
+        self.start_step, self.start_time = self.global_step, time.perf_counter()
+
+    def configure_optimizers(self):
+        s = self.settings
+        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                decays = p.ndim >= 2 and not name.endswith(("_embed", "cls_token"))  # not position tables
+                groups.setdefault((name.startswith("vit."), decays), []).append(p)
+        optimizer = torch.optim.AdamW(
+            [{"params": params, "lr": (s.encoder_lr or s.lr) if in_vit else s.lr,
+              "weight_decay": s.weight_decay if decays else 0.0} for (in_vit, decays), params in groups.items()],
+            betas=(0.9, 0.98))
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(s.warmup_steps, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def clip_array(samples: Sequence[DrivingSample]) -> tuple[np.ndarray, np.ndarray]:
+    """``(frames uint8 [N, k, H, W, 3], speeds float32 [N])`` of samples that all have square
+    frames of one shape."""
+    shapes = {None if s.frames is None else tuple(s.frames.shape) for s in samples}
+    if len(shapes) != 1 or None in shapes:
+        raise VfmError(f"samples have frames of {len(shapes)} shapes {sorted(map(str, shapes))[:3]}",
+                       where="train_commentary(samples)", fix="give every sample a clip of the same k, H, W")
+    k, h, w, c = shapes.pop()
+    if h != w or c != 3:
+        raise VfmError(f"frames are {h}x{w}x{c}, the encoder reads square RGB frames", where="samples.frames",
+                       fix="resize or crop the frames to a square RGB size (e.g. 64x64x3)")
+    frames = np.stack([np.asarray(s.frames, dtype=np.uint8) for s in samples])
+    return frames, np.array([s.ego_speed for s in samples], dtype=np.float32)
+
+
+def build_model(settings: CommentaryTrainSettings, frames: int, image_size: int,
+                texts: Sequence[str], tokenizer: DrivingTokenizer | None = None):
+    """``(model, tokenizer)`` for a run: the encoder shape (``encoder.json`` beside a pretrained
+    encoder, else the ``encoder`` preset) at ``image_size``, the pretrained weights loaded, and
+    the text model's decoder and tokenizer or a fresh decoder on ``tokenizer`` (trained on
+    ``texts`` when None)."""
+    s = settings
+    encoder = MaeConfig.preset(s.encoder, img_size=image_size).encoder_config()
+    pretrained = Path(s.pretrained_encoder) if s.pretrained_encoder else None
+    if pretrained is not None and (pretrained.parent / "encoder.json").is_file():
+        encoder = {**json.loads((pretrained.parent / "encoder.json").read_text("utf-8"))["encoder"],
+                   "img_size": image_size}
+    options = dict(frames=frames, patch_grid=s.patch_grid, speed_scale=s.speed_scale,
+                   max_question_tokens=s.max_question_tokens, max_new_tokens=s.max_new_tokens)
+    if s.text_model:
+        model, tokenizer = CommentaryModel.for_text(s.text_model, encoder, **options)
+    else:
+        tokenizer = tokenizer or train_tokenizer(texts, s.vocab_size)
+        model = CommentaryModel(CommentaryConfig(encoder=encoder, decoder=decoder_config(tokenizer, s.decoder),
+                                                 **options))
+    if pretrained is not None:
+        model.load_encoder(pretrained)
+    if s.freeze_encoder:
+        model.vit.requires_grad_(False)
+    return model, tokenizer
+
+
+def train_commentary(samples: Sequence[DrivingSample], settings: CommentaryTrainSettings, out_dir: str | Path,
+                     progress: bool = True) -> dict:
+    """Train a commentary model on ``samples`` (clips of one shape).
+
+    Samples without frames (text-only sources such as BDD-X) or without text are skipped: their
+    text can adapt the decoder first (:mod:`vfm.pretrain.text_adaptation`, then ``text_model``).
+
+    Writes into ``out_dir``: ``settings.json``, ``tokenizer.json``, ``checkpoints/last.ckpt``
+    (atomically, every ``checkpoint_every_n_steps`` and at the end; a later call resumes from
+    it), ``logs/`` (CSV: ``train/loss``, ``train/lr`` per step) and ``model/`` (the trained
+    model, :func:`save_commentary_model`).
+
+    Returns ``{"final_loss", "steps", "resumed_from_step", "seconds", "examples" (counts per task
+    and ``too_long``), "samples" (``given``, ``labelled``, ``trained_on``), "precision", "files"}``.
+    """
+    s, out_dir = settings, Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    last = ckpt_dir / "last.ckpt"
+    for stale in ckpt_dir.glob(".*.tmp"):  # a write cut short by a kill; last.ckpt itself is whole
+        stale.unlink(missing_ok=True)
+    atomic_write_json(out_dir / "settings.json", asdict(s))
+
+    labelled = [x for x in samples if x.frames is not None and (x.commentary or x.qa)]
+    if not labelled:
+        raise VfmError("no sample has frames and text", where="train_commentary(samples)",
+                       fix="pass samples with a clip and a commentary or QA pairs")
+    actions = np.array([ACTIONS.index(x.action) if x.action in ACTIONS else -1 for x in labelled])
+    chosen = [labelled[i] for i in stratified_subset(actions, s.label_fraction, seed=s.seed)]
+    frames, speeds = clip_array(chosen)
+
+    L.seed_everything(s.seed, verbose=False)  # the model's initial weights
+    resuming = last.exists() and (out_dir / TOKENIZER_FILE).is_file()
+    saved = DrivingTokenizer.load(out_dir / TOKENIZER_FILE) if resuming and not s.text_model else None
+    model, tokenizer = build_model(s, frames.shape[1], frames.shape[2], sample_texts(chosen), saved)
+    tokenizer.save(out_dir / TOKENIZER_FILE)
+    examples, counts = make_examples(chosen, tokenizer, s.tasks, s.max_question_tokens, s.max_new_tokens)
+    if not examples:
+        raise VfmError("no training example fits the length limits", where="train_commentary(samples)",
+                       fix="raise max_question_tokens / max_new_tokens or pass more samples")
+
+    module = CommentaryModule(model, s, examples, torch.from_numpy(frames), torch.from_numpy(speeds),
+                              tokenizer.pad_id)
+    precision = resolve_precision(s.precision)
+    trainer = L.Trainer(
+        max_steps=s.max_steps or -1, max_epochs=-1 if s.max_steps else s.max_epochs,
+        accelerator=s.accelerator, devices=s.devices, precision=precision, gradient_clip_val=s.gradient_clip,
+        logger=CSVLogger(out_dir, name="logs"), log_every_n_steps=1,
+        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=s.checkpoint_every_n_steps,
+                                   save_top_k=0, save_last=True, enable_version_counter=False)],
+        plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False)
+    trainer.fit(module, ckpt_path=last if last.exists() else None, weights_only=True)
+    trainer.save_checkpoint(last, weights_only=False)  # with optimiser and loop state, to resume
+
+    trained = module.start_step is not None  # False when the checkpoint had already reached max_steps
+    start_step = module.start_step if trained else trainer.global_step
+    files = [str(p) for p in save_commentary_model(model.cpu().eval(), tokenizer, out_dir / "model")]
+    loss = trainer.callback_metrics.get("train/loss")
+    return {
+        "final_loss": float(loss) if loss is not None else None,
+        "steps": int(trainer.global_step),
+        "resumed_from_step": int(start_step),
+        "seconds": round(time.perf_counter() - module.start_time, 3) if trained else 0.0,
+        "examples": counts,
+        "samples": {"given": len(samples), "labelled": len(labelled), "trained_on": len(chosen)},
+        "precision": precision,
+        "files": [*files, str(last)],
+    }

@@ -1,0 +1,199 @@
+"""The commentary model and its tokenizer: shapes, the loss, the cache, loading encoders and decoders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, models
+
+from vfm.platform.errors import VfmError
+from vfm.plugins.driving.model import (
+    CommentaryConfig,
+    CommentaryModel,
+    decoder_config,
+    load_commentary_model,
+    save_commentary_model,
+)
+from vfm.plugins.driving.tokenizer import DrivingTokenizer, sample_texts, train_tokenizer
+from vfm.pretrain.mae import MaeConfig, MaskedAutoencoderViT
+
+from .tiny_commentary import make_samples, one_thread, tiny_model, tiny_tokenizer
+
+K, SIZE = 3, 32
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return make_samples(6, k=K, size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(samples):
+    return tiny_tokenizer(samples)
+
+
+@pytest.fixture
+def model(tokenizer):
+    return tiny_model(tokenizer, k=K, size=SIZE).eval()
+
+
+def clip_batch(samples, n: int = 2):
+    frames = torch.from_numpy(np.stack([s.frames for s in samples[:n]]))  # [n, k, H, W, 3]
+    return frames.permute(0, 1, 4, 2, 3).float() / 255.0, torch.tensor([12.0, float("nan")][:n])
+
+
+def test_tokenizer_round_trips_unseen_numbers_and_keeps_its_special_tokens(tokenizer, samples, tmp_path):
+    text = "Slowing down because the lead vehicle is 137 m ahead at 29.5 m/s!"
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+    assert tokenizer.prompt(None) == [tokenizer.bos_id, tokenizer.sep_id]
+    assert tokenizer.prompt("Why?")[1:-1] == tokenizer.encode("Why?")
+    assert tokenizer.target("ok")[-1] == tokenizer.eos_id
+    assert len({tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.sep_id}) == 4
+    loaded = DrivingTokenizer.load(tokenizer.save(tmp_path / "tokenizer.json"))
+    assert loaded.encode(text) == tokenizer.encode(text) and loaded.vocab_size == tokenizer.vocab_size
+    assert set(sample_texts(samples[:1])) == {samples[0].commentary, *(t for p in samples[0].qa
+                                                                      for t in (p.question, p.answer))}
+
+
+def test_tokenizer_without_special_tokens_is_refused_or_extended():
+    plain = Tokenizer(models.WordLevel({"car": 0, "[UNK]": 1}, unk_token="[UNK]"))
+    with pytest.raises(VfmError, match="special token"):
+        DrivingTokenizer(plain)
+    extended = DrivingTokenizer.extend(plain)
+    assert extended.vocab_size == 6 and extended.encode("car") == [0]
+    assert plain.get_vocab_size(with_added_tokens=True) == 2  # the original is untouched
+
+
+def test_prefix_layout_speed_token_and_saliency(model, samples):
+    frames, speed = clip_batch(samples)
+    with torch.no_grad():
+        prefix, saliency = model.prefix(frames, speed, with_saliency=True)
+        faster, _ = model.prefix(frames, torch.tensor([25.0, float("nan")]))
+    cfg = model.config
+    assert cfg.prefix_length == K * (1 + 2 * 2) + 1
+    assert prefix.shape == (2, cfg.prefix_length, 64)
+    assert saliency.shape == (2, K, cfg.grid, cfg.grid)
+    torch.testing.assert_close(saliency.sum(dim=(2, 3)), torch.ones(2, K))
+    torch.testing.assert_close(prefix[1, -1], model.unknown_speed)  # NaN speed: the learned unknown token
+    assert not torch.allclose(faster[0, -1], prefix[0, -1])  # the speed changes the speed token only
+    torch.testing.assert_close(faster[:, :-1], prefix[:, :-1])
+    torch.testing.assert_close(faster[1], prefix[1])
+
+
+def test_loss_scores_the_target_tokens_only(model, tokenizer, samples):
+    frames, speed = clip_batch(samples)
+    prompt, target = tokenizer.prompt("Why?"), tokenizer.target(samples[0].commentary)
+    tokens = torch.tensor([prompt + target + [tokenizer.pad_id] * 3] * 2)  # [2, T]
+    labels = torch.full_like(tokens, -100)
+    labels[:, len(prompt):len(prompt) + len(target)] = tokens[:, len(prompt):len(prompt) + len(target)]
+    loss = model(frames, speed, tokens, labels)
+
+    with torch.no_grad():
+        prefix, _ = model.prefix(frames, speed)
+        embeds = torch.cat([prefix, model.decoder.get_input_embeddings()(tokens)], dim=1)
+        logits = model.decoder(inputs_embeds=embeds).logits  # [2, P+T, V]
+    p = prefix.shape[1]
+    positions = range(len(prompt), len(prompt) + len(target))  # token t is predicted at sequence position P+t-1
+    manual = torch.stack([F.cross_entropy(logits[:, p + t - 1], tokens[:, t], reduction="none") for t in positions])
+    torch.testing.assert_close(loss, manual.mean(), rtol=1e-5, atol=1e-6)
+
+    padded_differently = tokens.clone()
+    padded_differently[:, -3:] = 7
+    torch.testing.assert_close(model(frames, speed, padded_differently, labels), loss)
+    asked_differently = tokens.clone()
+    asked_differently[:, 1] = 9  # the question changes the prediction but is not scored itself
+    assert not torch.allclose(model(frames, speed, asked_differently, labels), loss)
+
+
+def test_cached_step_gives_the_full_sequence_result(model, tokenizer, samples):
+    frames, speed = clip_batch(samples)
+    tokens = torch.tensor([tokenizer.prompt("What is the car doing?") + tokenizer.encode("slow")] * 2)
+    with torch.no_grad():
+        prefix, _ = model.prefix(frames, speed)
+        logits, attention, present = model.decode_full(prefix, tokens)
+        _, _, past = model.decode_full(prefix, tokens[:, :-1])
+        step_logits, step_attention, step_present = model.decode_step(tokens[:, -1:], past)
+    assert len(present) == 2 * 2 and present[0].shape == (2, 2, prefix.shape[1] + tokens.shape[1], 32)
+    torch.testing.assert_close(step_logits, logits, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(step_attention, attention, atol=1e-6, rtol=1e-4)
+    assert attention.shape == (2, prefix.shape[1]) and float(attention.sum(dim=1).max()) <= 1.0 + 1e-6
+    for a, b in zip(step_present, present, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_loads_our_mae_encoder_and_refuses_another_shape(model, tmp_path):
+    mae = MaskedAutoencoderViT(MaeConfig.preset("tiny", img_size=SIZE, embed_dim=32, depth=2, num_heads=2))
+    save_file({k: v.contiguous() for k, v in mae.encoder_state_dict().items()}, tmp_path / "encoder.safetensors")
+    report = model.load_encoder(tmp_path / "encoder.safetensors")
+    assert report["format"] == "safetensors" and not report["missing"]
+    for name, value in mae.encoder_state_dict().items():
+        torch.testing.assert_close(model.vit.state_dict()[name], value)
+
+    wide = MaskedAutoencoderViT(MaeConfig.preset("tiny", img_size=SIZE, embed_dim=64, depth=2, num_heads=2))
+    save_file({k: v.contiguous() for k, v in wide.encoder_state_dict().items()}, tmp_path / "wide.safetensors")
+    with pytest.raises(VfmError, match="encoder.json"):
+        model.load_encoder(tmp_path / "wide.safetensors")
+
+
+def test_save_and_load_round_trip_keeps_tied_weights(model, tokenizer, samples, tmp_path):
+    save_commentary_model(model, tokenizer, tmp_path / "model")
+    loaded, loaded_tokenizer = load_commentary_model(tmp_path / "model")
+    frames, speed = clip_batch(samples)
+    prompt = tokenizer.prompt(None)
+    assert loaded.generate(frames, speed, prompt, tokenizer.eos_id, 6) == model.generate(frames, speed, prompt,
+                                                                                         tokenizer.eos_id, 6)
+    decoder = loaded.decoder
+    assert decoder.get_output_embeddings().weight.data_ptr() == decoder.get_input_embeddings().weight.data_ptr()
+    assert loaded_tokenizer.vocab_size == tokenizer.vocab_size
+    with pytest.raises(VfmError, match="driving training run"):
+        load_commentary_model(tmp_path)
+
+
+def test_for_text_plugs_in_a_saved_causal_lm(samples, tmp_path):
+    from vfm.pretrain.text_models import fresh_model
+    from vfm.pretrain.text_prepare import save_pretrained_atomic
+    from vfm.pretrain.text_vocab import train_tokenizer as train_hf_tokenizer
+
+    hf_tokenizer = train_hf_tokenizer(sample_texts(samples), "bpe", 300)
+    lm = fresh_model("fresh:gpt2-tiny", hf_tokenizer)
+    save_pretrained_atomic(lm, hf_tokenizer, tmp_path / "model")  # the layout text adaptation writes
+    encoder = MaeConfig.preset("tiny", img_size=SIZE, embed_dim=32, depth=2, num_heads=2).encoder_config()
+    model, tokenizer = CommentaryModel.for_text(tmp_path / "model", encoder, frames=K, max_new_tokens=20)
+
+    rows = lm.get_input_embeddings().weight.shape[0]
+    assert tokenizer.vocab_size == rows + 4  # <pad> <bos> <eos> <sep> appended
+    assert model.decoder.get_input_embeddings().weight.shape[0] == tokenizer.vocab_size
+    torch.testing.assert_close(model.decoder.get_input_embeddings().weight[:rows], lm.get_input_embeddings().weight)
+    assert model.decoder.config._attn_implementation == "eager"
+    assert model.config.extra["text_model"] == str(tmp_path / "model")
+    frames, speed = clip_batch(samples)
+    tokens = torch.tensor([tokenizer.prompt(None) + tokenizer.target(samples[0].commentary)] * 2)
+    labels = tokens.clone()
+    labels[:, :2] = -100
+    assert torch.isfinite(model(frames, speed, tokens, labels))
+
+
+def test_config_errors_name_the_fix(tokenizer):
+    encoder = MaeConfig.preset("tiny", img_size=SIZE, embed_dim=32, depth=2, num_heads=2).encoder_config()
+    with pytest.raises(VfmError, match="patch_grid 3 does not divide"):
+        CommentaryConfig(encoder=encoder, decoder=decoder_config(tokenizer, "gpt2-tiny"), patch_grid=3)
+    with pytest.raises(VfmError, match="unknown decoder preset"):
+        decoder_config(tokenizer, "bert-tiny")
+    too_long = CommentaryConfig(encoder=encoder, decoder=decoder_config(tokenizer, "gpt2-tiny", n_positions=32))
+    with pytest.raises(VfmError, match="positions"):
+        CommentaryModel(too_long)
+
+
+def test_train_tokenizer_is_small_and_covers_any_text():
+    tokenizer = train_tokenizer(["Keeping speed on a free road."] * 4, vocab_size=280)
+    assert tokenizer.vocab_size <= 280
+    assert tokenizer.decode(tokenizer.encode("Ünïcode 42 ✓")) == "Ünïcode 42 ✓"
