@@ -32,7 +32,8 @@ def render_model_card(
     else:
         data_text = f"`{source}`."
     parity_rows = [
-        f"| {name} | {out['max_abs_err']:.2e} | {out['max_rel_err']:.2e} |"
+        f"| {name} | {out['max_abs_err']:.2e} | "
+        f"{'–' if out.get('max_rel_err') is None else format(out['max_rel_err'], '.2e')} |"
         for name, out in parity.get("outputs", {}).items()
     ]
     lines = [

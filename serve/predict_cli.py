@@ -23,7 +23,9 @@ def predict_files(bundle: str | Path, inputs: list[str], *, explain_dir: Path) -
     """Predict every input; a bad input yields ``{"input", "error"}`` and the others still run.
 
     Each heat-map explanation the model gives is written as ``explain_dir/<input stem>_<method>.png``
-    (overlaid on the model's input) and its path reported under ``explanations``.
+    (overlaid on the model's input) and its path reported under ``explanations``. A result's
+    ready-made ``overlay`` frames, uint8 [n, H, W, 3] (a clip's), are written side by side as
+    ``explain_dir/<input stem>_overlay.png`` and that path reported under ``overlay``.
     """
     predictor = open_predictor(bundle)
     results = []
@@ -41,5 +43,11 @@ def predict_files(bundle: str | Path, inputs: list[str], *, explain_dir: Path) -
                 path = explain_dir / f"{Path(name).stem}_{method}.png"
                 Image.fromarray(overlay_heatmap(result["view"], heatmap)).save(path)
                 entry["explanations"][method] = str(path)
+        overlay = result.get("overlay")
+        if isinstance(overlay, np.ndarray) and overlay.ndim == 4:
+            explain_dir.mkdir(parents=True, exist_ok=True)
+            path = explain_dir / f"{Path(name).stem}_overlay.png"
+            Image.fromarray(np.concatenate(list(overlay), axis=1)).save(path)
+            entry["overlay"] = str(path)
         results.append(entry)
     return results

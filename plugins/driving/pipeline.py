@@ -1,0 +1,392 @@
+"""The driving pipeline: simulator data -> MAE on frames -> commentary model -> evaluation -> bundle.
+
+Each method is one CLI verb (``vfm pretrain|finetune|evaluate|export driving``). Config sections:
+
+- ``data``: ``source`` is ``synthetic`` (highway-env episodes, split by seed and by scenario:
+  :func:`vfm.plugins.driving.simulate.split_plan`) or a folder in the generic format
+  (``samples.jsonl`` + frames, :func:`vfm.plugins.driving.loaders.load_generic`), with
+  ``train_split``/``val_split`` naming sub-folders (``null``: the folder itself). Synthetic
+  datasets are written once (generic format) under ``$VFM_CACHE_DIR/driving-data/<key>/`` and
+  read back afterwards.
+- ``pretrain``: ``preset`` plus :class:`vfm.pretrain.mae_training.PretrainSettings` fields: MAE
+  on the unlabelled training frames, normalised as the commentary model reads them.
+- ``finetune``: ``pretrained`` (``encoder.safetensors`` of ``vfm pretrain driving``; ``null``: a
+  random encoder) plus :class:`vfm.plugins.driving.training.CommentaryTrainSettings` fields.
+- ``evaluate``: ``beam_size``, ``max_samples`` (per evaluation set), ``qa`` (score the answers too).
+
+A fine-tune run holds the torch model (``model/``), its ONNX export with parity (``onnx/``) and
+``metrics.json``: action / cause / QA accuracy and caption metrics on held-out seeds and on the
+scenario never seen in training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vfm.platform.config import build_settings, deep_merge, load_yaml_file, write_config
+from vfm.platform.errors import VfmError
+from vfm.platform.fileio import atomic_write_json
+from vfm.platform.plugin import Plugin
+from vfm.platform.registry import vfm_version
+from vfm.plugins.driving.records import DrivingSample
+
+SYNTHETIC = "synthetic"
+ONNX_DIR = "onnx"
+SYNTHETIC_SPLITS = ("train", "test_seeds", "test_scenario")
+"""Synthetic splits: training episodes, held-out seeds of the training scenarios, and the
+held-out scenario type."""
+
+
+class DrivingPipeline:
+    """Pretrain, fine-tune, evaluate and export the commentary model of one plugin."""
+
+    def __init__(self, plugin: Plugin):
+        self.plugin = plugin
+        self.manifest = plugin.manifest
+
+    # ------------------------------------------------------------------ config
+    def default_config(self) -> dict[str, Any]:
+        training = self.manifest.training
+        return {
+            "plugin": self.plugin.name,
+            "data": {"source": SYNTHETIC, "train_split": "train", "val_split": "test_seeds",
+                     **training.get("data", {})},
+            "pretrain": {"preset": "tiny", **training.get("pretrain", {})},
+            "finetune": {"pretrained": None, **training.get("finetune", {})},
+            "evaluate": {"beam_size": 1, "max_samples": None, "qa": True, **training.get("evaluate", {})},
+        }
+
+    def resolve(self, config: dict[str, Any]) -> dict[str, Any]:
+        return deep_merge(self.default_config(), config)
+
+    # -------------------------------------------------------------------- data
+    def load_split(self, config: dict[str, Any], split: str) -> list[DrivingSample]:
+        """The samples of ``split`` (a synthetic split name, or a sub-folder of ``data.source``)."""
+        from vfm.plugins.driving.loaders import load_generic
+
+        data = config["data"]
+        if data["source"] != SYNTHETIC:
+            root = Path(data["source"])
+            if split and not (root / split).is_dir():
+                raise VfmError(f"no split folder {split!r}", where=str(root),
+                               fix="point data.train_split / data.val_split at sub-folders of your data, or use the "
+                                   "whole folder with --set data.train_split=null")
+            return load_generic(root / split if split else root, clip_length=data.get("clip_length"))
+        if split not in SYNTHETIC_SPLITS:
+            raise VfmError(f"unknown synthetic split {split!r}", fix=f"use one of {', '.join(SYNTHETIC_SPLITS)}")
+        folder = self._synthetic_folder(data) / split
+        if not (folder / "samples.jsonl").is_file():
+            from vfm.plugins.driving.simulate import generate_episodes, write_dataset
+
+            plan = self._plan(data)
+            started = time.perf_counter()
+            samples = generate_episodes(getattr(plan, split), clip_length=int(data["clip_length"]),
+                                        frame_size=int(data["frame_size"]))
+            write_dataset(samples, folder, overwrite=True)
+            print(f"driving: simulated {len(getattr(plan, split))} episodes ({len(samples)} samples) for "
+                  f"'{split}' in {time.perf_counter() - started:.0f} s -> {folder}", flush=True)
+        return load_generic(folder, clip_length=int(data["clip_length"]))
+
+    @staticmethod
+    def _plan(data: dict[str, Any]) -> Any:
+        from vfm.plugins.driving.simulate import split_plan
+
+        return split_plan(list(data["scenarios"]), n_train=int(data["train_episodes"]),
+                          n_held_out=int(data["test_episodes"]), held_out_scenario=data["held_out_scenario"],
+                          seed=int(data["seed"]))
+
+    @staticmethod
+    def _synthetic_folder(data: dict[str, Any]) -> Path:
+        """Where a synthetic dataset lives: keyed by everything that changes its content."""
+        from vfm.platform.demo import cache_root
+
+        keys = ("scenarios", "held_out_scenario", "train_episodes", "test_episodes", "clip_length", "frame_size", "seed")
+        recipe = json.dumps({k: data[k] for k in keys} | {"vfm": vfm_version()}, sort_keys=True)
+        return cache_root() / "driving-data" / hashlib.sha256(recipe.encode()).hexdigest()[:12]
+
+    # ---------------------------------------------------------------- pretrain
+    def pretrain(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
+        """MAE-pretrain the frame encoder on the distinct frames of the training clips (no labels)."""
+        from vfm.plugins.driving.model import CommentaryConfig
+        from vfm.pretrain.mae import MaeConfig
+        from vfm.pretrain.mae_training import PretrainSettings, pretrain_mae
+
+        config = self.resolve(config)
+        section = dict(config["pretrain"])
+        preset = section.pop("preset")
+        settings = build_settings(PretrainSettings, section, "pretrain")
+        frames = distinct_frames(self.load_split(config, config["data"]["train_split"]))  # [N, S, S, 3]
+        mean, std = CommentaryConfig.mean, CommentaryConfig.std  # as the commentary model normalises frames
+        shape = (1, 3, 1, 1)
+        pixels = (frames.transpose(0, 3, 1, 2) / np.float32(255.0) - np.asarray(mean, np.float32).reshape(shape)) \
+            / np.asarray(std, np.float32).reshape(shape)  # [N, 3, S, S]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_config(config, out_dir)
+        mae = MaeConfig.preset(preset, img_size=frames.shape[1])
+        metrics = pretrain_mae(pixels.astype(np.float32), mae, settings, out_dir, progress=progress,
+                               extra_meta={"mean": list(mean), "std": list(std), "plugin": self.plugin.name,
+                                           "frames": len(frames)})
+        atomic_write_json(out_dir / "metrics.json", metrics)
+        return metrics
+
+    # ---------------------------------------------------------------- finetune
+    def finetune(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
+        """Train the commentary model, export it (ONNX + parity) and score it on the held-out sets."""
+        from vfm.plugins.driving.export import export_commentary
+        from vfm.plugins.driving.model import load_commentary_model
+        from vfm.plugins.driving.training import CommentaryTrainSettings, clip_array, train_commentary
+
+        config = self.resolve(config)
+        section = dict(config["finetune"])
+        pretrained = section.pop("pretrained")
+        if "pretrained_encoder" in section:
+            raise VfmError("finetune.pretrained_encoder is set through finetune.pretrained (or --pretrained)",
+                           fix="set finetune.pretrained instead")
+        settings = build_settings(CommentaryTrainSettings, section | {"pretrained_encoder": pretrained}, "finetune")
+        train = self.load_split(config, config["data"]["train_split"])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_config(config, out_dir)
+        training = train_commentary(train, settings, out_dir, progress=progress)
+
+        model, tokenizer = load_commentary_model(out_dir / "model")
+        val = self.load_split(config, config["data"]["val_split"])
+        chosen = [s for s in val if s.frames is not None][:8]
+        clips, speeds = clip_array(chosen)
+        questions = [q for q in (pair.question for pair in chosen[0].qa)
+                     if len(tokenizer.prompt(q)) - 2 <= model.config.max_question_tokens][:3]
+        parity = export_commentary(model, tokenizer, out_dir / ONNX_DIR, clips, speeds, questions)
+        metrics = {"training": training, "parity_passed": True, "parity_tokens": parity["tokens"],
+                   "evaluation": self._evaluate_sets(out_dir / ONNX_DIR, config)}
+        atomic_write_json(out_dir / "metrics.json", metrics)
+        return metrics
+
+    def _evaluate_sets(self, model_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        """Scores on the validation split and, for synthetic data, on the unseen scenario too."""
+        names = [config["data"]["val_split"]]
+        if config["data"]["source"] == SYNTHETIC:
+            names.append("test_scenario")
+        return {name: evaluate_samples(model_dir, self.load_split(config, name), **_evaluate_options(config))
+                for name in names}
+
+    # ---------------------------------------------------------------- evaluate
+    def evaluate(self, run_dir: Path, config_overrides: dict[str, Any] | None = None, *,
+                 source: str | None = None, split: str | None = None) -> dict[str, Any]:
+        """Score a run (or a bundle) on any dataset in the generic format, or on the run's held-out sets."""
+        from vfm.plugins.driving.loaders import load_generic
+
+        model_dir = model_folder(run_dir)
+        config = self.resolve(deep_merge(_run_config(run_dir), config_overrides or {}))
+        if source:
+            folder = Path(source) / split if split else Path(source)
+            return {"data": str(folder), **evaluate_samples(model_dir, load_generic(folder), **_evaluate_options(config))}
+        if split:
+            return {split: evaluate_samples(model_dir, self.load_split(config, split), **_evaluate_options(config))}
+        return self._evaluate_sets(model_dir, config)
+
+    # ------------------------------------------------------- demo and validate
+    def smoke_config(self) -> dict[str, Any]:
+        """A seconds-long config for ``vfm plugins validate``: same code path, tiny sizes."""
+        return {"data": {"scenarios": ["highway", "roundabout"], "train_episodes": 1, "test_episodes": 1,
+                         "frame_size": 32, "clip_length": 2},
+                "pretrain": {"max_steps": 2, "batch_size": 8, "warmup_steps": 1},
+                "finetune": {"max_steps": 3, "batch_size": 8, "warmup_steps": 1, "decoder": "gpt2-tiny",
+                             "vocab_size": 300, "max_new_tokens": 24},
+                "evaluate": {"max_samples": 2}}
+
+    def check_forward(self) -> dict[str, Any]:
+        """Fake-input forward pass: random clips through an untrained model, shapes checked."""
+        import torch
+
+        from vfm.plugins.driving.training import CommentaryTrainSettings, build_model
+
+        config = self.resolve(self.smoke_config())
+        k, size = int(config["data"]["clip_length"]), int(config["data"]["frame_size"])
+        section = {key: v for key, v in config["finetune"].items() if key != "pretrained"}
+        settings = build_settings(CommentaryTrainSettings, section, "finetune")
+        model, tokenizer = build_model(settings, k, size, ["slowing down: the car ahead is slower"])
+        frames, speed = torch.rand(2, k, 3, size, size), torch.tensor([10.0, float("nan")])
+        with torch.no_grad():
+            prefix, saliency = model.prefix(frames, speed, with_saliency=True)
+        expected = (2, model.config.prefix_length)
+        if tuple(prefix.shape[:2]) != expected or tuple(saliency.shape[:2]) != (2, k):
+            raise VfmError(f"prefix {list(prefix.shape)} / saliency {list(saliency.shape)} do not match "
+                           f"[2, {model.config.prefix_length}, D] / [2, {k}, G, G]")
+        return {"prefix": list(prefix.shape), "saliency": list(saliency.shape), "vocab": tokenizer.vocab_size}
+
+    def build_demo_bundle(self, work_dir: Path, *, config: dict[str, Any] | None = None,
+                          progress: bool = True) -> Path:
+        """Pretrain, fine-tune from the pretrained encoder and export, in ``work_dir`` (finished
+        steps are reused; an interrupted training resumes from its checkpoint)."""
+        config = config or {}
+        pretrain_dir, finetune_dir = work_dir / "pretrain", work_dir / "finetune"
+        if not (pretrain_dir / "encoder.safetensors").is_file():
+            self.pretrain(config, pretrain_dir, progress=progress)
+        if not (finetune_dir / "metrics.json").is_file():
+            encoder = {"finetune": {"pretrained": str(pretrain_dir / "encoder.safetensors")}}
+            self.finetune(deep_merge(config, encoder), finetune_dir, progress=progress)
+        return self.export(finetune_dir, work_dir / "bundle", progress=progress)
+
+    # ------------------------------------------------------------------ export
+    def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
+        """Bundle a run's ONNX export with example episodes (held-out seeds and the unseen scenario)."""
+        from vfm.platform.bundle import write_bundle
+        from vfm.platform.model_card import render_model_card
+
+        model_dir = model_folder(run_dir)
+        config = self.resolve(_run_config(run_dir))
+        metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
+        parity = json.loads((model_dir / "parity.json").read_text("utf-8"))
+        outputs = {f"encoder.{name}": {"max_abs_err": stats["max_abs_err"], "max_rel_err": stats["max_rel_err"]}
+                   for name, stats in parity["encoder"]["outputs"].items()}
+        outputs |= {f"{graph}.{name}": {"max_abs_err": error} for graph in ("decoder", "decoder_step")
+                    for name, error in parity[graph]["max_abs_err"].items()}
+        # export_commentary raises when an output or a greedy token differs, so a run that exported passed
+        summary = {"passed": True, "tokens": parity["tokens"], "atol": parity["encoder"]["atol"],
+                   "n_inputs": parity["tokens"]["cases"], "outputs": outputs}
+        files: dict[str, Any] = {name: model_dir / name for name in MODEL_FILES}
+        files |= {
+            "metrics.json": json.dumps(metrics.get("evaluation", {}), indent=2),
+            "parity.json": json.dumps(summary, indent=2),
+            "config.yaml": (run_dir / "config.yaml").read_text("utf-8"),
+            "MODEL_CARD.md": render_model_card(self.manifest, metrics=_flat(metrics.get("evaluation", {})),
+                                               parity=summary, config=config),
+        }
+        files |= example_episodes(config, self.manifest.demo.n_examples)
+        return write_bundle(out, plugin_manifest=self.manifest,
+                            models={"encoder": "encoder.onnx", "decoder": "decoder.onnx",
+                                    "decoder_step": "decoder_step.onnx"},
+                            files=files, vfm_version=vfm_version())
+
+
+MODEL_FILES = ("encoder.onnx", "decoder.onnx", "decoder_step.onnx", "tokenizer.json", "driving_model.json")
+"""The exported model a bundle carries (what :class:`CommentaryRuntime` reads)."""
+
+
+def model_folder(path: Path) -> Path:
+    """The exported model of a fine-tune run (``run/onnx``) or of a bundle (its root).
+
+    Raises:
+        VfmError: neither holds the exported model files.
+    """
+    path = Path(path)
+    for folder in (path / ONNX_DIR, path):
+        if all((folder / name).is_file() for name in MODEL_FILES):
+            return folder
+    raise VfmError("not a driving run or bundle (no exported commentary model)", where=str(path),
+                   fix="pass the --out folder of 'vfm finetune driving' (or a driving bundle)")
+
+
+def _evaluate_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``evaluate`` section as :func:`evaluate_samples` keywords, naming any unknown field."""
+    options = dict(config["evaluate"])
+    unknown = sorted(set(options) - {"beam_size", "max_samples", "qa"})
+    if unknown:
+        raise VfmError(f"unknown config field(s) {', '.join('evaluate.' + k for k in unknown)}",
+                       fix="valid fields in 'evaluate' are: beam_size, max_samples, qa")
+    return options
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "config.yaml"
+    return load_yaml_file(path) if path.is_file() else {}
+
+
+def distinct_frames(samples: list[DrivingSample]) -> np.ndarray:
+    """Every distinct frame of the samples' clips (overlapping clips share frames): uint8 [N, S, S, 3]."""
+    seen: dict[bytes, np.ndarray] = {}
+    for sample in samples:
+        if sample.frames is None:
+            continue
+        for frame in sample.frames:
+            seen.setdefault(hashlib.sha1(frame.tobytes()).digest(), frame)
+    if not seen:
+        raise VfmError("no frames to pretrain on", fix="give samples with clips (the generic format's frames)")
+    return np.stack(list(seen.values()))
+
+
+def evaluate_samples(model_dir: Path, samples: list[DrivingSample], *, beam_size: int = 1,
+                     max_samples: int | None = None, qa: bool = True) -> dict[str, Any]:
+    """Run the exported (torch-free) model on every sample's clip and score it.
+
+    Returns:
+        ``{"commentary": commentary_metrics, "qa": qa_metrics (plus ``skipped_too_long``: questions
+        longer than the model reads), "samples", "seconds",
+        "ms_per_commentary", "examples": the first 5 (id, reference, generated)}``.
+    """
+    from vfm.plugins.driving.decode import CommentaryRuntime
+    from vfm.plugins.driving.metrics import commentary_metrics, qa_metrics
+
+    runtime = CommentaryRuntime(model_dir)
+    chosen = [s for s in samples if s.frames is not None][:max_samples]
+    if not chosen:
+        raise VfmError("no sample with a clip to evaluate", fix="pass a dataset whose samples have frames")
+    started = time.perf_counter()
+    comments = [runtime.comment(s.frames, s.ego_speed, beam_size=beam_size).text for s in chosen]
+    comment_seconds = time.perf_counter() - started
+    result: dict[str, Any] = {"commentary": commentary_metrics(comments, chosen)}
+    if qa:
+        limit = runtime.settings["max_question_tokens"]
+        asked = [(s, p) for s in chosen for p in s.qa]
+        pairs = [(s, p) for s, p in asked if len(runtime.tokenizer.prompt(p.question)) - 2 <= limit]
+        answers = [runtime.answer(s.frames, s.ego_speed, p.question, beam_size=beam_size).text for s, p in pairs]
+        result["qa"] = qa_metrics(answers, [p.question for _, p in pairs], [p.answer for _, p in pairs]) | {
+            "skipped_too_long": len(asked) - len(pairs)}
+    result |= {"samples": len(chosen), "seconds": round(time.perf_counter() - started, 2),
+               "ms_per_commentary": round(1000 * comment_seconds / len(chosen), 2),
+               "examples": [{"id": s.id, "reference": s.commentary, "generated": c}
+                            for s, c in zip(chosen[:5], comments[:5], strict=True)]}
+    return result
+
+
+def example_episodes(config: dict[str, Any], n: int) -> dict[str, bytes]:
+    """``n`` held-out episodes (the unseen scenario first, then held-out seeds) as bundle
+    examples: ``examples/NN_<scenario>.npz`` with ``frames`` uint8 [N, S, S, 3], ``ego_speed``
+    [N] (NaN before the first decision), ``commentary`` [N] (the reference; "" before) and ``scenario``."""
+    import io
+
+    from vfm.plugins.driving.simulate import run_episode
+
+    data = config["data"]
+    if n == 0 or data["source"] != SYNTHETIC:
+        return {}
+    plan = DrivingPipeline._plan(data)
+    episodes = [*plan.test_scenario[:1], *plan.test_seeds]
+    files: dict[str, bytes] = {}
+    k = int(data["clip_length"])
+    for scenario, seed in episodes:
+        samples = run_episode(scenario, seed, clip_length=k, frame_size=int(data["frame_size"]))
+        if not samples:
+            continue
+        frames = np.concatenate([samples[0].frames, np.stack([s.frames[-1] for s in samples[1:]])
+                                 if len(samples) > 1 else samples[0].frames[:0]])
+        speed = np.full(len(frames), np.nan, dtype=np.float32)
+        speed[k - 1:] = [s.ego_speed for s in samples]
+        text = np.array([""] * (k - 1) + [s.commentary for s in samples])
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, frames=frames, ego_speed=speed, commentary=text, scenario=np.array(scenario))
+        files[f"examples/{len(files):02d}_{scenario}.npz"] = buffer.getvalue()
+        if len(files) == n:
+            break
+    return files
+
+
+def _flat(evaluation: dict[str, Any]) -> dict[str, float]:
+    """``{"<set>/<metric>": value}`` of the headline numbers, for the model card."""
+    rows: dict[str, float] = {}
+    for name, scores in evaluation.items():
+        commentary = scores.get("commentary", {})
+        for key in ("action", "cause"):
+            if commentary.get(key, {}).get("accuracy") is not None:
+                rows[f"{name}/{key}_accuracy"] = commentary[key]["accuracy"]
+        for key in ("bleu_4", "meteor", "cider"):
+            if isinstance(commentary.get("caption", {}).get(key), float):
+                rows[f"{name}/{key}"] = commentary["caption"][key]
+        if scores.get("qa", {}).get("accuracy") is not None:
+            rows[f"{name}/qa_accuracy"] = scores["qa"]["accuracy"]
+    return rows

@@ -1,0 +1,182 @@
+"""The driving bundle's predictor: a clip in; a commentary timeline (what the car does and why at
+every decision step), an optional answer to a question, and where the model looked out.
+
+Torch-free (onnxruntime, numpy, Pillow, ``tokenizers``). The bundle root is a
+:class:`CommentaryRuntime` folder plus ``examples/NN_<scenario>.npz`` episodes (``frames`` uint8
+[N, S, S, 3], ``ego_speed`` [N], ``commentary`` [N], ``scenario``). Clips come in every form
+:func:`~vfm.plugins.driving.clip_io.read_clip` reads; frames of another size than the model's are
+centre-cropped and resized (:func:`~vfm.plugins.driving.clip_io.fit_frames`).
+
+The model reads windows of ``k`` consecutive frames, one every 0.5 s, and the ego speed at the
+window's last frame. A clip of ``N >= k`` frames gives ``N - k + 1`` windows (stride 1); the
+timeline comments on the last :data:`MAX_WINDOWS` of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vfm.platform.bundle import Bundle
+from vfm.platform.errors import VfmError
+from vfm.platform.plugin import Plugin
+from vfm.plugins.driving.clip_io import FRAME_INTERVAL_S, check_speed, read_clip
+from vfm.plugins.driving.commentary import parse_commentary
+from vfm.plugins.driving.decode import Commentary, CommentaryRuntime
+from vfm.serve.overlay import overlay_heatmap
+
+MAX_WINDOWS = 60
+"""The most windows commented per clip (the last 30 s); each costs one decoding."""
+
+OVERLAY_SIZE = 256
+"""Side in pixels of the explanation overlays."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A clip read for the model.
+
+    Attributes:
+        frames: uint8 [N, S, S, 3], oldest first, S the model's image size.
+        ego_speed: float32 [N], m/s at each frame (NaN: unknown).
+        speed_source: ``"argument"``, ``"clip"`` or ``"unknown"`` (where the speeds came from).
+    """
+
+    frames: np.ndarray
+    ego_speed: np.ndarray
+    speed_source: str
+
+
+class CommentaryPredictor:
+    """Commentary timelines and answers with a driving bundle (see :meth:`predict`)."""
+
+    def __init__(self, bundle: Bundle, plugin: Plugin):
+        self.bundle = bundle
+        self.plugin = plugin
+        self.runtime = CommentaryRuntime(bundle.path)
+        self.k: int = self.runtime.settings["frames"]
+        self.image_size: int = self.runtime.settings["image_size"]
+
+    def read(self, source: Any, ego_speed: Any = None) -> Clip:
+        """The clip in ``source`` (anything :func:`read_clip` reads), fitted to the model's frame
+        size, with its speeds: ``ego_speed`` (m/s, one number or one per frame; NaN: not given) where
+        given, else the source's, else unknown (NaN).
+
+        Raises:
+            VfmError: an unreadable clip, a bad ``ego_speed``, or fewer frames than the model reads.
+        """
+        frames, speed = read_clip(source, size=self.image_size)
+        if len(frames) < self.k:
+            raise VfmError(f"the clip has {len(frames)} frame{'s' * (len(frames) != 1)}, the model needs at least "
+                           f"{self.k} (one per {FRAME_INTERVAL_S:g} s)", where="clip",
+                           fix=f"pass a clip of at least {self.k * FRAME_INTERVAL_S:g} s")
+        given = np.full(len(frames), np.nan, np.float32) if ego_speed is None else check_speed(
+            ego_speed, len(frames), "ego_speed")
+        source = "argument" if not np.isnan(given).all() else "clip" if not np.isnan(speed).all() else "unknown"
+        return Clip(frames, np.where(np.isnan(given), speed, given), source)
+
+    def predict(self, source: Any, question: str | None = None, ego_speed: Any = None,
+                beam_size: int = 1) -> dict[str, Any]:
+        """Comment on every window of a clip; answer ``question`` about the last one.
+
+        Args:
+            source: a clip (see :meth:`read`); a mapping may also carry ``question``.
+            question: asked about the last window (overrides the mapping's).
+            ego_speed: m/s, one number for the clip or one per frame (overrides the source's).
+            beam_size: beams per decoding (1: greedy).
+
+        Returns:
+            JSON-able fields: ``clip_frames`` (N), ``frames_per_window`` (k), ``frame_interval_s``,
+            ``windows`` (N - k + 1), ``ego_speed_source``, ``notes`` (what the reader should know),
+            ``timeline`` (one entry per commented window, oldest first: ``step`` t, the index of
+            the window's last frame; ``ego_speed`` m/s or None; ``commentary``; ``action`` and
+            ``cause`` parsed from it, None when it states none; ``confidence``, the geometric-mean
+            probability of its tokens and ``<eos>``; ``frame_attention`` [k], the share of the
+            decoder's attention on each frame), ``alternatives`` (each beam's text and probability
+            for the last window) and, with a question, ``answer`` (``question``, ``answer``,
+            ``confidence``, ``step``). Arrays: ``frames`` uint8 [k, S, S, 3], the last window, and
+            ``overlay`` uint8 [k, 256, 256, 3], each of its frames with where the model looked
+            (encoder saliency weighted by the decoder's attention to that frame).
+        """
+        if question is None and isinstance(source, Mapping):
+            question = source.get("question")
+        clip = self.read(source, ego_speed)
+        n, k = len(clip.frames), self.k
+        steps = range(max(k - 1, n - MAX_WINDOWS), n)
+        said = {t: self.runtime.comment(clip.frames[t - k + 1: t + 1], _speed(clip, t), beam_size=beam_size)
+                for t in steps}
+        last = said[n - 1]
+        window = clip.frames[n - k:]
+        heat = last.overlay()  # [k, G, G]
+        result: dict[str, Any] = {
+            "clip_frames": n, "frames_per_window": k, "frame_interval_s": FRAME_INTERVAL_S,
+            "windows": n - k + 1, "ego_speed_source": clip.speed_source, "notes": self._notes(clip, len(steps)),
+            "timeline": [{"step": t, "ego_speed": _speed(clip, t), **_describe(said[t])} for t in steps],
+            "alternatives": [{"text": text, "probability": p} for text, p in last.alternatives],
+            "frames": window,
+            "overlay": np.stack([overlay_heatmap(frame, h, size=OVERLAY_SIZE) for frame, h in zip(window, heat)]),
+        }
+        if question is not None:
+            result["answer"] = self._answer(clip, question, beam_size)
+        return result
+
+    def ask(self, source: Any, question: str, ego_speed: Any = None, beam_size: int = 1) -> dict[str, Any]:
+        """The answer to ``question`` about the clip's last window: ``{"question", "answer",
+        "confidence", "step"}`` (see :meth:`predict`)."""
+        if not isinstance(question, str) or not question.strip():
+            raise VfmError("the question is empty", where="question",
+                           fix="type a question about the clip, e.g. 'Is it safe to change lanes to the left?'")
+        return self._answer(self.read(source, ego_speed), question, beam_size)
+
+    def smoke_inputs(self) -> list[Any]:
+        """Arguments of the demo's ``/<name>_predict`` endpoint: the first bundled episode as the
+        clip upload, and no ego speed (the episode's own speeds are used)."""
+        from gradio_client import handle_file
+
+        episodes = self.episodes()
+        if not episodes:
+            raise VfmError("the bundle has no example episodes", where=str(self.bundle.path / "examples"),
+                           fix="re-export the bundle with demo.n_examples > 0")
+        return [[handle_file(str(episodes[0]))], None]
+
+    def episodes(self) -> list[Path]:
+        """The bundled example episodes (``examples/NN_<scenario>.npz``), in order."""
+        return [path for path in self.bundle.examples() if path.suffix == ".npz"]
+
+    def _answer(self, clip: Clip, question: str, beam_size: int) -> dict[str, Any]:
+        n = len(clip.frames)
+        reply = self.runtime.answer(clip.frames[n - self.k:], _speed(clip, n - 1), question, beam_size=beam_size)
+        return {"question": question.strip(), "answer": reply.text, "confidence": _confidence(reply), "step": n - 1}
+
+    def _notes(self, clip: Clip, commented: int) -> list[str]:
+        notes = []
+        if clip.speed_source == "unknown":
+            notes.append("The ego speed is unknown (the clip carries none and none was given); the model comments "
+                         "from the frames alone, so statements about our speed are guesses.")
+        skipped = len(clip.frames) - self.k + 1 - commented
+        if skipped:
+            notes.append(f"Only the last {commented} windows ({commented * FRAME_INTERVAL_S:g} s) are commented; "
+                         f"the first {skipped} are skipped.")
+        return notes
+
+
+def _speed(clip: Clip, t: int) -> float | None:
+    """The ego speed at frame ``t`` (m/s), None when unknown."""
+    value = float(clip.ego_speed[t])
+    return None if math.isnan(value) else value
+
+
+def _confidence(said: Commentary) -> float:
+    """The geometric mean of the probabilities of the tokens and ``<eos>`` (when reached)."""
+    return math.exp(said.log_prob / max(len(said.tokens) + said.finished, 1))
+
+
+def _describe(said: Commentary) -> dict[str, Any]:
+    action, cause = parse_commentary(said.text)
+    return {"commentary": said.text, "action": action, "cause": cause, "confidence": _confidence(said),
+            "frame_attention": [float(a) for a in said.frame_attention]}

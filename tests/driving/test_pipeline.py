@@ -1,0 +1,105 @@
+"""The driving plugin through the real CLI on tiny settings: simulator data (cached), MAE on
+frames, commentary training from the pretrained encoder with ONNX export and held-out scores,
+`vfm evaluate driving --data DIR` on a dataset in the generic format, and a verified bundle with
+example episodes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_vfm
+from vfm.platform.bundle import load_bundle
+from vfm.platform.registry import get_plugin
+from vfm.plugins.driving.pipeline import DrivingPipeline, distinct_frames
+from vfm.plugins.driving.simulate import run_episode, write_dataset
+
+pytestmark = pytest.mark.slow
+
+
+def _smoke_sets() -> list[str]:
+    """``--set`` flags of the pipeline's own smoke config, so tests and `validate` share one recipe."""
+    config = DrivingPipeline(get_plugin("driving")).smoke_config()
+    flags = []
+    for section, values in config.items():
+        for key, value in values.items():
+            flags += ["--set", f"{section}.{key}={json.dumps(value)}"]
+    return [*flags, "--no-progress"]
+
+
+def _ok(*args: str) -> dict:
+    result = run_vfm(*args)
+    assert result.returncode == 0, f"vfm {' '.join(args[:2])} failed:\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def driving(tmp_path_factory):
+    root = tmp_path_factory.mktemp("driving")
+    sets = _smoke_sets()
+    pretrain = _ok("pretrain", "driving", "--out", str(root / "pretrain"), *sets)
+    finetune = _ok("finetune", "driving", "--out", str(root / "finetune"),
+                   "--pretrained", str(root / "pretrain" / "encoder.safetensors"), *sets)
+    return {"root": root, "pretrain": pretrain, "finetune": finetune}
+
+
+def test_mae_pretrains_on_the_simulator_frames(driving):
+    assert (driving["root"] / "pretrain" / "encoder.safetensors").is_file()
+    assert driving["pretrain"]["steps"] == 2
+
+
+def test_finetune_exports_with_token_parity_and_scores_both_held_out_sets(driving):
+    metrics = driving["finetune"]
+    assert metrics["parity_passed"] and metrics["parity_tokens"]["cached_match"] == metrics["parity_tokens"]["cases"]
+    assert set(metrics["evaluation"]) == {"test_seeds", "test_scenario"}
+    for scores in metrics["evaluation"].values():
+        assert scores["samples"] == 2
+        for key in ("action", "cause"):
+            assert 0.0 <= scores["commentary"][key]["accuracy"] <= 1.0
+        assert "bleu_4" in scores["commentary"]["caption"] and scores["qa"]["count"] > 0
+
+
+def test_evaluate_scores_any_dataset_in_the_generic_format(driving, tmp_path):
+    samples = run_episode("highway", 77, clip_length=2, frame_size=32, steps_per_episode=4)
+    write_dataset(samples, tmp_path / "mine")
+    scores = _ok("evaluate", "driving", "--run", str(driving["root"] / "finetune"), "--data", str(tmp_path / "mine"),
+                 "--set", "evaluate.max_samples=null")  # the run's recipe caps evaluation at 2 samples
+    assert scores["samples"] == len(samples) and scores["commentary"]["action"]["count"] == len(samples)
+
+
+def test_evaluate_names_a_wrong_clip_length_and_a_missing_run(driving, tmp_path):
+    samples = run_episode("highway", 78, clip_length=3, frame_size=32, steps_per_episode=4)
+    write_dataset(samples, tmp_path / "k3")
+    result = run_vfm("evaluate", "driving", "--run", str(driving["root"] / "finetune"), "--data", str(tmp_path / "k3"))
+    assert result.returncode == 2 and "frames" in result.stderr and "fix:" in result.stderr
+    result = run_vfm("evaluate", "driving", "--run", str(tmp_path))
+    assert result.returncode == 2 and "not a driving run" in result.stderr
+
+
+def test_export_bundles_the_model_and_example_episodes(driving, tmp_path):
+    result = run_vfm("export", "driving", "--run", str(driving["root"] / "finetune"), "--out", str(tmp_path / "b"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    bundle = load_bundle(tmp_path / "b")
+    examples = bundle.examples()
+    assert examples and examples[0].name.endswith("_roundabout.npz")  # the unseen scenario first
+    with np.load(examples[0]) as episode:
+        frames, speed, text = episode["frames"], episode["ego_speed"], episode["commentary"]
+    assert frames.dtype == np.uint8 and frames.shape[1:] == (32, 32, 3)
+    assert len(speed) == len(text) == len(frames) and np.isnan(speed[0]) and text[0] == "" and text[-1]
+    assert "action_accuracy" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+
+
+def test_distinct_frames_drops_the_overlap_of_clips():
+    samples = run_episode("highway", 5, clip_length=3, frame_size=32, steps_per_episode=6)
+    frames = distinct_frames(samples)
+    assert frames.shape == (len(samples) + 2, 32, 32, 3)
+
+
+def test_validate_runs_every_step():
+    from vfm.platform.validate import validate_plugin
+
+    report = validate_plugin(get_plugin("driving"))
+    assert report["passed"], report["steps"]
+    assert [s["step"] for s in report["steps"]] == ["schema", "imports", "forward", "export_parity", "demo"]
