@@ -160,9 +160,10 @@ class ScriptedDriver:
                 cause = "merging_vehicle"
             elif stopping or facts["gap_m"] < style.min_gap + SAFE_HEADWAY_S * speed:
                 cause = "close_lead_vehicle"
-            elif lead_slow and lateral_allowed and (facts["left_lane_exists"] or (
-                    self.scenario.overtake_on_right and facts["right_lane_exists"])):
-                cause = "lane_blocked"
+            elif lead_slow and lateral_allowed and (
+                    (facts["left_lane_exists"] and not facts["left_lane_free"])
+                    or (self.scenario.overtake_on_right and facts["right_lane_exists"] and not facts["right_lane_free"])):
+                cause = "lane_blocked"  # we would overtake, but the lane we would use is taken
             else:
                 cause = "slower_lead_vehicle"
             return self._command(speed, follow_accel, 0, cause)
