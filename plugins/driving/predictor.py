@@ -97,7 +97,8 @@ class CommentaryPredictor:
             the window's last frame; ``ego_speed`` m/s or None; ``commentary``; ``action`` and
             ``cause`` parsed from it, None when it states none; ``confidence``, the geometric-mean
             probability of its tokens and ``<eos>``; ``frame_attention`` [k], the share of the
-            decoder's attention on each frame), ``alternatives`` (each beam's text and probability
+            decoder's attention on each frame; ``reference``, the episode's ground-truth commentary
+            when the clip is an ``.npz`` that carries one, else None), ``alternatives`` (each beam's text and probability
             for the last window) and, with a question, ``answer`` (``question``, ``answer``,
             ``confidence``, ``step``). Arrays: ``frames`` uint8 [k, S, S, 3], the last window, and
             ``overlay`` uint8 [k, 256, 256, 3], each of its frames with where the model looked
@@ -107,6 +108,7 @@ class CommentaryPredictor:
             question = source.get("question")
         clip = self.read(source, ego_speed)
         n, k = len(clip.frames), self.k
+        references = reference_commentary(source, n)
         steps = range(max(k - 1, n - MAX_WINDOWS), n)
         said = {t: self.runtime.comment(clip.frames[t - k + 1: t + 1], _speed(clip, t), beam_size=beam_size)
                 for t in steps}
@@ -116,7 +118,8 @@ class CommentaryPredictor:
         result: dict[str, Any] = {
             "clip_frames": n, "frames_per_window": k, "frame_interval_s": FRAME_INTERVAL_S,
             "windows": n - k + 1, "ego_speed_source": clip.speed_source, "notes": self._notes(clip, len(steps)),
-            "timeline": [{"step": t, "ego_speed": _speed(clip, t), **_describe(said[t])} for t in steps],
+            "timeline": [{"step": t, "ego_speed": _speed(clip, t), **_describe(said[t]),
+                          "reference": references[t] if references else None} for t in steps],
             "alternatives": [{"text": text, "probability": p} for text, p in last.alternatives],
             "frames": window,
             "overlay": np.stack([overlay_heatmap(frame, h, size=OVERLAY_SIZE) for frame, h in zip(window, heat)]),
@@ -163,6 +166,19 @@ class CommentaryPredictor:
             notes.append(f"Only the last {commented} windows ({commented * FRAME_INTERVAL_S:g} s) are commented; "
                          f"the first {skipped} are skipped.")
         return notes
+
+
+def reference_commentary(source: Any, n: int) -> list[str] | None:
+    """The ground-truth commentary per frame of an ``.npz`` episode (a bundled example carries
+    ``commentary`` [N]), or None for any other source or a length that does not match the clip."""
+    paths = source if isinstance(source, (list, tuple)) and len(source) == 1 else [source]
+    path = paths[0]
+    if not isinstance(path, (str, Path)) or Path(path).suffix.lower() != ".npz":
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        if "commentary" not in data.files or data["commentary"].shape != (n,):
+            return None
+        return [str(text) for text in data["commentary"]]
 
 
 def _speed(clip: Clip, t: int) -> float | None:

@@ -10,7 +10,7 @@ from typing import Any
 from vfm.platform.errors import VfmError
 from vfm.plugins.driving.clip_io import ANIMATION_SUFFIXES, FRAME_INTERVAL_S, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
-TIMELINE_HEADERS = ["step", "speed", "commentary", "action", "cause", "confidence"]
+TIMELINE_HEADERS = ["step", "speed", "commentary", "action", "cause", "confidence", "reference (simulator)"]
 SPEED_SOURCES = {"argument": " (as given)", "clip": " (from the clip)", "unknown": ""}
 CLIP_TYPES = sorted({".npz", *IMAGE_SUFFIXES, *ANIMATION_SUFFIXES, *VIDEO_SUFFIXES})
 
@@ -37,7 +37,8 @@ def build_driving_tab(predictor: Any) -> None:
         except VfmError as err:
             raise gr.Error(str(err)) from None
         rows = [[entry["step"], _speed_text(entry["ego_speed"]), entry["commentary"], entry["action"] or "—",
-                 entry["cause"] or "—", round(entry["confidence"], 3)] for entry in result["timeline"]]
+                 entry["cause"] or "—", round(entry["confidence"], 3), entry["reference"] or "—"]
+                for entry in result["timeline"]]
         last = result["timeline"][-1]
         k, dt = result["frames_per_window"], result["frame_interval_s"]
         gallery = list(zip(result["overlay"], _captions(last, k, dt), strict=True))

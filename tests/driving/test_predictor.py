@@ -95,6 +95,7 @@ def test_timeline_comments_on_every_window_as_the_runtime_does(predictor, drivin
         said = runtime.comment(frames[t - K + 1: t + 1], float(speed[t]))
         assert entry["commentary"] == said.text and entry["ego_speed"] == pytest.approx(float(speed[t]))
         assert (entry["action"], entry["cause"]) == parse_commentary(said.text)
+        assert entry["reference"] == str(example["commentary"][t])  # the episode's ground truth
         assert 0.0 < entry["confidence"] <= 1.0 and len(entry["frame_attention"]) == K
     assert np.array_equal(result["frames"], frames[-K:])
     assert result["overlay"].shape == (K, predictor_module.OVERLAY_SIZE, predictor_module.OVERLAY_SIZE, 3)
@@ -114,7 +115,9 @@ def test_question_is_answered_about_the_last_window(predictor, driving_bundle, e
 
 def test_every_lossless_clip_format_gives_the_same_commentary(predictor, example, tmp_path):
     frames = example["frames"]
-    expected = [e["commentary"] for e in predictor.predict({"frames": frames})["timeline"]]
+    timeline = predictor.predict({"frames": frames})["timeline"]
+    expected = [e["commentary"] for e in timeline]
+    assert all(e["reference"] is None for e in timeline)  # only a ground-truth episode carries one
     folder = tmp_path / "frames"
     folder.mkdir()
     for i, frame in enumerate(frames):

@@ -39,9 +39,11 @@ def test_episode_is_commented_with_timeline_overlays_and_summary(client, predict
     table, gallery, summary = client.predict(*predictor.smoke_inputs(), api_name="/driving_predict")
     expected = predictor.predict(str(predictor.episodes()[0]))
     rows = _timeline(table)
-    assert table["headers"] == ["step", "speed", "commentary", "action", "cause", "confidence"]
+    assert table["headers"] == ["step", "speed", "commentary", "action", "cause", "confidence",
+                                "reference (simulator)"]
     assert [row[0] for row in rows] == [e["step"] for e in expected["timeline"]]
     assert [row[2] for row in rows] == [e["commentary"] for e in expected["timeline"]]
+    assert [row[6] for row in rows] == [e["reference"] for e in expected["timeline"]]  # the episode's truth
     assert rows[-1][1] == f"{expected['timeline'][-1]['ego_speed']:.1f} m/s"
     assert len(gallery) == K and gallery[-1]["caption"].startswith("frame 5 · now · attention")
     assert Image.open(gallery[0]["image"]).size == (256, 256)
