@@ -32,3 +32,29 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_format_json(path: str | Path, fmt: str, *, what: str, written_by: str) -> dict[str, Any]:
+    """A JSON settings file whose ``"format"`` must be ``fmt`` (an exported model's decoding settings).
+
+    Args:
+        what: what the file describes, for the message (e.g. ``"an exported driving commentary model"``).
+        written_by: what writes such a folder, for the fix.
+
+    Raises:
+        VfmError: the file is missing, unreadable, or of another format.
+    """
+    from vfm.platform.errors import VfmError
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise VfmError(f"cannot read the model settings: {err}", where=str(path),
+                       fix=f"pass a folder written by {written_by}") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise VfmError(f"not {what} (format {found!r})", where=str(path),
+                       fix=f"pass a folder whose {path.name} has format {fmt}")
+    return data
+

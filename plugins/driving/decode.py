@@ -18,7 +18,6 @@ over each frame's patches.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vfm.platform.errors import VfmError
+from vfm.platform.fileio import read_format_json
 from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer
 
 SETTINGS_FILE = "driving_model.json"
@@ -197,16 +197,9 @@ def read_settings(folder: str | Path) -> dict[str, Any]:
     Raises:
         VfmError: the file is missing or not a driving commentary model's.
     """
-    path = Path(folder) / SETTINGS_FILE
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise VfmError(f"cannot read the model settings: {err}", where=str(path),
-                       fix="pass a folder written by vfm.plugins.driving.export.export_commentary") from None
-    if settings.get("format") != SETTINGS_FORMAT:
-        raise VfmError(f"not an exported driving commentary model (format {settings.get('format')!r})",
-                       where=str(path), fix=f"pass a folder whose {SETTINGS_FILE} has format {SETTINGS_FORMAT}")
-    return settings
+    return read_format_json(Path(folder) / SETTINGS_FILE, SETTINGS_FORMAT,
+                            what="an exported driving commentary model",
+                            written_by="vfm.plugins.driving.export.export_commentary")
 
 
 class CommentaryRuntime:

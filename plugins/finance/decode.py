@@ -18,7 +18,6 @@ probabilities (``exp`` of the summed log-probabilities).
 from __future__ import annotations
 
 import copy
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vfm.platform.errors import VfmError
+from vfm.platform.fileio import read_format_json
 from vfm.plugins.finance.executor import execute, trace
 from vfm.plugins.finance.features import (
     END_TOKEN,
@@ -317,14 +317,8 @@ def read_settings(folder: str | Path) -> dict[str, Any]:
         VfmError: the file is missing or not a finance program generator's.
     """
     path = Path(folder) / SETTINGS_FILE
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise VfmError(f"cannot read the model settings: {err}", where=str(path),
-                       fix="pass the --out folder of python -m vfm.plugins.finance.generator_training") from None
-    if settings.get("format") != SETTINGS_FORMAT:
-        raise VfmError(f"not a finance program generator (format {settings.get('format')!r})", where=str(path),
-                       fix=f"pass a folder whose {SETTINGS_FILE} has format {SETTINGS_FORMAT}")
+    settings = read_format_json(path, SETTINGS_FORMAT, what="a finance program generator",
+                                written_by="'vfm finetune finance' (or python -m vfm.plugins.finance.generator_training)")
     if settings.get("output_vocab") != list(OUTPUT_VOCAB):
         raise VfmError("the model was trained with another program vocabulary", where=str(path),
                        fix="retrain the model with this version of vfm")
