@@ -68,12 +68,12 @@ def main() -> None:
     model.eval()
     rng = np.random.default_rng(0)
     clips = rng.integers(0, 256, (2, args.frames, args.image_size, args.image_size, 3), dtype=np.uint8)
-    speeds = np.array([20.0, np.nan], np.float32)
+    speeds = np.linspace(15.0, 17.0, args.frames, dtype=np.float32)[None].repeat(2, axis=0)  # [2, k] m/s per frame
 
     with tempfile.TemporaryDirectory() as folder:
         export_commentary(model, tokenizer, Path(folder), clips[:1], speeds[:1])
         runtime = CommentaryRuntime(folder)
-        clip, speed = clips[1], 17.0
+        clip, speed = clips[1], speeds[1]  # [k, S, S, 3], [k]
 
         def onnx(use_cache: bool):
             return lambda: len(runtime.comment(clip, speed, use_cache=use_cache, max_new_tokens=args.new_tokens).tokens)
@@ -81,11 +81,11 @@ def main() -> None:
         @torch.no_grad()
         def torch_greedy() -> int:
             pixels = torch.from_numpy(clip[None]).permute(0, 1, 4, 2, 3).float() / 255.0
-            return len(model.generate(pixels, torch.tensor([speed]), tokenizer.prompt(None), tokenizer.eos_id,
+            return len(model.generate(pixels, torch.from_numpy(speed[None]), tokenizer.prompt(None), tokenizer.eos_id,
                                       args.new_tokens)[0])
 
         def encoder_only() -> int:
-            runtime.backend.encode(runtime.preprocess(clip), np.array([speed], np.float32))
+            runtime.backend.encode(runtime.preprocess(clip), speed[None])
             return 0
 
         rows = [("ONNX, KV cache", *timed(onnx(True), args.repeats)),

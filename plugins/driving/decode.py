@@ -27,10 +27,11 @@ import numpy as np
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import read_format_json
+from vfm.plugins.driving.clip_io import check_speed
 from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer
 
 SETTINGS_FILE = "driving_model.json"
-SETTINGS_FORMAT = "vfm-driving-commentary-onnx/1"
+SETTINGS_FORMAT = "vfm-driving-commentary-onnx/2"  # 2: the encoder reads a speed per frame
 ENCODER_ONNX, DECODER_ONNX, STEP_ONNX = "encoder.onnx", "decoder.onnx", "decoder_step.onnx"
 
 
@@ -38,7 +39,7 @@ class Backend(Protocol):
     """The three exported graphs over numpy arrays."""
 
     def encode(self, frames: np.ndarray, speed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """frames float32 [B, k, 3, H, W] in [0, 1], speed [B] -> (prefix [B, P, D], saliency [B, k, G, G])."""
+        """frames float32 [B, k, 3, H, W] in [0, 1], speed [B, k] -> (prefix [B, P, D], saliency [B, k, G, G])."""
         ...
 
     def full(self, prefix: np.ndarray, tokens: np.ndarray,
@@ -238,21 +239,38 @@ class CommentaryRuntime:
                            fix="pass uint8 RGB frames (0-255)")
         return (frames.transpose(0, 3, 1, 2)[None] / np.float32(255.0)).astype(np.float32)
 
-    def comment(self, frames: np.ndarray, ego_speed: float | None, **options) -> Commentary:
+    def speed_trace(self, ego_speed: Any) -> np.ndarray:
+        """The ego speed at each of the clip's k frames, float32 [k] m/s, NaN where unknown, from
+        None (unknown), one number (the last frame's) or k numbers (oldest first).
+
+        Raises:
+            VfmError: not numbers, not k of them, or a negative or infinite speed.
+        """
+        k = self.settings["frames"]
+        trace = np.full(k, np.nan, np.float32)
+        if ego_speed is None:
+            return trace
+        if np.ndim(ego_speed) == 0:
+            trace[-1] = check_speed(ego_speed, 1, "ego_speed")[0]
+            return trace
+        return check_speed(ego_speed, k, "ego_speed")
+
+    def comment(self, frames: np.ndarray, ego_speed: Any, **options) -> Commentary:
         """What the car does and why. ``options``: see :meth:`run`."""
         return self.run(frames, ego_speed, None, **options)
 
-    def answer(self, frames: np.ndarray, ego_speed: float | None, question: str, **options) -> Commentary:
+    def answer(self, frames: np.ndarray, ego_speed: Any, question: str, **options) -> Commentary:
         """The answer to ``question`` about the clip. ``options``: see :meth:`run`."""
         return self.run(frames, ego_speed, question, **options)
 
-    def run(self, frames: np.ndarray, ego_speed: float | None, question: str | None = None, *, beam_size: int = 1,
+    def run(self, frames: np.ndarray, ego_speed: Any, question: str | None = None, *, beam_size: int = 1,
             use_cache: bool = True, max_new_tokens: int | None = None, length_penalty: float = 1.0) -> Commentary:
         """Decode for one clip.
 
         Args:
             frames: uint8 [k, H, W, 3], oldest first (see :meth:`preprocess`).
-            ego_speed: m/s at the last frame; None or NaN when unknown.
+            ego_speed: m/s: one per frame (oldest first, NaN where unknown), or one number for
+                the last frame alone, or None when unknown.
             question: None for commentary, else a non-empty question.
             beam_size: 1 decodes greedily.
             use_cache: the key/value-cached graphs (faster) or the uncached one; same tokens.
@@ -264,7 +282,7 @@ class CommentaryRuntime:
         if not 1 <= limit <= self.settings["max_new_tokens"]:
             raise VfmError(f"max_new_tokens {limit} is outside 1..{self.settings['max_new_tokens']}",
                            where="max_new_tokens", fix="use at most the exported model's max_new_tokens")
-        speed = np.array([np.nan if ego_speed is None else ego_speed], dtype=np.float32)
+        speed = self.speed_trace(ego_speed)[None]  # [1, k]
         prefix, saliency = self.backend.encode(self.preprocess(frames), speed)  # [1, P, D], [1, k, G, G]
         beams = beam_decode(self.backend, prefix, prompt, eos_id=self.tokenizer.eos_id, max_new_tokens=limit,
                             beam_size=beam_size, use_cache=use_cache, length_penalty=length_penalty)

@@ -2,7 +2,7 @@
 
 The folder :mod:`vfm.plugins.driving.decode` reads::
 
-    encoder.onnx        frames [B, k, 3, H, W] float32 in [0, 1], speed [B] (NaN: unknown)
+    encoder.onnx        frames [B, k, 3, H, W] float32 in [0, 1], speed [B, k] m/s per frame (NaN: unknown)
                         -> prefix [B, P, D], saliency [B, k, G, G]
     decoder.onnx        prefix [B, P, D], tokens [B, T] (no cache: the whole sequence)
                         -> logits [B, V] (last position), prefix_attention [B, P],
@@ -121,7 +121,7 @@ def export_commentary(model: CommentaryModel, tokenizer: DrivingTokenizer, folde
         model: put in eval mode and float32, in place.
         clips: uint8 [N, k, H, W, 3], N >= 1, the clips of the token parity check (real ones
             make it meaningful: an untrained model repeats one token).
-        speeds: [N] m/s (NaN allowed).
+        speeds: [N, k] m/s at each frame of each clip (NaN allowed).
         questions: asked about the first clip, also compared token by token.
 
     Returns:
@@ -139,7 +139,9 @@ def export_commentary(model: CommentaryModel, tokenizer: DrivingTokenizer, folde
     generator = torch.Generator().manual_seed(0)
 
     frames = torch.rand(3, cfg.frames, 3, cfg.image_size, cfg.image_size, generator=generator)  # [3, k, 3, H, W]
-    speed = torch.tensor([12.5, float("nan"), 3.0])
+    speed = torch.linspace(12.5, 14.0, cfg.frames)  # [k]: an accelerating car
+    speed = torch.stack([speed, torch.full_like(speed, float("nan")), speed.flip(0) / 4])  # [3, k]
+    speed[2, 0] = float("nan")  # a partly known trace
     encoder = export_onnx(_EncoderGraph(model).eval(), {"frames": frames[:2], "speed": speed[:2]},
                           ["prefix", "saliency"], folder / ENCODER_ONNX, opset=opset, atol=atol,
                           parity_inputs={"frames": frames, "speed": speed})
@@ -180,12 +182,13 @@ def token_parity(model: CommentaryModel, tokenizer: DrivingTokenizer, folder: Pa
     """Greedy tokens of the exported runtime (cached and uncached) against torch's
     :meth:`CommentaryModel.generate`: commentary on every clip, and each question on the first."""
     runtime = CommentaryRuntime(folder)
-    cases = [(clip, float(speed), None) for clip, speed in zip(clips, speeds, strict=True)]
-    cases += [(clips[0], float(speeds[0]), question) for question in questions]
+    speeds = np.asarray(speeds, dtype=np.float32)  # [N, k]
+    cases = [(clip, speed, None) for clip, speed in zip(clips, speeds, strict=True)]
+    cases += [(clips[0], speeds[0], question) for question in questions]
     matches, compared = {"cached": 0, "uncached": 0}, 0
     for clip, speed, question in cases:
         pixels = torch.from_numpy(runtime.preprocess(clip))  # [1, k, 3, H, W]
-        expected = model.generate(pixels, torch.tensor([speed], dtype=torch.float32),
+        expected = model.generate(pixels, torch.from_numpy(speed[None]),  # [1, k]
                                   tokenizer.prompt(question), tokenizer.eos_id)[0]
         compared += len(expected)
         for mode, use_cache in (("cached", True), ("uncached", False)):

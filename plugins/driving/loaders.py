@@ -93,13 +93,33 @@ def load_generic(directory: str | Path, clip_length: int | None = None) -> list[
                     raise VfmError(f"the clip has {len(frames)} frames, expected {clip_length}", where=where,
                                    fix=f"give every sample {clip_length} frames or load with clip_length={len(frames)}")
             speed = record.get("ego_speed")
+            frame_speeds = _frame_speeds(record.get("frame_speeds"), frames, where)
             samples.append(DrivingSample(
                 id=str(record["id"]), scenario=str(record["scenario"]), frames=frames,
                 ego_speed=math.nan if speed is None else float(speed), action=record["action"],
                 cause=record["cause"], commentary=str(record["commentary"]),
                 qa=[QAPair(str(pair["question"]), str(pair["answer"])) for pair in record.get("qa") or []],
-                facts=dict(record.get("facts") or {}), seed=record.get("seed"), step=int(record.get("step") or 0)))
+                facts=dict(record.get("facts") or {}), seed=record.get("seed"), step=int(record.get("step") or 0),
+                frame_speeds=frame_speeds))
     return samples
+
+
+def _frame_speeds(value, frames: np.ndarray | None, where: str) -> list[float] | None:
+    """A record's optional ``frame_speeds`` (m/s per frame, null where unknown) as floats (NaN
+    for null), checked against the clip's length."""
+    if value is None:
+        return None
+    fix = "give frame_speeds as one number (m/s) or null per frame, or leave it out"
+    if not isinstance(value, list) or any(v is not None and (isinstance(v, bool) or not isinstance(v, int | float))
+                                          for v in value):
+        raise VfmError("frame_speeds is not a list of numbers", where=where, fix=fix)
+    if frames is None or len(value) != len(frames):
+        raise VfmError(f"frame_speeds has {len(value)} entries for {0 if frames is None else len(frames)} frames",
+                       where=where, fix=fix)
+    speeds = [math.nan if v is None else float(v) for v in value]
+    if any(v < 0 or math.isinf(v) for v in speeds):
+        raise VfmError("frame_speeds holds a negative or infinite speed", where=where, fix=fix)
+    return speeds
 
 
 BDDX_ANSWERS = 15

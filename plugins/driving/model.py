@@ -1,4 +1,4 @@
-"""The commentary model: a clip of k frames and the ego speed in, a sentence out (LINGO-1 style).
+"""The commentary model: a clip of k frames and the ego speed at each in, a sentence out (LINGO-1 style).
 
 Vision: one timm ``VisionTransformer`` with the MAE encoder's shape and names (loadable from
 ``encoder.safetensors`` of :func:`vfm.pretrain.mae_training.pretrain_mae`, or a RETFound-style
@@ -6,8 +6,10 @@ checkpoint, through :func:`vfm.finetune.vit_classifier.load_encoder_weights`) re
 Per frame it gives the class token and a ``patch_grid x patch_grid`` average-pooled grid of
 patch tokens (``S = 1 + patch_grid**2`` slots); a LayerNorm + Linear projects them to the
 decoder's width, and learned frame-position and slot embeddings are added. A small MLP embeds
-``speed / speed_scale`` as one more token (a learned token when the speed is unknown, NaN).
-The visual prefix is ``P = k * S + 1`` embeddings::
+the ego speed trace as one more token: per frame ``speed / speed_scale``, the change from the
+frame before ``/ speed_change_scale`` and whether the speed is known (NaN: unknown); a learned
+token when no speed is known. The frames show where the other cars are; the trace shows how
+our own speed is changing. The prefix is ``P = k * S + 1`` embeddings::
 
     [frame 0 slots, ..., frame k-1 slots, speed]  [B, P, D]
 
@@ -42,7 +44,7 @@ from vfm.platform.fileio import atomic_write_bytes, atomic_write_json
 from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer
 from vfm.pretrain.text_models import FRESH_CONFIGS, load_pretrained, max_positions
 
-MODEL_FORMAT = "vfm-driving-commentary/1"
+MODEL_FORMAT = "vfm-driving-commentary/2"  # 2: a speed per frame (1: one speed)
 WEIGHTS_FILE, CONFIG_FILE = "commentary.safetensors", "commentary.json"
 
 
@@ -74,6 +76,7 @@ class CommentaryConfig:
         patch_grid: side of the pooled patch-token grid per frame (0: class token only); must
             divide the encoder's patch grid.
         speed_scale: m/s that map to 1.0 at the speed embedding's input.
+        speed_change_scale: a speed change between frames (m/s) that maps to 1.0 there.
         mean, std: per-channel normalisation of frames in [0, 1] (as at MAE pretraining).
         max_question_tokens: longest question, in tokens.
         max_new_tokens: longest generated text, in tokens (``<eos>`` included).
@@ -85,6 +88,7 @@ class CommentaryConfig:
     frames: int = 4
     patch_grid: int = 2
     speed_scale: float = 30.0
+    speed_change_scale: float = 2.0
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     max_question_tokens: int = 24
@@ -186,7 +190,7 @@ class CommentaryModel(nn.Module):
         self.project = nn.Sequential(nn.LayerNorm(self.vit.embed_dim), nn.Linear(self.vit.embed_dim, width))
         self.frame_embed = nn.Parameter(trunc_normal_(torch.zeros(config.frames, width), std=0.02))
         self.slot_embed = nn.Parameter(trunc_normal_(torch.zeros(config.slots, width), std=0.02))
-        self.speed_embed = nn.Sequential(nn.Linear(1, width), nn.GELU(), nn.Linear(width, width))
+        self.speed_embed = nn.Sequential(nn.Linear(3 * config.frames - 1, width), nn.GELU(), nn.Linear(width, width))
         self.unknown_speed = nn.Parameter(trunc_normal_(torch.zeros(width), std=0.02))
 
     @classmethod
@@ -245,24 +249,30 @@ class CommentaryModel(nn.Module):
             saliency = saliency.unflatten(0, (b, k)).unflatten(2, (grid, grid))  # [B, k, G, G]
         return tokens, saliency
 
+    def speed_token(self, speed: torch.Tensor) -> torch.Tensor:
+        """speed: [B, k] m/s at each frame, NaN when unknown -> the speed token [B, D]."""
+        known = torch.isfinite(speed)  # [B, k]
+        value = torch.where(known, speed, torch.zeros_like(speed))  # [B, k]
+        both = (known[:, 1:] & known[:, :-1]).to(value.dtype)  # [B, k-1]
+        change = (value[:, 1:] - value[:, :-1]) * both / self.config.speed_change_scale  # [B, k-1]
+        features = torch.cat([value / self.config.speed_scale, change, known.to(value.dtype)], dim=1)  # [B, 3k-1]
+        return torch.where(known.any(dim=1, keepdim=True), self.speed_embed(features), self.unknown_speed)  # [B, D]
+
     def prefix(self, frames: torch.Tensor, speed: torch.Tensor, with_saliency: bool = False):
         """The visual prefix.
 
-        frames: [B, k, 3, H, W] float in [0, 1]; speed: [B] m/s, NaN when unknown ->
-        (prefix [B, P, D], saliency [B, k, G, G] or None).
+        frames: [B, k, 3, H, W] float in [0, 1]; speed: [B, k] m/s at each frame, NaN when
+        unknown -> (prefix [B, P, D], saliency [B, k, G, G] or None).
         """
         tokens, saliency = self.frame_tokens(frames, with_saliency)  # [B, k, S, D_vit]
         tokens = self.project(tokens) + self.frame_embed[None, :, None] + self.slot_embed[None, None]  # [B, k, S, D]
-        known = torch.isfinite(speed)  # [B]
-        scaled = torch.where(known, speed, torch.zeros_like(speed)) / self.config.speed_scale  # [B]
-        speed_token = torch.where(known[:, None], self.speed_embed(scaled[:, None]), self.unknown_speed)  # [B, D]
-        return torch.cat([tokens.flatten(1, 2), speed_token[:, None]], dim=1), saliency  # [B, P, D]
+        return torch.cat([tokens.flatten(1, 2), self.speed_token(speed)[:, None]], dim=1), saliency  # [B, P, D]
 
     def forward(self, frames: torch.Tensor, speed: torch.Tensor, tokens: torch.Tensor,
                 labels: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the scored tokens (teacher forcing).
 
-        frames: [B, k, 3, H, W] float in [0, 1]; speed: [B]; tokens: [B, T] int64, ``<bos>
+        frames: [B, k, 3, H, W] float in [0, 1]; speed: [B, k]; tokens: [B, T] int64, ``<bos>
         question <sep> target <eos>`` right-padded; labels: [B, T], the token id where the model
         is scored (target and ``<eos>``), -100 elsewhere. Token t is predicted from the prefix
         and tokens < t.
@@ -302,7 +312,7 @@ class CommentaryModel(nn.Module):
                  max_new_tokens: int | None = None) -> list[list[int]]:
         """Greedy decoding in torch with the key/value cache (the reference the ONNX runtime must match).
 
-        frames: [B, k, 3, H, W] float in [0, 1]; speed: [B]; prompt: the ids every clip starts
+        frames: [B, k, 3, H, W] float in [0, 1]; speed: [B, k]; prompt: the ids every clip starts
         from (:meth:`DrivingTokenizer.prompt`) -> per clip the generated ids, ``<eos>`` excluded.
         """
         limit = self.config.max_new_tokens if max_new_tokens is None else max_new_tokens

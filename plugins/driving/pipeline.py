@@ -38,6 +38,8 @@ from vfm.plugins.driving.records import DrivingSample
 
 SYNTHETIC = "synthetic"
 ONNX_DIR = "onnx"
+DATA_FORMAT = 2
+"""Version of what the generator writes (2: speeds per frame); part of the cache key."""
 SYNTHETIC_SPLITS = ("train", "test_seeds", "test_scenario")
 """Synthetic splits: training episodes, held-out seeds of the training scenarios, and the
 held-out scenario type."""
@@ -107,7 +109,7 @@ class DrivingPipeline:
         from vfm.platform.demo import cache_root
 
         keys = ("scenarios", "held_out_scenario", "train_episodes", "test_episodes", "clip_length", "frame_size", "seed")
-        recipe = json.dumps({k: data[k] for k in keys} | {"vfm": vfm_version()}, sort_keys=True)
+        recipe = json.dumps({k: data[k] for k in keys} | {"vfm": vfm_version(), "format": DATA_FORMAT}, sort_keys=True)
         return cache_root() / "driving-data" / hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
     # ---------------------------------------------------------------- pretrain
@@ -210,7 +212,7 @@ class DrivingPipeline:
         section = {key: v for key, v in config["finetune"].items() if key != "pretrained"}
         settings = build_settings(CommentaryTrainSettings, section, "finetune")
         model, tokenizer = build_model(settings, k, size, ["slowing down: the car ahead is slower"])
-        frames, speed = torch.rand(2, k, 3, size, size), torch.tensor([10.0, float("nan")])
+        frames, speed = torch.rand(2, k, 3, size, size), torch.tensor([[10.0] * k, [float("nan")] * k])
         with torch.no_grad():
             prefix, saliency = model.prefix(frames, speed, with_saliency=True)
         expected = (2, model.config.prefix_length)
@@ -327,14 +329,14 @@ def evaluate_samples(model_dir: Path, samples: list[DrivingSample], *, beam_size
     if not chosen:
         raise VfmError("no sample with a clip to evaluate", fix="pass a dataset whose samples have frames")
     started = time.perf_counter()
-    comments = [runtime.comment(s.frames, s.ego_speed, beam_size=beam_size).text for s in chosen]
+    comments = [runtime.comment(s.frames, s.speeds(), beam_size=beam_size).text for s in chosen]
     comment_seconds = time.perf_counter() - started
     result: dict[str, Any] = {"commentary": commentary_metrics(comments, chosen)}
     if qa:
         limit = runtime.settings["max_question_tokens"]
         asked = [(s, p) for s in chosen for p in s.qa]
         pairs = [(s, p) for s, p in asked if len(runtime.tokenizer.prompt(p.question)) - 2 <= limit]
-        answers = [runtime.answer(s.frames, s.ego_speed, p.question, beam_size=beam_size).text for s, p in pairs]
+        answers = [runtime.answer(s.frames, s.speeds(), p.question, beam_size=beam_size).text for s, p in pairs]
         result["qa"] = qa_metrics(answers, [p.question for _, p in pairs], [p.answer for _, p in pairs]) | {
             "skipped_too_long": len(asked) - len(pairs)}
     result |= {"samples": len(chosen), "seconds": round(time.perf_counter() - started, 2),
@@ -347,7 +349,7 @@ def evaluate_samples(model_dir: Path, samples: list[DrivingSample], *, beam_size
 def example_episodes(config: dict[str, Any], n: int) -> dict[str, bytes]:
     """``n`` held-out episodes (the unseen scenario first, then held-out seeds) as bundle
     examples: ``examples/NN_<scenario>.npz`` with ``frames`` uint8 [N, S, S, 3], ``ego_speed``
-    [N] (NaN before the first decision), ``commentary`` [N] (the reference; "" before) and ``scenario``."""
+    [N] (m/s at each frame), ``commentary`` [N] (the reference; "" before) and ``scenario``."""
     import io
 
     from vfm.plugins.driving.simulate import run_episode
@@ -365,8 +367,7 @@ def example_episodes(config: dict[str, Any], n: int) -> dict[str, bytes]:
             continue
         frames = np.concatenate([samples[0].frames, np.stack([s.frames[-1] for s in samples[1:]])
                                  if len(samples) > 1 else samples[0].frames[:0]])
-        speed = np.full(len(frames), np.nan, dtype=np.float32)
-        speed[k - 1:] = [s.ego_speed for s in samples]
+        speed = np.array([*samples[0].frame_speeds, *(s.ego_speed for s in samples[1:])], dtype=np.float32)
         text = np.array([""] * (k - 1) + [s.commentary for s in samples])
         buffer = io.BytesIO()
         np.savez_compressed(buffer, frames=frames, ego_speed=speed, commentary=text, scenario=np.array(scenario))

@@ -7,8 +7,8 @@ Torch-free (onnxruntime, numpy, Pillow, ``tokenizers``). The bundle root is a
 :func:`~vfm.plugins.driving.clip_io.read_clip` reads; frames of another size than the model's are
 centre-cropped and resized (:func:`~vfm.plugins.driving.clip_io.fit_frames`).
 
-The model reads windows of ``k`` consecutive frames, one every 0.5 s, and the ego speed at the
-window's last frame. A clip of ``N >= k`` frames gives ``N - k + 1`` windows (stride 1); the
+The model reads windows of ``k`` consecutive frames, one every 0.5 s, and the ego speed at each
+frame of the window. A clip of ``N >= k`` frames gives ``N - k + 1`` windows (stride 1); the
 timeline comments on the last :data:`MAX_WINDOWS` of them.
 """
 
@@ -87,7 +87,8 @@ class CommentaryPredictor:
         Args:
             source: a clip (see :meth:`read`); a mapping may also carry ``question``.
             question: asked about the last window (overrides the mapping's).
-            ego_speed: m/s, one number for the clip or one per frame (overrides the source's).
+            ego_speed: m/s, one per frame or one number for the whole clip (read as a constant
+                speed); overrides the source's.
             beam_size: beams per decoding (1: greedy).
 
         Returns:
@@ -110,7 +111,8 @@ class CommentaryPredictor:
         n, k = len(clip.frames), self.k
         references = reference_commentary(source, n)
         steps = range(max(k - 1, n - MAX_WINDOWS), n)
-        said = {t: self.runtime.comment(clip.frames[t - k + 1: t + 1], _speed(clip, t), beam_size=beam_size)
+        said = {t: self.runtime.comment(clip.frames[t - k + 1: t + 1], clip.ego_speed[t - k + 1: t + 1],
+                                        beam_size=beam_size)
                 for t in steps}
         last = said[n - 1]
         window = clip.frames[n - k:]
@@ -153,7 +155,7 @@ class CommentaryPredictor:
 
     def _answer(self, clip: Clip, question: str, beam_size: int) -> dict[str, Any]:
         n = len(clip.frames)
-        reply = self.runtime.answer(clip.frames[n - self.k:], _speed(clip, n - 1), question, beam_size=beam_size)
+        reply = self.runtime.answer(clip.frames[n - self.k:], clip.ego_speed[n - self.k:], question, beam_size=beam_size)
         return {"question": question.strip(), "answer": reply.text, "confidence": _confidence(reply), "step": n - 1}
 
     def _notes(self, clip: Clip, commented: int) -> list[str]:

@@ -71,6 +71,8 @@ class DrivingSample:
             time_headway_s, vehicles_ahead, left_lane_free, ...), for checking and display.
         seed: the episode's seed (``None`` for real data).
         step: the decision step's index in its episode.
+        frame_speeds: the ego speed at each frame of the clip (m/s, oldest first, ``nan`` where
+            unknown; its last entry is ``ego_speed``), or ``None`` when only ``ego_speed`` is known.
     """
 
     id: str
@@ -84,3 +86,9 @@ class DrivingSample:
     facts: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     step: int = 0
+    frame_speeds: list[float] | None = None
+
+    def speeds(self) -> list[float] | float:
+        """What the model reads as the ego speed: the per-frame speeds where known, else the
+        decision step's speed alone (see :meth:`vfm.plugins.driving.decode.CommentaryRuntime.run`)."""
+        return self.frame_speeds if self.frame_speeds is not None else self.ego_speed

@@ -3,7 +3,7 @@ generic on-disk format, and plan train / held-out splits.
 
 One episode (a scenario and a seed) yields one :class:`DrivingSample` per decision step
 (every 0.5 s) once ``clip_length`` frames exist: the clip ``uint8 [k, S, S, 3]`` of the last
-``k`` decision-time frames ending at the step, the action and cause of the driver's command,
+``k`` decision-time frames ending at the step and the ego speed at each, the action and cause of the driver's command,
 the facts, a commentary and question-answer pairs. Same (scenario, seed, settings) ->
 byte-identical frames and text. An episode ends at the scenario's duration (or
 ``steps_per_episode``), when highway-env ends it (arrival, end of the road) or at a crash
@@ -58,6 +58,7 @@ def run_episode(scenario: str, seed: int, clip_length: int = 4, frame_size: int 
     driver = ScriptedDriver(spec, style)
     tracker = SceneTracker()
     frames = [render_frame(env, frame_size)]
+    speeds = [round(float(env.vehicle.speed), 2)]  # the ego speed at each frame, as ``observe`` rounds it
     samples = []
     try:
         for step in range(steps_per_episode or spec.decision_steps):
@@ -72,12 +73,13 @@ def run_episode(scenario: str, seed: int, clip_length: int = 4, frame_size: int 
             facts.update(cruise_speed_mps=round(style.cruise_speed, 2), target_speed_mps=round(command.target_speed, 3),
                          commanded_accel_mps2=round(command.acceleration, 3), time_s=step / DECISION_HZ)
             if len(frames) == clip_length:
-                samples.append(_sample(scenario, seed, step, np.stack(frames), action, cause, facts))
+                samples.append(_sample(scenario, seed, step, np.stack(frames), speeds, action, cause, facts))
             tracker.update(env.road.vehicles)
             env.vehicle.target_speed = command.target_speed
             meta_action = env.action_type.actions_indexes[_META_ACTIONS[command.lane_change]]
             _, _, terminated, truncated, _ = env.step(meta_action)
             frames = [*frames, render_frame(env, frame_size)][-clip_length:]
+            speeds = [*speeds, round(float(env.vehicle.speed), 2)][-clip_length:]
             if terminated or truncated:
                 break
     finally:
@@ -85,13 +87,14 @@ def run_episode(scenario: str, seed: int, clip_length: int = 4, frame_size: int 
     return samples
 
 
-def _sample(scenario: str, seed: int, step: int, clip: np.ndarray, action: str, cause: str,
+def _sample(scenario: str, seed: int, step: int, clip: np.ndarray, speeds: list[float], action: str, cause: str,
             facts: dict) -> DrivingSample:
     sample_id = f"{scenario}-s{seed}-t{step:03d}"
     rng = random.Random(sample_id)
     return DrivingSample(id=sample_id, scenario=scenario, frames=clip, ego_speed=float(facts["ego_speed_mps"]),
                          action=action, cause=cause, commentary=commentary(action, cause, facts, rng),
-                         qa=qa_pairs(action, cause, facts, rng), facts=facts, seed=seed, step=step)
+                         qa=qa_pairs(action, cause, facts, rng), facts=facts, seed=seed, step=step,
+                         frame_speeds=list(speeds))
 
 
 def generate_episodes(episodes: Sequence[tuple[str, int]], clip_length: int = 4, frame_size: int = 64,
@@ -166,10 +169,12 @@ def _png(frame: np.ndarray) -> bytes:
 
 
 def sample_to_json(sample: DrivingSample, frame_paths: list[str] | None) -> dict:
-    """A sample as one ``samples.jsonl`` object (frames as relative paths, ``nan`` speed as null)."""
+    """A sample as one ``samples.jsonl`` object (frames as relative paths, ``nan`` speeds as null)."""
     record = asdict(sample)
     record["frames"] = frame_paths
     record["ego_speed"] = None if math.isnan(sample.ego_speed) else sample.ego_speed
+    if sample.frame_speeds is not None:
+        record["frame_speeds"] = [None if math.isnan(v) else v for v in sample.frame_speeds]
     return record
 
 

@@ -55,6 +55,8 @@ class CommentaryTrainSettings:
         patch_grid, speed_scale, max_question_tokens, max_new_tokens: see :class:`CommentaryConfig`.
         tasks: ``"commentary"`` and/or ``"qa"``.
         label_fraction: share of the labelled samples trained on, in (0, 1].
+        speed_dropout: share of training sequences whose speeds are hidden, half of them all
+            (the unknown-speed token learns), half all but the last frame's (a single reading).
         freeze_encoder: keep the ViT's weights fixed.
         max_steps / max_epochs: the run's length (steps win when both are set).
         batch_size, lr, encoder_lr (None: ``lr``), warmup_steps, weight_decay, gradient_clip: the optimiser.
@@ -75,6 +77,7 @@ class CommentaryTrainSettings:
     max_new_tokens: int = 40
     tasks: tuple[str, ...] = TASKS
     label_fraction: float = 1.0
+    speed_dropout: float = 0.1
     freeze_encoder: bool = False
     max_steps: int | None = 2000
     max_epochs: int | None = None
@@ -96,6 +99,7 @@ class CommentaryTrainSettings:
             ("max_steps", self.max_steps is not None or self.max_epochs is not None, "set max_steps or max_epochs"),
             ("tasks", bool(self.tasks) and set(self.tasks) <= set(TASKS), f"use a non-empty subset of {TASKS}"),
             ("label_fraction", 0.0 < self.label_fraction <= 1.0, "use e.g. 0.1 for 10 % of the labels, 1.0 for all"),
+            ("speed_dropout", 0.0 <= self.speed_dropout <= 1.0, "use a share in [0, 1], e.g. 0.1"),
             ("precision", self.precision in ("auto", "32", "bf16-mixed"), 'use "32", "bf16-mixed" or "auto"'),
             ("batch_size", self.batch_size >= 1, "use a positive batch size"),
         ]
@@ -138,8 +142,8 @@ def collate(examples: Sequence[Example], frames: torch.Tensor, speeds: torch.Ten
             pad_id: int) -> dict[str, torch.Tensor]:
     """A batch for :meth:`CommentaryModel.forward`.
 
-    frames: uint8 [N, k, H, W, 3] and speeds: [N] of the samples -> ``frames`` [B, k, 3, H, W]
-    float in [0, 1], ``speed`` [B], ``tokens`` [B, T] (right-padded with ``pad_id``),
+    frames: uint8 [N, k, H, W, 3] and speeds: [N, k] of the samples -> ``frames`` [B, k, 3, H, W]
+    float in [0, 1], ``speed`` [B, k], ``tokens`` [B, T] (right-padded with ``pad_id``),
     ``labels`` [B, T] (-100 on the prompt and the padding).
     """
     length = max(len(e.tokens) for e in examples)
@@ -152,6 +156,16 @@ def collate(examples: Sequence[Example], frames: torch.Tensor, speeds: torch.Ten
     index = torch.tensor([e.sample for e in examples])
     clip = frames[index].permute(0, 1, 4, 2, 3).float() / 255.0  # [B, k, 3, H, W]
     return {"frames": clip, "speed": speeds[index], "tokens": tokens, "labels": labels}
+
+
+def hide_speeds(speed: torch.Tensor, share: float) -> torch.Tensor:
+    """speed [B, k] with a random ``share`` of the rows hidden (NaN): half of those entirely,
+    half all but the last frame (see ``CommentaryTrainSettings.speed_dropout``)."""
+    draw = torch.rand(len(speed))  # [B]
+    hidden = speed.clone()
+    hidden[draw < share / 2] = float("nan")
+    hidden[(draw >= share / 2) & (draw < share), :-1] = float("nan")
+    return hidden
 
 
 class ExampleBatches:
@@ -198,7 +212,7 @@ class CommentaryModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         torch.manual_seed(self.settings.seed * 1_000_003 + self.global_step)  # dropout follows the step
-        loss = self.model(**batch)
+        loss = self.model(**{**batch, "speed": hide_speeds(batch["speed"], self.settings.speed_dropout)})
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["tokens"]))
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
         return loss
@@ -223,8 +237,9 @@ class CommentaryModule(L.LightningModule):
 
 
 def clip_array(samples: Sequence[DrivingSample]) -> tuple[np.ndarray, np.ndarray]:
-    """``(frames uint8 [N, k, H, W, 3], speeds float32 [N])`` of samples that all have square
-    frames of one shape."""
+    """``(frames uint8 [N, k, H, W, 3], speeds float32 [N, k])`` of samples that all have square
+    frames of one shape; a sample without ``frame_speeds`` has only its last frame's speed
+    (``ego_speed``), NaN before."""
     shapes = {None if s.frames is None else tuple(s.frames.shape) for s in samples}
     if len(shapes) != 1 or None in shapes:
         raise VfmError(f"samples have frames of {len(shapes)} shapes {sorted(map(str, shapes))[:3]}",
@@ -234,7 +249,13 @@ def clip_array(samples: Sequence[DrivingSample]) -> tuple[np.ndarray, np.ndarray
         raise VfmError(f"frames are {h}x{w}x{c}, the encoder reads square RGB frames", where="samples.frames",
                        fix="resize or crop the frames to a square RGB size (e.g. 64x64x3)")
     frames = np.stack([np.asarray(s.frames, dtype=np.uint8) for s in samples])
-    return frames, np.array([s.ego_speed for s in samples], dtype=np.float32)
+    speeds = np.full((len(samples), k), np.nan, dtype=np.float32)
+    for row, sample in enumerate(samples):
+        if sample.frame_speeds is not None:
+            speeds[row] = sample.frame_speeds
+        else:
+            speeds[row, -1] = sample.ego_speed
+    return frames, speeds
 
 
 def build_model(settings: CommentaryTrainSettings, frames: int, image_size: int,

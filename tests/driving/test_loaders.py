@@ -35,6 +35,23 @@ def test_loads_what_was_written(dataset):
     assert [s.id for s in loaded] == ["x-0", "x-1", "x-2"] and loaded[0].frames.shape == (2, 8, 8, 3)
 
 
+def test_frame_speeds_round_trip_and_are_checked(tmp_path):
+    clip = np.zeros((2, 8, 8, 3), np.uint8)
+    traced = DrivingSample(**{**vars(sample(0, clip)), "frame_speeds": [float("nan"), 10.0]})
+    folder = write_dataset([traced, sample(1, clip)], tmp_path / "d")
+    loaded = load_generic(folder)
+    assert math.isnan(loaded[0].frame_speeds[0]) and loaded[0].frame_speeds[1] == 10.0
+    assert loaded[1].frame_speeds is None and loaded[1].speeds() == 10.0
+    manifest = folder / "samples.jsonl"
+    record = json.loads(manifest.read_text().splitlines()[0])
+    for bad, message in (([10.0], "1 entries for 2 frames"), (["fast", 1.0], "not a list of numbers"),
+                         ([-1.0, 2.0], "negative")):
+        manifest.write_text(json.dumps({**record, "frame_speeds": bad}) + "\n")
+        with pytest.raises(VfmError, match=message) as err:
+            load_generic(folder)
+        assert "samples.jsonl:1" in str(err.value) and "fix:" in str(err.value)
+
+
 def test_missing_folder_and_manifest(tmp_path):
     with pytest.raises(VfmError, match="folder does not exist") as err:
         load_generic(tmp_path / "nope")

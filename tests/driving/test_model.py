@@ -48,7 +48,8 @@ def model(tokenizer):
 
 def clip_batch(samples, n: int = 2):
     frames = torch.from_numpy(np.stack([s.frames for s in samples[:n]]))  # [n, k, H, W, 3]
-    return frames.permute(0, 1, 4, 2, 3).float() / 255.0, torch.tensor([12.0, float("nan")][:n])
+    speeds = torch.tensor([[12.0 + t for t in range(K)], [float("nan")] * K])[:n]  # [n, k]: accelerating; unknown
+    return frames.permute(0, 1, 4, 2, 3).float() / 255.0, speeds
 
 
 def test_tokenizer_round_trips_unseen_numbers_and_keeps_its_special_tokens(tokenizer, samples, tmp_path):
@@ -77,7 +78,7 @@ def test_prefix_layout_speed_token_and_saliency(model, samples):
     frames, speed = clip_batch(samples)
     with torch.no_grad():
         prefix, saliency = model.prefix(frames, speed, with_saliency=True)
-        faster, _ = model.prefix(frames, torch.tensor([25.0, float("nan")]))
+        faster, _ = model.prefix(frames, speed + 10.0)
     cfg = model.config
     assert cfg.prefix_length == K * (1 + 2 * 2) + 1
     assert prefix.shape == (2, cfg.prefix_length, 64)
@@ -87,6 +88,18 @@ def test_prefix_layout_speed_token_and_saliency(model, samples):
     assert not torch.allclose(faster[0, -1], prefix[0, -1])  # the speed changes the speed token only
     torch.testing.assert_close(faster[:, :-1], prefix[:, :-1])
     torch.testing.assert_close(faster[1], prefix[1])
+
+
+def test_speed_token_reads_the_trend_and_partial_traces(model):
+    nan = float("nan")
+    traces = torch.tensor([[12.0, 13.0, 14.0], [16.0, 15.0, 14.0], [nan, nan, 14.0], [nan, 15.0, 14.0],
+                           [nan, nan, nan]])  # accelerating, braking, last frame only, two frames, unknown
+    assert traces.shape[1] == K
+    with torch.no_grad():
+        tokens = model.speed_token(traces)  # [5, D]
+    assert torch.isfinite(tokens).all()
+    assert len({tuple(row.tolist()) for row in tokens}) == 5  # same final speed, five different tokens
+    torch.testing.assert_close(tokens[4], model.unknown_speed)
 
 
 def test_loss_scores_the_target_tokens_only(model, tokenizer, samples):

@@ -23,6 +23,7 @@ from vfm.plugins.driving import predictor as predictor_module
 from vfm.plugins.driving.commentary import parse_commentary
 from vfm.plugins.driving.decode import CommentaryRuntime
 from vfm.plugins.driving.export import export_commentary
+from vfm.plugins.driving.training import clip_array
 from vfm.serve.runtime import open_predictor
 
 from .tiny_commentary import draw_clip, make_samples, one_thread, quick_fit, tiny_model, tiny_tokenizer
@@ -36,10 +37,9 @@ MODEL_FILES = ("encoder.onnx", "decoder.onnx", "decoder_step.onnx", "tokenizer.j
 
 
 def episode(gap: float, closing: bool, n: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
-    """An example episode as the bundle stores it: ``n`` frames, speeds (NaN before the first window)."""
+    """An example episode as the bundle stores it: ``n`` frames and the speed at each."""
     frames = draw_clip(n, SIZE, gap, closing, np.random.default_rng(seed))
-    speed = np.full(n, np.nan, np.float32)
-    speed[K - 1:] = np.linspace(20.0, 15.0, n - K + 1)
+    speed = np.linspace(20.0, 15.0, n, dtype=np.float32)
     commentary = np.array([""] * (K - 1) + ["Slowing down because the lead vehicle is closing."] * (n - K + 1))
     return {"frames": frames, "ego_speed": speed, "commentary": commentary}
 
@@ -55,7 +55,7 @@ def build_bundle(root: Path) -> Path:
     with one_thread():
         model = quick_fit(tiny_model(tokenizer, k=K, size=SIZE), tokenizer, samples, steps=12)
         export_commentary(model, tokenizer, root / "driving-model", np.stack([s.frames for s in samples[:2]]),
-                          np.array([s.ego_speed for s in samples[:2]], np.float32))
+                          clip_array(samples[:2])[1])
     files: dict[str, bytes | str | Path] = {name: root / "driving-model" / name for name in MODEL_FILES}
     for i, (scenario, gap, closing) in enumerate(EPISODES):
         buffer = io.BytesIO()
@@ -92,7 +92,7 @@ def test_timeline_comments_on_every_window_as_the_runtime_does(predictor, drivin
     runtime = CommentaryRuntime(driving_bundle)
     for entry in result["timeline"]:
         t = entry["step"]
-        said = runtime.comment(frames[t - K + 1: t + 1], float(speed[t]))
+        said = runtime.comment(frames[t - K + 1: t + 1], speed[t - K + 1: t + 1])
         assert entry["commentary"] == said.text and entry["ego_speed"] == pytest.approx(float(speed[t]))
         assert (entry["action"], entry["cause"]) == parse_commentary(said.text)
         assert entry["reference"] == str(example["commentary"][t])  # the episode's ground truth
@@ -105,7 +105,7 @@ def test_timeline_comments_on_every_window_as_the_runtime_does(predictor, drivin
 def test_question_is_answered_about_the_last_window(predictor, driving_bundle, example):
     path = str(driving_bundle / "examples" / "00_highway.npz")
     reply = predictor.predict(path, question="Why?")["answer"]
-    expected = CommentaryRuntime(driving_bundle).answer(example["frames"][-K:], float(example["ego_speed"][-1]), "Why?")
+    expected = CommentaryRuntime(driving_bundle).answer(example["frames"][-K:], example["ego_speed"][-K:], "Why?")
     assert reply["answer"] == expected.text and reply["step"] == 5 and 0 < reply["confidence"] <= 1
     assert predictor.ask({"frames": example["frames"], "ego_speed": example["ego_speed"]}, "Why?") == reply
     assert predictor.predict({"frames": example["frames"], "question": "Why?"})["answer"]["question"] == "Why?"

@@ -29,7 +29,16 @@ def test_samples_have_clips_labels_and_text(samples):
         assert sample.action in ACTIONS and sample.cause in CAUSES
         assert sample.commentary.endswith(".") and len(sample.qa) >= 7
         assert sample.step >= K - 1 and sample.id == f"{sample.scenario}-s{sample.seed}-t{sample.step:03d}"
-        assert sample.ego_speed == sample.facts["ego_speed_mps"]
+        assert sample.ego_speed == sample.facts["ego_speed_mps"] == sample.frame_speeds[-1]
+        assert len(sample.frame_speeds) == K and min(sample.frame_speeds) >= 0
+
+
+def test_speed_traces_follow_the_drive(samples):
+    by_step = {(s.scenario, s.step): s for s in samples}
+    pairs = [(by_step[key], s) for s in samples if (key := (s.scenario, s.step - 1)) in by_step]
+    assert pairs
+    for before, after in pairs:  # the window slides by one frame per decision
+        assert after.frame_speeds[:-1] == before.frame_speeds[1:]
 
 
 def test_frames_are_rendered_not_black(samples):

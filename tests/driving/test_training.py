@@ -14,7 +14,14 @@ from safetensors.torch import load_file, save_file
 from vfm.platform.errors import VfmError
 from vfm.plugins.driving import training
 from vfm.plugins.driving.model import load_commentary_model
-from vfm.plugins.driving.training import CommentaryTrainSettings, collate, make_examples, train_commentary
+from vfm.plugins.driving.training import (
+    CommentaryTrainSettings,
+    clip_array,
+    collate,
+    hide_speeds,
+    make_examples,
+    train_commentary,
+)
 from vfm.pretrain.mae import MaeConfig, MaskedAutoencoderViT
 
 from .tiny_commentary import make_samples, one_thread, tiny_settings, tiny_tokenizer
@@ -81,10 +88,10 @@ def test_examples_mix_commentary_and_qa_and_score_the_answer_only(samples):
     tokenizer = tiny_tokenizer(samples)
     examples, counts = make_examples(samples[:2], tokenizer, ("commentary", "qa"), 12, 40)
     assert counts == {"commentary": 2, "qa": 4, "too_long": 0}
-    frames = torch.from_numpy(np.stack([s.frames for s in samples[:2]]))
-    speeds = torch.tensor([s.ego_speed for s in samples[:2]])
+    frames, speeds = map(torch.from_numpy, clip_array(samples[:2]))
     batch = collate(examples[:3], frames, speeds, tokenizer.pad_id)
     assert batch["frames"].shape == (3, 2, 3, 32, 32) and float(batch["frames"].max()) <= 1.0
+    assert batch["speed"].shape == (3, 2)
     first = examples[0]
     assert batch["tokens"][0, :len(first.tokens)].tolist() == list(first.tokens)
     assert (batch["labels"][0, :first.prompt] == -100).all()
@@ -132,3 +139,16 @@ def test_a_text_adapted_decoder_is_trained_with_its_own_tokenizer(samples, tmp_p
     model, tokenizer = load_commentary_model(tmp_path / "run" / "model")
     assert tokenizer.vocab_size == len(hf_tokenizer) + 4
     assert model.config.extra["text_model"] == str(tmp_path / "lm")
+
+
+def test_speed_dropout_hides_whole_traces_or_all_but_the_last_reading():
+    speed = torch.arange(1, 1 + 400 * 3, dtype=torch.float32).reshape(400, 3)
+    torch.manual_seed(0)
+    hidden = hide_speeds(speed, 0.5)
+    unknown = torch.isnan(hidden)
+    whole, last_only = unknown.all(dim=1), unknown[:, :-1].all(dim=1) & ~unknown[:, -1]
+    untouched = ~unknown.any(dim=1)
+    assert bool((whole | last_only | untouched).all())
+    assert 60 < int(whole.sum()) < 140 and 60 < int(last_only.sum()) < 140  # about a quarter each
+    torch.testing.assert_close(hidden[untouched], speed[untouched])
+    torch.testing.assert_close(hide_speeds(speed, 0.0), speed)

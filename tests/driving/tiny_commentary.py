@@ -72,10 +72,13 @@ def make_samples(n: int = 12, k: int = 3, size: int = 32, seed: int = 0) -> list
         commentary = template.format(gap=gap, speed=int(speed))
         qa = [QAPair("What is the car doing?", action.replace("_", " ")),
               QAPair("Why?", cause.replace("_", " "))]
+        trend = {"slow_down": -1.0, "accelerate": 1.0}.get(action, 0.0)  # m/s per frame
+        known = i % 5 != 0  # every fifth sample has no speed at all
         samples.append(DrivingSample(id=f"tiny-{i}", scenario="highway",
                                      frames=draw_clip(k, size, gap, action == "slow_down", rng),
-                                     ego_speed=speed if i % 5 else float("nan"), action=action, cause=cause,
-                                     commentary=commentary, qa=qa, seed=seed, step=i))
+                                     ego_speed=speed if known else float("nan"), action=action, cause=cause,
+                                     commentary=commentary, qa=qa, seed=seed, step=i,
+                                     frame_speeds=[speed - trend * (k - 1 - t) for t in range(k)] if known else None))
     return samples
 
 
@@ -109,13 +112,12 @@ def quick_fit(model: CommentaryModel, tokenizer: DrivingTokenizer, samples: list
     varied things instead of repeating one token; returns the model in eval mode."""
     import torch
 
-    from vfm.plugins.driving.training import collate, make_examples
+    from vfm.plugins.driving.training import clip_array, collate, make_examples
 
     cfg = model.config
     examples, _ = make_examples(samples, tokenizer, ("commentary", "qa"), cfg.max_question_tokens,
                                 cfg.max_new_tokens)
-    frames = torch.from_numpy(np.stack([s.frames for s in samples]))
-    speeds = torch.tensor([s.ego_speed for s in samples], dtype=torch.float32)
+    frames, speeds = map(torch.from_numpy, clip_array(samples))  # [N, k, H, W, 3], [N, k]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     order = np.random.default_rng(0).permutation(steps * batch_size) % len(examples)
     model.train()
