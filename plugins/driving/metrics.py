@@ -6,7 +6,11 @@
   Balanced accuracy (the mean per-class recall) is reported beside it, since a few actions
   (keep speed, accelerate) dominate.
 - **QA accuracy**: normalised exact match of the answer (case, punctuation and spacing ignored),
-  overall and per question kind.
+  overall and per question kind. The answers to "What are you doing?" and "Why are you ...?" are
+  free sentences drawn from several phrasings, so exact match against the one reference mostly
+  scores the phrasing; for those two kinds ``meaning_accuracy`` compares the action (resp. the
+  cause) parsed from the answer with the one parsed from the reference, and the overall
+  ``meaning_accuracy`` uses it for them and exact match for the other kinds.
 - **Caption metrics**: BLEU-4, METEOR, CIDEr-D (:mod:`vfm.plugins.driving.caption_metrics`).
 """
 
@@ -68,13 +72,35 @@ def commentary_metrics(predicted: Sequence[str], samples: Sequence[DrivingSample
     return scores
 
 
+MEANING_KINDS = {"action": 0, "why": 1}
+"""Question kinds scored by meaning: the index of what :func:`parse_commentary` returns (action, cause)."""
+
+
+def _same_meaning(predicted: str, answer: str, kind: str) -> bool:
+    """The action (``action`` kind) or cause (``why``) parsed from both answers agree; a
+    reference that states none falls back to exact match."""
+    index = MEANING_KINDS[kind]
+    gold = parse_commentary(answer)[index]
+    if gold is None:
+        return normalise_answer(predicted) == normalise_answer(answer)
+    return parse_commentary(predicted)[index] == gold
+
+
 def qa_metrics(predicted: Sequence[str], questions: Sequence[str], answers: Sequence[str]) -> dict[str, Any]:
-    """Exact-match accuracy of answers, overall and per :func:`question_kind`."""
-    right = [normalise_answer(p) == normalise_answer(a) for p, a in zip(predicted, answers, strict=True)]
-    by_kind: dict[str, list[bool]] = defaultdict(list)
-    for ok, question in zip(right, questions, strict=True):
-        by_kind[question_kind(question)].append(ok)
-    return {"accuracy": sum(right) / len(right) if right else None,
-            "per_kind": {kind: {"accuracy": sum(oks) / len(oks), "count": len(oks)}
-                         for kind, oks in sorted(by_kind.items())},
-            "count": len(right)}
+    """Accuracy of answers, overall and per :func:`question_kind`: ``accuracy`` by exact match,
+    ``meaning_accuracy`` by meaning for the :data:`MEANING_KINDS` (exact match for the rest)."""
+    kinds = [question_kind(question) for question in questions]
+    exact = [normalise_answer(p) == normalise_answer(a) for p, a in zip(predicted, answers, strict=True)]
+    meaning = [_same_meaning(p, a, kind) if kind in MEANING_KINDS else ok
+               for p, a, kind, ok in zip(predicted, answers, kinds, exact, strict=True)]
+    by_kind: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    for kind, pair in zip(kinds, zip(exact, meaning, strict=True), strict=True):
+        by_kind[kind].append(pair)
+    per_kind = {}
+    for kind, pairs in sorted(by_kind.items()):
+        per_kind[kind] = {"accuracy": sum(e for e, _ in pairs) / len(pairs), "count": len(pairs)}
+        if kind in MEANING_KINDS:
+            per_kind[kind]["meaning_accuracy"] = sum(m for _, m in pairs) / len(pairs)
+    return {"accuracy": sum(exact) / len(exact) if exact else None,
+            "meaning_accuracy": sum(meaning) / len(meaning) if meaning else None,
+            "per_kind": per_kind, "count": len(exact)}
