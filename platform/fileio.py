@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one), and a
+format-checked reader for settings files."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from vfm.platform.errors import VfmError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -44,8 +47,6 @@ def read_format_json(path: str | Path, fmt: str, *, what: str, written_by: str) 
     Raises:
         VfmError: the file is missing, unreadable, or of another format.
     """
-    from vfm.platform.errors import VfmError
-
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -57,4 +58,3 @@ def read_format_json(path: str | Path, fmt: str, *, what: str, written_by: str) 
         raise VfmError(f"not {what} (format {found!r})", where=str(path),
                        fix=f"pass a folder whose {path.name} has format {fmt}")
     return data
-
