@@ -329,14 +329,14 @@ def evaluate_samples(model_dir: Path, samples: list[DrivingSample], *, beam_size
     if not chosen:
         raise VfmError("no sample with a clip to evaluate", fix="pass a dataset whose samples have frames")
     started = time.perf_counter()
-    comments = [runtime.comment(s.frames, s.speeds(), beam_size=beam_size).text for s in chosen]
+    comments = [runtime.comment(s.frames, s.speed_trace(), beam_size=beam_size).text for s in chosen]
     comment_seconds = time.perf_counter() - started
     result: dict[str, Any] = {"commentary": commentary_metrics(comments, chosen)}
     if qa:
         limit = runtime.settings["max_question_tokens"]
         asked = [(s, p) for s in chosen for p in s.qa]
         pairs = [(s, p) for s, p in asked if len(runtime.tokenizer.prompt(p.question)) - 2 <= limit]
-        answers = [runtime.answer(s.frames, s.speeds(), p.question, beam_size=beam_size).text for s, p in pairs]
+        answers = [runtime.answer(s.frames, s.speed_trace(), p.question, beam_size=beam_size).text for s, p in pairs]
         result["qa"] = qa_metrics(answers, [p.question for _, p in pairs], [p.answer for _, p in pairs]) | {
             "skipped_too_long": len(asked) - len(pairs)}
     result |= {"samples": len(chosen), "seconds": round(time.perf_counter() - started, 2),

@@ -88,7 +88,11 @@ class DrivingSample:
     step: int = 0
     frame_speeds: list[float] | None = None
 
-    def speeds(self) -> list[float] | float:
-        """What the model reads as the ego speed: the per-frame speeds where known, else the
-        decision step's speed alone (see :meth:`vfm.plugins.driving.decode.CommentaryRuntime.run`)."""
-        return self.frame_speeds if self.frame_speeds is not None else self.ego_speed
+    def speed_trace(self) -> np.ndarray:
+        """The ego speed the model reads, float32 [k] m/s (oldest first): ``frame_speeds``, or
+        ``ego_speed`` at the last frame and NaN before when only that is known (k = 1 without frames)."""
+        if self.frame_speeds is not None:
+            return np.asarray(self.frame_speeds, dtype=np.float32)
+        trace = np.full(1 if self.frames is None else len(self.frames), np.nan, dtype=np.float32)
+        trace[-1] = self.ego_speed
+        return trace

@@ -238,24 +238,17 @@ class CommentaryModule(L.LightningModule):
 
 def clip_array(samples: Sequence[DrivingSample]) -> tuple[np.ndarray, np.ndarray]:
     """``(frames uint8 [N, k, H, W, 3], speeds float32 [N, k])`` of samples that all have square
-    frames of one shape; a sample without ``frame_speeds`` has only its last frame's speed
-    (``ego_speed``), NaN before."""
+    frames of one shape (speeds: :meth:`DrivingSample.speed_trace`)."""
     shapes = {None if s.frames is None else tuple(s.frames.shape) for s in samples}
     if len(shapes) != 1 or None in shapes:
         raise VfmError(f"samples have frames of {len(shapes)} shapes {sorted(map(str, shapes))[:3]}",
                        where="train_commentary(samples)", fix="give every sample a clip of the same k, H, W")
-    k, h, w, c = shapes.pop()
+    _, h, w, c = shapes.pop()
     if h != w or c != 3:
         raise VfmError(f"frames are {h}x{w}x{c}, the encoder reads square RGB frames", where="samples.frames",
                        fix="resize or crop the frames to a square RGB size (e.g. 64x64x3)")
     frames = np.stack([np.asarray(s.frames, dtype=np.uint8) for s in samples])
-    speeds = np.full((len(samples), k), np.nan, dtype=np.float32)
-    for row, sample in enumerate(samples):
-        if sample.frame_speeds is not None:
-            speeds[row] = sample.frame_speeds
-        else:
-            speeds[row, -1] = sample.ego_speed
-    return frames, speeds
+    return frames, np.stack([s.speed_trace() for s in samples])
 
 
 def build_model(settings: CommentaryTrainSettings, frames: int, image_size: int,

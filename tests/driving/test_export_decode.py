@@ -89,7 +89,7 @@ def test_onnx_greedy_matches_torch_in_both_cache_modes(exported, runtime):
     for sample, question in [(samples[4], None), (samples[5], None), (samples[6], QUESTIONS[1])]:
         expected = torch_greedy(model, tokenizer, sample, question)
         for use_cache in (True, False):
-            got = runtime.run(sample.frames, sample.speeds(), question, use_cache=use_cache)
+            got = runtime.run(sample.frames, sample.speed_trace(), question, use_cache=use_cache)
             assert list(got.tokens) == expected
         said.add(got.text)
     assert len(said) > 1 and all(len(text) > 3 for text in said)  # the fitted model says different things
@@ -98,10 +98,10 @@ def test_onnx_greedy_matches_torch_in_both_cache_modes(exported, runtime):
 def test_beam_search_in_both_cache_modes(exported, runtime):
     _, _, _, samples, _ = exported
     sample = samples[7]
-    greedy = runtime.comment(sample.frames, sample.speeds())
-    assert runtime.comment(sample.frames, sample.speeds(), beam_size=1).tokens == greedy.tokens
-    cached = runtime.comment(sample.frames, sample.speeds(), beam_size=3)
-    uncached = runtime.comment(sample.frames, sample.speeds(), beam_size=3, use_cache=False)
+    greedy = runtime.comment(sample.frames, sample.speed_trace())
+    assert runtime.comment(sample.frames, sample.speed_trace(), beam_size=1).tokens == greedy.tokens
+    cached = runtime.comment(sample.frames, sample.speed_trace(), beam_size=3)
+    uncached = runtime.comment(sample.frames, sample.speed_trace(), beam_size=3, use_cache=False)
     assert cached.tokens == uncached.tokens
     assert [t for t, _ in cached.alternatives] == [t for t, _ in uncached.alternatives]
     assert 1 <= len(cached.alternatives) <= 3 and cached.alternatives[0][0] == cached.text
@@ -137,7 +137,7 @@ def test_bad_inputs_raise_one_line_errors_naming_the_fix(exported, runtime, chan
     sample = exported[3][0]
     frames, question = change(sample.frames, None)
     with pytest.raises(VfmError) as caught:
-        runtime.run(frames, sample.speeds(), question)
+        runtime.run(frames, sample.speed_trace(), question)
     text = str(caught.value)
     assert message in text and fix in text and "fix:" in text and "\n" not in text
 
@@ -148,8 +148,13 @@ def test_speed_given_per_frame_for_the_last_frame_or_not_at_all(exported, runtim
     np.testing.assert_array_equal(trace, np.array([12.0, 13.0, 14.0], np.float32))
     assert np.isnan(runtime.speed_trace(14.0)[:-1]).all() and runtime.speed_trace(14.0)[-1] == 14.0
     assert np.isnan(runtime.speed_trace(None)).all()
-    texts = {runtime.comment(sample.frames, speed).tokens for speed in ([12.0, 13.0, 14.0], 14.0, None)}
-    assert all(texts)
+    pixels = runtime.preprocess(sample.frames)
+    prefixes = [runtime.backend.encode(pixels, runtime.speed_trace(speed)[None])[0][0]
+                for speed in ([12.0, 13.0, 14.0], 14.0, None)]  # each [P, D]
+    for i, j in ((0, 1), (0, 2), (1, 2)):  # each form reaches the speed token, and only it
+        assert not np.allclose(prefixes[i][-1], prefixes[j][-1])
+        np.testing.assert_array_equal(prefixes[i][:-1], prefixes[j][:-1])
+    assert all(runtime.comment(sample.frames, speed).tokens for speed in ([12.0, 13.0, 14.0], 14.0, None))
     for bad, message in (([1.0, 2.0], "the clip has 3 frames"), (-3.0, "non-negative"), ("fast", "numbers in m/s")):
         with pytest.raises(VfmError, match=message) as caught:
             runtime.comment(sample.frames, bad)
@@ -174,8 +179,8 @@ def test_runtime_decodes_without_torch(exported, runtime, tmp_path):
         "import numpy as np\n"
         "from vfm.plugins.driving.decode import CommentaryRuntime\n"
         f"clip = np.load({str(tmp_path / 'clip.npy')!r})\n"
-        f"result = CommentaryRuntime({str(folder)!r}).comment(clip, {samples[9].speeds()!r}, beam_size=2)\n"
+        f"result = CommentaryRuntime({str(folder)!r}).comment(clip, {samples[9].speed_trace().tolist()!r}, beam_size=2)\n"
         "print(result.text)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == runtime.comment(samples[9].frames, samples[9].speeds(), beam_size=2).text
+    assert done.stdout.strip() == runtime.comment(samples[9].frames, samples[9].speed_trace(), beam_size=2).text

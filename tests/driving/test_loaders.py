@@ -41,7 +41,8 @@ def test_frame_speeds_round_trip_and_are_checked(tmp_path):
     folder = write_dataset([traced, sample(1, clip)], tmp_path / "d")
     loaded = load_generic(folder)
     assert math.isnan(loaded[0].frame_speeds[0]) and loaded[0].frame_speeds[1] == 10.0
-    assert loaded[1].frame_speeds is None and loaded[1].speeds() == 10.0
+    assert loaded[1].frame_speeds is None
+    assert np.isnan(loaded[1].speed_trace()[0]) and loaded[1].speed_trace()[-1] == 10.0
     manifest = folder / "samples.jsonl"
     record = json.loads(manifest.read_text().splitlines()[0])
     for bad, message in (([10.0], "1 entries for 2 frames"), (["fast", 1.0], "not a list of numbers"),
