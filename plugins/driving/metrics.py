@@ -4,7 +4,7 @@
   (:func:`vfm.plugins.driving.commentary.parse_commentary`) and compared with the labels derived
   from the simulator state; a sentence that names no action (or no cause) counts as wrong.
   Balanced accuracy (the mean per-class recall) is reported beside it, since a few actions
-  (keep speed, accelerate) dominate.
+  (keep speed, accelerate) dominate, and the confusion (what was said for each true label).
 - **QA accuracy**: normalised exact match of the answer (case, punctuation and spacing ignored),
   overall and per question kind. The answers to "What are you doing?" and "Why are you ...?" are
   free sentences drawn from several phrasings, so exact match against the one reference mostly
@@ -42,16 +42,21 @@ def question_kind(question: str) -> str:
 
 
 def _accuracy(predicted: Sequence[str | None], gold: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, balanced accuracy and per-class recall of labels (None: no label parsed)."""
+    """Accuracy, balanced accuracy, per-class recall and the confusion of labels (None: no
+    label parsed): ``confusion[gold][predicted]`` counts, ``"unparsed"`` for None."""
     right = [p == g for p, g in zip(predicted, gold, strict=True)]
     per_class: dict[str, list[bool]] = defaultdict(list)
     for ok, g in zip(right, gold, strict=True):
         per_class[g].append(ok)
     recall = {label: sum(oks) / len(oks) for label, oks in sorted(per_class.items())}
+    confusion: dict[str, Counter] = defaultdict(Counter)
+    for p, g in zip(predicted, gold, strict=True):
+        confusion[g]["unparsed" if p is None else p] += 1
     return {"accuracy": sum(right) / len(right) if right else None,
             "balanced_accuracy": sum(recall.values()) / len(recall) if recall else None,
             "per_class_recall": recall, "support": dict(sorted(Counter(gold).items())),
-            "unparsed": sum(p is None for p in predicted), "count": len(right)}
+            "unparsed": sum(p is None for p in predicted), "count": len(right),
+            "confusion": {g: dict(sorted(said.items())) for g, said in sorted(confusion.items())}}
 
 
 def commentary_metrics(predicted: Sequence[str], samples: Sequence[DrivingSample]) -> dict[str, Any]:

@@ -26,6 +26,8 @@ def test_action_and_cause_are_parsed_from_the_sentence():
     assert scores["action"]["accuracy"] == pytest.approx(1 / 3) and scores["cause"]["accuracy"] == pytest.approx(1 / 3)
     assert scores["action"]["unparsed"] == 1 and scores["action"]["per_class_recall"]["slow_down"] == 1.0
     assert scores["action"]["balanced_accuracy"] == pytest.approx(1 / 3)
+    assert scores["action"]["confusion"] == {"accelerate": {"unparsed": 1}, "keep_speed": {"slow_down": 1},
+                                             "slow_down": {"slow_down": 1}}
     assert set(scores["caption"]) >= {"bleu_4", "cider"}
 
 

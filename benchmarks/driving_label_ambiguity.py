@@ -1,0 +1,98 @@
+"""How much of a simulated driving label the scene decides, and how much the driver's hidden style.
+
+The scripted driver (:mod:`vfm.plugins.driving.policy`) decides from the scene facts *and* the
+episode's driver style (cruise speed, time headway, overtaking margin; ``DriverStyle.draw``).
+The clip shows the scene and the speed trace; the cruise speed and time headway are the
+driver's settings (``DrivingSample.set_speed``, ``set_time_gap``), which the model reads when
+the car reports them; the overtaking margin is never shown. For each sample of a simulated
+dataset in the generic format this re-runs the policy on the stored facts:
+
+1. with the episode's own style: it must give the stored (action, cause) back (``reproduced``;
+   anything below 1.0 means the stored facts are incomplete);
+2. with ``--styles`` other styles drawn from the scenario's prior (``settings_unknown``), and
+   with other styles that keep the episode's cruise speed and time headway, so only the
+   overtaking margin differs (``settings_known``), giving per label:
+
+   - ``agreement``: the share of those other drivers that would do the same in the same scene;
+   - ``scene_determined``: the share of samples where all of them agree with the label;
+   - ``majority_accuracy``: the accuracy of the label most of them choose (the best guess
+     from the scene alone, under the prior).
+
+``majority_accuracy`` is not a ceiling for a clip model: the speed trace shows how the car has
+been driving, and so part of its style. It says how far the scene at the decision step alone
+takes a model. Prints JSON (overall and per true label).
+
+    python benchmarks/driving_label_ambiguity.py DATA_DIR [--styles 50]
+
+``DATA_DIR`` is a folder of ``samples.jsonl`` written by the simulator (e.g. a split of
+``vfm finetune driving``'s data cache); samples without a seed (real data) are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter, defaultdict
+from dataclasses import replace
+
+import numpy as np
+
+from vfm.plugins.driving.annotate import label
+from vfm.plugins.driving.loaders import load_generic
+from vfm.plugins.driving.policy import DriverStyle, ScriptedDriver
+from vfm.plugins.driving.scenarios import get_scenario
+
+OTHER_SEEDS = 7_000_000
+"""Other drivers' styles are drawn with seeds from here on (no dataset episode uses them)."""
+
+
+def other_labels(sample, styles: int, keep_settings: bool) -> tuple[tuple[str, str], list[tuple[str, str]]]:
+    """(the label with the episode's own style, the labels of ``styles`` other drivers) for the
+    sample's stored facts; with ``keep_settings`` the other drivers have the episode's cruise
+    speed and time headway."""
+    spec = get_scenario(sample.scenario)
+    own_style = DriverStyle.draw(spec, sample.seed)
+    own = label(ScriptedDriver(spec, own_style).decide(sample.facts), sample.facts)
+    kept = {"cruise_speed": own_style.cruise_speed, "time_headway": own_style.time_headway} if keep_settings else {}
+    others = [replace(DriverStyle.draw(spec, OTHER_SEEDS + i), **kept) for i in range(styles)]
+    return own, [label(ScriptedDriver(spec, style).decide(sample.facts), sample.facts) for style in others]
+
+
+def summarise(rows: list[tuple[str, list[str]]]) -> dict:
+    """rows: (true label, the other drivers' labels) -> the three shares, overall and per true label."""
+    def shares(part):
+        agreement = [np.mean([o == gold for o in others]) for gold, others in part]
+        majority = [Counter(others).most_common(1)[0][0] == gold for gold, others in part]
+        return {"agreement": round(float(np.mean(agreement)), 4),
+                "scene_determined": round(float(np.mean([a == 1.0 for a in agreement])), 4),
+                "majority_accuracy": round(float(np.mean(majority)), 4), "count": len(part)}
+
+    by_label = defaultdict(list)
+    for row in rows:
+        by_label[row[0]].append(row)
+    return shares(rows) | {"per_label": {name: shares(part) for name, part in sorted(by_label.items())}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", help="a folder of samples.jsonl written by the driving simulator")
+    parser.add_argument("--styles", type=int, default=50, help="other driver styles per sample")
+    args = parser.parse_args()
+    samples = [s for s in load_generic(args.data) if s.seed is not None and s.action and s.facts]
+    if not samples:
+        raise SystemExit(f"error: {args.data} has no simulated samples (with seed, action and facts)")
+    report = {"data": args.data, "samples": len(samples), "styles": args.styles}
+    for name, keep in (("settings_unknown", False), ("settings_known", True)):
+        reproduced, actions, causes = 0, [], []
+        for sample in samples:
+            own, others = other_labels(sample, args.styles, keep)
+            reproduced += own == (sample.action, sample.cause)
+            actions.append((sample.action, [a for a, _ in others]))
+            causes.append((sample.cause, [c for _, c in others]))
+        report["reproduced"] = round(reproduced / len(samples), 4)
+        report[name] = {"action": summarise(actions), "cause": summarise(causes)}
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
