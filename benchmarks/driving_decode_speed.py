@@ -85,7 +85,7 @@ def main() -> None:
                                       args.new_tokens)[0])
 
         def encoder_only() -> int:
-            runtime.backend.encode(runtime.preprocess(clip), speed[None])
+            runtime.backend.encode(runtime.preprocess(clip), speed[None], np.full((1, 2), np.nan, np.float32))
             return 0
 
         rows = [("ONNX, KV cache", *timed(onnx(True), args.repeats)),

@@ -31,15 +31,16 @@ from vfm.plugins.driving.clip_io import check_speed
 from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer
 
 SETTINGS_FILE = "driving_model.json"
-SETTINGS_FORMAT = "vfm-driving-commentary-onnx/2"  # 2: the encoder reads a speed per frame
+SETTINGS_FORMAT = "vfm-driving-commentary-onnx/3"  # 3: the driver's settings, 2: a speed per frame
 ENCODER_ONNX, DECODER_ONNX, STEP_ONNX = "encoder.onnx", "decoder.onnx", "decoder_step.onnx"
 
 
 class Backend(Protocol):
     """The three exported graphs over numpy arrays."""
 
-    def encode(self, frames: np.ndarray, speed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """frames float32 [B, k, 3, H, W] in [0, 1], speed [B, k] -> (prefix [B, P, D], saliency [B, k, G, G])."""
+    def encode(self, frames: np.ndarray, speed: np.ndarray, settings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """frames float32 [B, k, 3, H, W] in [0, 1], speed [B, k], settings [B, 2] -> (prefix [B, P, D],
+        saliency [B, k, G, G])."""
         ...
 
     def full(self, prefix: np.ndarray, tokens: np.ndarray,
@@ -66,8 +67,9 @@ class OnnxBackend:
         self.past_names = [i.name for i in self.decoder_step.get_inputs() if i.name.startswith("past_")]
         self.present_names = [o.name for o in self.decoder_step.get_outputs() if o.name.startswith("present_")]
 
-    def encode(self, frames, speed):
-        prefix, saliency = self.encoder.run(["prefix", "saliency"], {"frames": frames, "speed": speed})
+    def encode(self, frames, speed, settings):
+        prefix, saliency = self.encoder.run(["prefix", "saliency"],
+                                            {"frames": frames, "speed": speed, "settings": settings})
         return prefix, saliency
 
     def full(self, prefix, tokens, with_cache):
@@ -167,8 +169,8 @@ class Commentary:
         finished: the model ended the sentence (else it hit ``max_new_tokens``).
         prefix_attention: [n, P], the decoder's attention over the visual prefix at each token.
         frame_attention: [k], the share of the decoder's attention on each frame's prefix tokens,
-            averaged over the tokens (the rest is on the speed token and the text).
-        speed_attention: the same share on the speed token.
+            averaged over the tokens (the rest is on the ego token and the text).
+        speed_attention: the same share on the ego token (the speed trace and the driver's settings).
         saliency: [k, G, G], the encoder's class-token attention over each frame's patches
             (sums to 1 per frame).
         alternatives: ``(text, probability)`` of every beam, best first.
@@ -190,6 +192,28 @@ class Commentary:
         frame, scaled by the largest value (upsample it onto the frames to show it)."""
         heat = self.saliency * self.frame_attention[:, None, None]  # [k, G, G]
         return heat / max(float(heat.max()), 1e-12)
+
+
+def check_driver_settings(value: Any) -> np.ndarray:
+    """The driver's settings as float32 [2]: ``(set speed m/s, set time gap s)``; None (or a
+    None / NaN entry) for what is unknown.
+
+    Raises:
+        VfmError: not two numbers, or a negative or infinite one.
+    """
+    fix = "pass (set speed in m/s, set time gap in s), None or NaN where unknown, or leave them out"
+    if value is None:
+        return np.full(2, np.nan, np.float32)
+    try:
+        settings = np.array([np.nan if v is None else v for v in value], dtype=np.float32)
+    except (TypeError, ValueError):
+        raise VfmError(f"driver_settings must be two numbers, not {value!r}"[:200], where="driver_settings",
+                       fix=fix) from None
+    known = settings[~np.isnan(settings)]
+    if settings.shape != (2,) or np.any(known < 0) or not np.all(np.isfinite(known)):
+        raise VfmError(f"driver_settings {value!r} is not (set speed, set time gap), each non-negative"[:200],
+                       where="driver_settings", fix=fix)
+    return settings
 
 
 def read_settings(folder: str | Path) -> dict[str, Any]:
@@ -263,8 +287,9 @@ class CommentaryRuntime:
         """The answer to ``question`` about the clip. ``options``: see :meth:`run`."""
         return self.run(frames, ego_speed, question, **options)
 
-    def run(self, frames: np.ndarray, ego_speed: Any, question: str | None = None, *, beam_size: int = 1,
-            use_cache: bool = True, max_new_tokens: int | None = None, length_penalty: float = 1.0) -> Commentary:
+    def run(self, frames: np.ndarray, ego_speed: Any, question: str | None = None, *,
+            driver_settings: Any = None, beam_size: int = 1, use_cache: bool = True,
+            max_new_tokens: int | None = None, length_penalty: float = 1.0) -> Commentary:
         """Decode for one clip.
 
         Args:
@@ -272,6 +297,8 @@ class CommentaryRuntime:
             ego_speed: m/s: one per frame (oldest first, NaN where unknown), or one number for
                 the last frame alone, or None when unknown.
             question: None for commentary, else a non-empty question.
+            driver_settings: ``(set speed m/s, set time gap s)`` of the car's cruise control
+                (None or NaN for what is unknown; see :func:`check_driver_settings`).
             beam_size: 1 decodes greedily.
             use_cache: the key/value-cached graphs (faster) or the uncached one; same tokens.
             max_new_tokens: at most the exported model's ``max_new_tokens`` (the default).
@@ -283,7 +310,8 @@ class CommentaryRuntime:
             raise VfmError(f"max_new_tokens {limit} is outside 1..{self.settings['max_new_tokens']}",
                            where="max_new_tokens", fix="use at most the exported model's max_new_tokens")
         speed = self.speed_trace(ego_speed)[None]  # [1, k]
-        prefix, saliency = self.backend.encode(self.preprocess(frames), speed)  # [1, P, D], [1, k, G, G]
+        settings = check_driver_settings(driver_settings)[None]  # [1, 2]
+        prefix, saliency = self.backend.encode(self.preprocess(frames), speed, settings)  # [1, P, D], [1, k, G, G]
         beams = beam_decode(self.backend, prefix, prompt, eos_id=self.tokenizer.eos_id, max_new_tokens=limit,
                             beam_size=beam_size, use_cache=use_cache, length_penalty=length_penalty)
         best = beams[0]

@@ -2,7 +2,8 @@
 
 The folder :mod:`vfm.plugins.driving.decode` reads::
 
-    encoder.onnx        frames [B, k, 3, H, W] float32 in [0, 1], speed [B, k] m/s per frame (NaN: unknown)
+    encoder.onnx        frames [B, k, 3, H, W] float32 in [0, 1], speed [B, k] m/s per frame (NaN: unknown),
+                        settings [B, 2] the driver's set speed (m/s) and set time gap (s) (NaN: unknown)
                         -> prefix [B, P, D], saliency [B, k, G, G]
     decoder.onnx        prefix [B, P, D], tokens [B, T] (no cache: the whole sequence)
                         -> logits [B, V] (last position), prefix_attention [B, P],
@@ -53,8 +54,8 @@ class _EncoderGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, frames, speed):
-        return self.model.prefix(frames, speed, with_saliency=True)
+    def forward(self, frames, speed, settings):
+        return self.model.prefix(frames, speed, settings, with_saliency=True)
 
 
 class _FullGraph(nn.Module):
@@ -114,7 +115,7 @@ def _export_decoder_graph(module: nn.Module, example: dict[str, torch.Tensor], o
 
 def export_commentary(model: CommentaryModel, tokenizer: DrivingTokenizer, folder: str | Path,
                       clips: np.ndarray, speeds: np.ndarray, questions: Sequence[str] = (), *,
-                      opset: int = 18, atol: float = 1e-4) -> dict:
+                      settings: np.ndarray | None = None, opset: int = 18, atol: float = 1e-4) -> dict:
     """Export ``model`` into ``folder`` (see the module docstring) and check parity.
 
     Args:
@@ -123,6 +124,8 @@ def export_commentary(model: CommentaryModel, tokenizer: DrivingTokenizer, folde
             make it meaningful: an untrained model repeats one token).
         speeds: [N, k] m/s at each frame of each clip (NaN allowed).
         questions: asked about the first clip, also compared token by token.
+        settings: [N, 2] the driver's settings of each clip (NaN allowed; None: unknown). The
+            first clip is also compared with its settings hidden.
 
     Returns:
         the parity report, also written to ``parity.json``: ``{"encoder": export_onnx's report,
@@ -142,13 +145,15 @@ def export_commentary(model: CommentaryModel, tokenizer: DrivingTokenizer, folde
     speed = torch.linspace(12.5, 14.0, cfg.frames)  # [k]: an accelerating car
     speed = torch.stack([speed, torch.full_like(speed, float("nan")), speed.flip(0) / 4])  # [3, k]
     speed[2, 0] = float("nan")  # a partly known trace
-    encoder = export_onnx(_EncoderGraph(model).eval(), {"frames": frames[:2], "speed": speed[:2]},
+    wanted = torch.tensor([[25.0, 1.5], [float("nan"), float("nan")], [8.0, float("nan")]])  # [3, 2]
+    encoder = export_onnx(_EncoderGraph(model).eval(),
+                          {"frames": frames[:2], "speed": speed[:2], "settings": wanted[:2]},
                           ["prefix", "saliency"], folder / ENCODER_ONNX, opset=opset, atol=atol,
-                          parity_inputs={"frames": frames, "speed": speed})
+                          parity_inputs={"frames": frames, "speed": speed, "settings": wanted})
 
     tokens = torch.randint(4, tokenizer.vocab_size, (3, 7), generator=generator)  # [3, 7]
     with torch.no_grad():
-        prefix, _ = model.prefix(frames, speed)  # [3, P, D]
+        prefix, _ = model.prefix(frames, speed, wanted)  # [3, P, D]
         past = model.decode_full(prefix, tokens[:, :-1])[2]  # (key_0, value_0, ...) each [3, H, P+6, hd]
     layers = len(past) // 2
     length = torch.export.Dim("length", min=1)
@@ -172,27 +177,32 @@ def export_commentary(model: CommentaryModel, tokenizer: DrivingTokenizer, folde
         "slots": cfg.slots, "prefix_length": cfg.prefix_length, "layers": layers,
         "max_question_tokens": cfg.max_question_tokens, "max_new_tokens": cfg.max_new_tokens})
     report = {"encoder": encoder, "decoder": full, "decoder_step": step,
-              "tokens": token_parity(model, tokenizer, folder, clips, speeds, questions)}
+              "tokens": token_parity(model, tokenizer, folder, clips, speeds, questions, settings)}
     atomic_write_json(folder / PARITY_FILE, report)
     return report
 
 
 def token_parity(model: CommentaryModel, tokenizer: DrivingTokenizer, folder: Path, clips: np.ndarray,
-                 speeds: np.ndarray, questions: Sequence[str]) -> dict:
+                 speeds: np.ndarray, questions: Sequence[str], settings: np.ndarray | None = None) -> dict:
     """Greedy tokens of the exported runtime (cached and uncached) against torch's
-    :meth:`CommentaryModel.generate`: commentary on every clip, and each question on the first."""
+    :meth:`CommentaryModel.generate`: commentary on every clip (with its driver ``settings``
+    [N, 2], and on the first also without them), and each question on the first."""
     runtime = CommentaryRuntime(folder)
     speeds = np.asarray(speeds, dtype=np.float32)  # [N, k]
-    cases = [(clip, speed, None) for clip, speed in zip(clips, speeds, strict=True)]
-    cases += [(clips[0], speeds[0], question) for question in questions]
+    unknown = np.full(2, np.nan, dtype=np.float32)
+    settings = np.full((len(clips), 2), np.nan, np.float32) if settings is None else np.asarray(settings, np.float32)
+    cases = [(clip, speed, wanted, None) for clip, speed, wanted in zip(clips, speeds, settings, strict=True)]
+    cases += [(clips[0], speeds[0], unknown, None)] if np.isfinite(settings[0]).any() else []
+    cases += [(clips[0], speeds[0], settings[0], question) for question in questions]
     matches, compared = {"cached": 0, "uncached": 0}, 0
-    for clip, speed, question in cases:
+    for clip, speed, wanted, question in cases:
         pixels = torch.from_numpy(runtime.preprocess(clip))  # [1, k, 3, H, W]
         expected = model.generate(pixels, torch.from_numpy(speed[None]),  # [1, k]
-                                  tokenizer.prompt(question), tokenizer.eos_id)[0]
+                                  tokenizer.prompt(question), tokenizer.eos_id,
+                                  settings=torch.from_numpy(wanted[None]))[0]  # [1, 2]
         compared += len(expected)
         for mode, use_cache in (("cached", True), ("uncached", False)):
-            got = runtime.run(clip, speed, question, use_cache=use_cache)
+            got = runtime.run(clip, speed, question, driver_settings=wanted, use_cache=use_cache)
             if list(got.tokens) != expected:
                 raise VfmError(f"{mode} ONNX greedy decoding gives {list(got.tokens)[:8]}..., torch gives "
                                f"{expected[:8]}... (question {question!r})", where=str(folder),

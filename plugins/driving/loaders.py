@@ -100,8 +100,21 @@ def load_generic(directory: str | Path, clip_length: int | None = None) -> list[
                 cause=record["cause"], commentary=str(record["commentary"]),
                 qa=[QAPair(str(pair["question"]), str(pair["answer"])) for pair in record.get("qa") or []],
                 facts=dict(record.get("facts") or {}), seed=record.get("seed"), step=int(record.get("step") or 0),
-                frame_speeds=frame_speeds))
+                frame_speeds=frame_speeds, set_speed=_setting(record, "set_speed", "m/s", where),
+                set_time_gap=_setting(record, "set_time_gap", "s", where)))
     return samples
+
+
+def _setting(record: dict, name: str, unit: str, where: str) -> float:
+    """A record's optional driver setting (``set_speed``, ``set_time_gap``) as a float, NaN when
+    absent or null."""
+    value = record.get(name)
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise VfmError(f"{name} is {value!r}, not a non-negative number", where=where,
+                       fix=f"give {name} in {unit} (or null when the car does not report it)")
+    return float(value)
 
 
 def _frame_speeds(value, frames: np.ndarray | None, where: str) -> list[float] | None:

@@ -1,4 +1,5 @@
-"""The commentary model: a clip of k frames and the ego speed at each in, a sentence out (LINGO-1 style).
+"""The commentary model: a clip of k frames, the ego speed at each and the driver's settings in, a
+sentence out (LINGO-1 style).
 
 Vision: one timm ``VisionTransformer`` with the MAE encoder's shape and names (loadable from
 ``encoder.safetensors`` of :func:`vfm.pretrain.mae_training.pretrain_mae`, or a RETFound-style
@@ -6,12 +7,15 @@ checkpoint, through :func:`vfm.finetune.vit_classifier.load_encoder_weights`) re
 Per frame it gives the class token and a ``patch_grid x patch_grid`` average-pooled grid of
 patch tokens (``S = 1 + patch_grid**2`` slots); a LayerNorm + Linear projects them to the
 decoder's width, and learned frame-position and slot embeddings are added. A small MLP embeds
-the ego speed trace as one more token: per frame ``speed / speed_scale``, the change from the
-frame before ``/ speed_change_scale`` and whether the speed is known (NaN: unknown); a learned
-token when no speed is known. The frames show where the other cars are; the trace shows how
-our own speed is changing. The prefix is ``P = k * S + 1`` embeddings::
+the ego state as one more token: per frame ``speed / speed_scale``, the change from the frame
+before ``/ speed_change_scale`` and whether the speed is known (NaN: unknown), and the driver's
+settings (set speed ``/ speed_scale``, set time gap ``/ time_gap_scale``) with whether each is
+known; a learned token when nothing is known. The frames show where the other cars are; the
+trace shows how our own speed is changing; the settings say what the driver wants (how fast,
+how far behind the car ahead), which the frames cannot show. The prefix is ``P = k * S + 1``
+embeddings::
 
-    [frame 0 slots, ..., frame k-1 slots, speed]  [B, P, D]
+    [frame 0 slots, ..., frame k-1 slots, ego]  [B, P, D]
 
 Language: any ``transformers`` causal LM (a fresh tiny GPT-2 by default; a text-adapted or
 pretrained one through :meth:`CommentaryModel.for_text`) reads ``inputs_embeds`` =
@@ -44,7 +48,7 @@ from vfm.platform.fileio import atomic_write_bytes, atomic_write_json
 from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer
 from vfm.pretrain.text_models import FRESH_CONFIGS, load_pretrained, max_positions
 
-MODEL_FORMAT = "vfm-driving-commentary/2"  # 2: a speed per frame (1: one speed)
+MODEL_FORMAT = "vfm-driving-commentary/3"  # 3: the driver's settings, 2: a speed per frame (1: one speed)
 WEIGHTS_FILE, CONFIG_FILE = "commentary.safetensors", "commentary.json"
 
 
@@ -77,6 +81,7 @@ class CommentaryConfig:
             divide the encoder's patch grid.
         speed_scale: m/s that map to 1.0 at the speed embedding's input.
         speed_change_scale: a speed change between frames (m/s) that maps to 1.0 there.
+        time_gap_scale: a set time gap (s) that maps to 1.0 there.
         mean, std: per-channel normalisation of frames in [0, 1] (as at MAE pretraining).
         max_question_tokens: longest question, in tokens.
         max_new_tokens: longest generated text, in tokens (``<eos>`` included).
@@ -89,6 +94,7 @@ class CommentaryConfig:
     patch_grid: int = 2
     speed_scale: float = 30.0
     speed_change_scale: float = 2.0
+    time_gap_scale: float = 2.0
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     max_question_tokens: int = 24
@@ -124,7 +130,7 @@ class CommentaryConfig:
 
     @property
     def prefix_length(self) -> int:
-        """P = k * S + 1 (the speed token)."""
+        """P = k * S + 1 (the ego token)."""
         return self.frames * self.slots + 1
 
     @property
@@ -190,8 +196,8 @@ class CommentaryModel(nn.Module):
         self.project = nn.Sequential(nn.LayerNorm(self.vit.embed_dim), nn.Linear(self.vit.embed_dim, width))
         self.frame_embed = nn.Parameter(trunc_normal_(torch.zeros(config.frames, width), std=0.02))
         self.slot_embed = nn.Parameter(trunc_normal_(torch.zeros(config.slots, width), std=0.02))
-        self.speed_embed = nn.Sequential(nn.Linear(3 * config.frames - 1, width), nn.GELU(), nn.Linear(width, width))
-        self.unknown_speed = nn.Parameter(trunc_normal_(torch.zeros(width), std=0.02))
+        self.ego_embed = nn.Sequential(nn.Linear(3 * config.frames + 3, width), nn.GELU(), nn.Linear(width, width))
+        self.unknown_ego = nn.Parameter(trunc_normal_(torch.zeros(width), std=0.02))
 
     @classmethod
     def for_text(cls, base: str | Path, encoder: dict, **options) -> tuple[CommentaryModel, DrivingTokenizer]:
@@ -249,35 +255,49 @@ class CommentaryModel(nn.Module):
             saliency = saliency.unflatten(0, (b, k)).unflatten(2, (grid, grid))  # [B, k, G, G]
         return tokens, saliency
 
-    def speed_token(self, speed: torch.Tensor) -> torch.Tensor:
-        """speed: [B, k] m/s at each frame, NaN when unknown -> the speed token [B, D]."""
+    def ego_token(self, speed: torch.Tensor, settings: torch.Tensor | None = None) -> torch.Tensor:
+        """The ego-state token.
+
+        speed: [B, k] m/s at each frame, NaN when unknown; settings: [B, 2] the driver's set
+        speed (m/s) and set time gap (s), NaN when unknown (None: both unknown) -> [B, D].
+        """
+        if settings is None:
+            settings = torch.full((len(speed), 2), float("nan"), dtype=speed.dtype, device=speed.device)
         known = torch.isfinite(speed)  # [B, k]
         value = torch.where(known, speed, torch.zeros_like(speed))  # [B, k]
         both = (known[:, 1:] & known[:, :-1]).to(value.dtype)  # [B, k-1]
         change = (value[:, 1:] - value[:, :-1]) * both / self.config.speed_change_scale  # [B, k-1]
-        features = torch.cat([value / self.config.speed_scale, change, known.to(value.dtype)], dim=1)  # [B, 3k-1]
-        return torch.where(known.any(dim=1, keepdim=True), self.speed_embed(features), self.unknown_speed)  # [B, D]
+        set_known = torch.isfinite(settings)  # [B, 2]
+        scale = torch.tensor([self.config.speed_scale, self.config.time_gap_scale], dtype=value.dtype,
+                             device=value.device)
+        set_value = torch.where(set_known, settings, torch.zeros_like(settings)) / scale  # [B, 2]
+        features = torch.cat([value / self.config.speed_scale, change, known.to(value.dtype), set_value,
+                              set_known.to(value.dtype)], dim=1)  # [B, 3k+3]
+        anything = known.any(dim=1, keepdim=True) | set_known.any(dim=1, keepdim=True)  # [B, 1]
+        return torch.where(anything, self.ego_embed(features), self.unknown_ego)  # [B, D]
 
-    def prefix(self, frames: torch.Tensor, speed: torch.Tensor, with_saliency: bool = False):
+    def prefix(self, frames: torch.Tensor, speed: torch.Tensor, settings: torch.Tensor | None = None,
+               with_saliency: bool = False):
         """The visual prefix.
 
         frames: [B, k, 3, H, W] float in [0, 1]; speed: [B, k] m/s at each frame, NaN when
-        unknown -> (prefix [B, P, D], saliency [B, k, G, G] or None).
+        unknown; settings: [B, 2] or None (see :meth:`ego_token`) -> (prefix [B, P, D],
+        saliency [B, k, G, G] or None).
         """
         tokens, saliency = self.frame_tokens(frames, with_saliency)  # [B, k, S, D_vit]
         tokens = self.project(tokens) + self.frame_embed[None, :, None] + self.slot_embed[None, None]  # [B, k, S, D]
-        return torch.cat([tokens.flatten(1, 2), self.speed_token(speed)[:, None]], dim=1), saliency  # [B, P, D]
+        return torch.cat([tokens.flatten(1, 2), self.ego_token(speed, settings)[:, None]], dim=1), saliency
 
     def forward(self, frames: torch.Tensor, speed: torch.Tensor, tokens: torch.Tensor,
-                labels: torch.Tensor) -> torch.Tensor:
+                labels: torch.Tensor, settings: torch.Tensor | None = None) -> torch.Tensor:
         """Mean cross-entropy of the scored tokens (teacher forcing).
 
         frames: [B, k, 3, H, W] float in [0, 1]; speed: [B, k]; tokens: [B, T] int64, ``<bos>
         question <sep> target <eos>`` right-padded; labels: [B, T], the token id where the model
-        is scored (target and ``<eos>``), -100 elsewhere. Token t is predicted from the prefix
-        and tokens < t.
+        is scored (target and ``<eos>``), -100 elsewhere; settings: [B, 2] or None. Token t is
+        predicted from the prefix and tokens < t.
         """
-        prefix, _ = self.prefix(frames, speed)  # [B, P, D]
+        prefix, _ = self.prefix(frames, speed, settings)  # [B, P, D]
         embeds = torch.cat([prefix, self.decoder.get_input_embeddings()(tokens)], dim=1)  # [B, P+T, D]
         logits = self.decoder(inputs_embeds=embeds, use_cache=False).logits  # [B, P+T, V]
         scored = logits[:, prefix.shape[1]:-1]  # [B, T-1, V]: predictions of tokens 1 .. T-1
@@ -309,14 +329,15 @@ class CommentaryModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, frames: torch.Tensor, speed: torch.Tensor, prompt: list[int], eos_id: int,
-                 max_new_tokens: int | None = None) -> list[list[int]]:
+                 max_new_tokens: int | None = None, settings: torch.Tensor | None = None) -> list[list[int]]:
         """Greedy decoding in torch with the key/value cache (the reference the ONNX runtime must match).
 
         frames: [B, k, 3, H, W] float in [0, 1]; speed: [B, k]; prompt: the ids every clip starts
-        from (:meth:`DrivingTokenizer.prompt`) -> per clip the generated ids, ``<eos>`` excluded.
+        from (:meth:`DrivingTokenizer.prompt`); settings: [B, 2] or None -> per clip the
+        generated ids, ``<eos>`` excluded.
         """
         limit = self.config.max_new_tokens if max_new_tokens is None else max_new_tokens
-        prefix, _ = self.prefix(frames, speed)  # [B, P, D]
+        prefix, _ = self.prefix(frames, speed, settings)  # [B, P, D]
         tokens = torch.tensor([prompt] * len(prefix), dtype=torch.int64, device=prefix.device)  # [B, T0]
         logits, _, past = self.decode_full(prefix, tokens)
         out: list[list[int]] = [[] for _ in range(len(prefix))]

@@ -38,8 +38,9 @@ from vfm.plugins.driving.records import DrivingSample
 
 SYNTHETIC = "synthetic"
 ONNX_DIR = "onnx"
-DATA_FORMAT = 2
-"""Version of what the generator writes (2: speeds per frame); part of the cache key."""
+DATA_FORMAT = 3
+"""Version of what the generator writes (2: speeds per frame, 3: the driver's settings); part of
+the cache key."""
 SYNTHETIC_SPLITS = ("train", "test_seeds", "test_scenario")
 """Synthetic splits: training episodes, held-out seeds of the training scenarios, and the
 held-out scenario type."""
@@ -61,7 +62,8 @@ class DrivingPipeline:
                      **training.get("data", {})},
             "pretrain": {"preset": "tiny", **training.get("pretrain", {})},
             "finetune": {"pretrained": None, **training.get("finetune", {})},
-            "evaluate": {"beam_size": 1, "max_samples": None, "qa": True, **training.get("evaluate", {})},
+            "evaluate": {"beam_size": 1, "max_samples": None, "qa": True, "driver_settings": True,
+                         **training.get("evaluate", {})},
         }
 
     def resolve(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +164,8 @@ class DrivingPipeline:
         clips, speeds = clip_array(chosen)
         questions = [q for q in (pair.question for pair in chosen[0].qa)
                      if len(tokenizer.prompt(q)) - 2 <= model.config.max_question_tokens][:3]
-        parity = export_commentary(model, tokenizer, out_dir / ONNX_DIR, clips, speeds, questions)
+        parity = export_commentary(model, tokenizer, out_dir / ONNX_DIR, clips, speeds, questions,
+                                   settings=np.stack([s.driver_settings() for s in chosen]))
         metrics = {"training": training, "parity_passed": True, "parity_tokens": parity["tokens"],
                    "evaluation": self._evaluate_sets(out_dir / ONNX_DIR, config)}
         atomic_write_json(out_dir / "metrics.json", metrics)
@@ -287,10 +290,10 @@ def model_folder(path: Path) -> Path:
 def _evaluate_options(config: dict[str, Any]) -> dict[str, Any]:
     """The ``evaluate`` section as :func:`evaluate_samples` keywords, naming any unknown field."""
     options = dict(config["evaluate"])
-    unknown = sorted(set(options) - {"beam_size", "max_samples", "qa"})
+    unknown = sorted(set(options) - {"beam_size", "max_samples", "qa", "driver_settings"})
     if unknown:
         raise VfmError(f"unknown config field(s) {', '.join('evaluate.' + k for k in unknown)}",
-                       fix="valid fields in 'evaluate' are: beam_size, max_samples, qa")
+                       fix="valid fields in 'evaluate' are: beam_size, max_samples, qa, driver_settings")
     return options
 
 
@@ -313,8 +316,10 @@ def distinct_frames(samples: list[DrivingSample]) -> np.ndarray:
 
 
 def evaluate_samples(model_dir: Path, samples: list[DrivingSample], *, beam_size: int = 1,
-                     max_samples: int | None = None, qa: bool = True) -> dict[str, Any]:
-    """Run the exported (torch-free) model on every sample's clip and score it.
+                     max_samples: int | None = None, qa: bool = True, driver_settings: bool = True) -> dict[str, Any]:
+    """Run the exported (torch-free) model on every sample's clip and score it; with
+    ``driver_settings`` false the model is not given the samples' driver settings (as for a
+    car that does not report them).
 
     Returns:
         ``{"commentary": commentary_metrics, "qa": qa_metrics (plus ``skipped_too_long``: questions
@@ -329,15 +334,18 @@ def evaluate_samples(model_dir: Path, samples: list[DrivingSample], *, beam_size
     if not chosen:
         raise VfmError("no sample with a clip to evaluate", fix="pass a dataset whose samples have frames")
     started = time.perf_counter()
-    comments = [runtime.comment(s.frames, s.speed_trace(), beam_size=beam_size).text for s in chosen]
+    settings = [s.driver_settings() if driver_settings else None for s in chosen]
+    comments = [runtime.comment(s.frames, s.speed_trace(), driver_settings=wanted, beam_size=beam_size).text
+                for s, wanted in zip(chosen, settings, strict=True)]
     comment_seconds = time.perf_counter() - started
     result: dict[str, Any] = {"commentary": commentary_metrics(comments, chosen)}
     if qa:
         limit = runtime.settings["max_question_tokens"]
-        asked = [(s, p) for s in chosen for p in s.qa]
-        pairs = [(s, p) for s, p in asked if len(runtime.tokenizer.prompt(p.question)) - 2 <= limit]
-        answers = [runtime.answer(s.frames, s.speed_trace(), p.question, beam_size=beam_size).text for s, p in pairs]
-        result["qa"] = qa_metrics(answers, [p.question for _, p in pairs], [p.answer for _, p in pairs]) | {
+        asked = [(s, wanted, p) for s, wanted in zip(chosen, settings, strict=True) for p in s.qa]
+        pairs = [(s, w, p) for s, w, p in asked if len(runtime.tokenizer.prompt(p.question)) - 2 <= limit]
+        answers = [runtime.answer(s.frames, s.speed_trace(), p.question, driver_settings=w, beam_size=beam_size).text
+                   for s, w, p in pairs]
+        result["qa"] = qa_metrics(answers, [p.question for *_, p in pairs], [p.answer for *_, p in pairs]) | {
             "skipped_too_long": len(asked) - len(pairs)}
     result |= {"samples": len(chosen), "seconds": round(time.perf_counter() - started, 2),
                "ms_per_commentary": round(1000 * comment_seconds / len(chosen), 2),
@@ -349,7 +357,8 @@ def evaluate_samples(model_dir: Path, samples: list[DrivingSample], *, beam_size
 def example_episodes(config: dict[str, Any], n: int) -> dict[str, bytes]:
     """``n`` held-out episodes (the unseen scenario first, then held-out seeds) as bundle
     examples: ``examples/NN_<scenario>.npz`` with ``frames`` uint8 [N, S, S, 3], ``ego_speed``
-    [N] (m/s at each frame), ``commentary`` [N] (the reference; "" before) and ``scenario``."""
+    [N] (m/s at each frame), ``commentary`` [N] (the reference; "" before), ``scenario`` and
+    ``driver_settings`` [2] (set speed m/s, set time gap s)."""
     import io
 
     from vfm.plugins.driving.simulate import run_episode
@@ -370,7 +379,8 @@ def example_episodes(config: dict[str, Any], n: int) -> dict[str, bytes]:
         speed = np.array([*samples[0].frame_speeds, *(s.ego_speed for s in samples[1:])], dtype=np.float32)
         text = np.array([""] * (k - 1) + [s.commentary for s in samples])
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, frames=frames, ego_speed=speed, commentary=text, scenario=np.array(scenario))
+        np.savez_compressed(buffer, frames=frames, ego_speed=speed, commentary=text, scenario=np.array(scenario),
+                            driver_settings=samples[0].driver_settings())
         files[f"examples/{len(files):02d}_{scenario}.npz"] = buffer.getvalue()
         if len(files) == n:
             break

@@ -3,12 +3,12 @@ every decision step), an optional answer to a question, and where the model look
 
 Torch-free (onnxruntime, numpy, Pillow, ``tokenizers``). The bundle root is a
 :class:`CommentaryRuntime` folder plus ``examples/NN_<scenario>.npz`` episodes (``frames`` uint8
-[N, S, S, 3], ``ego_speed`` [N], ``commentary`` [N], ``scenario``). Clips come in every form
+[N, S, S, 3], ``ego_speed`` [N], ``commentary`` [N], ``scenario``, ``driver_settings`` [2]). Clips come in every form
 :func:`~vfm.plugins.driving.clip_io.read_clip` reads; frames of another size than the model's are
 centre-cropped and resized (:func:`~vfm.plugins.driving.clip_io.fit_frames`).
 
-The model reads windows of ``k`` consecutive frames, one every 0.5 s, and the ego speed at each
-frame of the window. A clip of ``N >= k`` frames gives ``N - k + 1`` windows (stride 1); the
+The model reads windows of ``k`` consecutive frames, one every 0.5 s, the ego speed at each
+frame of the window and the driver's settings (set speed and time gap, when known). A clip of ``N >= k`` frames gives ``N - k + 1`` windows (stride 1); the
 timeline comments on the last :data:`MAX_WINDOWS` of them.
 """
 
@@ -27,7 +27,7 @@ from vfm.platform.errors import VfmError
 from vfm.platform.plugin import Plugin
 from vfm.plugins.driving.clip_io import FRAME_INTERVAL_S, check_speed, read_clip
 from vfm.plugins.driving.commentary import parse_commentary
-from vfm.plugins.driving.decode import Commentary, CommentaryRuntime
+from vfm.plugins.driving.decode import Commentary, CommentaryRuntime, check_driver_settings
 from vfm.serve.overlay import overlay_heatmap
 
 MAX_WINDOWS = 60
@@ -81,7 +81,7 @@ class CommentaryPredictor:
         return Clip(frames, np.where(np.isnan(given), speed, given), source)
 
     def predict(self, source: Any, question: str | None = None, ego_speed: Any = None,
-                beam_size: int = 1) -> dict[str, Any]:
+                beam_size: int = 1, driver_settings: Any = None) -> dict[str, Any]:
         """Comment on every window of a clip; answer ``question`` about the last one.
 
         Args:
@@ -90,6 +90,9 @@ class CommentaryPredictor:
             ego_speed: m/s, one per frame or one number for the whole clip (read as a constant
                 speed); overrides the source's.
             beam_size: beams per decoding (1: greedy).
+            driver_settings: ``(set speed m/s, set time gap s)`` of the car's cruise control
+                (None / NaN where unknown); default: the episode's, when the clip is an ``.npz``
+                that carries ``driver_settings``, else unknown.
 
         Returns:
             JSON-able fields: ``clip_frames`` (N), ``frames_per_window`` (k), ``frame_interval_s``,
@@ -108,18 +111,21 @@ class CommentaryPredictor:
         if question is None and isinstance(source, Mapping):
             question = source.get("question")
         clip = self.read(source, ego_speed)
+        settings = self._settings(source, driver_settings)
         n, k = len(clip.frames), self.k
         references = reference_commentary(source, n)
         steps = range(max(k - 1, n - MAX_WINDOWS), n)
         said = {t: self.runtime.comment(clip.frames[t - k + 1: t + 1], clip.ego_speed[t - k + 1: t + 1],
-                                        beam_size=beam_size)
+                                        driver_settings=settings, beam_size=beam_size)
                 for t in steps}
         last = said[n - 1]
         window = clip.frames[n - k:]
         heat = last.overlay()  # [k, G, G]
         result: dict[str, Any] = {
             "clip_frames": n, "frames_per_window": k, "frame_interval_s": FRAME_INTERVAL_S,
-            "windows": n - k + 1, "ego_speed_source": clip.speed_source, "notes": self._notes(clip, len(steps)),
+            "windows": n - k + 1, "ego_speed_source": clip.speed_source,
+            "driver_settings": {"set_speed": _known(settings[0]), "set_time_gap": _known(settings[1])},
+            "notes": self._notes(clip, len(steps)),
             "timeline": [{"step": t, "ego_speed": _speed(clip, t), **_describe(said[t]),
                           "reference": references[t] if references else None} for t in steps],
             "alternatives": [{"text": text, "probability": p} for text, p in last.alternatives],
@@ -127,16 +133,18 @@ class CommentaryPredictor:
             "overlay": np.stack([overlay_heatmap(frame, h, size=OVERLAY_SIZE) for frame, h in zip(window, heat)]),
         }
         if question is not None:
-            result["answer"] = self._answer(clip, question, beam_size)
+            result["answer"] = self._answer(clip, question, beam_size, settings)
         return result
 
-    def ask(self, source: Any, question: str, ego_speed: Any = None, beam_size: int = 1) -> dict[str, Any]:
+    def ask(self, source: Any, question: str, ego_speed: Any = None, beam_size: int = 1,
+            driver_settings: Any = None) -> dict[str, Any]:
         """The answer to ``question`` about the clip's last window: ``{"question", "answer",
         "confidence", "step"}`` (see :meth:`predict`)."""
         if not isinstance(question, str) or not question.strip():
             raise VfmError("the question is empty", where="question",
                            fix="type a question about the clip, e.g. 'Is it safe to change lanes to the left?'")
-        return self._answer(self.read(source, ego_speed), question, beam_size)
+        return self._answer(self.read(source, ego_speed), question, beam_size,
+                            self._settings(source, driver_settings))
 
     def smoke_inputs(self) -> list[Any]:
         """Arguments of the demo's ``/<name>_predict`` endpoint: the first bundled episode as the
@@ -153,9 +161,17 @@ class CommentaryPredictor:
         """The bundled example episodes (``examples/NN_<scenario>.npz``), in order."""
         return [path for path in self.bundle.examples() if path.suffix == ".npz"]
 
-    def _answer(self, clip: Clip, question: str, beam_size: int) -> dict[str, Any]:
+    @staticmethod
+    def _settings(source: Any, driver_settings: Any) -> np.ndarray:
+        """The driver's settings [2]: the argument where given, else the episode's."""
+        if driver_settings is None:
+            driver_settings = episode_settings(source)
+        return check_driver_settings(driver_settings)
+
+    def _answer(self, clip: Clip, question: str, beam_size: int, settings: np.ndarray) -> dict[str, Any]:
         n = len(clip.frames)
-        reply = self.runtime.answer(clip.frames[n - self.k:], clip.ego_speed[n - self.k:], question, beam_size=beam_size)
+        reply = self.runtime.answer(clip.frames[n - self.k:], clip.ego_speed[n - self.k:], question,
+                                    driver_settings=settings, beam_size=beam_size)
         return {"question": question.strip(), "answer": reply.text, "confidence": _confidence(reply), "step": n - 1}
 
     def _notes(self, clip: Clip, commented: int) -> list[str]:
@@ -170,17 +186,32 @@ class CommentaryPredictor:
         return notes
 
 
-def reference_commentary(source: Any, n: int) -> list[str] | None:
-    """The ground-truth commentary per frame of an ``.npz`` episode (a bundled example carries
-    ``commentary`` [N]), or None for any other source or a length that does not match the clip."""
+def _episode_array(source: Any, name: str) -> np.ndarray | None:
+    """Array ``name`` of an ``.npz`` episode (a path, or a one-element list of one), or None for
+    any other source or an episode without it."""
     paths = source if isinstance(source, (list, tuple)) and len(source) == 1 else [source]
     path = paths[0]
     if not isinstance(path, (str, Path)) or Path(path).suffix.lower() != ".npz":
         return None
     with np.load(path, allow_pickle=False) as data:
-        if "commentary" not in data.files or data["commentary"].shape != (n,):
-            return None
-        return [str(text) for text in data["commentary"]]
+        return data[name] if name in data.files else None
+
+
+def reference_commentary(source: Any, n: int) -> list[str] | None:
+    """The ground-truth commentary per frame of an ``.npz`` episode (a bundled example carries
+    ``commentary`` [N]), or None for any other source or a length that does not match the clip."""
+    text = _episode_array(source, "commentary")
+    return None if text is None or text.shape != (n,) else [str(t) for t in text]
+
+
+def episode_settings(source: Any) -> np.ndarray | None:
+    """The driver's settings [2] an ``.npz`` episode carries (``driver_settings``: set speed m/s,
+    set time gap s), or None."""
+    return _episode_array(source, "driver_settings")
+
+
+def _known(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
 
 
 def _speed(clip: Clip, t: int) -> float | None:

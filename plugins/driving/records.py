@@ -13,6 +13,7 @@ On disk (the generic format, written by the generator and read by ``loaders``)::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,16 @@ class DrivingSample:
         step: the decision step's index in its episode.
         frame_speeds: the ego speed at each frame of the clip (m/s, oldest first, ``nan`` where
             unknown; its last entry is ``ego_speed``), or ``None`` when only ``ego_speed`` is known.
+        set_speed: the driver's set cruise speed (m/s; the adaptive cruise control's set speed),
+            ``nan`` when unknown.
+        set_time_gap: the driver's set time gap to the car ahead (s; the ACC's gap setting),
+            ``nan`` when unknown.
+
+    What a driver does in a scene depends on what they want as well as on what they see: the
+    same gap to the same car ahead is "keeping speed" for one driver and "slowing down" for one
+    with a longer time gap. Cars with adaptive cruise control report both settings on their
+    bus; the model reads them when given (``benchmarks/driving_label_ambiguity.py`` measures
+    how much of the simulator's labels they decide).
     """
 
     id: str
@@ -87,6 +98,8 @@ class DrivingSample:
     seed: int | None = None
     step: int = 0
     frame_speeds: list[float] | None = None
+    set_speed: float = math.nan
+    set_time_gap: float = math.nan
 
     def speed_trace(self) -> np.ndarray:
         """The ego speed the model reads, float32 [k] m/s (oldest first): ``frame_speeds``, or
@@ -96,3 +109,7 @@ class DrivingSample:
         trace = np.full(1 if self.frames is None else len(self.frames), np.nan, dtype=np.float32)
         trace[-1] = self.ego_speed
         return trace
+
+    def driver_settings(self) -> np.ndarray:
+        """``[set_speed, set_time_gap]``, float32 [2] (NaN where unknown)."""
+        return np.array([self.set_speed, self.set_time_gap], dtype=np.float32)

@@ -5,7 +5,8 @@ One episode (a scenario and a seed) yields one :class:`DrivingSample` per decisi
 (every 0.5 s) once ``clip_length`` frames exist: the clip ``uint8 [k, S, S, 3]`` of the last
 ``k`` decision-time frames ending at the step and the ego speed at each, the action and cause of the driver's command,
 the facts, a commentary and question-answer pairs. Same (scenario, seed, settings) ->
-byte-identical frames and text. An episode ends at the scenario's duration (or
+byte-identical frames and text. Each sample carries the driver's settings (the style's cruise
+speed and time gap, as an adaptive cruise control would report them). An episode ends at the scenario's duration (or
 ``steps_per_episode``), when highway-env ends it (arrival, end of the road) or at a crash
 (the crash step itself is not a sample).
 """
@@ -73,7 +74,7 @@ def run_episode(scenario: str, seed: int, clip_length: int = 4, frame_size: int 
             facts.update(cruise_speed_mps=round(style.cruise_speed, 2), target_speed_mps=round(command.target_speed, 3),
                          commanded_accel_mps2=round(command.acceleration, 3), time_s=step / DECISION_HZ)
             if len(frames) == clip_length:
-                samples.append(_sample(scenario, seed, step, np.stack(frames), speeds, action, cause, facts))
+                samples.append(_sample(scenario, seed, step, np.stack(frames), speeds, action, cause, facts, style))
             tracker.update(env.road.vehicles)
             env.vehicle.target_speed = command.target_speed
             meta_action = env.action_type.actions_indexes[_META_ACTIONS[command.lane_change]]
@@ -88,13 +89,14 @@ def run_episode(scenario: str, seed: int, clip_length: int = 4, frame_size: int 
 
 
 def _sample(scenario: str, seed: int, step: int, clip: np.ndarray, speeds: list[float], action: str, cause: str,
-            facts: dict) -> DrivingSample:
+            facts: dict, style: DriverStyle) -> DrivingSample:
     sample_id = f"{scenario}-s{seed}-t{step:03d}"
     rng = random.Random(sample_id)
     return DrivingSample(id=sample_id, scenario=scenario, frames=clip, ego_speed=float(facts["ego_speed_mps"]),
                          action=action, cause=cause, commentary=commentary(action, cause, facts, rng),
                          qa=qa_pairs(action, cause, facts, rng), facts=facts, seed=seed, step=step,
-                         frame_speeds=list(speeds))
+                         frame_speeds=list(speeds), set_speed=round(style.cruise_speed, 2),
+                         set_time_gap=round(style.time_headway, 2))
 
 
 def generate_episodes(episodes: Sequence[tuple[str, int]], clip_length: int = 4, frame_size: int = 64,
@@ -169,10 +171,12 @@ def _png(frame: np.ndarray) -> bytes:
 
 
 def sample_to_json(sample: DrivingSample, frame_paths: list[str] | None) -> dict:
-    """A sample as one ``samples.jsonl`` object (frames as relative paths, ``nan`` speeds as null)."""
+    """A sample as one ``samples.jsonl`` object (frames as relative paths, ``nan`` speeds and
+    settings as null)."""
     record = asdict(sample)
     record["frames"] = frame_paths
-    record["ego_speed"] = None if math.isnan(sample.ego_speed) else sample.ego_speed
+    for name in ("ego_speed", "set_speed", "set_time_gap"):
+        record[name] = None if math.isnan(record[name]) else record[name]
     if sample.frame_speeds is not None:
         record["frame_speeds"] = [None if math.isnan(v) else v for v in sample.frame_speeds]
     return record

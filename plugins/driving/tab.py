@@ -45,7 +45,8 @@ def build_driving_tab(predictor: Any) -> None:
         summary = (f"### {last['commentary'] or '(no commentary)'}\n"
                    f"action **{last['action'] or 'not stated'}** · cause **{last['cause'] or 'not stated'}** · "
                    f"confidence {last['confidence']:.2f} (geometric-mean token probability) · speed "
-                   f"{_speed_text(last['ego_speed'])}{SPEED_SOURCES[result['ego_speed_source']]}\n\n"
+                   f"{_speed_text(last['ego_speed'])}{SPEED_SOURCES[result['ego_speed_source']]} · driver's "
+                   f"settings {_settings_text(result['driver_settings'])}\n\n"
                    f"{result['clip_frames']} frames ({result['clip_frames'] * dt:g} s), {result['windows']} windows "
                    f"of {k} frames. The overlay shows where the model looked in the last window: each frame's "
                    f"saliency weighted by the decoder's attention to it.")
@@ -102,6 +103,13 @@ def _captions(last: dict[str, Any], k: int, interval: float) -> list[str]:
     """``"frame 7 · -0.5 s · attention 31%"`` for each frame of the last window, oldest first."""
     return [f"frame {last['step'] - k + 1 + i} · {_offset((i - k + 1) * interval)} · attention {share:.0%}"
             for i, share in enumerate(last["frame_attention"])]
+
+
+def _settings_text(settings: dict[str, float | None]) -> str:
+    """``"set speed 27.0 m/s, time gap 1.6 s"``; ``"unknown"`` when neither is known."""
+    parts = [f"{label} {value:g}{unit}" for label, value, unit in (
+        ("set speed", settings["set_speed"], " m/s"), ("time gap", settings["set_time_gap"], " s")) if value is not None]
+    return ", ".join(parts) or "unknown"
 
 
 def _speed_text(speed: float | None) -> str:

@@ -54,9 +54,14 @@ class CommentaryTrainSettings:
         vocab_size: the BPE tokenizer's size (fresh decoder only).
         patch_grid, speed_scale, max_question_tokens, max_new_tokens: see :class:`CommentaryConfig`.
         tasks: ``"commentary"`` and/or ``"qa"``.
+        commentary_repeats: times each commentary sequence is seen per epoch. A clip has one
+            commentary and about seven questions, so with 1 the commentary gets an eighth of
+            the steps.
         label_fraction: share of the labelled samples trained on, in (0, 1].
         speed_dropout: share of training sequences whose speeds are hidden, half of them all
             (the unknown-speed token learns), half all but the last frame's (a single reading).
+        settings_dropout: share of training sequences whose driver settings (set speed, set
+            time gap) are hidden, so the model also comments when a car does not report them.
         freeze_encoder: keep the ViT's weights fixed.
         max_steps / max_epochs: the run's length (steps win when both are set).
         batch_size, lr, encoder_lr (None: ``lr``), warmup_steps, weight_decay, gradient_clip: the optimiser.
@@ -76,8 +81,10 @@ class CommentaryTrainSettings:
     max_question_tokens: int = 24
     max_new_tokens: int = 40
     tasks: tuple[str, ...] = TASKS
+    commentary_repeats: int = 1
     label_fraction: float = 1.0
     speed_dropout: float = 0.1
+    settings_dropout: float = 0.3
     freeze_encoder: bool = False
     max_steps: int | None = 2000
     max_epochs: int | None = None
@@ -98,8 +105,10 @@ class CommentaryTrainSettings:
         checks = [
             ("max_steps", self.max_steps is not None or self.max_epochs is not None, "set max_steps or max_epochs"),
             ("tasks", bool(self.tasks) and set(self.tasks) <= set(TASKS), f"use a non-empty subset of {TASKS}"),
+            ("commentary_repeats", self.commentary_repeats >= 1, "use 1 (no repeats) or more"),
             ("label_fraction", 0.0 < self.label_fraction <= 1.0, "use e.g. 0.1 for 10 % of the labels, 1.0 for all"),
             ("speed_dropout", 0.0 <= self.speed_dropout <= 1.0, "use a share in [0, 1], e.g. 0.1"),
+            ("settings_dropout", 0.0 <= self.settings_dropout <= 1.0, "use a share in [0, 1], e.g. 0.3"),
             ("precision", self.precision in ("auto", "32", "bf16-mixed"), 'use "32", "bf16-mixed" or "auto"'),
             ("batch_size", self.batch_size >= 1, "use a positive batch size"),
         ]
@@ -120,9 +129,11 @@ class Example:
 
 
 def make_examples(samples: Sequence[DrivingSample], tokenizer: DrivingTokenizer, tasks: Sequence[str],
-                  max_question_tokens: int, max_new_tokens: int) -> tuple[list[Example], dict[str, int]]:
-    """``(examples, counts)``: the commentary and QA examples of ``samples``; ``counts`` has
-    ``commentary``, ``qa`` and ``too_long`` (skipped: the question or the target does not fit)."""
+                  max_question_tokens: int, max_new_tokens: int,
+                  commentary_repeats: int = 1) -> tuple[list[Example], dict[str, int]]:
+    """``(examples, counts)``: the commentary and QA examples of ``samples``, each commentary
+    ``commentary_repeats`` times; ``counts`` has ``commentary``, ``qa`` (distinct sequences) and
+    ``too_long`` (skipped: the question or the target does not fit)."""
     examples, counts = [], {"commentary": 0, "qa": 0, "too_long": 0}
     for index, sample in enumerate(samples):
         pairs = [("commentary", None, sample.commentary)] if "commentary" in tasks and sample.commentary else []
@@ -133,18 +144,20 @@ def make_examples(samples: Sequence[DrivingSample], tokenizer: DrivingTokenizer,
             if len(prompt) - 2 > max_question_tokens or len(target) > max_new_tokens:
                 counts["too_long"] += 1
                 continue
-            examples.append(Example(index, tuple(prompt + target), len(prompt)))
+            repeats = commentary_repeats if task == "commentary" else 1
+            examples.extend([Example(index, tuple(prompt + target), len(prompt))] * repeats)
             counts[task] += 1
     return examples, counts
 
 
 def collate(examples: Sequence[Example], frames: torch.Tensor, speeds: torch.Tensor,
-            pad_id: int) -> dict[str, torch.Tensor]:
+            pad_id: int, settings: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """A batch for :meth:`CommentaryModel.forward`.
 
-    frames: uint8 [N, k, H, W, 3] and speeds: [N, k] of the samples -> ``frames`` [B, k, 3, H, W]
-    float in [0, 1], ``speed`` [B, k], ``tokens`` [B, T] (right-padded with ``pad_id``),
-    ``labels`` [B, T] (-100 on the prompt and the padding).
+    frames: uint8 [N, k, H, W, 3], speeds: [N, k] and settings: [N, 2] (or None) of the samples
+    -> ``frames`` [B, k, 3, H, W] float in [0, 1], ``speed`` [B, k], ``settings`` [B, 2] (NaN
+    when None), ``tokens`` [B, T] (right-padded with ``pad_id``), ``labels`` [B, T] (-100 on the
+    prompt and the padding).
     """
     length = max(len(e.tokens) for e in examples)
     tokens = torch.full((len(examples), length), pad_id, dtype=torch.int64)  # [B, T]
@@ -155,7 +168,8 @@ def collate(examples: Sequence[Example], frames: torch.Tensor, speeds: torch.Ten
         labels[row, example.prompt:len(ids)] = ids[example.prompt:]
     index = torch.tensor([e.sample for e in examples])
     clip = frames[index].permute(0, 1, 4, 2, 3).float() / 255.0  # [B, k, 3, H, W]
-    return {"frames": clip, "speed": speeds[index], "tokens": tokens, "labels": labels}
+    chosen = torch.full((len(index), 2), float("nan")) if settings is None else settings[index]  # [B, 2]
+    return {"frames": clip, "speed": speeds[index], "settings": chosen, "tokens": tokens, "labels": labels}
 
 
 def hide_speeds(speed: torch.Tensor, share: float) -> torch.Tensor:
@@ -168,20 +182,28 @@ def hide_speeds(speed: torch.Tensor, share: float) -> torch.Tensor:
     return hidden
 
 
+def hide_settings(settings: torch.Tensor, share: float) -> torch.Tensor:
+    """settings [B, 2] with a random ``share`` of the rows hidden (NaN)."""
+    hidden = settings.clone()
+    hidden[torch.rand(len(settings)) < share] = float("nan")
+    return hidden
+
+
 class ExampleBatches:
     """Collated batches of ``examples`` in an :class:`EpochSampler`'s order; Lightning checkpoints
     its position through ``state_dict``."""
 
-    def __init__(self, examples: list[Example], frames: torch.Tensor, speeds: torch.Tensor, pad_id: int,
-                 sampler: EpochSampler):
-        self.examples, self.frames, self.speeds, self.pad_id, self.sampler = examples, frames, speeds, pad_id, sampler
+    def __init__(self, examples: list[Example], frames: torch.Tensor, speeds: torch.Tensor, settings: torch.Tensor,
+                 pad_id: int, sampler: EpochSampler):
+        self.examples, self.frames, self.speeds, self.settings = examples, frames, speeds, settings
+        self.pad_id, self.sampler = pad_id, sampler
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for index in self.sampler:
-            yield collate([self.examples[i] for i in index], self.frames, self.speeds, self.pad_id)
+            yield collate([self.examples[i] for i in index], self.frames, self.speeds, self.pad_id, self.settings)
 
     def state_dict(self) -> dict[str, int]:
         return self.sampler.state_dict()
@@ -194,10 +216,11 @@ class CommentaryModule(L.LightningModule):
     """The optimiser, schedule and data order around a :class:`CommentaryModel`."""
 
     def __init__(self, model: CommentaryModel, settings: CommentaryTrainSettings, examples: list[Example],
-                 frames: torch.Tensor, speeds: torch.Tensor, pad_id: int):
+                 frames: torch.Tensor, speeds: torch.Tensor, driver_settings: torch.Tensor, pad_id: int):
         super().__init__()
         self.model, self.settings = model, settings
         self.examples, self.frames, self.speeds, self.pad_id = examples, frames, speeds, pad_id
+        self.driver_settings = driver_settings
         self.start_step: int | None = None  # global step and clock when this fit began training
         self.start_time: float | None = None
 
@@ -208,11 +231,12 @@ class CommentaryModule(L.LightningModule):
     def train_dataloader(self) -> ExampleBatches:
         sampler = EpochSampler(len(self.examples), self.batch_size, self.settings.seed, self.global_rank,
                                self.trainer.world_size)
-        return ExampleBatches(self.examples, self.frames, self.speeds, self.pad_id, sampler)
+        return ExampleBatches(self.examples, self.frames, self.speeds, self.driver_settings, self.pad_id, sampler)
 
     def training_step(self, batch, batch_idx):
         torch.manual_seed(self.settings.seed * 1_000_003 + self.global_step)  # dropout follows the step
-        loss = self.model(**{**batch, "speed": hide_speeds(batch["speed"], self.settings.speed_dropout)})
+        loss = self.model(**{**batch, "speed": hide_speeds(batch["speed"], self.settings.speed_dropout),
+                             "settings": hide_settings(batch["settings"], self.settings.settings_dropout)})
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["tokens"]))
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
         return loss
@@ -314,13 +338,15 @@ def train_commentary(samples: Sequence[DrivingSample], settings: CommentaryTrain
     saved = DrivingTokenizer.load(out_dir / TOKENIZER_FILE) if resuming and not s.text_model else None
     model, tokenizer = build_model(s, frames.shape[1], frames.shape[2], sample_texts(chosen), saved)
     tokenizer.save(out_dir / TOKENIZER_FILE)
-    examples, counts = make_examples(chosen, tokenizer, s.tasks, s.max_question_tokens, s.max_new_tokens)
+    examples, counts = make_examples(chosen, tokenizer, s.tasks, s.max_question_tokens, s.max_new_tokens,
+                                     s.commentary_repeats)
     if not examples:
         raise VfmError("no training example fits the length limits", where="train_commentary(samples)",
                        fix="raise max_question_tokens / max_new_tokens or pass more samples")
 
+    driver_settings = torch.from_numpy(np.stack([x.driver_settings() for x in chosen]))  # [N, 2]
     module = CommentaryModule(model, s, examples, torch.from_numpy(frames), torch.from_numpy(speeds),
-                              tokenizer.pad_id)
+                              driver_settings, tokenizer.pad_id)
     precision = resolve_precision(s.precision)
     trainer = L.Trainer(
         max_steps=s.max_steps or -1, max_epochs=-1 if s.max_steps else s.max_epochs,

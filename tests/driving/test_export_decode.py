@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.driving.decode import CommentaryRuntime, read_settings
+from vfm.plugins.driving.decode import CommentaryRuntime, check_driver_settings, read_settings
 from vfm.plugins.driving.export import export_commentary
 from vfm.plugins.driving.training import clip_array
 
@@ -39,9 +39,11 @@ def exported(tmp_path_factory):
     tokenizer = tiny_tokenizer(samples)
     model = quick_fit(tiny_model(tokenizer, k=K, size=SIZE), tokenizer, samples)
     folder = tmp_path_factory.mktemp("driving-onnx")
-    clips = np.stack([s.frames for s in samples[:3]])
-    _, speeds = clip_array(samples[:3])  # [3, k]
-    report = export_commentary(model, tokenizer, folder, clips, speeds, QUESTIONS)
+    clips = np.stack([s.frames for s in samples[1:4]])
+    _, speeds = clip_array(samples[1:4])  # [3, k]
+    settings = np.stack([s.driver_settings() for s in samples[1:4]])  # [3, 2]
+    assert np.isfinite(settings[0]).all()  # the first clip is also compared without its settings
+    report = export_commentary(model, tokenizer, folder, clips, speeds, QUESTIONS, settings=settings)
     return folder, model, tokenizer, samples, report
 
 
@@ -53,8 +55,8 @@ def runtime(exported):
 def torch_greedy(model, tokenizer, sample, question=None) -> list[int]:
     frames = torch.from_numpy(sample.frames[None]).permute(0, 1, 4, 2, 3).float() / 255.0  # [1, k, 3, H, W]
     speed = torch.from_numpy(clip_array([sample])[1])  # [1, k]
-    return model.generate(frames, speed, tokenizer.prompt(question),
-                          tokenizer.eos_id)[0]
+    return model.generate(frames, speed, tokenizer.prompt(question), tokenizer.eos_id,
+                          settings=torch.from_numpy(sample.driver_settings()[None]))[0]
 
 
 def dims(model_path, name) -> list:
@@ -66,8 +68,8 @@ def dims(model_path, name) -> list:
 def test_export_writes_three_graphs_with_symbolic_axes_and_a_parity_report(exported):
     folder, model, _, _, report = exported
     parity = json.loads((folder / "parity.json").read_text())
-    assert parity["tokens"] == report["tokens"] == {"cases": 3 + len(QUESTIONS), "cached_match": 5,
-                                                    "uncached_match": 5,
+    assert parity["tokens"] == report["tokens"] == {"cases": 3 + 1 + len(QUESTIONS), "cached_match": 6,
+                                                    "uncached_match": 6,
                                                     "tokens_compared": report["tokens"]["tokens_compared"]}
     assert report["tokens"]["tokens_compared"] > 10
     assert report["encoder"]["passed"] and report["encoder"]["n_inputs"] == 3
@@ -89,7 +91,8 @@ def test_onnx_greedy_matches_torch_in_both_cache_modes(exported, runtime):
     for sample, question in [(samples[4], None), (samples[5], None), (samples[6], QUESTIONS[1])]:
         expected = torch_greedy(model, tokenizer, sample, question)
         for use_cache in (True, False):
-            got = runtime.run(sample.frames, sample.speed_trace(), question, use_cache=use_cache)
+            got = runtime.run(sample.frames, sample.speed_trace(), question, use_cache=use_cache,
+                              driver_settings=sample.driver_settings())
             assert list(got.tokens) == expected
         said.add(got.text)
     assert len(said) > 1 and all(len(text) > 3 for text in said)  # the fitted model says different things
@@ -149,7 +152,8 @@ def test_speed_given_per_frame_for_the_last_frame_or_not_at_all(exported, runtim
     assert np.isnan(runtime.speed_trace(14.0)[:-1]).all() and runtime.speed_trace(14.0)[-1] == 14.0
     assert np.isnan(runtime.speed_trace(None)).all()
     pixels = runtime.preprocess(sample.frames)
-    prefixes = [runtime.backend.encode(pixels, runtime.speed_trace(speed)[None])[0][0]
+    unknown = np.full((1, 2), np.nan, np.float32)
+    prefixes = [runtime.backend.encode(pixels, runtime.speed_trace(speed)[None], unknown)[0][0]
                 for speed in ([12.0, 13.0, 14.0], 14.0, None)]  # each [P, D]
     for i, j in ((0, 1), (0, 2), (1, 2)):  # each form reaches the speed token, and only it
         assert not np.allclose(prefixes[i][-1], prefixes[j][-1])
@@ -158,6 +162,22 @@ def test_speed_given_per_frame_for_the_last_frame_or_not_at_all(exported, runtim
     for bad, message in (([1.0, 2.0], "the clip has 3 frames"), (-3.0, "non-negative"), ("fast", "numbers in m/s")):
         with pytest.raises(VfmError, match=message) as caught:
             runtime.comment(sample.frames, bad)
+        assert "fix:" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_driver_settings_reach_the_ego_token_in_every_form(exported, runtime):
+    sample = exported[3][4]
+    pixels, speed = runtime.preprocess(sample.frames), runtime.speed_trace(sample.speed_trace())[None]
+    forms = [None, (25.0, 1.5), [25.0, None], np.array([np.nan, 1.5])]
+    prefixes = [runtime.backend.encode(pixels, speed, check_driver_settings(form)[None])[0][0] for form in forms]
+    for i in range(len(forms)):
+        for j in range(i):
+            assert not np.allclose(prefixes[i][-1], prefixes[j][-1])
+            np.testing.assert_array_equal(prefixes[i][:-1], prefixes[j][:-1])
+    assert runtime.comment(sample.frames, sample.speed_trace(), driver_settings=(25.0, 1.5)).tokens
+    for bad in ("fast", [25.0], [25.0, 1.5, 3.0], [-1.0, 1.5], [float("inf"), 1.5], 25.0):
+        with pytest.raises(VfmError, match="driver_settings") as caught:
+            runtime.comment(sample.frames, 10.0, driver_settings=bad)
         assert "fix:" in str(caught.value) and "\n" not in str(caught.value)
 
 

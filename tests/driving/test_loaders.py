@@ -53,6 +53,23 @@ def test_frame_speeds_round_trip_and_are_checked(tmp_path):
         assert "samples.jsonl:1" in str(err.value) and "fix:" in str(err.value)
 
 
+def test_driver_settings_round_trip_and_are_checked(tmp_path):
+    clip = np.zeros((2, 8, 8, 3), np.uint8)
+    told = DrivingSample(**{**vars(sample(0, clip)), "set_speed": 27.5})
+    folder = write_dataset([told, sample(1, clip)], tmp_path / "d")
+    loaded = load_generic(folder)
+    assert loaded[0].set_speed == 27.5 and math.isnan(loaded[0].set_time_gap)
+    assert np.isnan(loaded[1].driver_settings()).all()
+    manifest = folder / "samples.jsonl"
+    record = json.loads(manifest.read_text().splitlines()[0])
+    assert record["set_speed"] == 27.5 and record["set_time_gap"] is None
+    for name, bad in (("set_speed", "fast"), ("set_speed", -1.0), ("set_time_gap", True), ("set_time_gap", [1.5])):
+        manifest.write_text(json.dumps({**record, name: bad}) + "\n")
+        with pytest.raises(VfmError, match=f"{name} is") as err:
+            load_generic(folder)
+        assert "samples.jsonl:1" in str(err.value) and "fix:" in str(err.value)
+
+
 def test_missing_folder_and_manifest(tmp_path):
     with pytest.raises(VfmError, match="folder does not exist") as err:
         load_generic(tmp_path / "nope")

@@ -74,7 +74,7 @@ def test_tokenizer_without_special_tokens_is_refused_or_extended():
     assert plain.get_vocab_size(with_added_tokens=True) == 2  # the original is untouched
 
 
-def test_prefix_layout_speed_token_and_saliency(model, samples):
+def test_prefix_layout_ego_token_and_saliency(model, samples):
     frames, speed = clip_batch(samples)
     with torch.no_grad():
         prefix, saliency = model.prefix(frames, speed, with_saliency=True)
@@ -84,22 +84,41 @@ def test_prefix_layout_speed_token_and_saliency(model, samples):
     assert prefix.shape == (2, cfg.prefix_length, 64)
     assert saliency.shape == (2, K, cfg.grid, cfg.grid)
     torch.testing.assert_close(saliency.sum(dim=(2, 3)), torch.ones(2, K))
-    torch.testing.assert_close(prefix[1, -1], model.unknown_speed)  # NaN speed: the learned unknown token
-    assert not torch.allclose(faster[0, -1], prefix[0, -1])  # the speed changes the speed token only
+    torch.testing.assert_close(prefix[1, -1], model.unknown_ego)  # NaN speed, no settings: the learned unknown token
+    assert not torch.allclose(faster[0, -1], prefix[0, -1])  # the speed changes the ego token only
     torch.testing.assert_close(faster[:, :-1], prefix[:, :-1])
     torch.testing.assert_close(faster[1], prefix[1])
 
 
-def test_speed_token_reads_the_trend_and_partial_traces(model):
+def test_ego_token_reads_the_trend_and_partial_traces(model):
     nan = float("nan")
     traces = torch.tensor([[12.0, 13.0, 14.0], [16.0, 15.0, 14.0], [nan, nan, 14.0], [nan, 15.0, 14.0],
                            [nan, nan, nan]])  # accelerating, braking, last frame only, two frames, unknown
     assert traces.shape[1] == K
     with torch.no_grad():
-        tokens = model.speed_token(traces)  # [5, D]
+        tokens = model.ego_token(traces)  # [5, D]
     assert torch.isfinite(tokens).all()
     assert len({tuple(row.tolist()) for row in tokens}) == 5  # same final speed, five different tokens
-    torch.testing.assert_close(tokens[4], model.unknown_speed)
+    torch.testing.assert_close(tokens[4], model.unknown_ego)
+
+
+def test_ego_token_reads_the_drivers_settings(model, samples):
+    nan = float("nan")
+    speed = torch.tensor([[12.0, 13.0, 14.0]] * 5 + [[nan, nan, nan]])  # [6, k]
+    settings = torch.tensor([[nan, nan], [25.0, 1.5], [30.0, 1.5], [25.0, 2.0], [25.0, nan],
+                             [25.0, 1.5]])  # unknown, three settings, set speed alone; no speed but settings
+    with torch.no_grad():
+        tokens = model.ego_token(speed, settings)  # [6, D]
+        default = model.ego_token(speed[:1])  # settings None: unknown
+    assert len({tuple(row.tolist()) for row in tokens}) == 6
+    torch.testing.assert_close(default[0], tokens[0])
+    assert not torch.allclose(tokens[5], model.unknown_ego)  # settings alone are something known
+    frames, clip_speed = clip_batch(samples)
+    with torch.no_grad():
+        plain, _ = model.prefix(frames, clip_speed)
+        told, _ = model.prefix(frames, clip_speed, torch.tensor([[25.0, 1.5]] * 2))
+    torch.testing.assert_close(told[:, :-1], plain[:, :-1])  # the settings reach the ego token only
+    assert not torch.allclose(told[:, -1], plain[:, -1])
 
 
 def test_loss_scores_the_target_tokens_only(model, tokenizer, samples):

@@ -37,11 +37,13 @@ MODEL_FILES = ("encoder.onnx", "decoder.onnx", "decoder_step.onnx", "tokenizer.j
 
 
 def episode(gap: float, closing: bool, n: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
-    """An example episode as the bundle stores it: ``n`` frames and the speed at each."""
+    """An example episode as the bundle stores it: ``n`` frames and the speed at each (and the
+    first episode the driver's settings)."""
     frames = draw_clip(n, SIZE, gap, closing, np.random.default_rng(seed))
     speed = np.linspace(20.0, 15.0, n, dtype=np.float32)
     commentary = np.array([""] * (K - 1) + ["Slowing down because the lead vehicle is closing."] * (n - K + 1))
-    return {"frames": frames, "ego_speed": speed, "commentary": commentary}
+    settings = {"driver_settings": np.array([25.0, 1.5], np.float32)} if seed == 0 else {}
+    return {"frames": frames, "ego_speed": speed, "commentary": commentary, **settings}
 
 
 def build_bundle(root: Path) -> Path:
@@ -89,10 +91,12 @@ def test_timeline_comments_on_every_window_as_the_runtime_does(predictor, drivin
     assert (result["clip_frames"], result["frames_per_window"], result["windows"]) == (6, K, 4)
     assert [entry["step"] for entry in result["timeline"]] == [2, 3, 4, 5]
     assert result["ego_speed_source"] == "clip" and result["notes"] == []
+    assert result["driver_settings"] == {"set_speed": 25.0, "set_time_gap": 1.5}  # the episode's
     runtime = CommentaryRuntime(driving_bundle)
     for entry in result["timeline"]:
         t = entry["step"]
-        said = runtime.comment(frames[t - K + 1: t + 1], speed[t - K + 1: t + 1])
+        said = runtime.comment(frames[t - K + 1: t + 1], speed[t - K + 1: t + 1],
+                               driver_settings=example["driver_settings"])
         assert entry["commentary"] == said.text and entry["ego_speed"] == pytest.approx(float(speed[t]))
         assert (entry["action"], entry["cause"]) == parse_commentary(said.text)
         assert entry["reference"] == str(example["commentary"][t])  # the episode's ground truth
@@ -105,12 +109,28 @@ def test_timeline_comments_on_every_window_as_the_runtime_does(predictor, drivin
 def test_question_is_answered_about_the_last_window(predictor, driving_bundle, example):
     path = str(driving_bundle / "examples" / "00_highway.npz")
     reply = predictor.predict(path, question="Why?")["answer"]
-    expected = CommentaryRuntime(driving_bundle).answer(example["frames"][-K:], example["ego_speed"][-K:], "Why?")
+    expected = CommentaryRuntime(driving_bundle).answer(example["frames"][-K:], example["ego_speed"][-K:], "Why?",
+                                                        driver_settings=example["driver_settings"])
     assert reply["answer"] == expected.text and reply["step"] == 5 and 0 < reply["confidence"] <= 1
-    assert predictor.ask({"frames": example["frames"], "ego_speed": example["ego_speed"]}, "Why?") == reply
+    clip = {"frames": example["frames"], "ego_speed": example["ego_speed"]}
+    assert predictor.ask(clip, "Why?", driver_settings=(25.0, 1.5)) == reply
     assert predictor.predict({"frames": example["frames"], "question": "Why?"})["answer"]["question"] == "Why?"
     with pytest.raises(VfmError, match="the question is empty"):
         predictor.ask(path, "  ")
+
+
+def test_driver_settings_argument_beats_the_episode_and_an_upload_has_none(predictor, driving_bundle, example):
+    path = str(driving_bundle / "examples" / "00_highway.npz")
+    given = predictor.predict(path, driver_settings=(30.0, None))
+    assert given["driver_settings"] == {"set_speed": 30.0, "set_time_gap": None}
+    runtime = CommentaryRuntime(driving_bundle)
+    expected = runtime.comment(example["frames"][-K:], example["ego_speed"][-K:], driver_settings=(30.0, None))
+    assert given["timeline"][-1]["commentary"] == expected.text
+    upload = predictor.predict({"frames": example["frames"], "ego_speed": example["ego_speed"]})
+    assert upload["driver_settings"] == {"set_speed": None, "set_time_gap": None}
+    with pytest.raises(VfmError, match="driver_settings") as caught:
+        predictor.predict(path, driver_settings=(-5.0, 1.5))
+    assert "fix:" in str(caught.value)
 
 
 def test_every_lossless_clip_format_gives_the_same_commentary(predictor, example, tmp_path):

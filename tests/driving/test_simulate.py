@@ -10,7 +10,8 @@ import pytest
 from vfm.platform.errors import VfmError
 from vfm.plugins.driving.loaders import load_generic
 from vfm.plugins.driving.records import ACTIONS, CAUSES
-from vfm.plugins.driving.scenarios import SCENARIOS, make_env, render_frame
+from vfm.plugins.driving.policy import DriverStyle
+from vfm.plugins.driving.scenarios import SCENARIOS, get_scenario, make_env, render_frame
 from vfm.plugins.driving.simulate import HELD_OUT_SEED_OFFSET, generate, run_episode, split_plan, write_dataset
 
 SIZE, K = 48, 3
@@ -31,6 +32,8 @@ def test_samples_have_clips_labels_and_text(samples):
         assert sample.step >= K - 1 and sample.id == f"{sample.scenario}-s{sample.seed}-t{sample.step:03d}"
         assert sample.ego_speed == sample.facts["ego_speed_mps"] == sample.frame_speeds[-1]
         assert len(sample.frame_speeds) == K and min(sample.frame_speeds) >= 0
+        style = DriverStyle.draw(get_scenario(sample.scenario), sample.seed)  # what the driver wants
+        assert (sample.set_speed, sample.set_time_gap) == (round(style.cruise_speed, 2), round(style.time_headway, 2))
 
 
 def test_speed_traces_follow_the_drive(samples):
@@ -103,8 +106,9 @@ def test_write_then_load_round_trips(samples, tmp_path):
     assert [s.id for s in loaded] == [s.id for s in samples]
     for original, back in zip(samples, loaded):
         assert np.array_equal(original.frames, back.frames)
-        assert (back.action, back.cause, back.commentary, back.qa, back.facts) == (
-            original.action, original.cause, original.commentary, original.qa, original.facts)
+        assert (back.action, back.cause, back.commentary, back.qa, back.facts, back.frame_speeds) == (
+            original.action, original.cause, original.commentary, original.qa, original.facts, original.frame_speeds)
+        np.testing.assert_array_equal(back.driver_settings(), original.driver_settings())
     json.loads((target / "samples.jsonl").read_text().splitlines()[0])
     with pytest.raises(VfmError, match="already exists"):
         write_dataset(samples, target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from vfm.plugins.driving.training import (
     CommentaryTrainSettings,
     clip_array,
     collate,
+    hide_settings,
     hide_speeds,
     make_examples,
     train_commentary,
@@ -100,6 +102,19 @@ def test_examples_mix_commentary_and_qa_and_score_the_answer_only(samples):
     assert short == {"commentary": 0, "qa": 0, "too_long": 2}
 
 
+def test_commentary_repeats_repeat_the_commentary_only(samples):
+    tokenizer = tiny_tokenizer(samples)
+    once, counts = make_examples(samples[:2], tokenizer, ("commentary", "qa"), 12, 40)
+    thrice, repeated_counts = make_examples(samples[:2], tokenizer, ("commentary", "qa"), 12, 40,
+                                            commentary_repeats=3)
+    assert repeated_counts == counts  # distinct sequences
+    commentary = [e for e in once if e.prompt == 2]  # <bos> <sep>: no question
+    assert len(commentary) == 2 and len(thrice) == len(once) + 2 * len(commentary)
+    assert Counter(thrice) == Counter(once) + Counter(commentary * 2)
+    with pytest.raises(VfmError, match="commentary_repeats"):
+        tiny_settings(commentary_repeats=0)
+
+
 def test_frozen_pretrained_encoder_stays_as_pretrained(samples, tmp_path):
     mae_cfg = MaeConfig.preset("tiny", img_size=32)
     mae = MaskedAutoencoderViT(mae_cfg)
@@ -139,6 +154,17 @@ def test_a_text_adapted_decoder_is_trained_with_its_own_tokenizer(samples, tmp_p
     model, tokenizer = load_commentary_model(tmp_path / "run" / "model")
     assert tokenizer.vocab_size == len(hf_tokenizer) + 4
     assert model.config.extra["text_model"] == str(tmp_path / "lm")
+
+
+def test_settings_dropout_hides_whole_rows():
+    torch.manual_seed(0)
+    settings = torch.tensor([[25.0, 1.5]] * 400)
+    hidden = hide_settings(settings, 0.3)
+    gone = torch.isnan(hidden).all(dim=1)
+    assert (torch.isnan(hidden).any(dim=1) == gone).all()  # a row is hidden whole or not at all
+    assert 0.2 < gone.float().mean() < 0.4
+    torch.testing.assert_close(hidden[~gone], settings[~gone])
+    torch.testing.assert_close(hide_settings(settings, 0.0), settings)
 
 
 def test_speed_dropout_hides_whole_traces_or_all_but_the_last_reading():

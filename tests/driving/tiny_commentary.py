@@ -62,7 +62,8 @@ def draw_clip(k: int, size: int, gap: float, closing: bool, rng: np.random.Gener
 
 
 def make_samples(n: int = 12, k: int = 3, size: int = 32, seed: int = 0) -> list[DrivingSample]:
-    """``n`` samples cycling through :data:`SCENES`, with two QA pairs each."""
+    """``n`` samples cycling through :data:`SCENES`, with two QA pairs each; every fifth has no
+    speed and every seventh no driver settings."""
     rng = np.random.default_rng(seed)
     samples = []
     for i in range(n):
@@ -74,11 +75,14 @@ def make_samples(n: int = 12, k: int = 3, size: int = 32, seed: int = 0) -> list
               QAPair("Why?", cause.replace("_", " "))]
         trend = {"slow_down": -1.0, "accelerate": 1.0}.get(action, 0.0)  # m/s per frame
         known = i % 5 != 0  # every fifth sample has no speed at all
+        set_speed = speed + 5.0 if action == "accelerate" else speed
+        settings = dict(set_speed=set_speed, set_time_gap=1.5) if i % 7 else {}
         samples.append(DrivingSample(id=f"tiny-{i}", scenario="highway",
                                      frames=draw_clip(k, size, gap, action == "slow_down", rng),
                                      ego_speed=speed if known else float("nan"), action=action, cause=cause,
                                      commentary=commentary, qa=qa, seed=seed, step=i,
-                                     frame_speeds=[speed - trend * (k - 1 - t) for t in range(k)] if known else None))
+                                     frame_speeds=[speed - trend * (k - 1 - t) for t in range(k)] if known else None,
+                                     **settings))
     return samples
 
 
@@ -118,12 +122,13 @@ def quick_fit(model: CommentaryModel, tokenizer: DrivingTokenizer, samples: list
     examples, _ = make_examples(samples, tokenizer, ("commentary", "qa"), cfg.max_question_tokens,
                                 cfg.max_new_tokens)
     frames, speeds = map(torch.from_numpy, clip_array(samples))  # [N, k, H, W, 3], [N, k]
+    settings = torch.from_numpy(np.stack([s.driver_settings() for s in samples]))  # [N, 2]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     order = np.random.default_rng(0).permutation(steps * batch_size) % len(examples)
     model.train()
     for step in range(steps):
         batch = collate([examples[i] for i in order[step * batch_size:(step + 1) * batch_size]], frames, speeds,
-                        tokenizer.pad_id)
+                        tokenizer.pad_id, settings)
         optimizer.zero_grad()
         model(**batch).backward()
         optimizer.step()
