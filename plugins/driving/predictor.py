@@ -91,8 +91,8 @@ class CommentaryPredictor:
                 speed); overrides the source's.
             beam_size: beams per decoding (1: greedy).
             driver_settings: ``(set speed m/s, set time gap s)`` of the car's cruise control
-                (None / NaN where unknown); default: the episode's, when the clip is an ``.npz``
-                that carries ``driver_settings``, else unknown.
+                (None / NaN where not given); what is not given is the episode's, when the clip
+                is an ``.npz`` that carries ``driver_settings``, else unknown.
 
         Returns:
             JSON-able fields: ``clip_frames`` (N), ``frames_per_window`` (k), ``frame_interval_s``,
@@ -163,10 +163,9 @@ class CommentaryPredictor:
 
     @staticmethod
     def _settings(source: Any, driver_settings: Any) -> np.ndarray:
-        """The driver's settings [2]: the argument where given, else the episode's."""
-        if driver_settings is None:
-            driver_settings = episode_settings(source)
-        return check_driver_settings(driver_settings)
+        """The driver's settings [2]: each the argument's where given, else the episode's, else NaN."""
+        given = check_driver_settings(driver_settings)
+        return np.where(np.isnan(given), check_driver_settings(episode_settings(source)), given)
 
     def _answer(self, clip: Clip, question: str, beam_size: int, settings: np.ndarray) -> dict[str, Any]:
         n = len(clip.frames)

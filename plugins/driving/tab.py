@@ -21,9 +21,10 @@ def build_driving_tab(predictor: Any) -> None:
     API:
 
     - ``/<plugin>_predict``: inputs (clip files: one ``.npz``/GIF/APNG/WebP/video or several
-      image frames; ego speed m/s or None), outputs (timeline rows, overlay gallery of the last
-      window, summary markdown);
-    - ``/<plugin>_ask``: inputs (clip files, ego speed, question), output (answer markdown);
+      image frames; ego speed m/s or None; the driver's set speed m/s and set time gap s, each
+      or None), outputs (timeline rows, overlay gallery of the last window, summary markdown);
+    - ``/<plugin>_ask``: inputs (clip files, ego speed, question, set speed, set time gap),
+      output (answer markdown);
     - ``/<plugin>_example``: input (a bundled episode's path), output (that episode as the clip).
     """
     import gradio as gr
@@ -31,9 +32,10 @@ def build_driving_tab(predictor: Any) -> None:
     name = predictor.plugin.name
     manifest = predictor.plugin.manifest
 
-    def comment(files: list[str] | None, speed: float | None) -> tuple[Any, ...]:
+    def comment(files: list[str] | None, speed: float | None, set_speed: float | None = None,
+                time_gap: float | None = None) -> tuple[Any, ...]:
         try:
-            result = predictor.predict(_clip(files), ego_speed=speed)
+            result = predictor.predict(_clip(files), ego_speed=speed, driver_settings=(set_speed, time_gap))
         except VfmError as err:
             raise gr.Error(str(err)) from None
         rows = [[entry["step"], _speed_text(entry["ego_speed"]), entry["commentary"], entry["action"] or "—",
@@ -54,9 +56,10 @@ def build_driving_tab(predictor: Any) -> None:
             summary += "\n\n" + "\n".join(f"- {note}" for note in result["notes"])
         return rows, gallery, summary
 
-    def ask(files: list[str] | None, speed: float | None, question: str) -> str:
+    def ask(files: list[str] | None, speed: float | None, question: str, set_speed: float | None = None,
+            time_gap: float | None = None) -> str:
         try:
-            reply = predictor.ask(_clip(files), question, ego_speed=speed)
+            reply = predictor.ask(_clip(files), question, ego_speed=speed, driver_settings=(set_speed, time_gap))
         except VfmError as err:
             raise gr.Error(str(err)) from None
         return (f"**Q:** {reply['question']}\n\n### {reply['answer'] or '(no answer)'}\nconfidence "
@@ -75,6 +78,11 @@ def build_driving_tab(predictor: Any) -> None:
                                   f"(one per {FRAME_INTERVAL_S:g} s; at least {predictor.k})", file_count="multiple",
                             file_types=CLIP_TYPES, type="filepath")
             speed = gr.Number(label="Ego speed (m/s; empty: the clip's own, or unknown)", value=None, minimum=0)
+            with gr.Row():
+                set_speed = gr.Number(label="Cruise control: set speed (m/s; empty: the episode's, or unknown)",
+                                      value=None, minimum=0)
+                time_gap = gr.Number(label="Cruise control: time gap (s; empty: the episode's, or unknown)",
+                                     value=None, minimum=0)
             button = gr.Button("Comment", variant="primary")
             question = gr.Textbox(label="Question about the last window",
                                   placeholder="Is it safe to change lanes to the left?")
@@ -88,8 +96,9 @@ def build_driving_tab(predictor: Any) -> None:
                                     interactive=False, wrap=True)
     gr.Markdown("**Intended use.** " + manifest.intended_use.strip() + "\n\n**Limits.** " + " ".join(manifest.limitations))
     picker.change(load_example, inputs=picker, outputs=files, api_name=f"{name}_example")
-    button.click(comment, inputs=[files, speed], outputs=[timeline, gallery, summary], api_name=f"{name}_predict")
-    ask_button.click(ask, inputs=[files, speed, question], outputs=answer, api_name=f"{name}_ask")
+    button.click(comment, inputs=[files, speed, set_speed, time_gap], outputs=[timeline, gallery, summary],
+                 api_name=f"{name}_predict")
+    ask_button.click(ask, inputs=[files, speed, question, set_speed, time_gap], outputs=answer, api_name=f"{name}_ask")
 
 
 def _clip(files: list[str] | None) -> list[str]:

@@ -119,12 +119,12 @@ def test_question_is_answered_about_the_last_window(predictor, driving_bundle, e
         predictor.ask(path, "  ")
 
 
-def test_driver_settings_argument_beats_the_episode_and_an_upload_has_none(predictor, driving_bundle, example):
+def test_driver_settings_given_beat_the_episodes_and_an_upload_has_none(predictor, driving_bundle, example):
     path = str(driving_bundle / "examples" / "00_highway.npz")
-    given = predictor.predict(path, driver_settings=(30.0, None))
-    assert given["driver_settings"] == {"set_speed": 30.0, "set_time_gap": None}
+    given = predictor.predict(path, driver_settings=(30.0, None))  # the time gap stays the episode's
+    assert given["driver_settings"] == {"set_speed": 30.0, "set_time_gap": 1.5}
     runtime = CommentaryRuntime(driving_bundle)
-    expected = runtime.comment(example["frames"][-K:], example["ego_speed"][-K:], driver_settings=(30.0, None))
+    expected = runtime.comment(example["frames"][-K:], example["ego_speed"][-K:], driver_settings=(30.0, 1.5))
     assert given["timeline"][-1]["commentary"] == expected.text
     upload = predictor.predict({"frames": example["frames"], "ego_speed": example["ego_speed"]})
     assert upload["driver_settings"] == {"set_speed": None, "set_time_gap": None}

@@ -48,6 +48,7 @@ def test_episode_is_commented_with_timeline_overlays_and_summary(client, predict
     assert len(gallery) == K and gallery[-1]["caption"].startswith("frame 5 · now · attention")
     assert Image.open(gallery[0]["image"]).size == (256, 256)
     assert summary.startswith("### " + expected["timeline"][-1]["commentary"]) and "m/s (from the clip)" in summary
+    assert "driver's settings set speed 25 m/s, time gap 1.5 s" in summary  # the episode's own
 
 
 def test_example_picker_loads_the_episode_as_the_clip(client, predictor):  # noqa: F811
@@ -74,6 +75,13 @@ def test_uploads_speed_and_questions(client, predictor, tmp_path):  # noqa: F811
     answer = client.predict(paths, None, "Why?", api_name="/driving_ask")
     expected = predictor.ask(frames, "Why?")
     assert answer.startswith("**Q:** Why?") and f"### {expected['answer']}" in answer
+    assert "driver's settings unknown" in summary
+    table, _, summary = client.predict(paths, 9.0, 27.0, 1.8, api_name="/driving_predict")
+    told = predictor.predict(frames, ego_speed=9.0, driver_settings=(27.0, 1.8))
+    assert [row[2] for row in _timeline(table)] == [entry["commentary"] for entry in told["timeline"]]
+    assert "driver's settings set speed 27 m/s, time gap 1.8 s" in summary
+    answer = client.predict(paths, None, "Why?", 27.0, 1.8, api_name="/driving_ask")
+    assert f"### {predictor.ask(frames, 'Why?', driver_settings=(27.0, 1.8))['answer']}" in answer
 
 
 def test_bad_input_is_an_error_message_and_the_server_keeps_serving(client, predictor, tmp_path):  # noqa: F811
