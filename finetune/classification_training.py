@@ -34,7 +34,7 @@ from vfm.finetune.plots import write_classification_plots
 from vfm.finetune.vit_classifier import ModelBuilder, build_vit_classifier, load_encoder_weights, save_classifier
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
-from vfm.pretrain.mae_training import lr_lambda, resolve_precision
+from vfm.pretrain.mae_training import lr_lambda, resolve_precision, resumable_checkpoint
 
 MONITOR = "val/selection_score"
 
@@ -294,7 +294,7 @@ def finetune_classifier(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndar
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*exists and is not empty.*")  # resuming into our own run
-        trainer.fit(module, loader, val_loader, ckpt_path=last if last.exists() else None, weights_only=True)
+        trainer.fit(module, loader, val_loader, ckpt_path=resumable_checkpoint(module, last), weights_only=True)
     seconds = time.perf_counter() - start
 
     model, best_epoch = _trained(module, best.best_model_path)

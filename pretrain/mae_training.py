@@ -194,6 +194,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write_bytes(path, buffer.getbuffer())
 
 
+def resumable_checkpoint(module: torch.nn.Module, path: Path) -> Path | None:
+    """``path`` when it holds a checkpoint whose weights fit ``module`` (resume from it), None
+    when there is none.
+
+    Raises:
+        VfmError: the file cannot be read, or its weights have other names or shapes (another
+            model config, or a vfm version whose model changed), one line instead of
+            Lightning's multi-line state-dict error.
+    """
+    if not path.exists():
+        return None
+    fix = f"resume with the settings and vfm version that wrote it, or start again: a new --out folder, or delete {path}"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as err:  # a damaged file: zip, unpickling or key errors
+        raise VfmError(f"cannot read the checkpoint to resume from ({str(err).splitlines()[0][:120]})",
+                       where=str(path), fix=fix) from None
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    reshaped = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or reshaped:
+        raise VfmError(f"the checkpoint to resume from does not fit this model (missing {missing[:2]}, "
+                       f"unexpected {unexpected[:2]}, other shapes {reshaped[:2]})", where=str(path), fix=fix)
+    return path
+
+
 class MaeModule(L.LightningModule):
     def __init__(self, mae: MaeConfig, settings: PretrainSettings, images: torch.Tensor):
         super().__init__()
@@ -347,7 +373,7 @@ def pretrain_mae(images: np.ndarray, mae: MaeConfig, settings: PretrainSettings,
                                    save_top_k=0, save_last=True, enable_version_counter=False),
                    _FigureEveryNEpochs(data[:4], settings.figure_every_n_epochs, out_dir, meta)],
         plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False)
-    trainer.fit(module, ckpt_path=last if last.exists() else None, weights_only=True)
+    trainer.fit(module, ckpt_path=resumable_checkpoint(module, last), weights_only=True)
     trainer.save_checkpoint(last, weights_only=False)  # with optimiser and loop state, to resume
 
     model = module.model.cpu().eval()

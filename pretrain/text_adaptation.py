@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
-from vfm.pretrain.mae_training import resolve_precision
+from vfm.pretrain.mae_training import resolve_precision, resumable_checkpoint
 from vfm.pretrain.text_blocks import mix_by_tokens, pack_blocks, split_heldout, tokenize
 from vfm.pretrain.text_corpus import Corpus, Document
 from vfm.pretrain.text_models import max_positions, perplexity
@@ -177,7 +177,7 @@ def adapt_text_model(base: str, domain_corpus: Corpus | list[Document],
     loader = torch.utils.data.DataLoader(stream, batch_size=None)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*(does not have many workers|resuming from a checkpoint|mid-epoch).*")
-        trainer.fit(module, loader, ckpt_path=last if last.exists() else None, weights_only=True)
+        trainer.fit(module, loader, ckpt_path=resumable_checkpoint(module, last), weights_only=True)
     trainer.save_checkpoint(last, weights_only=False)  # with optimiser and loop state, to resume
 
     trained = module.start_step is not None  # False when the checkpoint had already reached max_steps

@@ -34,7 +34,13 @@ from vfm.plugins.driving.model import CommentaryConfig, CommentaryModel, decoder
 from vfm.plugins.driving.records import ACTIONS, DrivingSample
 from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer, sample_texts, train_tokenizer
 from vfm.pretrain.mae import MaeConfig
-from vfm.pretrain.mae_training import AtomicCheckpointIO, EpochSampler, lr_lambda, resolve_precision
+from vfm.pretrain.mae_training import (
+    AtomicCheckpointIO,
+    EpochSampler,
+    lr_lambda,
+    resolve_precision,
+    resumable_checkpoint,
+)
 
 TASKS = ("commentary", "qa")
 
@@ -355,7 +361,7 @@ def train_commentary(samples: Sequence[DrivingSample], settings: CommentaryTrain
         callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=s.checkpoint_every_n_steps,
                                    save_top_k=0, save_last=True, enable_version_counter=False)],
         plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False)
-    trainer.fit(module, ckpt_path=last if last.exists() else None, weights_only=True)
+    trainer.fit(module, ckpt_path=resumable_checkpoint(module, last), weights_only=True)
     trainer.save_checkpoint(last, weights_only=False)  # with optimiser and loop state, to resume
 
     trained = module.start_step is not None  # False when the checkpoint had already reached max_steps

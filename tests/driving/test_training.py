@@ -76,6 +76,17 @@ def test_a_crashed_run_resumes_its_step_counter_and_weights(samples, tmp_path, m
     assert (again["resumed_from_step"], again["steps"], again["seconds"]) == (MAX_STEPS, MAX_STEPS, 0.0)
 
 
+def test_a_checkpoint_of_another_model_is_refused_in_one_line(samples, tmp_path):
+    train_commentary(samples, tiny_settings(max_steps=2), tmp_path / "run", progress=False)
+    with pytest.raises(VfmError, match="does not fit this model") as caught:  # another prefix layout
+        train_commentary(samples, tiny_settings(max_steps=4, patch_grid=1), tmp_path / "run", progress=False)
+    assert "slot_embed" in str(caught.value) and "new --out folder" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(VfmError, match="cannot read the checkpoint"):
+        train_commentary(samples, tiny_settings(max_steps=4), tmp_path / "run", progress=False)
+
+
 def test_label_fraction_and_tasks_choose_the_examples(samples, tmp_path):
     result = train_commentary(samples, tiny_settings(max_steps=1, label_fraction=0.5, tasks=("qa",)),
                               tmp_path, progress=False)
