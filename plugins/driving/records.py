@@ -81,8 +81,8 @@ class DrivingSample:
 
     What a driver does in a scene depends on what they want as well as on what they see: the
     same gap to the same car ahead is "keeping speed" for one driver and "slowing down" for one
-    with a longer time gap. Cars with adaptive cruise control report both settings on their
-    bus; the model reads them when given (``benchmarks/driving_label_ambiguity.py`` measures
+    with a longer time gap. A car with adaptive cruise control knows both (its dashboard shows
+    them); the model reads them when given (``benchmarks/driving_label_ambiguity.py`` measures
     how much of the simulator's labels they decide).
     """
 
