@@ -205,7 +205,8 @@ def resumable_checkpoint(module: torch.nn.Module, path: Path) -> Path | None:
     """
     if not path.exists():
         return None
-    fix = f"resume with the settings and vfm version that wrote it, or start again: a new --out folder, or delete {path}"
+    fix = (f"resume with the settings and vfm version that wrote it, or start again: a new --out folder, "
+           f"or delete {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     except Exception as err:  # a damaged file: zip, unpickling or key errors

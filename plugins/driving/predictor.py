@@ -3,13 +3,14 @@ every decision step), an optional answer to a question, and where the model look
 
 Torch-free (onnxruntime, numpy, Pillow, ``tokenizers``). The bundle root is a
 :class:`CommentaryRuntime` folder plus ``examples/NN_<scenario>.npz`` episodes (``frames`` uint8
-[N, S, S, 3], ``ego_speed`` [N], ``commentary`` [N], ``scenario``, ``driver_settings`` [2]). Clips come in every form
-:func:`~vfm.plugins.driving.clip_io.read_clip` reads; frames of another size than the model's are
-centre-cropped and resized (:func:`~vfm.plugins.driving.clip_io.fit_frames`).
+[N, S, S, 3], ``ego_speed`` [N], ``commentary`` [N], ``scenario``, ``driver_settings`` [2]).
+Clips come in every form :func:`~vfm.plugins.driving.clip_io.read_clip` reads; frames of another
+size than the model's are centre-cropped and resized (:func:`~vfm.plugins.driving.clip_io.fit_frames`).
 
 The model reads windows of ``k`` consecutive frames, one every 0.5 s, the ego speed at each
-frame of the window and the driver's settings (set speed and time gap, when known). A clip of ``N >= k`` frames gives ``N - k + 1`` windows (stride 1); the
-timeline comments on the last :data:`MAX_WINDOWS` of them.
+frame of the window and the driver's settings (set speed and time gap, when known). A clip of
+``N >= k`` frames gives ``N - k + 1`` windows (stride 1); the timeline comments on the last
+:data:`MAX_WINDOWS` of them.
 """
 
 from __future__ import annotations

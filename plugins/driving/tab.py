@@ -116,8 +116,8 @@ def _captions(last: dict[str, Any], k: int, interval: float) -> list[str]:
 
 def _settings_text(settings: dict[str, float | None]) -> str:
     """``"set speed 27.0 m/s, time gap 1.6 s"``; ``"unknown"`` when neither is known."""
-    parts = [f"{label} {value:g}{unit}" for label, value, unit in (
-        ("set speed", settings["set_speed"], " m/s"), ("time gap", settings["set_time_gap"], " s")) if value is not None]
+    named = (("set speed", settings["set_speed"], " m/s"), ("time gap", settings["set_time_gap"], " s"))
+    parts = [f"{label} {value:g}{unit}" for label, value, unit in named if value is not None]
     return ", ".join(parts) or "unknown"
 
 
