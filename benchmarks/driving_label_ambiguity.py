@@ -46,16 +46,18 @@ OTHER_SEEDS = 7_000_000
 """Other drivers' styles are drawn with seeds from here on (no dataset episode uses them)."""
 
 
-def other_labels(sample, styles: int, keep_settings: bool) -> tuple[tuple[str, str], list[tuple[str, str]]]:
-    """(the label with the episode's own style, the labels of ``styles`` other drivers) for the
-    sample's stored facts; with ``keep_settings`` the other drivers have the episode's cruise
-    speed and time headway."""
+def decided(sample, style: DriverStyle) -> tuple[str, str]:
+    """The (action, cause) a driver of ``style`` chooses in the sample's stored scene."""
+    return label(ScriptedDriver(get_scenario(sample.scenario), style).decide(sample.facts), sample.facts)
+
+
+def other_labels(sample, styles: int, keep_settings: bool) -> list[tuple[str, str]]:
+    """The labels of ``styles`` other drivers in the sample's stored scene; with ``keep_settings``
+    they have the episode's cruise speed and time headway."""
     spec = get_scenario(sample.scenario)
-    own_style = DriverStyle.draw(spec, sample.seed)
-    own = label(ScriptedDriver(spec, own_style).decide(sample.facts), sample.facts)
-    kept = {"cruise_speed": own_style.cruise_speed, "time_headway": own_style.time_headway} if keep_settings else {}
-    others = [replace(DriverStyle.draw(spec, OTHER_SEEDS + i), **kept) for i in range(styles)]
-    return own, [label(ScriptedDriver(spec, style).decide(sample.facts), sample.facts) for style in others]
+    own = DriverStyle.draw(spec, sample.seed)
+    kept = {"cruise_speed": own.cruise_speed, "time_headway": own.time_headway} if keep_settings else {}
+    return [decided(sample, replace(DriverStyle.draw(spec, OTHER_SEEDS + i), **kept)) for i in range(styles)]
 
 
 def summarise(rows: list[tuple[str, list[str]]]) -> dict:
@@ -81,16 +83,15 @@ def main() -> None:
     samples = [s for s in load_generic(args.data) if s.seed is not None and s.action and s.facts]
     if not samples:
         raise SystemExit(f"error: {args.data} has no simulated samples (with seed, action and facts)")
-    report = {"data": args.data, "samples": len(samples), "styles": args.styles}
+    reproduced = np.mean([decided(s, DriverStyle.draw(get_scenario(s.scenario), s.seed)) == (s.action, s.cause)
+                          for s in samples])
+    report = {"data": args.data, "samples": len(samples), "styles": args.styles,
+              "reproduced": round(float(reproduced), 4)}
     for name, keep in (("settings_unknown", False), ("settings_known", True)):
-        reproduced, actions, causes = 0, [], []
-        for sample in samples:
-            own, others = other_labels(sample, args.styles, keep)
-            reproduced += own == (sample.action, sample.cause)
-            actions.append((sample.action, [a for a, _ in others]))
-            causes.append((sample.cause, [c for _, c in others]))
-        report["reproduced"] = round(reproduced / len(samples), 4)
-        report[name] = {"action": summarise(actions), "cause": summarise(causes)}
+        others = [other_labels(sample, args.styles, keep) for sample in samples]
+        report[name] = {key: summarise([(getattr(sample, key), [pair[i] for pair in labels])
+                                        for sample, labels in zip(samples, others, strict=True)])
+                        for i, key in enumerate(("action", "cause"))}
     print(json.dumps(report, indent=1))
 
 

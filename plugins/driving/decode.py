@@ -205,6 +205,8 @@ def check_driver_settings(value: Any) -> np.ndarray:
     if value is None:
         return np.full(2, np.nan, np.float32)
     try:
+        if any(isinstance(v, bool) for v in value):  # not a number, as the generic loader says too
+            raise TypeError
         settings = np.array([np.nan if v is None else v for v in value], dtype=np.float32)
     except (TypeError, ValueError):
         raise VfmError(f"driver_settings must be two numbers, not {value!r}"[:200], where="driver_settings",

@@ -175,7 +175,7 @@ def test_driver_settings_reach_the_ego_token_in_every_form(exported, runtime):
             assert not np.allclose(prefixes[i][-1], prefixes[j][-1])
             np.testing.assert_array_equal(prefixes[i][:-1], prefixes[j][:-1])
     assert runtime.comment(sample.frames, sample.speed_trace(), driver_settings=(25.0, 1.5)).tokens
-    for bad in ("fast", [25.0], [25.0, 1.5, 3.0], [-1.0, 1.5], [float("inf"), 1.5], 25.0):
+    for bad in ("fast", [25.0], [25.0, 1.5, 3.0], [-1.0, 1.5], [float("inf"), 1.5], 25.0, (True, 1.5)):
         with pytest.raises(VfmError, match="driver_settings") as caught:
             runtime.comment(sample.frames, 10.0, driver_settings=bad)
         assert "fix:" in str(caught.value) and "\n" not in str(caught.value)

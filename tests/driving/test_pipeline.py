@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import run_vfm
 from vfm.platform.bundle import load_bundle
 from vfm.platform.registry import get_plugin
-from vfm.plugins.driving.pipeline import DrivingPipeline, distinct_frames
+from vfm.plugins.driving.decode import CommentaryRuntime
+from vfm.plugins.driving.pipeline import DrivingPipeline, distinct_frames, model_folder
 from vfm.plugins.driving.simulate import run_episode, write_dataset
 
 pytestmark = pytest.mark.slow
@@ -67,6 +68,14 @@ def test_evaluate_scores_any_dataset_in_the_generic_format(driving, tmp_path):
     scores = _ok("evaluate", "driving", "--run", str(driving["root"] / "finetune"), "--data", str(tmp_path / "mine"),
                  "--set", "evaluate.max_samples=null")  # the run's recipe caps evaluation at 2 samples
     assert scores["samples"] == len(samples) and scores["commentary"]["action"]["count"] == len(samples)
+    runtime = CommentaryRuntime(model_folder(driving["root"] / "finetune"))
+    for told in (True, False):  # with the samples' driver settings, and as for a car that does not report them
+        scored = scores if told else _ok("evaluate", "driving", "--run", str(driving["root"] / "finetune"), "--data",
+                                          str(tmp_path / "mine"), "--set", "evaluate.driver_settings=false")
+        for sample, example in zip(samples, scored["examples"]):
+            wanted = sample.driver_settings() if told else None
+            assert example["generated"] == runtime.comment(sample.frames, sample.speed_trace(),
+                                                           driver_settings=wanted).text
 
 
 def test_evaluate_names_a_wrong_clip_length_and_a_missing_run(driving, tmp_path):
@@ -88,6 +97,8 @@ def test_export_bundles_the_model_and_example_episodes(driving, tmp_path):
         frames, speed, text = episode["frames"], episode["ego_speed"], episode["commentary"]
     assert frames.dtype == np.uint8 and frames.shape[1:] == (32, 32, 3)
     assert len(speed) == len(text) == len(frames) and np.isfinite(speed).all() and text[0] == "" and text[-1]
+    with np.load(examples[0]) as episode:  # the episode's driver: its cruise speed and time gap
+        assert episode["driver_settings"].shape == (2,) and np.isfinite(episode["driver_settings"]).all()
     assert "action_accuracy" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
 
 
