@@ -289,19 +289,21 @@ class CommentaryModel(nn.Module):
         return torch.cat([tokens.flatten(1, 2), self.ego_token(speed, settings)[:, None]], dim=1), saliency
 
     def forward(self, frames: torch.Tensor, speed: torch.Tensor, tokens: torch.Tensor,
-                labels: torch.Tensor, settings: torch.Tensor | None = None) -> torch.Tensor:
+                labels: torch.Tensor, settings: torch.Tensor | None = None, with_state: bool = False):
         """Mean cross-entropy of the scored tokens (teacher forcing).
 
         frames: [B, k, 3, H, W] float in [0, 1]; speed: [B, k]; tokens: [B, T] int64, ``<bos>
         question <sep> target <eos>`` right-padded; labels: [B, T], the token id where the model
         is scored (target and ``<eos>``), -100 elsewhere; settings: [B, 2] or None. Token t is
-        predicted from the prefix and tokens < t.
+        predicted from the prefix and tokens < t. With ``with_state``: ``(loss, state [B, D])``,
+        ``state`` the decoder's last hidden state at ``<bos>`` (it has read the prefix, no text).
         """
         prefix, _ = self.prefix(frames, speed, settings)  # [B, P, D]
         embeds = torch.cat([prefix, self.decoder.get_input_embeddings()(tokens)], dim=1)  # [B, P+T, D]
-        logits = self.decoder(inputs_embeds=embeds, use_cache=False).logits  # [B, P+T, V]
-        scored = logits[:, prefix.shape[1]:-1]  # [B, T-1, V]: predictions of tokens 1 .. T-1
-        return F.cross_entropy(scored.flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+        out = self.decoder(inputs_embeds=embeds, use_cache=False, output_hidden_states=with_state)
+        scored = out.logits[:, prefix.shape[1]:-1]  # [B, T-1, V]: predictions of tokens 1 .. T-1
+        loss = F.cross_entropy(scored.flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+        return (loss, out.hidden_states[-1][:, prefix.shape[1]]) if with_state else loss
 
     def decode_full(self, prefix: torch.Tensor, tokens: torch.Tensor):
         """The whole sequence at once (no cache in; the prefill of cached decoding).

@@ -32,6 +32,7 @@ from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.plugins.driving.model import CommentaryConfig, CommentaryModel, decoder_config, save_commentary_model
 from vfm.plugins.driving.records import ACTIONS, DrivingSample
+from vfm.plugins.driving.scene_facts import fact_loss, fact_targets
 from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer, sample_texts, train_tokenizer
 from vfm.pretrain.mae import MaeConfig
 from vfm.pretrain.mae_training import (
@@ -68,6 +69,11 @@ class CommentaryTrainSettings:
             (the unknown-speed token learns), half all but the last frame's (a single reading).
         settings_dropout: share of training sequences whose driver settings (set speed, set
             time gap) are hidden, so the model also comments when a car does not report them.
+        fact_weight: weight of the auxiliary scene-fact loss (:mod:`scene_facts`: the decoder's
+            ``<bos>`` state regresses the simulator's facts, gaps, closing speed, free lanes, the
+            commanded acceleration) beside the language loss; 0: language loss only. Samples
+            without facts add nothing to it. On the 40-episode data it lifts action / cause
+            accuracy from 82.6 / 76.3 to 85.0 / 78.7 % (``docs/results/driving.md``).
         freeze_encoder: keep the ViT's weights fixed.
         max_steps / max_epochs: the run's length (steps win when both are set).
         batch_size, lr, encoder_lr (None: ``lr``), warmup_steps, weight_decay, gradient_clip: the optimiser.
@@ -91,6 +97,7 @@ class CommentaryTrainSettings:
     label_fraction: float = 1.0
     speed_dropout: float = 0.1
     settings_dropout: float = 0.3
+    fact_weight: float = 1.0
     freeze_encoder: bool = False
     max_steps: int | None = 2000
     max_epochs: int | None = None
@@ -115,6 +122,7 @@ class CommentaryTrainSettings:
             ("label_fraction", 0.0 < self.label_fraction <= 1.0, "use e.g. 0.1 for 10 % of the labels, 1.0 for all"),
             ("speed_dropout", 0.0 <= self.speed_dropout <= 1.0, "use a share in [0, 1], e.g. 0.1"),
             ("settings_dropout", 0.0 <= self.settings_dropout <= 1.0, "use a share in [0, 1], e.g. 0.3"),
+            ("fact_weight", self.fact_weight >= 0.0, "use 0 (off) or a positive weight, e.g. 1.0"),
             ("precision", self.precision in ("auto", "32", "bf16-mixed"), 'use "32", "bf16-mixed" or "auto"'),
             ("batch_size", self.batch_size >= 1, "use a positive batch size"),
         ]
@@ -157,13 +165,14 @@ def make_examples(samples: Sequence[DrivingSample], tokenizer: DrivingTokenizer,
 
 
 def collate(examples: Sequence[Example], frames: torch.Tensor, speeds: torch.Tensor,
-            pad_id: int, settings: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+            pad_id: int, settings: torch.Tensor | None = None,
+            facts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """A batch for :meth:`CommentaryModel.forward`.
 
-    frames: uint8 [N, k, H, W, 3], speeds: [N, k] and settings: [N, 2] (or None) of the samples
-    -> ``frames`` [B, k, 3, H, W] float in [0, 1], ``speed`` [B, k], ``settings`` [B, 2] (NaN
-    when None), ``tokens`` [B, T] (right-padded with ``pad_id``), ``labels`` [B, T] (-100 on the
-    prompt and the padding).
+    frames: uint8 [N, k, H, W, 3], speeds: [N, k], settings: [N, 2] (or None) and facts [N, F]
+    (or None) of the samples -> ``frames`` [B, k, 3, H, W] float in [0, 1], ``speed`` [B, k],
+    ``settings`` [B, 2] (NaN when None), ``tokens`` [B, T] (right-padded with ``pad_id``),
+    ``labels`` [B, T] (-100 on the prompt and the padding), and ``facts`` [B, F] when given.
     """
     length = max(len(e.tokens) for e in examples)
     tokens = torch.full((len(examples), length), pad_id, dtype=torch.int64)  # [B, T]
@@ -175,7 +184,8 @@ def collate(examples: Sequence[Example], frames: torch.Tensor, speeds: torch.Ten
     index = torch.tensor([e.sample for e in examples])
     clip = frames[index].permute(0, 1, 4, 2, 3).float() / 255.0  # [B, k, 3, H, W]
     chosen = torch.full((len(index), 2), float("nan")) if settings is None else settings[index]  # [B, 2]
-    return {"frames": clip, "speed": speeds[index], "settings": chosen, "tokens": tokens, "labels": labels}
+    batch = {"frames": clip, "speed": speeds[index], "settings": chosen, "tokens": tokens, "labels": labels}
+    return batch if facts is None else {**batch, "facts": facts[index]}
 
 
 def hide_speeds(speed: torch.Tensor, share: float) -> torch.Tensor:
@@ -200,16 +210,17 @@ class ExampleBatches:
     its position through ``state_dict``."""
 
     def __init__(self, examples: list[Example], frames: torch.Tensor, speeds: torch.Tensor, settings: torch.Tensor,
-                 pad_id: int, sampler: EpochSampler):
+                 pad_id: int, sampler: EpochSampler, facts: torch.Tensor | None = None):
         self.examples, self.frames, self.speeds, self.settings = examples, frames, speeds, settings
-        self.pad_id, self.sampler = pad_id, sampler
+        self.pad_id, self.sampler, self.facts = pad_id, sampler, facts
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for index in self.sampler:
-            yield collate([self.examples[i] for i in index], self.frames, self.speeds, self.pad_id, self.settings)
+            yield collate([self.examples[i] for i in index], self.frames, self.speeds, self.pad_id, self.settings,
+                          self.facts)
 
     def state_dict(self) -> dict[str, int]:
         return self.sampler.state_dict()
@@ -219,14 +230,22 @@ class ExampleBatches:
 
 
 class CommentaryModule(L.LightningModule):
-    """The optimiser, schedule and data order around a :class:`CommentaryModel`."""
+    """The optimiser, schedule and data order around a :class:`CommentaryModel`, and the scene-fact
+    head of the auxiliary loss (``settings.fact_weight > 0``; training only, not exported).
+
+    facts: [N, F] :func:`~vfm.plugins.driving.scene_facts.fact_targets` of the samples.
+    """
 
     def __init__(self, model: CommentaryModel, settings: CommentaryTrainSettings, examples: list[Example],
-                 frames: torch.Tensor, speeds: torch.Tensor, driver_settings: torch.Tensor, pad_id: int):
+                 frames: torch.Tensor, speeds: torch.Tensor, driver_settings: torch.Tensor, pad_id: int,
+                 facts: torch.Tensor):
         super().__init__()
         self.model, self.settings = model, settings
         self.examples, self.frames, self.speeds, self.pad_id = examples, frames, speeds, pad_id
         self.driver_settings = driver_settings
+        self.facts = facts if settings.fact_weight > 0 else None
+        width = model.decoder.get_input_embeddings().embedding_dim
+        self.fact_head = torch.nn.Linear(width, facts.shape[1]) if self.facts is not None else None
         self.start_step: int | None = None  # global step and clock when this fit began training
         self.start_time: float | None = None
 
@@ -237,12 +256,22 @@ class CommentaryModule(L.LightningModule):
     def train_dataloader(self) -> ExampleBatches:
         sampler = EpochSampler(len(self.examples), self.batch_size, self.settings.seed, self.global_rank,
                                self.trainer.world_size)
-        return ExampleBatches(self.examples, self.frames, self.speeds, self.driver_settings, self.pad_id, sampler)
+        return ExampleBatches(self.examples, self.frames, self.speeds, self.driver_settings, self.pad_id, sampler,
+                              self.facts)
 
     def training_step(self, batch, batch_idx):
         torch.manual_seed(self.settings.seed * 1_000_003 + self.global_step)  # dropout follows the step
-        loss = self.model(**{**batch, "speed": hide_speeds(batch["speed"], self.settings.speed_dropout),
-                             "settings": hide_settings(batch["settings"], self.settings.settings_dropout)})
+        facts = batch.pop("facts", None)
+        inputs = {**batch, "speed": hide_speeds(batch["speed"], self.settings.speed_dropout),
+                  "settings": hide_settings(batch["settings"], self.settings.settings_dropout)}
+        if facts is None:
+            loss = self.model(**inputs)
+        else:
+            text_loss, state = self.model(**inputs, with_state=True)  # state: [B, D]
+            scene_loss = fact_loss(self.fact_head(state), facts)
+            loss = text_loss + self.settings.fact_weight * scene_loss
+            self.log("train/text_loss", text_loss, batch_size=len(batch["tokens"]))
+            self.log("train/fact_loss", scene_loss, batch_size=len(batch["tokens"]))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["tokens"]))
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
         return loss
@@ -253,10 +282,10 @@ class CommentaryModule(L.LightningModule):
     def configure_optimizers(self):
         s = self.settings
         groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-        for name, p in self.model.named_parameters():
+        for name, p in self.named_parameters():
             if p.requires_grad:
                 decays = p.ndim >= 2 and not name.endswith(("_embed", "cls_token"))  # not position tables
-                groups.setdefault((name.startswith("vit."), decays), []).append(p)
+                groups.setdefault((name.startswith("model.vit."), decays), []).append(p)
         optimizer = torch.optim.AdamW(
             [{"params": params, "lr": (s.encoder_lr or s.lr) if in_vit else s.lr,
               "weight_decay": s.weight_decay if decays else 0.0} for (in_vit, decays), params in groups.items()],
@@ -352,7 +381,7 @@ def train_commentary(samples: Sequence[DrivingSample], settings: CommentaryTrain
 
     driver_settings = torch.from_numpy(np.stack([x.driver_settings() for x in chosen]))  # [N, 2]
     module = CommentaryModule(model, s, examples, torch.from_numpy(frames), torch.from_numpy(speeds),
-                              driver_settings, tokenizer.pad_id)
+                              driver_settings, tokenizer.pad_id, torch.from_numpy(fact_targets(chosen)))
     precision = resolve_precision(s.precision)
     trainer = L.Trainer(
         max_steps=s.max_steps or -1, max_epochs=-1 if s.max_steps else s.max_epochs,
