@@ -38,9 +38,9 @@ from vfm.plugins.driving.records import DrivingSample
 
 SYNTHETIC = "synthetic"
 ONNX_DIR = "onnx"
-DATA_FORMAT = 3
-"""Version of what the generator writes (2: speeds per frame, 3: the driver's settings); part of
-the cache key."""
+DATA_FORMAT = 4
+"""Version of what the generator writes (2: speeds per frame, 3: the driver's settings, 4: road
+cameras that show 70-75 m ahead); part of the cache key."""
 SYNTHETIC_SPLITS = ("train", "test_seeds", "test_scenario")
 """Synthetic splits: training episodes, held-out seeds of the training scenarios, and the
 held-out scenario type."""

@@ -116,7 +116,10 @@ class Scenario:
         env_class: the highway-env environment class.
         config: overrides of the environment's default configuration.
         view_m: metres of road shown across the (square) frame.
-        centering: where the ego car sits in the frame (fractions of width, height).
+        centering: where the ego car sits in the frame (fractions of width, height). On the
+            roads, 100 m across with the car a quarter from the left edge: the camera shows the
+            75 m ahead in which the driver reacts to nearly every car it follows (70 m on the
+            ramp); at 96 px a frame has about a pixel per metre.
         cruise_speed: range of the ego driver's desired speed, m/s (drawn per episode).
         duration_s: the episode's default length in seconds.
         lane_changes: whether the ego car may change lanes here.
@@ -149,10 +152,10 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("highway", HighwayEnv,
                  {"lanes_count": 3, "vehicles_count": 16, "vehicles_density": 1.0, "ego_spacing": 1.5,
                   "duration": 40},
-                 view_m=70.0, centering=(0.3, 0.5), cruise_speed=(22.0, 30.0), duration_s=16.0),
-        Scenario("merge", MergeTrafficEnv, {}, view_m=70.0, centering=(0.3, 0.5),
+                 view_m=100.0, centering=(0.25, 0.5), cruise_speed=(22.0, 30.0), duration_s=16.0),
+        Scenario("merge", MergeTrafficEnv, {}, view_m=100.0, centering=(0.25, 0.5),
                  cruise_speed=(26.0, 31.0), duration_s=12.0),
-        Scenario("on_ramp", OnRampEnv, {}, view_m=70.0, centering=(0.35, 0.4),
+        Scenario("on_ramp", OnRampEnv, {}, view_m=100.0, centering=(0.3, 0.4),
                  cruise_speed=(22.0, 27.0), duration_s=14.0, keep_right=False),
         Scenario("intersection", IntersectionEnv,
                  {"destination": None, "duration": 20, "spawn_probability": 0.7, "initial_vehicle_count": 12,
@@ -163,7 +166,7 @@ SCENARIOS: dict[str, Scenario] = {
                  {"duration": 20, "other_vehicles_type": _JUNCTION_VEHICLES},
                  view_m=70.0, centering=(0.5, 0.6), cruise_speed=(8.0, 11.0), duration_s=14.0,
                  lane_changes=False, keep_right=False),
-        Scenario("two_way", TwoWayEnv, {}, view_m=80.0, centering=(0.3, 0.5), cruise_speed=(27.0, 31.0),
+        Scenario("two_way", TwoWayEnv, {}, view_m=100.0, centering=(0.25, 0.5), cruise_speed=(27.0, 31.0),
                  duration_s=16.0, overtake_on_right=False),
     )
 }
