@@ -38,9 +38,10 @@ def visible_ahead_m(scenario: str) -> float:
 
 
 def coverage(samples) -> dict:
-    """``{scenario: {samples, lead_present, lead_out_of_view, share_out_of_view, actions}}`` and
+    """``{scenario: {samples, lead_present, lead_out_of_view, share_out_of_view, visible_ahead_m,
+    actions}}`` and
     ``all`` over the road scenarios."""
-    counts: dict[str, Counter] = defaultdict(Counter)
+    counts: dict[str, Counter] = defaultdict(lambda: Counter(samples=0, lead_present=0, lead_out_of_view=0))
     actions: dict[str, Counter] = defaultdict(Counter)
     for sample in samples:
         if sample.scenario not in ROAD_SCENARIOS:

@@ -95,10 +95,10 @@ def test_export_bundles_the_model_and_example_episodes(driving, tmp_path):
     assert examples and examples[0].name.endswith("_roundabout.npz")  # the unseen scenario first
     with np.load(examples[0]) as episode:
         frames, speed, text = episode["frames"], episode["ego_speed"], episode["commentary"]
+        settings = episode["driver_settings"]  # the episode's driver: its cruise speed and time gap
     assert frames.dtype == np.uint8 and frames.shape[1:] == (32, 32, 3)
     assert len(speed) == len(text) == len(frames) and np.isfinite(speed).all() and text[0] == "" and text[-1]
-    with np.load(examples[0]) as episode:  # the episode's driver: its cruise speed and time gap
-        assert episode["driver_settings"].shape == (2,) and np.isfinite(episode["driver_settings"]).all()
+    assert settings.shape == (2,) and np.isfinite(settings).all()
     assert "action_accuracy" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
 
 
