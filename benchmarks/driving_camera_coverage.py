@@ -39,8 +39,7 @@ def visible_ahead_m(scenario: str) -> float:
 
 def coverage(samples) -> dict:
     """``{scenario: {samples, lead_present, lead_out_of_view, share_out_of_view, visible_ahead_m,
-    actions}}`` and
-    ``all`` over the road scenarios."""
+    actions}}`` for each road scenario, and ``all`` over them."""
     counts: dict[str, Counter] = defaultdict(lambda: Counter(samples=0, lead_present=0, lead_out_of_view=0))
     actions: dict[str, Counter] = defaultdict(Counter)
     for sample in samples:
