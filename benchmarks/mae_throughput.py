@@ -6,7 +6,9 @@ Each configuration runs in a fresh process, so its peak memory is its own: on CU
 resident size before the model was built. FLOPs per step are counted once with
 ``torch.utils.flop_counter.FlopCounterMode`` (forward + backward matmuls and attention; the
 optimiser's elementwise work is not counted); MFU divides them by the step time and
-``--peak-tflops`` (the device's dense bf16 peak, e.g. 989 for an H100 SXM).
+``--peak-tflops`` (the device's dense bf16 peak, e.g. 989 for an H100 or H200 SXM). On CUDA the
+report also gives the bf16 matrix-product rate measured on the device (8192^3, mean of ten after
+three warm-ups), the ceiling that a real training step can approach.
 
 Variants: ``mae`` encodes the visible patches only (``MaskedAutoencoderViT``); ``all-patches``
 is SimMIM-style (MAE's "encoder w/ [M]" ablation): masked patches are replaced by a learned
@@ -120,6 +122,20 @@ def measure(size: str, precision: str, variant: str, img_size: int, batch: int, 
             "threads": torch.get_num_threads()}
 
 
+def matmul_ceiling_tflops(side: int = 8192, repeats: int = 10) -> float:
+    """The CUDA device's measured bf16 rate: TFLOP/s of ``[side, side] @ [side, side]`` on random data."""
+    a, b = (torch.randn(side, side, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    return 2 * side ** 3 * repeats / (start.elapsed_time(end) / 1e3) / 1e12
+
+
 def machine() -> dict:
     model_name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                        if line.startswith("model name")), platform.processor())
@@ -130,6 +146,7 @@ def machine() -> dict:
     return {"nproc": os.cpu_count(), "cpu": model_name, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "bf16_flags": [f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile")],
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "matmul_bf16_tflops": round(matmul_ceiling_tflops(), 1) if torch.cuda.is_available() else None,
             "torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version()}
 
 
@@ -146,6 +163,10 @@ def report(results: list[dict], info: dict, command: str, peak_tflops: float | N
     if info["gpu"] is None:
         lines += ["No CUDA device was available to this run: every figure below is CPU, and no GPU throughput "
                   "or MFU was measured.", ""]
+    else:
+        lines += [f"Measured bf16 matrix-product rate on this device (8192^3, random data): "
+                  f"{info['matmul_bf16_tflops']} TFLOP/s"
+                  + (f"; MFU is against the datasheet's {peak_tflops:g}." if peak_tflops else "."), ""]
     mfu = peak_tflops is not None
     lines += ["One step = forward + backward + AdamW step, mean over the timed steps after warmup. "
               "Encoder tokens include the cls token. Memory: " + results[0]["memory"] + ".", "",
@@ -158,14 +179,14 @@ def report(results: list[dict], info: dict, command: str, peak_tflops: float | N
                      f"| {r['encoder_tokens']} | {r['steps']} | {r['step_s']:.3g} | {r['images_per_s']:.3g} "
                      f"| {r['gflop_per_step']:.4g} | {tflops:.3g} | {r['peak_mem_mib']:.0f} |"
                      + (f" {100 * tflops / peak_tflops:.1f}% |" if mfu else ""))
-    pairs = {(r["size"], r["precision"]): {} for r in results}
+    pairs = {(r["size"], r["precision"], r["batch"]): {} for r in results}
     for r in results:
-        pairs[(r["size"], r["precision"])][r["variant"]] = r
+        pairs[(r["size"], r["precision"], r["batch"])][r["variant"]] = r
     savings = [(key, v["mae"], v["all-patches"]) for key, v in pairs.items() if len(v) == 2]
     if savings:
         lines += ["", "What visible-only encoding saves (MAE vs all-patches, same decoder):", ""]
-        for (size, precision), mae, full in savings:
-            lines.append(f"- {size} {precision}: {full['step_s'] / mae['step_s']:.2f}x faster per step, "
+        for (size, precision, batch), mae, full in savings:
+            lines.append(f"- {size} {precision} batch {batch}: {full['step_s'] / mae['step_s']:.2f}x faster per step, "
                          f"{full['gflop_per_step'] / mae['gflop_per_step']:.2f}x fewer FLOPs, "
                          f"{full['peak_mem_mib'] - mae['peak_mem_mib']:.0f} MiB less peak memory "
                          f"({mae['peak_mem_mib']:.0f} vs {full['peak_mem_mib']:.0f}).")
@@ -182,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", default=["mae", "all-patches"], choices=["mae", "all-patches"])
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: tiny 10, others 2)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: tiny 2, others 1)")
-    parser.add_argument("--batch", type=int, default=None, help="override the per-size batch")
+    parser.add_argument("--batch", type=int, nargs="+", default=None,
+                        help="override the per-size batch; several values run each configuration at each")
     parser.add_argument("--mask-ratio", type=float, default=0.75)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak bf16 TFLOP/s, for MFU")
@@ -196,15 +218,17 @@ def main(argv: list[str] | None = None) -> None:
         steps = args.steps or (10 if size == "tiny" else 2)
         warmup = args.warmup or (2 if size == "tiny" else 1)
         for precision in args.precisions:
-            for variant in args.variants:
-                jobs.append(dict(size=size, precision=precision, variant=variant, img_size=img_size,
-                                 batch=args.batch or batch, steps=steps, warmup=warmup, mask_ratio=args.mask_ratio,
-                                 threads=args.threads))
+            for size_batch in args.batch or [batch]:
+                for variant in args.variants:
+                    jobs.append(dict(size=size, precision=precision, variant=variant, img_size=img_size,
+                                     batch=size_batch, steps=steps, warmup=warmup, mask_ratio=args.mask_ratio,
+                                     threads=args.threads))
     load_before, results = os.getloadavg()[0], []
     for job in tqdm(jobs, desc="configurations", file=sys.stderr):
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:  # a fresh peak memory
             result = pool.submit(measure, **job).result()
-        tqdm.write(f"{job['size']} {job['variant']} {job['precision']}: {result['images_per_s']:.1f} images/s, "
+        tqdm.write(f"{job['size']} {job['variant']} {job['precision']} batch {job['batch']}: "
+                   f"{result['images_per_s']:.1f} images/s, "
                    f"{result['peak_mem_mib']:.0f} MiB", file=sys.stderr)
         results.append(result)
 
