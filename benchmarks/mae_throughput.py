@@ -75,8 +75,10 @@ def rss_mib() -> float:
 
 
 def measure(size: str, precision: str, variant: str, img_size: int, batch: int, steps: int, warmup: int,
-            mask_ratio: float, threads: int | None) -> dict:
-    """Time ``steps`` training steps of one configuration (run in a fresh process)."""
+            mask_ratio: float, threads: int | None, compile_model: bool = False) -> dict:
+    """Time ``steps`` training steps of one configuration (run in a fresh process). With
+    ``compile_model`` the model runs through ``torch.compile`` after the FLOP-counting step, and
+    the compilation happens in the warmup steps."""
     if threads:
         torch.set_num_threads(threads)
     cuda = torch.cuda.is_available()
@@ -90,15 +92,19 @@ def measure(size: str, precision: str, variant: str, img_size: int, batch: int, 
     if cuda:
         torch.cuda.reset_peak_memory_stats()
 
+    forward = model
+
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss, _, _ = model(imgs)
+            loss, _, _ = forward(imgs)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     with FlopCounterMode(display=False) as counter:
         step()  # also the first warmup step
+    if compile_model:
+        forward = torch.compile(model)
     for _ in range(warmup - 1):
         step()
     if cuda:
@@ -114,7 +120,8 @@ def measure(size: str, precision: str, variant: str, img_size: int, batch: int, 
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before  # ru_maxrss is in KiB
     tokens = cfg.img_size ** 2 // cfg.patch_size ** 2
-    return {"size": size, "variant": variant, "precision": precision, "img_size": img_size, "batch": batch,
+    return {"size": size, "variant": variant, "compiled": compile_model, "precision": precision,
+            "img_size": img_size, "batch": batch,
             "encoder_tokens": 1 + (tokens if variant == "all-patches" else round(tokens * (1 - mask_ratio))),
             "steps": steps, "warmup": warmup, "step_s": seconds, "images_per_s": batch / seconds,
             "gflop_per_step": counter.get_total_flops() / 1e9, "peak_mem_mib": peak,
@@ -175,18 +182,20 @@ def report(results: list[dict], info: dict, command: str, peak_tflops: float | N
               "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if mfu else "")]
     for r in results:
         tflops = r["gflop_per_step"] / r["step_s"] / 1e3
-        lines.append(f"| {r['size']} | {r['variant']} | {r['precision']} | {r['img_size']} | {r['batch']} "
+        variant = r["variant"] + (" (compiled)" if r.get("compiled") else "")
+        lines.append(f"| {r['size']} | {variant} | {r['precision']} | {r['img_size']} | {r['batch']} "
                      f"| {r['encoder_tokens']} | {r['steps']} | {r['step_s']:.3g} | {r['images_per_s']:.3g} "
                      f"| {r['gflop_per_step']:.4g} | {tflops:.3g} | {r['peak_mem_mib']:.0f} |"
                      + (f" {100 * tflops / peak_tflops:.1f}% |" if mfu else ""))
-    pairs = {(r["size"], r["precision"], r["batch"]): {} for r in results}
+    pairs = {(r["size"], r["precision"], r["batch"], r.get("compiled", False)): {} for r in results}
     for r in results:
-        pairs[(r["size"], r["precision"], r["batch"])][r["variant"]] = r
+        pairs[(r["size"], r["precision"], r["batch"], r.get("compiled", False))][r["variant"]] = r
     savings = [(key, v["mae"], v["all-patches"]) for key, v in pairs.items() if len(v) == 2]
     if savings:
         lines += ["", "What visible-only encoding saves (MAE vs all-patches, same decoder):", ""]
-        for (size, precision, batch), mae, full in savings:
-            lines.append(f"- {size} {precision} batch {batch}: {full['step_s'] / mae['step_s']:.2f}x faster per step, "
+        for (size, precision, batch, compiled), mae, full in savings:
+            lines.append(f"- {size} {precision} batch {batch}{' compiled' if compiled else ''}: "
+                         f"{full['step_s'] / mae['step_s']:.2f}x faster per step, "
                          f"{full['gflop_per_step'] / mae['gflop_per_step']:.2f}x fewer FLOPs, "
                          f"{full['peak_mem_mib'] - mae['peak_mem_mib']:.0f} MiB less peak memory "
                          f"({mae['peak_mem_mib']:.0f} vs {full['peak_mem_mib']:.0f}).")
@@ -207,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="override the per-size batch; several values run each configuration at each")
     parser.add_argument("--mask-ratio", type=float, default=0.75)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the model through torch.compile (compiled during the warmup steps: use --warmup 3+)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak bf16 TFLOP/s, for MFU")
     parser.add_argument("--output", type=Path, default=None, help="write the markdown report here")
     parser.add_argument("--json", type=Path, default=None, help="write the raw results here")
@@ -222,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
                 for variant in args.variants:
                     jobs.append(dict(size=size, precision=precision, variant=variant, img_size=img_size,
                                      batch=size_batch, steps=steps, warmup=warmup, mask_ratio=args.mask_ratio,
-                                     threads=args.threads))
+                                     threads=args.threads, compile_model=args.compile))
     load_before, results = os.getloadavg()[0], []
     for job in tqdm(jobs, desc="configurations", file=sys.stderr):
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:  # a fresh peak memory
