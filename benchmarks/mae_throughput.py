@@ -222,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=None, help="write the markdown report here")
     parser.add_argument("--json", type=Path, default=None, help="write the raw results here")
     args = parser.parse_args(argv)
+    if args.compile and (args.warmup or 1) < 2:
+        parser.error("--compile compiles in the warmup steps after the first: give --warmup 2 or more (3 is safer)")
 
     jobs = []
     for size in args.sizes:

@@ -9,7 +9,13 @@ Protocol (the official test split is held out and not available here):
 - for each label fraction and seed, three models are fine-tuned on the same stratified subset of the
   pool: the MAE-pretrained ViT, the same ViT from scratch, and a small CNN;
 - every run goes through the platform's own pipeline (the code ``vfm pretrain/finetune/evaluate``
-  runs); results are written to ``<out>/results.json`` and a markdown table to stdout.
+  runs); results are written to ``<out>/results.json`` and a markdown table to stdout;
+- other fine-tuning recipes run beside the default under a name: ``--recipe NAME --set
+  finetune.mode=linear`` (repeatable ``--set``, applied to every model of the call after the
+  per-model defaults). The table shows each recipe's mean selection AUROC, the number to choose a
+  recipe by; the test columns are for reading once the choice is made;
+- ``--set pretrain.KEY=VALUE`` changes the MAE pretraining of ``--out`` (e.g. ``pretrain.mask_ratio=0.5``):
+  one pretraining per output folder, so a folder refuses pretraining overrides other than its own.
 
 Usage::
 
@@ -29,7 +35,7 @@ from typing import Any
 import numpy as np
 from vfm.finetune.image_pipeline import ImageClassificationPipeline
 from vfm.finetune.label_fraction import stratified_subset
-from vfm.platform.config import deep_merge
+from vfm.platform.config import deep_merge, parse_override
 from vfm.platform.fileio import atomic_write_json
 from vfm.platform.registry import get_plugin
 
@@ -79,7 +85,11 @@ def main() -> None:
                         help="MAE's random resized crop + flip during pretraining")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--min-steps", type=int, default=400)
-    parser.add_argument("--curve", type=Path, help="also write the label-efficiency curve (PNG) here")
+    parser.add_argument("--recipe", default="default", help="name under which this call's fine-tuning runs are kept")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="finetune.* override of this recipe (e.g. finetune.layer_decay=0.5), or pretrain.* "
+                             "override of this folder's MAE pretraining (repeatable)")
+    parser.add_argument("--curve", type=Path, help="also write the label-efficiency curve (PNG) of the default recipe")
     parser.add_argument("--report-only", action="store_true", help="only print the table (and curve) of <out>")
     args = parser.parse_args()
     if args.report_only:
@@ -89,12 +99,24 @@ def main() -> None:
             plot_curve(results, args.curve)
         return
 
+    recipe: dict[str, Any] = {}
+    for text in args.overrides:
+        recipe = deep_merge(recipe, parse_override(text))
+    if set(recipe) - {"finetune", "pretrain"}:
+        raise SystemExit(f"--set takes finetune.KEY=VALUE or pretrain.KEY=VALUE, not {sorted(set(recipe))}")
+    pretrain_overrides = {"pretrain": recipe.pop("pretrain", {}), "pretrain_steps": args.pretrain_steps,
+                          "pretrain_augment": args.pretrain_augment}
     args.out.mkdir(parents=True, exist_ok=True)
+    stamp = args.out / "pretrain_settings.json"
+    if stamp.exists() and (earlier := json.loads(stamp.read_text())) != pretrain_overrides:
+        raise SystemExit(f"{args.out} was pretrained with {earlier}, not {pretrain_overrides}: "
+                         "use a new --out for another pretraining")
+    atomic_write_json(stamp, pretrain_overrides)
     npz = write_study_npz(args.data, args.out, seed=0)
     plugin = get_plugin("retina")
     pipeline = ImageClassificationPipeline(plugin)
     cnn_pipeline = ImageClassificationPipeline(plugin.with_components(model="vfm.finetune.small_cnn:build_small_cnn"))
-    base = study_config(npz, args)
+    base = deep_merge(study_config(npz, args), {"pretrain": pretrain_overrides["pretrain"]})
 
     started = time.perf_counter()
     pre_config = deep_merge(base, {"data": {"train_split": "all", "val_split": None}})
@@ -104,14 +126,15 @@ def main() -> None:
 
     results_path = args.out / "results.json"
     results: list[dict[str, Any]] = json.loads(results_path.read_text()) if results_path.exists() else []
-    done = {(r["model"], r["fraction"], r["seed"]) for r in results}
+    done = {(r.get("recipe", "default"), r["model"], r["fraction"], r["seed"]) for r in results}
     for fraction in args.fractions:
         for seed in args.seeds:
             n_used = len(stratified_subset(pool_labels, fraction, seed=seed)) if fraction < 1 else len(pool_labels)
             for model in args.models:
-                if (model, fraction, seed) in done:
+                if (args.recipe, model, fraction, seed) in done:
                     continue
-                run = args.out / f"{model}-f{fraction}-s{seed}"
+                prefix = "" if args.recipe == "default" else f"{args.recipe}-"
+                run = args.out / f"{prefix}{model}-f{fraction}-s{seed}"
                 finetune = {"label_fraction": fraction, "seed": seed,
                             "max_epochs": epochs_for(n_used, 32, args.epochs, args.min_steps),
                             "pretrained": str(encoder) if model == "mae" else None}
@@ -119,12 +142,13 @@ def main() -> None:
                     finetune |= {"layer_decay": 1.0, "drop_path": 0.0, "base_lr": 2e-3}
                 if model == "scratch":
                     finetune |= {"layer_decay": 1.0}
-                config = deep_merge(base, {"finetune": finetune})
+                config = deep_merge(deep_merge(base, {"finetune": finetune}), recipe)
                 runner = cnn_pipeline if model == "cnn" else pipeline
                 t0 = time.perf_counter()
                 val = runner.finetune(config, run, progress=False)
                 test = runner.evaluate(run, source=str(npz), split="test")
-                results.append({"model": model, "fraction": fraction, "seed": seed, "n_train": n_used,
+                results.append({"recipe": args.recipe, "overrides": args.overrides,
+                                "model": model, "fraction": fraction, "seed": seed, "n_train": n_used,
                                 "selection": {k: val[k] for k in ("auroc_macro_ovr", "accuracy", "qwk")},
                                 "test": {k: test.get(k) for k in ("auroc_macro_ovr", "aupr_macro_ovr", "accuracy",
                                                                   "qwk", "ece")},
@@ -146,6 +170,7 @@ def plot_curve(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 4), dpi=120)
+    results = [r for r in results if r.get("recipe", "default") == "default"]
     for model, label in (("mae", "ViT, MAE-pretrained"), ("scratch", "ViT, from scratch"), ("cnn", "small CNN")):
         fractions = sorted({r["fraction"] for r in results if r["model"] == model})
         if not fractions:
@@ -167,18 +192,21 @@ def plot_curve(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def render_table(results: list[dict[str, Any]]) -> str:
-    """Markdown: mean ± sd over seeds of test AUROC / accuracy / QWK per model and fraction."""
-    lines = ["| labels | model | n | seeds | test AUROC | test accuracy | test QWK |", "|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["fraction"], r["model"]) for r in results}, key=lambda k: (k[0], ["mae", "scratch", "cnn"].index(k[1])))
-    for fraction, model in keys:
-        runs = [r for r in results if r["fraction"] == fraction and r["model"] == model]
-        cells = []
+    """Markdown: per recipe, model and fraction, the mean selection AUROC and mean ± sd over seeds of
+    test AUROC / accuracy / QWK."""
+    lines = ["| labels | recipe | model | n | seeds | selection AUROC | test AUROC | test accuracy | test QWK |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    models = ["mae", "scratch", "cnn"]
+    keys = sorted({(r["fraction"], r.get("recipe", "default"), r["model"]) for r in results},
+                  key=lambda k: (k[0], k[1] != "default", k[1], models.index(k[2])))
+    for fraction, recipe, model in keys:
+        runs = [r for r in results if (r["fraction"], r.get("recipe", "default"), r["model"]) == (fraction, recipe, model)]
+        cells = [f"{np.mean([r['selection']['auroc_macro_ovr'] for r in runs]):.3f}"]
         for metric in ("auroc_macro_ovr", "accuracy", "qwk"):
             values = np.array([r["test"][metric] for r in runs if r["test"][metric] is not None], dtype=float)
             cells.append(f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}")
-        lines.append(f"| {fraction:.0%} | {model} | {runs[0]['n_train']} | {len(runs)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {fraction:.0%} | {recipe} | {model} | {runs[0]['n_train']} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
 
 if __name__ == "__main__":
     main()
