@@ -200,12 +200,14 @@ def render_table(results: list[dict[str, Any]]) -> str:
     keys = sorted({(r["fraction"], r.get("recipe", "default"), r["model"]) for r in results},
                   key=lambda k: (k[0], k[1] != "default", k[1], models.index(k[2])))
     for fraction, recipe, model in keys:
-        runs = [r for r in results if (r["fraction"], r.get("recipe", "default"), r["model"]) == (fraction, recipe, model)]
+        runs = [r for r in results
+                if (r["fraction"], r.get("recipe", "default"), r["model"]) == (fraction, recipe, model)]
         cells = [f"{np.mean([r['selection']['auroc_macro_ovr'] for r in runs]):.3f}"]
         for metric in ("auroc_macro_ovr", "accuracy", "qwk"):
             values = np.array([r["test"][metric] for r in runs if r["test"][metric] is not None], dtype=float)
             cells.append(f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}")
-        lines.append(f"| {fraction:.0%} | {recipe} | {model} | {runs[0]['n_train']} | {len(runs)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {fraction:.0%} | {recipe} | {model} | {runs[0]['n_train']} | {len(runs)} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 if __name__ == "__main__":

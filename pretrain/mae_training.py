@@ -233,8 +233,8 @@ class MaeModule(L.LightningModule):
         super().__init__()
         self.model = MaskedAutoencoderViT(mae)
         # a compiled bound method, not a submodule: the state dict keeps the model's own keys
-        self.train_forward = (torch.compile(self.model.forward, backend=settings.compile) if settings.compile
-                              else self.model.forward)
+        self.compiled_forward = (torch.compile(self.model.forward, backend=settings.compile)
+                                 if settings.compile else None)
         self.settings = settings
         self.images = images  # [N, 3, S, S] on the CPU; Lightning moves each batch to the device
         self.augment = mae_augment(mae.img_size) if settings.augment else None
@@ -264,7 +264,7 @@ class MaeModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         imgs, keys = batch  # [B, 3, S, S], [B]
         noise = masking_noise(keys.cpu(), self.settings.seed, self.model.patch_embed.num_patches)  # [B, L]
-        loss, _, _ = self.train_forward(imgs, noise=noise.to(imgs.device))
+        loss, _, _ = (self.compiled_forward or self.model)(imgs, noise=noise.to(imgs.device))
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)  # the mean over all devices' batches
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
         return loss
