@@ -222,14 +222,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=None, help="write the markdown report here")
     parser.add_argument("--json", type=Path, default=None, help="write the raw results here")
     args = parser.parse_args(argv)
-    if args.compile and (args.warmup or 1) < 2:
-        parser.error("--compile compiles in the warmup steps after the first: give --warmup 2 or more (3 is safer)")
 
     jobs = []
     for size in args.sizes:
         img_size, batch = DEFAULTS[size]
         steps = args.steps or (10 if size == "tiny" else 2)
         warmup = args.warmup or (2 if size == "tiny" else 1)
+        if args.compile and warmup < 2:
+            parser.error(f"--compile compiles in the warmup steps after the first, and {size} warms up "
+                         f"{warmup} step: give --warmup 2 or more (3 is safer)")
         for precision in args.precisions:
             for size_batch in args.batch or [batch]:
                 for variant in args.variants:

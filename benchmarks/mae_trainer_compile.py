@@ -47,12 +47,12 @@ def main() -> None:
     cfg = MaeConfig.preset(args.preset, img_size=args.size)
     results = {}
     for backend in (None, "inductor"):
+        name = backend or "eager"
         stamps.clear()
         settings = PretrainSettings(max_steps=args.steps, batch_size=args.batch, precision=args.precision, devices=1,
                                     figure_every_n_epochs=0, checkpoint_every_n_steps=10_000, compile=backend)
-        pretrain_mae(images, cfg, settings, f"{args.out}/{backend or 'eager'}", progress=False)
+        pretrain_mae(images, cfg, settings, f"{args.out}/{name}", progress=False)
         step = float(np.median(np.diff(stamps)[5:]))
-        name = backend or "eager"
         results[name] = {"median_step_ms": round(step * 1e3, 1), "images_per_s": round(args.batch / step),
                          "steps_timed": len(stamps) - 6}
         print(name, results[name], flush=True)

@@ -68,6 +68,11 @@ def study_config(npz: Path, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def recipe_of(result: dict[str, Any]) -> str:
+    """The recipe a result belongs to (results written before recipes existed are the default)."""
+    return result.get("recipe", "default")
+
+
 def epochs_for(n_train: int, batch_size: int, min_epochs: int, min_steps: int) -> int:
     """Enough epochs that small label fractions still get ``min_steps`` optimiser steps."""
     return max(min_epochs, math.ceil(min_steps / max(1, n_train // batch_size)))
@@ -126,7 +131,7 @@ def main() -> None:
 
     results_path = args.out / "results.json"
     results: list[dict[str, Any]] = json.loads(results_path.read_text()) if results_path.exists() else []
-    done = {(r.get("recipe", "default"), r["model"], r["fraction"], r["seed"]) for r in results}
+    done = {(recipe_of(r), r["model"], r["fraction"], r["seed"]) for r in results}
     for fraction in args.fractions:
         for seed in args.seeds:
             n_used = len(stratified_subset(pool_labels, fraction, seed=seed)) if fraction < 1 else len(pool_labels)
@@ -170,7 +175,7 @@ def plot_curve(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 4), dpi=120)
-    results = [r for r in results if r.get("recipe", "default") == "default"]
+    results = [r for r in results if recipe_of(r) == "default"]
     for model, label in (("mae", "ViT, MAE-pretrained"), ("scratch", "ViT, from scratch"), ("cnn", "small CNN")):
         fractions = sorted({r["fraction"] for r in results if r["model"] == model})
         if not fractions:
@@ -197,11 +202,11 @@ def render_table(results: list[dict[str, Any]]) -> str:
     lines = ["| labels | recipe | model | n | seeds | selection AUROC | test AUROC | test accuracy | test QWK |",
              "|---|---|---|---|---|---|---|---|---|"]
     models = ["mae", "scratch", "cnn"]
-    keys = sorted({(r["fraction"], r.get("recipe", "default"), r["model"]) for r in results},
+    keys = sorted({(r["fraction"], recipe_of(r), r["model"]) for r in results},
                   key=lambda k: (k[0], k[1] != "default", k[1], models.index(k[2])))
     for fraction, recipe, model in keys:
         runs = [r for r in results
-                if (r["fraction"], r.get("recipe", "default"), r["model"]) == (fraction, recipe, model)]
+                if (r["fraction"], recipe_of(r), r["model"]) == (fraction, recipe, model)]
         cells = [f"{np.mean([r['selection']['auroc_macro_ovr'] for r in runs]):.3f}"]
         for metric in ("auroc_macro_ovr", "accuracy", "qwk"):
             values = np.array([r["test"][metric] for r in runs if r["test"][metric] is not None], dtype=float)
@@ -209,6 +214,7 @@ def render_table(results: list[dict[str, Any]]) -> str:
         lines.append(f"| {fraction:.0%} | {recipe} | {model} | {runs[0]['n_train']} | {len(runs)} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
+
 
 if __name__ == "__main__":
     main()
