@@ -70,7 +70,8 @@ class MaeConfig:
     @classmethod
     def preset(cls, name: str, img_size: int = 224, **overrides) -> MaeConfig:
         """Named sizes: "tiny" (tests, 16-64 tokens), "small" (ViT-S/16), "base" (ViT-B/16),
-        "large" (ViT-L/16, the RETFound encoder)."""
+        "large" (ViT-L/16, the RETFound encoder); ``overrides`` replace fields of the preset (None:
+        keep the preset's value), e.g. ``patch_size=8`` for a finer grid than tiny picks."""
         if name == "tiny":
             patch = next((p for p in (8, 4, 16, 32) if img_size % p == 0 and 16 <= (img_size // p) ** 2 <= 64), None)
             if patch is None:
@@ -84,7 +85,8 @@ class MaeConfig:
                            fix=f"use one of {['tiny', *_PRESETS]}")
         keys = ("patch_size", "embed_dim", "depth", "num_heads",
                 "decoder_embed_dim", "decoder_depth", "decoder_num_heads")
-        return cls(img_size=img_size, **{**dict(zip(keys, shape)), **overrides})
+        chosen = {k: v for k, v in overrides.items() if v is not None}
+        return cls(img_size=img_size, **{**dict(zip(keys, shape)), **chosen})
 
 
 def sincos_pos_embed(dim: int, grid: int, cls_token: bool = True) -> torch.Tensor:

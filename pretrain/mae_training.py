@@ -302,6 +302,7 @@ def save_reconstruction_figure(model: MaskedAutoencoderViT, imgs: torch.Tensor, 
     noise = masking_noise(torch.arange(len(imgs)), seed, model.patch_embed.num_patches)  # [N, L]
     _, pred, mask = model(imgs, noise=noise.to(imgs.device))  # pred [N, L, p*p*3], mask [N, L]
     model.train(was_training)
+    imgs, pred, mask = imgs.float().cpu(), pred.float().cpu(), mask.float().cpu()  # drawn on the CPU
     patch_mask = model.unpatchify(mask[..., None].expand_as(pred))  # [N, 3, S, S], 1 = removed
     recon = model.pred_to_pixels(imgs, pred) * patch_mask + imgs * (1 - patch_mask)  # [N, 3, S, S]
     masked = imgs * (1 - patch_mask)  # [N, 3, S, S]

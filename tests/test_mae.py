@@ -22,6 +22,9 @@ def tiny_cfg(**overrides) -> MaeConfig:
 def test_presets_have_the_documented_shapes():
     assert MaeConfig.preset("tiny", img_size=32).patch_size == 8
     assert MaeConfig.preset("tiny", img_size=16).patch_size == 4
+    assert MaeConfig.preset("tiny", img_size=96).patch_size == 16  # the first size giving 16-64 tokens
+    assert MaeConfig.preset("tiny", img_size=96, patch_size=8).patch_size == 8  # an override wins
+    assert MaeConfig.preset("tiny", img_size=96, patch_size=None).patch_size == 16  # None keeps the preset's
     large = MaeConfig.preset("large")
     assert (large.patch_size, large.embed_dim, large.depth, large.num_heads) == (16, 1024, 24, 16)
     assert (large.decoder_embed_dim, large.decoder_depth) == (512, 8)

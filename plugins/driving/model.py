@@ -30,6 +30,7 @@ The decoder therefore runs with eager attention (the only kind that returns weig
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -153,9 +154,17 @@ def _cls_attention(blk: Block, x: torch.Tensor, prefix_tokens: int) -> torch.Ten
     return patches / patches.sum(dim=-1, keepdim=True)
 
 
-def _flatten_cache(cache) -> tuple[torch.Tensor, ...]:
-    """A ``transformers`` DynamicCache -> (key_0, value_0, key_1, ...), each [B, H_kv, T, hd]."""
+def _flatten_cache(out) -> tuple[torch.Tensor, ...]:
+    """The DynamicCache of a ``transformers`` model output -> (key_0, value_0, key_1, ...), each
+    [B, H_kv, T, hd]. The field is ``cache`` from transformers 5.2x, ``past_key_values`` before."""
+    cache = out.cache if hasattr(out, "cache") else out.past_key_values
     return tuple(t for layer in cache.layers for t in (layer.keys, layer.values))
+
+
+def _cache_keyword(decoder: nn.Module) -> str:
+    """The name under which ``decoder.forward`` takes a key/value cache: ``cache`` from
+    transformers 5.2x, ``past_key_values`` before (and in models not yet renamed)."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
 def _prefix_attention(attentions: tuple[torch.Tensor, ...], prefix_length: int) -> torch.Tensor:
@@ -313,7 +322,7 @@ class CommentaryModel(nn.Module):
         """
         embeds = torch.cat([prefix, self.decoder.get_input_embeddings()(tokens)], dim=1)  # [B, P+T, D]
         out = self.decoder(inputs_embeds=embeds, use_cache=True, output_attentions=True, logits_to_keep=1)
-        return out.logits[:, -1], _prefix_attention(out.attentions, prefix.shape[1]), _flatten_cache(out.cache)
+        return out.logits[:, -1], _prefix_attention(out.attentions, prefix.shape[1]), _flatten_cache(out)
 
     def decode_step(self, tokens: torch.Tensor, past: tuple[torch.Tensor, ...]):
         """One token after a cached sequence.
@@ -325,9 +334,10 @@ class CommentaryModel(nn.Module):
 
         cache = DynamicCache(ddp_cache_data=list(zip(past[0::2], past[1::2], strict=True)),
                              config=self.decoder.config)
-        out = self.decoder(input_ids=tokens, cache=cache, use_cache=True, output_attentions=True)
+        out = self.decoder(input_ids=tokens, use_cache=True, output_attentions=True,
+                           **{_cache_keyword(self.decoder): cache})
         attention = _prefix_attention(out.attentions, self.config.prefix_length)
-        return out.logits[:, -1], attention, _flatten_cache(out.cache)
+        return out.logits[:, -1], attention, _flatten_cache(out)
 
     @torch.no_grad()
     def generate(self, frames: torch.Tensor, speed: torch.Tensor, prompt: list[int], eos_id: int,

@@ -8,8 +8,10 @@ Each method is one CLI verb (``vfm pretrain|finetune|evaluate|export driving``).
   ``train_split``/``val_split`` naming sub-folders (``null``: the folder itself). Synthetic
   datasets are written once (generic format) under ``$VFM_CACHE_DIR/driving-data/<key>/`` and
   read back afterwards.
-- ``pretrain``: ``preset`` plus :class:`vfm.pretrain.mae_training.PretrainSettings` fields: MAE
-  on the unlabelled training frames, normalised as the commentary model reads them.
+- ``pretrain``: ``preset`` and ``patch_size`` (null: the preset's; the tiny preset picks 16 px
+  patches at 96 px, a 6 x 6 grid, so ``8`` gives 12 x 12) plus
+  :class:`vfm.pretrain.mae_training.PretrainSettings` fields: MAE on the unlabelled training
+  frames, normalised as the commentary model reads them.
 - ``finetune``: ``pretrained`` (``encoder.safetensors`` of ``vfm pretrain driving``; ``null``: a
   random encoder) plus :class:`vfm.plugins.driving.training.CommentaryTrainSettings` fields.
 - ``evaluate``: ``beam_size``, ``max_samples`` (per evaluation set), ``qa`` (score the answers too).
@@ -60,7 +62,7 @@ class DrivingPipeline:
             "plugin": self.plugin.name,
             "data": {"source": SYNTHETIC, "train_split": "train", "val_split": "test_seeds",
                      **training.get("data", {})},
-            "pretrain": {"preset": "tiny", **training.get("pretrain", {})},
+            "pretrain": {"preset": "tiny", "patch_size": None, **training.get("pretrain", {})},
             "finetune": {"pretrained": None, **training.get("finetune", {})},
             "evaluate": {"beam_size": 1, "max_samples": None, "qa": True, "driver_settings": True,
                          **training.get("evaluate", {})},
@@ -123,7 +125,7 @@ class DrivingPipeline:
 
         config = self.resolve(config)
         section = dict(config["pretrain"])
-        preset = section.pop("preset")
+        preset, patch_size = section.pop("preset"), section.pop("patch_size")
         settings = build_settings(PretrainSettings, section, "pretrain")
         frames = distinct_frames(self.load_split(config, config["data"]["train_split"]))  # [N, S, S, 3]
         mean, std = CommentaryConfig.mean, CommentaryConfig.std  # as the commentary model normalises frames
@@ -132,7 +134,7 @@ class DrivingPipeline:
             / np.asarray(std, np.float32).reshape(shape)  # [N, 3, S, S]
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, out_dir)
-        mae = MaeConfig.preset(preset, img_size=frames.shape[1])
+        mae = MaeConfig.preset(preset, img_size=frames.shape[1], patch_size=patch_size)
         metrics = pretrain_mae(pixels.astype(np.float32), mae, settings, out_dir, progress=progress,
                                extra_meta={"mean": list(mean), "std": list(std), "plugin": self.plugin.name,
                                            "frames": len(frames)})
@@ -199,7 +201,7 @@ class DrivingPipeline:
         """A seconds-long config for ``vfm plugins validate``: same code path, tiny sizes."""
         return {"data": {"scenarios": ["highway", "roundabout"], "train_episodes": 1, "test_episodes": 1,
                          "frame_size": 32, "clip_length": 2},
-                "pretrain": {"max_steps": 2, "batch_size": 8, "warmup_steps": 1},
+                "pretrain": {"max_steps": 2, "batch_size": 8, "warmup_steps": 1, "patch_size": 4},
                 "finetune": {"max_steps": 3, "batch_size": 8, "warmup_steps": 1, "decoder": "gpt2-tiny",
                              "vocab_size": 300, "max_new_tokens": 24},
                 "evaluate": {"max_samples": 2}}

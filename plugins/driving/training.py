@@ -55,6 +55,8 @@ class CommentaryTrainSettings:
             frames' size; ignored when ``pretrained_encoder`` has an ``encoder.json`` beside it.
         pretrained_encoder: ``encoder.safetensors`` of :func:`pretrain_mae` (or a RETFound-style
             checkpoint of the ``encoder`` preset's shape); None: a random encoder.
+        patch_size: the encoder's patch size in pixels (None: the ``encoder`` preset's choice);
+            ignored, like ``encoder``, when the pretrained encoder has an ``encoder.json``.
         text_model: a causal LM folder (text adaptation's ``model/``) or cached Hub id for the
             language side (:meth:`CommentaryModel.for_text`); None: a fresh GPT-2 ``decoder``.
         decoder: the fresh GPT-2 preset (``gpt2-tiny``, ``gpt2-mini``).
@@ -85,6 +87,7 @@ class CommentaryTrainSettings:
 
     encoder: str = "tiny"
     pretrained_encoder: str | None = None
+    patch_size: int | None = None
     text_model: str | None = None
     decoder: str = "gpt2-mini"
     vocab_size: int = 2000
@@ -317,7 +320,7 @@ def build_model(settings: CommentaryTrainSettings, frames: int, image_size: int,
     the text model's decoder and tokenizer or a fresh decoder on ``tokenizer`` (trained on
     ``texts`` when None)."""
     s = settings
-    encoder = MaeConfig.preset(s.encoder, img_size=image_size).encoder_config()
+    encoder = MaeConfig.preset(s.encoder, img_size=image_size, patch_size=s.patch_size).encoder_config()
     pretrained = Path(s.pretrained_encoder) if s.pretrained_encoder else None
     if pretrained is not None and (pretrained.parent / "encoder.json").is_file():
         encoder = {**json.loads((pretrained.parent / "encoder.json").read_text("utf-8"))["encoder"],

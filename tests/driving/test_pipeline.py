@@ -49,10 +49,14 @@ def driving(tmp_path_factory):
 def test_mae_pretrains_on_the_simulator_frames(driving):
     assert (driving["root"] / "pretrain" / "encoder.safetensors").is_file()
     assert driving["pretrain"]["steps"] == 2
+    encoder = json.loads((driving["root"] / "pretrain" / "encoder.json").read_text())["encoder"]
+    assert encoder["patch_size"] == 4  # the smoke config's pretrain.patch_size, not the preset's 8 at 32 px
 
 
 def test_finetune_exports_with_token_parity_and_scores_both_held_out_sets(driving):
     metrics = driving["finetune"]
+    config = json.loads((driving["root"] / "finetune" / "model" / "commentary.json").read_text())
+    assert config["config"]["encoder"]["patch_size"] == 4  # read from the pretrained encoder's encoder.json
     assert metrics["parity_passed"] and metrics["parity_tokens"]["cached_match"] == metrics["parity_tokens"]["cases"]
     assert set(metrics["evaluation"]) == {"test_seeds", "test_scenario"}
     for scores in metrics["evaluation"].values():

@@ -141,6 +141,15 @@ def test_frozen_pretrained_encoder_stays_as_pretrained(samples, tmp_path):
     assert model.config.extra["pretrained_encoder"] == str(tmp_path / "encoder.safetensors")
 
 
+def test_patch_size_sets_the_encoder_grid_of_a_scratch_model(samples):
+    frames, _ = clip_array(samples)  # 32 px: the tiny preset picks 8 px patches, a 4 x 4 grid
+    default, _ = training.build_model(tiny_settings(), frames.shape[1], frames.shape[2], ["a sentence"])
+    finer, _ = training.build_model(tiny_settings(patch_size=4, patch_grid=4), frames.shape[1], frames.shape[2],
+                                    ["a sentence"])
+    assert (default.config.grid, finer.config.grid) == (4, 8)
+    assert finer.vit.patch_embed.proj.kernel_size == (4, 4)
+
+
 def test_bad_settings_and_data_are_refused(samples, tmp_path):
     with pytest.raises(VfmError, match="label_fraction"):
         CommentaryTrainSettings(label_fraction=0.0)
