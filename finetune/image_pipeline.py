@@ -26,7 +26,7 @@ import numpy as np
 from vfm.platform.config import build_settings, deep_merge, write_config
 from vfm.platform.datasets import ImageSet, SplitNotFound
 from vfm.platform.errors import VfmError
-from vfm.platform.fileio import atomic_write_json
+from vfm.platform.fileio import atomic_write_json, read_json_if_any
 from vfm.platform.plugin import Plugin
 from vfm.platform.registry import vfm_version
 
@@ -115,7 +115,7 @@ class ImageClassificationPipeline:
     def pretrain(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         """MAE-pretrain the encoder on the unlabelled train (+ val) images."""
         from vfm.pretrain.mae import MaeConfig
-        from vfm.pretrain.mae_training import PretrainSettings, pretrain_mae
+        from vfm.pretrain.mae_training import PretrainSettings, keep_trained_result, pretrain_mae
 
         config = self.resolve(config)
         section = dict(config["pretrain"])
@@ -132,7 +132,8 @@ class ImageClassificationPipeline:
         write_config(config, out_dir)
         meta = {"mean": config["preprocessing"].get("mean"), "std": config["preprocessing"].get("std"),
                 "plugin": self.plugin.name}
-        metrics = pretrain_mae(images, mae, settings, out_dir, progress=progress, extra_meta=meta)
+        metrics = keep_trained_result(pretrain_mae(images, mae, settings, out_dir, progress=progress, extra_meta=meta),
+                                      read_json_if_any(out_dir / "metrics.json"))
         atomic_write_json(out_dir / "metrics.json", metrics)
         return metrics
 

@@ -37,6 +37,15 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def read_json_if_any(path: str | Path) -> Any | None:
+    """The JSON in ``path``, or None when the file is missing or not valid JSON (an earlier
+    run's record that is only read to be kept)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def read_format_json(path: str | Path, fmt: str, *, what: str, written_by: str) -> dict[str, Any]:
     """A JSON settings file whose ``"format"`` must be ``fmt`` (an exported model's decoding settings).
 

@@ -201,6 +201,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write_bytes(path, buffer.getbuffer())
 
 
+def keep_trained_result(result: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """What a run's metrics should record after a training call: ``result``, unless that call
+    trained nothing (its checkpoint had already reached the last step, so its ``seconds`` are 0)
+    and ``previous`` (the run's recorded result, or None) is the call that reached that step;
+    then ``previous``, whose timing and throughput are the run's."""
+    if result["steps"] > result["resumed_from_step"] or not previous or previous.get("steps") != result["steps"]:
+        return result
+    return previous
+
+
 def resumable_checkpoint(module: torch.nn.Module, path: Path) -> Path | None:
     """``path`` when it holds a checkpoint whose weights fit ``module`` (resume from it), None
     when there is none.

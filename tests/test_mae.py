@@ -10,8 +10,8 @@ from timm.models.vision_transformer import VisionTransformer
 
 from vfm.platform.errors import VfmError
 from vfm.pretrain.mae import MaeConfig, MaskedAutoencoderViT, sincos_pos_embed
-from vfm.pretrain.mae_training import (EpochSampler, PretrainSettings, lr_lambda, masking_noise, pretrain_mae,
-                                       resolve_precision)
+from vfm.pretrain.mae_training import (EpochSampler, PretrainSettings, keep_trained_result, lr_lambda,
+                                       masking_noise, pretrain_mae, resolve_precision)
 
 
 def tiny_cfg(**overrides) -> MaeConfig:
@@ -169,3 +169,12 @@ def test_pretrain_writes_artifacts_and_resumes(tmp_path):
     again = pretrain_mae(images, cfg, PretrainSettings(**{**settings.__dict__, "max_steps": 6}), tmp_path,
                          progress=False, extra_meta=meta)
     assert again["resumed_from_step"] == 4 and again["steps"] == 6
+
+
+def test_a_call_that_trains_nothing_keeps_the_recorded_result():
+    trained = {"steps": 6, "resumed_from_step": 4, "seconds": 12.5}
+    finished = {"steps": 6, "resumed_from_step": 6, "seconds": 0.0}  # the checkpoint was already at max_steps
+    assert keep_trained_result(finished, trained) is trained
+    assert keep_trained_result(finished, None) is finished  # nothing recorded: the call's own result
+    assert keep_trained_result(finished, {"steps": 4, "resumed_from_step": 0, "seconds": 9.0}) is finished
+    assert keep_trained_result(trained, {"steps": 4, "resumed_from_step": 0, "seconds": 9.0}) is trained

@@ -33,7 +33,7 @@ import numpy as np
 
 from vfm.platform.config import build_settings, deep_merge, load_yaml_file, write_config
 from vfm.platform.errors import VfmError
-from vfm.platform.fileio import atomic_write_json
+from vfm.platform.fileio import atomic_write_json, read_json_if_any
 from vfm.platform.plugin import Plugin
 from vfm.platform.registry import vfm_version
 from vfm.plugins.driving.records import DrivingSample
@@ -121,7 +121,7 @@ class DrivingPipeline:
         """MAE-pretrain the frame encoder on the distinct frames of the training clips (no labels)."""
         from vfm.plugins.driving.model import CommentaryConfig
         from vfm.pretrain.mae import MaeConfig
-        from vfm.pretrain.mae_training import PretrainSettings, pretrain_mae
+        from vfm.pretrain.mae_training import PretrainSettings, keep_trained_result, pretrain_mae
 
         config = self.resolve(config)
         section = dict(config["pretrain"])
@@ -138,6 +138,7 @@ class DrivingPipeline:
         metrics = pretrain_mae(pixels.astype(np.float32), mae, settings, out_dir, progress=progress,
                                extra_meta={"mean": list(mean), "std": list(std), "plugin": self.plugin.name,
                                            "frames": len(frames)})
+        metrics = keep_trained_result(metrics, read_json_if_any(out_dir / "metrics.json"))
         atomic_write_json(out_dir / "metrics.json", metrics)
         return metrics
 
@@ -147,6 +148,7 @@ class DrivingPipeline:
         from vfm.plugins.driving.export import export_commentary
         from vfm.plugins.driving.model import load_commentary_model
         from vfm.plugins.driving.training import CommentaryTrainSettings, clip_array, train_commentary
+        from vfm.pretrain.mae_training import keep_trained_result
 
         config = self.resolve(config)
         section = dict(config["finetune"])
@@ -158,7 +160,8 @@ class DrivingPipeline:
         train = self.load_split(config, config["data"]["train_split"])
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, out_dir)
-        training = train_commentary(train, settings, out_dir, progress=progress)
+        training = keep_trained_result(train_commentary(train, settings, out_dir, progress=progress),
+                                       (read_json_if_any(out_dir / "metrics.json") or {}).get("training"))
 
         model, tokenizer = load_commentary_model(out_dir / "model")
         val = self.load_split(config, config["data"]["val_split"])

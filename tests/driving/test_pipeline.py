@@ -53,6 +53,13 @@ def test_mae_pretrains_on_the_simulator_frames(driving):
     assert encoder["patch_size"] == 4  # the smoke config's pretrain.patch_size, not the preset's 8 at 32 px
 
 
+def test_pretraining_a_finished_run_again_keeps_its_recorded_timing(driving):
+    again = _ok("pretrain", "driving", "--out", str(driving["root"] / "pretrain"), *_smoke_sets())
+    recorded = json.loads((driving["root"] / "pretrain" / "metrics.json").read_text())
+    assert again["seconds"] == recorded["seconds"] == driving["pretrain"]["seconds"] > 0
+    assert recorded["resumed_from_step"] == 0  # the call that trained, not the one that found it done
+
+
 def test_finetune_exports_with_token_parity_and_scores_both_held_out_sets(driving):
     metrics = driving["finetune"]
     config = json.loads((driving["root"] / "finetune" / "model" / "commentary.json").read_text())
