@@ -96,7 +96,8 @@ def perceived(facts: dict, rng: np.random.Generator, sd_distance: float, sd_spee
 def noisy_labels(sample, rng: np.random.Generator, draws: int, sd_distance: float,
                  sd_speed: float) -> list[tuple[str, str]]:
     """The episode's own driver's labels on ``draws`` noisy readings of the sample's scene."""
-    driver = ScriptedDriver(get_scenario(sample.scenario), DriverStyle.draw(get_scenario(sample.scenario), sample.seed))
+    scenario = get_scenario(sample.scenario)
+    driver = ScriptedDriver(scenario, DriverStyle.draw(scenario, sample.seed))
     labels = []
     for _ in range(draws):
         facts = perceived(sample.facts, rng, sd_distance, sd_speed)
@@ -130,9 +131,9 @@ def main() -> None:
     try:
         levels = [tuple(float(x) for x in level.split("/")) for level in args.noise]
     except ValueError:
-        raise SystemExit(f"error: --noise takes DISTANCE_SD/SPEED_SD pairs such as 1/0.5, got {args.noise}") from None
-    if any(len(level) != 2 for level in levels):
-        raise SystemExit(f"error: --noise takes DISTANCE_SD/SPEED_SD pairs such as 1/0.5, got {args.noise}")
+        levels = []
+    if len(levels) != len(args.noise) or any(len(level) != 2 for level in levels):
+        parser.error(f"--noise takes DISTANCE_SD/SPEED_SD pairs such as 1/0.5, got {args.noise}")
     samples = [s for s in load_generic(args.data) if s.seed is not None and s.action and s.facts]
     if not samples:
         raise SystemExit(f"error: {args.data} has no simulated samples (with seed, action and facts)")
@@ -145,9 +146,9 @@ def main() -> None:
         report[name] = {key: summarise([(getattr(sample, key), [pair[i] for pair in labels])
                                         for sample, labels in zip(samples, others, strict=True)])
                         for i, key in enumerate(("action", "cause"))}
-    rng = np.random.default_rng(0)
     report["perception_noise"] = {}
     for sd_distance, sd_speed in levels:
+        rng = np.random.default_rng([round(1000 * sd_distance), round(1000 * sd_speed)])  # the same draws in any order
         read = [noisy_labels(sample, rng, args.draws, sd_distance, sd_speed) for sample in samples]
         report["perception_noise"][f"{sd_distance:g} m / {sd_speed:g} m/s"] = {
             key: summarise([(getattr(sample, key), [pair[i] for pair in labels])

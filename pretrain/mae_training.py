@@ -57,8 +57,8 @@ class PretrainSettings:
     at every step. ``figure_every_n_epochs`` writes ``reconstructions/epoch_NNNN.png``; 0 writes
     only the final ``reconstruction.png``. ``compile`` names a ``torch.compile`` backend for the
     training forward pass (``"inductor"`` on a GPU: on an H200 this trainer's ViT-B step at
-    batch 256 ran 1.31x faster, see docs/results/performance.md); None runs eager. Only the training step is compiled, so the
-    weights, checkpoints and exports are the same either way.
+    batch 256 ran 1.31x faster, see docs/results/performance.md); None runs eager. Only the
+    training step is compiled, so the weights, checkpoints and exports are the same either way.
     """
 
     max_steps: int | None = 1000
@@ -206,7 +206,8 @@ def keep_trained_result(result: dict[str, Any], previous: dict[str, Any] | None)
     trained nothing (its checkpoint had already reached the last step, so its ``seconds`` are 0)
     and ``previous`` (the run's recorded result, or None) is the call that reached that step;
     then ``previous``, whose timing and throughput are the run's."""
-    if result["steps"] > result["resumed_from_step"] or not previous or previous.get("steps") != result["steps"]:
+    if (result["steps"] > result["resumed_from_step"] or not isinstance(previous, dict)
+            or previous.get("steps") != result["steps"]):
         return result
     return previous
 

@@ -194,6 +194,7 @@ class CommentaryModel(nn.Module):
             decoder = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config.decoder))
         decoder.set_attn_implementation("eager")  # the only implementation that returns attention weights
         self.decoder = decoder
+        self.cache_keyword = _cache_keyword(decoder)  # once: decode_step runs per generated token
         if config.max_length > max_positions(decoder):
             raise VfmError(f"sequences reach {config.max_length} tokens, the decoder has {max_positions(decoder)} "
                            "positions", where="CommentaryConfig",
@@ -335,7 +336,7 @@ class CommentaryModel(nn.Module):
         cache = DynamicCache(ddp_cache_data=list(zip(past[0::2], past[1::2], strict=True)),
                              config=self.decoder.config)
         out = self.decoder(input_ids=tokens, use_cache=True, output_attentions=True,
-                           **{_cache_keyword(self.decoder): cache})
+                           **{self.cache_keyword: cache})
         attention = _prefix_attention(out.attentions, self.config.prefix_length)
         return out.logits[:, -1], attention, _flatten_cache(out)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,8 @@ from vfm.platform.errors import VfmError
 from vfm.plugins.driving.model import (
     CommentaryConfig,
     CommentaryModel,
+    _cache_keyword,
+    _flatten_cache,
     decoder_config,
     load_commentary_model,
     save_commentary_model,
@@ -229,3 +233,23 @@ def test_train_tokenizer_is_small_and_covers_any_text():
     tokenizer = train_tokenizer(["Keeping speed on a free road."] * 4, vocab_size=280)
     assert tokenizer.vocab_size <= 280
     assert tokenizer.decode(tokenizer.encode("Ünïcode 42 ✓")) == "Ünïcode 42 ✓"
+
+
+class _DecoderBefore5_2x(torch.nn.Module):
+    def forward(self, input_ids=None, past_key_values=None, use_cache=None):
+        return input_ids
+
+
+class _DecoderFrom5_2x(torch.nn.Module):
+    def forward(self, input_ids=None, cache=None, use_cache=None):
+        return input_ids
+
+
+def test_the_key_value_cache_is_found_under_either_transformers_name():
+    # transformers renamed past_key_values to cache in 5.2x; the GPU machine's 5.17 has the old name
+    assert _cache_keyword(_DecoderBefore5_2x()) == "past_key_values"
+    assert _cache_keyword(_DecoderFrom5_2x()) == "cache"
+    layers = SimpleNamespace(layers=[SimpleNamespace(keys=torch.zeros(1), values=torch.ones(1))])
+    for output in (SimpleNamespace(cache=layers), SimpleNamespace(past_key_values=layers)):
+        keys, values = _flatten_cache(output)
+        assert keys is layers.layers[0].keys and values is layers.layers[0].values
