@@ -15,7 +15,6 @@ skipped silently.
 from __future__ import annotations
 
 import csv
-import json
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vfm.platform.errors import VfmError
+from vfm.platform.fileio import read_jsonl_objects
 from vfm.serve.image_io import read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -391,7 +391,7 @@ def _load_manifest(manifest: Path, split: str | None, label_names: list[str] | N
     records = (
         _read_csv_rows(manifest, required=("path",))
         if manifest.suffix.lower() == ".csv"
-        else _read_jsonl_rows(manifest)
+        else read_jsonl_objects(manifest, fix='write one object per line, e.g. {"path": "a.png", "label": 0}')
     )
     if split is not None:
         if not any("split" in row for _, row in records):
@@ -482,44 +482,6 @@ def _read_csv_rows(path: Path, *, required: tuple[str, ...]) -> list[tuple[int, 
         raise VfmError(
             f"cannot read the CSV ({err})", where=str(path), fix="save it as UTF-8 CSV with a header row"
         ) from err
-
-
-def _read_jsonl_rows(path: Path) -> list[tuple[int, dict[str, object]]]:
-    """Read a JSON-lines manifest.
-
-    Args:
-        path: the ``.jsonl`` file.
-
-    Returns:
-        (line number, object) pairs, skipping blank lines.
-
-    Raises:
-        VfmError: unreadable file, invalid JSON, or a line that is not an object.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise VfmError(f"cannot read the manifest ({err})", where=str(path), fix="save it as UTF-8 JSON lines") from err
-    rows: list[tuple[int, dict[str, object]]] = []
-    for line, content in enumerate(text.splitlines(), start=1):
-        if not content.strip():
-            continue
-        try:
-            row = json.loads(content)
-        except json.JSONDecodeError as err:
-            raise VfmError(
-                f"invalid JSON ({err.msg})",
-                where=f"{path}:{line}",
-                fix='write one object per line, e.g. {"path": "a.png", "label": 0}',
-            ) from err
-        if not isinstance(row, dict):
-            raise VfmError(
-                "each line must be a JSON object",
-                where=f"{path}:{line}",
-                fix='write one object per line, e.g. {"path": "a.png", "label": 0}',
-            )
-        rows.append((line, row))
-    return rows
 
 
 def _parse_label(value: object, label_names: list[str] | None, where: str) -> int:

@@ -46,6 +46,37 @@ def read_json_if_any(path: str | Path) -> Any | None:
         return None
 
 
+def read_jsonl_objects(path: str | Path, *, fix: str) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each non-blank line of a JSON Lines file.
+
+    Args:
+        fix: what a line should hold, for the message of a bad line.
+
+    Raises:
+        VfmError: the file is missing or not UTF-8, or a line is not valid JSON or not an object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VfmError("file not found", where=str(path), fix="check the path")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise VfmError(f"cannot read the file ({err})", where=str(path), fix="save it as UTF-8 JSON Lines") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise VfmError(f"line {number} is not valid JSON ({err.msg})", where=where, fix=fix) from None
+        if not isinstance(item, dict):
+            raise VfmError(f"line {number} is not a JSON object", where=where, fix=fix)
+        rows.append((number, item))
+    return rows
+
+
 def read_format_json(path: str | Path, fmt: str, *, what: str, written_by: str) -> dict[str, Any]:
     """A JSON settings file whose ``"format"`` must be ``fmt`` (an exported model's decoding settings).
 

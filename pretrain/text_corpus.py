@@ -19,7 +19,6 @@ over a FinQA dev filing is excluded together with that filing.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import zipfile
 from collections import Counter
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vfm.platform.errors import VfmError
+from vfm.platform.fileio import read_jsonl_objects
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+|\n+")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -98,18 +98,9 @@ def read_text(path: str | Path, unit: str = "file", source: str = "text") -> lis
 def read_jsonl(path: str | Path, field_name: str = "text", source: str = "jsonl") -> list[Document]:
     """One document per JSON line, its text in ``field_name``; the id is the line's ``id`` when present."""
     path = Path(path)
-    if not path.is_file():
-        raise VfmError("file not found", where=str(path), fix="check the path")
     docs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise VfmError(f"line {number} is not JSON: {err.msg}", where=str(path),
-                           fix="write one JSON object per line") from None
-        if not isinstance(item, dict) or not isinstance(item.get(field_name), str):
+    for number, item in read_jsonl_objects(path, fix="write one JSON object per line"):
+        if not isinstance(item.get(field_name), str):
             raise VfmError(f"line {number} has no string field {field_name!r}", where=str(path),
                            fix=f"give every line a {field_name!r} field, or pass the field's name")
         docs.append(Document(str(item.get("id", f"{path.name}:{number}")), item[field_name], source))

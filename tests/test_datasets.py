@@ -190,7 +190,7 @@ def test_jsonl_manifest(tmp_path: Path) -> None:
         load_image_source(manifest)
     assert "set.jsonl:2" in str(err.value)
     manifest.write_text('{"path": "img/a.png"}\nnot json\n')
-    with pytest.raises(VfmError, match=r"invalid JSON") as err:
+    with pytest.raises(VfmError, match=r"line 2 is not valid JSON") as err:
         load_image_source(manifest)
     assert "set.jsonl:2" in str(err.value)
 

@@ -14,7 +14,6 @@ or a user's own data), BDD-X annotations, and the driving text corpus for text a
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from collections.abc import Iterable
@@ -24,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from vfm.platform.errors import VfmError
+from vfm.platform.fileio import read_jsonl_objects
 from vfm.plugins.driving.records import ACTIONS, CAUSES, DrivingSample, QAPair
 from vfm.pretrain.text_corpus import Document
 
@@ -70,38 +70,30 @@ def load_generic(directory: str | Path, clip_length: int | None = None) -> list[
         raise VfmError("samples.jsonl is missing", where=str(manifest),
                        fix="write the dataset with vfm.plugins.driving.simulate.write_dataset")
     samples = []
-    with open(manifest, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{manifest}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise VfmError(f"line {number} is not valid JSON ({err.msg})", where=where,
-                               fix="make each line one JSON object") from None
-            if not isinstance(record, dict) or any(key not in record for key in _FIELDS):
-                raise VfmError(f"line {number} lacks one of the fields {', '.join(_FIELDS)}", where=where,
-                               fix="give every sample id, scenario, action, cause and commentary")
-            if record["action"] not in (*ACTIONS, None) or record["cause"] not in (*CAUSES, None):
-                raise VfmError(f"unknown action/cause ({record['action']}, {record['cause']})", where=where,
-                               fix=f"use actions from {ACTIONS} and causes from {CAUSES}, or null")
-            frames = None
-            if record.get("frames") is not None:
-                frames = _read_clip(root, record["frames"], where)
-                if clip_length is not None and len(frames) != clip_length:
-                    raise VfmError(f"the clip has {len(frames)} frames, expected {clip_length}", where=where,
-                                   fix=f"give every sample {clip_length} frames or load with clip_length={len(frames)}")
-            speed = record.get("ego_speed")
-            frame_speeds = _frame_speeds(record.get("frame_speeds"), frames, where)
-            samples.append(DrivingSample(
-                id=str(record["id"]), scenario=str(record["scenario"]), frames=frames,
-                ego_speed=math.nan if speed is None else float(speed), action=record["action"],
-                cause=record["cause"], commentary=str(record["commentary"]),
-                qa=[QAPair(str(pair["question"]), str(pair["answer"])) for pair in record.get("qa") or []],
-                facts=dict(record.get("facts") or {}), seed=record.get("seed"), step=int(record.get("step") or 0),
-                frame_speeds=frame_speeds, set_speed=_setting(record, "set_speed", "m/s", where),
-                set_time_gap=_setting(record, "set_time_gap", "s", where)))
+    for number, record in read_jsonl_objects(manifest, fix="make each line one JSON object"):
+        where = f"{manifest}:{number}"
+        if any(key not in record for key in _FIELDS):
+            raise VfmError(f"line {number} lacks one of the fields {', '.join(_FIELDS)}", where=where,
+                           fix="give every sample id, scenario, action, cause and commentary")
+        if record["action"] not in (*ACTIONS, None) or record["cause"] not in (*CAUSES, None):
+            raise VfmError(f"unknown action/cause ({record['action']}, {record['cause']})", where=where,
+                           fix=f"use actions from {ACTIONS} and causes from {CAUSES}, or null")
+        frames = None
+        if record.get("frames") is not None:
+            frames = _read_clip(root, record["frames"], where)
+            if clip_length is not None and len(frames) != clip_length:
+                raise VfmError(f"the clip has {len(frames)} frames, expected {clip_length}", where=where,
+                               fix=f"give every sample {clip_length} frames or load with clip_length={len(frames)}")
+        speed = record.get("ego_speed")
+        frame_speeds = _frame_speeds(record.get("frame_speeds"), frames, where)
+        samples.append(DrivingSample(
+            id=str(record["id"]), scenario=str(record["scenario"]), frames=frames,
+            ego_speed=math.nan if speed is None else float(speed), action=record["action"],
+            cause=record["cause"], commentary=str(record["commentary"]),
+            qa=[QAPair(str(pair["question"]), str(pair["answer"])) for pair in record.get("qa") or []],
+            facts=dict(record.get("facts") or {}), seed=record.get("seed"), step=int(record.get("step") or 0),
+            frame_speeds=frame_speeds, set_speed=_setting(record, "set_speed", "m/s", where),
+            set_time_gap=_setting(record, "set_time_gap", "s", where)))
     return samples
 
 

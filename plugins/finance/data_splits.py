@@ -10,7 +10,11 @@ The public files (``$VFM_DATA_DIR``, see ``shared/data/README.md``) hold no test
   :data:`TATQA_HELD_OUT_PERCENT`; the others are for training;
 - ``convfinqa/convfinqa_dev.pot_format.json``: training, without the conversations about a
   document of the FinQA evaluation records (ConvFinQA is built on FinQA's documents; 74 of
-  its 342 conversations share a table with ``dev_sample200``).
+  its 342 conversations share a table with ``dev_sample200``);
+- ``finqa/dev_all883.pixiu_prompt.jsonl`` (FinQA's whole dev split as prompt/answer pairs,
+  no programs): *unlabelled* training questions, without those whose table is one of the
+  evaluation records' (which drops the 200 evaluation questions themselves and the other
+  questions on their pages); :mod:`program_search` finds programs for them.
 
 Model selection uses :func:`selection_split`: a hashed share of the training documents.
 Nothing here is written anywhere: the files are read where they are.
@@ -22,11 +26,11 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.loaders import load_convfinqa, load_finqa, load_tatqa
+from vfm.plugins.finance.loaders import load_convfinqa, load_finqa, load_finqa_prompts, load_tatqa
 from vfm.plugins.finance.records import QARecord
 
 TATQA_HELD_OUT_PERCENT = 25
@@ -39,6 +43,7 @@ FINQA_TRAIN = "finqa/train_sample100.original.json"
 FINQA_DEV = "finqa/dev_sample200.original.json"
 TATQA_DEV = "tatqa/tatqa_dataset_dev.json"
 CONVFINQA_DEV = "convfinqa/convfinqa_dev.pot_format.json"
+FINQA_PROMPTS = "finqa/dev_all883.pixiu_prompt.jsonl"
 
 
 def hash_percent(key: str) -> int:
@@ -70,11 +75,14 @@ class RealData:
         train: FinQA train, TAT-QA train contexts, ConvFinQA (filtered): every answer type.
         finqa_dev: the FinQA evaluation records.
         tatqa_held_out: the held-out TAT-QA questions (every answer type).
+        unlabelled: FinQA questions with an answer but no program or evidence, on documents
+            of no evaluation record (empty when the prompt file is absent).
     """
 
     train: list[QARecord]
     finqa_dev: list[QARecord]
     tatqa_held_out: list[QARecord]
+    unlabelled: list[QARecord] = field(default_factory=list)
 
 
 def load_real_data(folder: str | Path | None = None) -> RealData:
@@ -87,7 +95,9 @@ def load_real_data(folder: str | Path | None = None) -> RealData:
     convfinqa = [r for r in load_convfinqa(folder / CONVFINQA_DEV)
                  if document_key(r) not in held_documents and table_key(r) not in held_tables]
     train = load_finqa(folder / FINQA_TRAIN) + tatqa_train + convfinqa
-    return RealData(train, finqa_dev, tatqa_held_out)
+    prompts = load_finqa_prompts(folder / FINQA_PROMPTS) if (folder / FINQA_PROMPTS).is_file() else []
+    unlabelled = [r for r in prompts if table_key(r) not in held_tables]
+    return RealData(train, finqa_dev, tatqa_held_out, unlabelled)
 
 
 def split_tatqa(path: str | Path) -> tuple[list[QARecord], list[QARecord]]:

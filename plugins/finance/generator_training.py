@@ -9,6 +9,11 @@ Steps, each logged with where its outputs went:
    FinQA-dev documents); a hashed 15 % of the real training documents (and some synthetic
    records) are kept aside for model selection;
 2. the retriever (``retriever.json``) is fitted on the training records' gold evidence;
+   with ``--weak-labels``, it then ranks the evidence of the unlabelled FinQA questions
+   (:attr:`RealData.unlabelled`) for :mod:`program_search`, and the questions a program
+   is found for join the generator's training records, the usual hashed 15 % of their
+   documents its selection records (selection compares executions with their true answers,
+   so a wrong found program cannot mislead it);
 3. a word-level tokenizer (``tokenizer.json``) is trained on the training text (or the
    Hugging Face encoder's own tokenizer is copied);
 4. the generator reads each training question with its top-k retrieved units, the gold
@@ -72,6 +77,7 @@ from vfm.plugins.finance.generator import (
     export_generator,
     save_generator,
 )
+from vfm.plugins.finance.program_search import label_quality, label_records
 from vfm.plugins.finance.records import QARecord
 from vfm.plugins.finance.retriever import EvidenceRetriever, retrieval_recall
 from vfm.plugins.finance.synthetic import generate
@@ -109,6 +115,8 @@ class TrainingSettings:
             ONNX against torch.
         limit_eval: score only the first N records of each evaluation set (None: all).
         seed: the seed of the synthetic data, the split of the batches and the weights.
+        weak_labels: also train on the unlabelled FinQA questions, with the programs
+            :mod:`program_search` finds for their answers.
     """
 
     data_dir: str | None = None
@@ -142,6 +150,7 @@ class TrainingSettings:
     parity_records: int = 20
     limit_eval: int | None = None
     seed: int = 0
+    weak_labels: bool = False
 
     def model_config(self, vocab_size: int) -> GeneratorConfig:
         return GeneratorConfig(vocab_size=vocab_size, encoder=self.encoder, d_model=self.d_model,
@@ -321,6 +330,20 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
                                                                                       + select_synthetic),
              out / "retriever.json")
 
+    weak_fit: list[QARecord] = []
+    weak_select: list[QARecord] = []
+    weak_report: dict[str, Any] = {}
+    if settings.weak_labels and real and not settings.synthetic_only:
+        quality = label_quality([r for r in real_select if r.source != "tatqa"], retriever)
+        weak_fit, weak_select = selection_split(label_records(real.unlabelled, retriever))
+        weak_report = {"unlabelled": len(real.unlabelled), "labelled": len(weak_fit) + len(weak_select),
+                       "selection": len(weak_select), "selection_quality": quality}
+        log.info("weak labels: programs found for %d of %d unlabelled questions (%d kept for selection); on the "
+                 "FinQA and ConvFinQA selection records the search finds the gold program for %d of %d labelled",
+                 weak_report["labelled"], len(real.unlabelled), len(weak_select), quality["correct"],
+                 quality["labelled"])
+    real_fit, real_select = real_fit + weak_fit, real_select + weak_select
+
     # 3. tokenizer
     if settings.encoder == SCRATCH:
         tokenizer = train_word_tokenizer(record_texts(real_fit + synthetic), settings.vocab_size,
@@ -392,6 +415,7 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
         "examples": {"real": len(real_examples), "synthetic": len(synthetic_examples), "real_skipped": real_skipped,
                      "synthetic_skipped": synthetic_skipped},
         "parameters": sum(p.numel() for p in model.parameters()),
+        "weak_labels": weak_report,
         "parity_passed": all(r["passed"] for r in reports.values()) and
         parity["greedy_tokens"]["equal"] == parity["greedy_tokens"]["count"],
         "evaluation": evaluation,
@@ -496,6 +520,7 @@ _HELP = {
     "beam_size": "beam of the exported model (1: greedy)",
     "threads": "torch CPU threads",
     "limit_eval": "score only the first N records of each evaluation set",
+    "weak_labels": "also train on the FinQA prompt questions (no program) with programs found by search",
 }
 """Help for the flags that need more than their name."""
 

@@ -16,12 +16,18 @@
   ``answer``, ``text`` and the ``table`` as ``a | b | c`` lines. A record is the final
   turn, earlier turns in ``history``; its program is compiled from the final turn's line.
   Evidence is matched from ``golden_table`` rows and ``golden_text`` sentences.
+- **FinQA prompts** (JSON Lines, PIXIU's ``valid.jsonl``: ``{"id", "conversations": [human,
+  assistant]}``): the human turn holds ``Context: <pre text>``, the table as ``|a|b|c|``
+  lines, the post text, then ``Question: ...``; the assistant turn is the answer
+  (``exe_ans``). No program and no gold evidence: :mod:`vfm.plugins.finance.program_search`
+  finds programs that give the answer (:func:`load_finqa_prompts`).
 
-:func:`load_any` tells the three apart by their fields.
+:func:`load_any` tells the three JSON formats apart by their fields.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from vfm.platform.errors import VfmError
+from vfm.platform.fileio import read_jsonl_objects
 from vfm.plugins.finance.executor import execute
 from vfm.plugins.finance.expression import compile_expression
 from vfm.plugins.finance.metrics import tatqa_em_f1
@@ -89,6 +96,56 @@ def load_tatqa(path: str | Path) -> list[QARecord]:
 def load_convfinqa(path: str | Path) -> list[QARecord]:
     """Load a ConvFinQA file in program-of-thought format: one record per conversation."""
     return _convfinqa(_read_json_list(path), str(path))
+
+
+def load_finqa_prompts(path: str | Path) -> list[QARecord]:
+    """Load FinQA questions in PIXIU's prompt format (JSON Lines; see the module doc).
+
+    Raises:
+        VfmError: the file is missing, a line is not JSON, or a prompt lacks its context,
+            table or question.
+    """
+    records = []
+    for number, item in read_jsonl_objects(path, fix="pass PIXIU's FinQA prompt file unchanged"):
+        where = f"{path}:{number}"
+        turns = _field(item, "conversations", where)
+        if isinstance(turns, str):
+            try:
+                turns = ast.literal_eval(turns)
+            except (ValueError, SyntaxError):
+                turns = None
+        if not isinstance(turns, list) or len(turns) < 2 or not all(isinstance(t, Mapping) for t in turns[:2]):
+            raise VfmError("conversations is not a [question, answer] pair", where=where,
+                           fix="pass PIXIU's FinQA prompt file unchanged")
+        match = _PROMPT.search(str(_field(turns[0], "value", where)))
+        if match is None:
+            raise VfmError("the prompt has no 'Context:' with a table and a 'Question:'", where=where,
+                           fix="pass PIXIU's FinQA prompt file unchanged")
+        answer = str(_field(turns[1], "value", where)).strip()
+        number = _float_or_none(answer)
+        if answer not in _YES_NO and number is None:
+            raise VfmError(f"answer {answer!r} is neither a number nor yes/no", where=where,
+                           fix="pass PIXIU's FinQA prompt file unchanged")
+        table = [[cell.strip() for cell in row.strip()[1:-1].split("|")] for row in match["table"].splitlines()]
+        records.append(QARecord(
+            id=str(item.get("id", number)), pre_text=_sentences(match["pre"]), table=table,
+            post_text=_sentences(match["post"]), question=match["question"].strip(),
+            answer=answer if answer in _YES_NO else number,
+            answer_type="comparison" if answer in _YES_NO else "arithmetic", source="finqa",
+        ))
+    return records
+
+
+_PROMPT = re.compile(r"Context:(?P<pre>.*?)\n(?P<table>(?:\|[^\n]*\|\n)+)(?P<post>.*?)"
+                     r"\nQuestion:(?P<question>.*?)\nAnswer:", re.DOTALL)
+"""The parts of a PIXIU FinQA prompt."""
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _read_json_list(path: str | Path) -> list[Any]:

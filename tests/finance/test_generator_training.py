@@ -9,7 +9,13 @@ import pytest
 
 from vfm.platform.errors import VfmError
 from vfm.plugins.finance.data_splits import hash_percent, selection_split, split_tatqa
-from vfm.plugins.finance.generator_training import LengthBuckets, TrainingSettings, main, training_units
+from vfm.plugins.finance.generator_training import (
+    LengthBuckets,
+    TrainingSettings,
+    main,
+    train_generator,
+    training_units,
+)
 from vfm.plugins.finance.synthetic import generate
 
 from .conftest import DATA_DIR, needs_data
@@ -61,3 +67,43 @@ def test_settings_describe_the_model():
     assert (config.vocab_size, config.d_model, config.n_heads, config.encoder) == (500, 64, 2, "scratch")
     with pytest.raises(VfmError, match="n_heads"):
         TrainingSettings(d_model=30, n_heads=4).model_config(vocab_size=500)
+
+
+def _prompt(record) -> dict:
+    table = "".join("|" + "|".join(row) + "|\n" for row in record.table)
+    text = (f"Please answer the given financial question based on the context.\nContext: {' '.join(record.pre_text)}\n"
+            f"{table}{' '.join(record.post_text) or '.'}\nQuestion: {record.question}\nAnswer:")
+    return {"id": record.id, "conversations": [{"from": "human", "value": text},
+                                               {"from": "assistant", "value": str(record.answer)}]}
+
+
+def _finqa(records) -> list[dict]:
+    return [{"id": r.id, "pre_text": r.pre_text, "post_text": r.post_text, "table": r.table,
+             "qa": {"question": r.question, "program": r.program, "exe_ans": r.answer,
+                    "gold_inds": {ident: "" for ident in r.gold_evidence}}} for r in records]
+
+
+@pytest.mark.slow
+def test_weak_labels_train_on_answer_only_questions(tmp_path):
+    """A data folder whose FinQA prompt file holds answer-only questions: the run finds programs
+    for them, trains and selects on them, and never on the evaluation records' documents."""
+    data = tmp_path / "data"
+    (data / "finqa").mkdir(parents=True)
+    (data / "tatqa").mkdir()
+    (data / "convfinqa").mkdir()
+    records = [r for r in generate(90, seed=21) if isinstance(r.answer, float)]
+    train, dev, unlabelled = records[:20], records[20:26], records[26:]
+    (data / "finqa/train_sample100.original.json").write_text(json.dumps(_finqa(train)))
+    (data / "finqa/dev_sample200.original.json").write_text(json.dumps(_finqa(dev)))
+    (data / "tatqa/tatqa_dataset_dev.json").write_text("[]")
+    (data / "convfinqa/convfinqa_dev.pot_format.json").write_text("[]")
+    prompts = [_prompt(r) for r in unlabelled + dev]  # the evaluation questions are in the file too
+    (data / "finqa/dev_all883.pixiu_prompt.jsonl").write_text("\n".join(json.dumps(p) for p in prompts))
+    settings = TrainingSettings(data_dir=str(data), weak_labels=True, synthetic=20, epochs=1, d_model=32, n_layers=1,
+                                n_heads=2, d_ff=64, max_len=128, parity_records=1, beam_size=1, eval_synthetic=2)
+    metrics = train_generator(settings, tmp_path / "out")
+    weak = metrics["weak_labels"]
+    assert weak["unlabelled"] == len(unlabelled)  # the evaluation documents' prompts are dropped
+    assert 0.7 * len(unlabelled) <= weak["labelled"] <= len(unlabelled) and 0 < weak["selection"] < weak["labelled"]
+    assert metrics["examples"]["real"] >= 3 * (len(train) + weak["labelled"] - weak["selection"]) * 0.8
+    assert set(metrics["evaluation"]) == {"synthetic_test", "finqa_dev", "tatqa_held_out"}

@@ -9,7 +9,14 @@ import pytest
 
 from vfm.platform.errors import VfmError
 from vfm.plugins.finance.executor import execute
-from vfm.plugins.finance.loaders import detect_format, load_any, load_convfinqa, load_finqa, load_tatqa
+from vfm.plugins.finance.loaders import (
+    detect_format,
+    load_any,
+    load_convfinqa,
+    load_finqa,
+    load_finqa_prompts,
+    load_tatqa,
+)
 
 from .conftest import DATA_DIR, needs_data
 
@@ -162,3 +169,48 @@ def test_real_convfinqa_programs_compile():
     records = load_any(DATA_DIR / "convfinqa/convfinqa_dev.pot_format.json")
     assert len(records) == 342 and all(r.program for r in records)
     assert sum(bool(r.gold_evidence) for r in records) == 342
+
+
+def _prompt_line(question: str = "what was the change in net sales?", answer: str = "94.0") -> str:
+    prompt = ("Please answer the given financial question based on the context.\nContext: sales grew . costs were "
+              "flat .\n||2019|2018|\n|net sales|$ 5829|$ 5735|\nthe company paid dividends .\nQuestion: "
+              f"{question}\nAnswer:")
+    return json.dumps({"id": "finqa7", "conversations": [{"from": "human", "value": prompt},
+                                                          {"from": "assistant", "value": answer}]})
+
+
+def test_finqa_prompts_load_into_records(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(_prompt_line() + "\n\n" + _prompt_line("was 2019 above 2018?", "yes") + "\n")
+    first, second = load_finqa_prompts(path)
+    assert first.id == "finqa7" and first.pre_text == ["sales grew .", "costs were flat ."]
+    assert first.table == [["", "2019", "2018"], ["net sales", "$ 5829", "$ 5735"]]
+    assert first.post_text == ["the company paid dividends ."] and first.question == "what was the change in net sales?"
+    assert first.answer == 94.0 and first.program is None and first.gold_evidence == []
+    assert second.answer == "yes" and second.answer_type == "comparison"
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"id": 1}), "missing field 'conversations'"),
+    (json.dumps({"conversations": [{"from": "human", "value": "Question: why?\nAnswer:"},
+                                   {"from": "assistant", "value": "1"}]}), "no 'Context:' with a table"),
+    (_prompt_line(answer="about five"), "neither a number nor yes/no"),
+])
+def test_bad_finqa_prompt_files_are_explained(tmp_path, line, message):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(VfmError, match=message):
+        load_finqa_prompts(path)
+    with pytest.raises(VfmError, match="file not found"):
+        load_finqa_prompts(tmp_path / "missing.jsonl")
+
+
+@needs_data("finqa/dev_all883.pixiu_prompt.jsonl", "finqa/dev_sample200.original.json")
+def test_real_finqa_prompts_hold_the_dev_records():
+    prompts = load_finqa_prompts(DATA_DIR / "finqa/dev_all883.pixiu_prompt.jsonl")
+    assert len(prompts) == 883 and all(r.table and r.question for r in prompts)
+    by_question = {(r.question.lower(), json.dumps(r.table)): r.answer for r in prompts}
+    dev = load_finqa(DATA_DIR / "finqa/dev_sample200.original.json")
+    found = [by_question.get((r.question.lower().strip(), json.dumps(r.table))) for r in dev]
+    assert sum(answer == r.answer for answer, r in zip(found, dev, strict=True)) >= 195
