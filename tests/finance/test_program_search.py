@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 
 from vfm.plugins.finance.data_splits import load_real_data, table_key
 from vfm.plugins.finance.executor import execute
-from vfm.plugins.finance.program_search import candidates, find_program, label_quality, label_records
+from vfm.plugins.finance.program_search import candidates, find_program, label_quality, label_records, main
 from vfm.plugins.finance.records import QARecord
 from vfm.plugins.finance.retriever import EvidenceRetriever
 from vfm.plugins.finance.synthetic import generate
@@ -72,3 +73,16 @@ def test_unlabelled_finqa_questions_share_no_table_with_the_evaluation_records()
     held = {table_key(r) for r in real.finqa_dev}
     assert len(real.unlabelled) > 400 and not any(table_key(r) in held for r in real.unlabelled)
     assert all(r.program is None and not r.gold_evidence for r in real.unlabelled)
+
+
+def test_the_measuring_command_explains_a_missing_data_folder(tmp_path, capsys):
+    assert main(["--data-dir", str(tmp_path / "nowhere")]) == 1
+    assert "the data folder does not exist" in capsys.readouterr().err
+
+
+@needs_data("finqa/dev_all883.pixiu_prompt.jsonl", "finqa/train_sample100.original.json")
+def test_the_search_finds_most_real_finqa_programs(capsys):
+    assert main(["--data-dir", str(DATA_DIR)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["finqa_train"]["labelled"] >= 0.8 * report["finqa_train"]["count"]
+    assert report["finqa_train"]["precision"] >= 0.65 and report["labelled"] >= 0.8 * report["unlabelled"]
