@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import math
+import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -179,15 +180,11 @@ def _solutions(template: str, pool: Sequence[Candidate], record: QARecord, unit_
             if not row or not row[0]:
                 continue
             program = template.replace("(r,", f"({row[0]},")
-            try:
-                value = execute(program, record.table)
-            except Exception:  # noqa: BLE001 - any row the operation cannot read is just not a solution
-                continue
-            if value == record.answer:
+            if _gives(program, record):
                 ident = f"table_{i}"
                 yield program, (ident,), math.log(max(unit_scores.get(ident, 0.0), 1e-6))
         return
-    slots = [slot for slot in ("a", "b", "c") if f"{slot}," in template or f"{slot})" in template]
+    slots = sorted(set(_SLOT.findall(template)))
     chosen = pool[:MAX_THREE_SLOT_NUMBERS] if len(slots) == 3 else pool
     if len(chosen) < len(slots):
         return
@@ -197,17 +194,29 @@ def _solutions(template: str, pool: Sequence[Candidate], record: QARecord, unit_
             for axis, slot in enumerate(slots)}
     with np.errstate(all="ignore"):
         result = _evaluate(template, axes)
-    hits = np.argwhere(np.round(result, 5) == record.answer)
-    for hit in hits:
+    for hit in np.argwhere(np.abs(result - record.answer) <= 1e-5 * max(1.0, abs(record.answer))):
         if len(set(hit.tolist())) < len(slots):
             continue
         program = template
         for slot, index in zip(slots, hit, strict=True):
             program = _fill(program, slot, chosen[index].argument)
-        evidence = tuple(dict.fromkeys(unit for index in hit for unit in chosen[index].units
-                                       if unit in unit_scores and unit_scores[unit] == max(
-                                           unit_scores[u] for u in chosen[index].units)))
+        if not _gives(program, record):  # the executor's own rounding decides
+            continue
+        evidence = tuple(dict.fromkeys(max(chosen[index].units, key=lambda unit: unit_scores.get(unit, 0.0))
+                                       for index in hit))
         yield program, evidence, float(sum(logs[index] for index in hit))
+
+
+_SLOT = re.compile(r"(?<=[(\s])([abc])(?=[,)])")
+"""A number slot of a template."""
+
+
+def _gives(program: str, record: QARecord) -> bool:
+    """Whether ``program`` runs on the record's table to exactly its answer."""
+    try:
+        return execute(program, record.table) == record.answer
+    except VfmError:
+        return False
 
 
 def _fill(template: str, slot: str, argument: str) -> str:
