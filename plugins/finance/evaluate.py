@@ -13,6 +13,9 @@ Scores, each with the count of questions it is taken over:
   the dataset, so a TAT-QA execution counts as correct when it matches under the TAT-QA
   metric in the gold scale (as ``check_gold`` checks the gold programs); FinQA and
   ConvFinQA answers must match exactly (5 decimals), as in FinQA's evaluation;
+- ``answers``: over the FinQA, ConvFinQA and synthetic questions with a number or yes/no
+  answer, gold program or not, the share whose predicted program executes to the answer
+  (FinQA's execution match): the only score of answer-only files such as FinQA prompts;
 - ``tatqa`` (TAT-QA files): TAT-QA exact match and F1 with a *predicted* scale (see
   :func:`predict_scale`), over all questions and over the arithmetic ones. The model only
   computes numbers, so span, multi-span and count questions score what a number scores.
@@ -34,7 +37,13 @@ from tqdm import tqdm
 from vfm.platform.errors import VfmError
 from vfm.plugins.finance.decode import Prediction, ProgramPredictor
 from vfm.plugins.finance.loaders import load_any
-from vfm.plugins.finance.metrics import finqa_program_match, finqa_scores, mean_recall_at_k, tatqa_em_f1
+from vfm.plugins.finance.metrics import (
+    finqa_execution_match,
+    finqa_program_match,
+    finqa_scores,
+    mean_recall_at_k,
+    tatqa_em_f1,
+)
 from vfm.plugins.finance.numbers import finqa_str_to_num
 from vfm.plugins.finance.program import parse_program
 from vfm.plugins.finance.records import QARecord
@@ -50,7 +59,8 @@ def evaluate_file(path: str | Path, model_dir: str | Path, *, beam_size: int | N
     """Score the model in ``model_dir`` on the questions in ``path``.
 
     Args:
-        path: a FinQA, TAT-QA or ConvFinQA JSON file (recognised by :func:`load_any`).
+        path: a FinQA, TAT-QA or ConvFinQA JSON file, or a FinQA prompt file (`.jsonl`; see
+            :func:`load_any`).
         model_dir: a folder written by ``python -m vfm.plugins.finance.generator_training``.
         beam_size: overrides the folder's beam size (1: greedy).
         limit: score only the first ``limit`` questions.
@@ -85,6 +95,10 @@ def score_predictions(predictions: Sequence[Prediction], records: Sequence[QARec
                            for k in ks} | {"count": len(with_gold)}
     programs = [(p, r) for p, r in zip(predictions, records, strict=True) if r.program is not None]
     result["program"] = _program_scores(programs)
+    answered = [(p, r) for p, r in zip(predictions, records, strict=True)
+                if r.source != "tatqa" and r.answer_type in ("arithmetic", "comparison")]
+    correct = sum(p.program is not None and finqa_execution_match(p.program, r.table, r.answer) for p, r in answered)
+    result["answers"] = {"execution_accuracy": correct / max(len(answered), 1), "count": len(answered)}
     tatqa = [(p, r) for p, r in zip(predictions, records, strict=True) if r.source == "tatqa"]
     if tatqa:
         arithmetic = [(p, r) for p, r in tatqa if r.answer_type == "arithmetic"]

@@ -22,7 +22,7 @@
   (``exe_ans``). No program and no gold evidence: :mod:`vfm.plugins.finance.program_search`
   finds programs that give the answer (:func:`load_finqa_prompts`).
 
-:func:`load_any` tells the three JSON formats apart by their fields.
+:func:`load_any` tells the three JSON formats apart by their fields, and reads ``.jsonl`` as prompts.
 """
 
 from __future__ import annotations
@@ -56,11 +56,14 @@ _FORMAT_FIELDS: dict[str, frozenset[str]] = {
 
 
 def load_any(path: str | Path) -> list[QARecord]:
-    """Load a FinQA, TAT-QA or ConvFinQA file, recognised by its fields.
+    """Load a FinQA, TAT-QA or ConvFinQA file, recognised by its fields, or a FinQA prompt
+    file (``.jsonl``, :func:`load_finqa_prompts`).
 
     Raises:
-        VfmError: the file is missing, not JSON, or in none of the three formats.
+        VfmError: the file is missing, not JSON, or in none of the formats.
     """
+    if str(path).lower().endswith(".jsonl"):
+        return load_finqa_prompts(path)
     data = _read_json_list(path)
     return _LOADERS[detect_format(data, path)](data, str(path))
 

@@ -103,3 +103,29 @@ def test_an_empty_file_is_refused(tmp_path):
     path.write_text("[]")
     with pytest.raises(VfmError, match="no records"):
         evaluate_file(path, tmp_path)
+
+
+@pytest.mark.slow
+def test_an_answer_only_prompt_file_is_scored_on_its_answers(tmp_path):
+    records = [r for r in generate(4, seed=33) if isinstance(r.answer, float)]
+    lines = []
+    for r in records:
+        table = "".join("|" + "|".join(row) + "|\n" for row in r.table)
+        prompt = f"Context: {' '.join(r.pre_text)}\n{table}.\nQuestion: {r.question}\nAnswer:"
+        lines.append(json.dumps({"id": r.id, "conversations": [{"from": "human", "value": prompt},
+                                                                {"from": "assistant", "value": str(r.answer)}]}))
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("\n".join(lines))
+    result = evaluate_file(path, exported_model_folder(), progress=False)
+    assert result["answers"]["count"] == len(records) and result["program"]["count"] == 0
+    assert 0.0 <= result["answers"]["execution_accuracy"] <= 1.0
+
+
+def test_answers_are_scored_with_or_without_a_gold_program():
+    record = QARecord(id="a", pre_text=[], table=[["", "2019"], ["sales", "9"]], post_text=[],
+                      question="what is 2 over 9 ?", answer=round(2 / 9, 5), source="finqa")
+    right = Prediction("divide(2, 9)", round(2 / 9, 5), 0.9, (), (), ())
+    wrong = Prediction("add(2, 9)", 11.0, 0.1, (), (), ())
+    nothing = Prediction(None, None, 0.0, (), (), ())
+    scores = score_predictions([right, wrong, nothing], [record, record, record])
+    assert scores["answers"] == {"execution_accuracy": 1 / 3, "count": 3} and scores["program"]["count"] == 0
