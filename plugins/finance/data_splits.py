@@ -85,14 +85,16 @@ class RealData:
     unlabelled: list[QARecord] = field(default_factory=list)
 
 
-def load_real_data(folder: str | Path | None = None) -> RealData:
-    """Read and split the real data in ``folder`` (or ``$VFM_DATA_DIR``)."""
+def load_real_data(folder: str | Path | None = None, *, convfinqa_turns: str = "final") -> RealData:
+    """Read and split the real data in ``folder`` (or ``$VFM_DATA_DIR``); ``convfinqa_turns``:
+    train on each conversation's final turn, or on ``"all"`` its turns that compute something
+    (:func:`load_convfinqa`)."""
     folder = data_dir(folder)
     finqa_dev = load_finqa(folder / FINQA_DEV)
     tatqa_train, tatqa_held_out = split_tatqa(folder / TATQA_DEV)
     held_documents = {document_key(r) for r in finqa_dev}
     held_tables = {table_key(r) for r in finqa_dev}
-    convfinqa = [r for r in load_convfinqa(folder / CONVFINQA_DEV)
+    convfinqa = [r for r in load_convfinqa(folder / CONVFINQA_DEV, turns=convfinqa_turns)
                  if document_key(r) not in held_documents and table_key(r) not in held_tables]
     train = load_finqa(folder / FINQA_TRAIN) + tatqa_train + convfinqa
     prompts = load_finqa_prompts(folder / FINQA_PROMPTS) if (folder / FINQA_PROMPTS).is_file() else []

@@ -117,6 +117,8 @@ class TrainingSettings:
         seed: the seed of the synthetic data, the split of the batches and the weights.
         weak_labels: also train on the unlabelled FinQA questions, with the programs
             :mod:`program_search` finds for their answers.
+        convfinqa_turns: ``"final"``: each ConvFinQA conversation's final turn; ``"all"``: also its
+            earlier turns that compute something.
     """
 
     data_dir: str | None = None
@@ -151,6 +153,7 @@ class TrainingSettings:
     limit_eval: int | None = None
     seed: int = 0
     weak_labels: bool = False
+    convfinqa_turns: str = "final"
 
     def model_config(self, vocab_size: int) -> GeneratorConfig:
         return GeneratorConfig(vocab_size=vocab_size, encoder=self.encoder, d_model=self.d_model,
@@ -315,7 +318,7 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     atomic_write_json(out / "config.json", asdict(settings))
 
     # 1. data
-    real = load_real_data(settings.data_dir) if settings.data_dir else None
+    real = load_real_data(settings.data_dir, convfinqa_turns=settings.convfinqa_turns) if settings.data_dir else None
     synthetic = generate(settings.synthetic, seed=settings.seed)
     select_synthetic = generate(settings.select_synthetic, seed=settings.seed + 1)
     real_fit, real_select = selection_split(real.train) if real and not settings.synthetic_only else ([], [])
@@ -521,6 +524,8 @@ _HELP = {
     "threads": "torch CPU threads",
     "limit_eval": "score only the first N records of each evaluation set",
     "weak_labels": "also train on the FinQA prompt questions (no program) with programs found by search",
+    "convfinqa_turns": "final: train on each ConvFinQA conversation's final turn; all: also its earlier turns "
+                       "that compute",
 }
 """Help for the flags that need more than their name."""
 

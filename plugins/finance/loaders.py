@@ -15,7 +15,10 @@
   ``programs`` line per turn (``x0 = 60.94 - 25.14; ans = x0 / 25.14``), the final
   ``answer``, ``text`` and the ``table`` as ``a | b | c`` lines. A record is the final
   turn, earlier turns in ``history``; its program is compiled from the final turn's line.
-  Evidence is matched from ``golden_table`` rows and ``golden_text`` sentences.
+  Evidence is matched from ``golden_table`` rows and ``golden_text`` sentences. With
+  ``turns="all"`` each earlier turn that computes something is a record too (its answer is
+  its program's value; its evidence, the conversation's evidence units that hold one of its
+  numbers), as ConvFinQA trains and scores every turn.
 - **FinQA prompts** (JSON Lines, PIXIU's ``valid.jsonl``: ``{"id", "conversations": [human,
   assistant]}``): the human turn holds ``Context: <pre text>``, the table as ``|a|b|c|``
   lines, the post text, then ``Question: ...``; the assistant turn is the answer
@@ -31,6 +34,7 @@ import ast
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +43,7 @@ from vfm.platform.fileio import read_jsonl_objects
 from vfm.plugins.finance.executor import execute
 from vfm.plugins.finance.expression import compile_expression
 from vfm.plugins.finance.metrics import tatqa_em_f1
-from vfm.plugins.finance.program import Step, render_program
+from vfm.plugins.finance.program import Step, parse_program, render_program
 from vfm.plugins.finance.records import QARecord
 from vfm.plugins.finance.table_text import parse_table
 
@@ -96,9 +100,16 @@ def load_tatqa(path: str | Path) -> list[QARecord]:
     return _tatqa(_read_json_list(path), str(path))
 
 
-def load_convfinqa(path: str | Path) -> list[QARecord]:
-    """Load a ConvFinQA file in program-of-thought format: one record per conversation."""
-    return _convfinqa(_read_json_list(path), str(path))
+def load_convfinqa(path: str | Path, *, turns: str = "final") -> list[QARecord]:
+    """Load a ConvFinQA file in program-of-thought format (see the module doc).
+
+    Args:
+        turns: ``"final"``: one record per conversation, its final turn; ``"all"``: also every
+            earlier turn that computes something (a lookup such as ``ans = 60.94`` has no program).
+    """
+    if turns not in ("final", "all"):
+        raise VfmError(f"unknown turns {turns!r}", where="load_convfinqa", fix="use 'final' or 'all'")
+    return _convfinqa(_read_json_list(path), str(path), every_turn=turns == "all")
 
 
 def load_finqa_prompts(path: str | Path) -> list[QARecord]:
@@ -266,7 +277,7 @@ def _matching_rows(table: Sequence[Sequence[str]], wanted: Sequence[str]) -> lis
     return [f"table_{i}" for i, row in enumerate(table) if targets & {bare(cell) for cell in row}]
 
 
-def _convfinqa(data: Sequence[Any], path: str) -> list[QARecord]:
+def _convfinqa(data: Sequence[Any], path: str, every_turn: bool = False) -> list[QARecord]:
     records = []
     for index, item in enumerate(data):
         where = f"{path} record {index}"
@@ -276,16 +287,42 @@ def _convfinqa(data: Sequence[Any], path: str) -> list[QARecord]:
                            fix="give one program line per question")
         table = parse_table(_field(item, "table", where))
         sentences = _sentences(_field(item, "text", where))
+        ident = str(item.get("id", index))
+        evidence = _convfinqa_evidence(item, table, sentences)
         answer = _field(item, "answer", where)
         program = _pot_program(programs[-1], where)
-        records.append(QARecord(
-            id=str(item.get("id", index)), pre_text=sentences, table=table, post_text=[],
+        final = QARecord(
+            id=ident, pre_text=sentences, table=table, post_text=[],
             question=questions[-1], answer=answer if answer in _YES_NO else float(answer), program=program,
-            gold_evidence=_convfinqa_evidence(item, table, sentences),
+            gold_evidence=evidence,
             answer_type="comparison" if answer in _YES_NO else "arithmetic" if program else "span",
             source="convfinqa", history=list(questions[:-1]),
-        ))
+        )
+        for turn in range(len(questions) - 1) if every_turn else ():
+            program = _pot_program(programs[turn], f"{where} turn {turn}")
+            if program is None:
+                continue
+            value = execute(program, table)
+            records.append(replace(
+                final, id=f"{ident}#turn{turn}", question=questions[turn], history=list(questions[:turn]),
+                answer=value, program=program, answer_type="comparison" if value in _YES_NO else "arithmetic",
+                gold_evidence=_units_holding(program, evidence, table, sentences) or evidence))
+        records.append(final)
     return records
+
+
+def _units_holding(program: str, units: Sequence[str], table: Sequence[Sequence[str]],
+                   sentences: Sequence[str]) -> list[str]:
+    """The ids among ``units`` (``table_i``/``text_i``) whose text holds one of the program's numbers."""
+    numbers = {arg.lstrip("-").rstrip("%") for step in parse_program(program) for arg in step.args
+               if not arg.startswith(("#", "const_"))}
+
+    def words(unit: str) -> set[str]:
+        kind, _, position = unit.partition("_")
+        text = " ".join(table[int(position)]) if kind == "table" else sentences[int(position)]
+        return {word.strip(".").replace(",", "") for word in re.sub(r"[$%()]", " ", text).split()}
+
+    return [unit for unit in units if numbers & words(unit)]
 
 
 def _pot_program(line: str, where: str) -> str | None:

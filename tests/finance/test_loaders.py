@@ -115,6 +115,18 @@ def test_load_convfinqa(tmp_path):
     assert (comparison.program, comparison.answer, comparison.answer_type) == ("greater(5, 7)", "no", "comparison")
 
 
+def test_load_convfinqa_every_turn_that_computes(tmp_path):
+    path = _write(tmp_path, "conv.json", CONVFINQA)
+    change, conversation, comparison = load_convfinqa(path, turns="all")
+    assert conversation == load_convfinqa(path)[0]  # the lookups "ans = 60.94" are no records
+    assert (change.id, change.question) == ("Single_MRO/2007/page_134.pdf-1#turn2", "what was the change?")
+    assert change.history == CONVFINQA[0]["questions"][:2]
+    assert (change.program, change.answer, change.answer_type) == ("subtract(60.94, 25.14)", 35.8, "arithmetic")
+    assert change.gold_evidence == ["table_1", "text_2"]  # both hold one of its numbers
+    with pytest.raises(VfmError, match="unknown turns"):
+        load_convfinqa(path, turns="some")
+
+
 @pytest.mark.parametrize(("data", "name"), [(FINQA, "finqa"), (TATQA, "tatqa"), (CONVFINQA, "convfinqa")])
 def test_load_any_recognises_each_format(tmp_path, data, name):
     assert detect_format(data) == name
