@@ -78,6 +78,12 @@ class CommentaryConfig:
         decoder: the causal LM's ``transformers`` config as a dict (``config.to_dict()``, with
             ``model_type``); see :func:`decoder_config`.
         frames: k, the frames of a clip (oldest first).
+        motion: also embed each frame's difference from the frame before (zero for the first)
+            with a second patch embedding, added to the frame's own; it starts at zero, so a
+            pretrained encoder starts unchanged. The ViT reads every frame alone, so without it
+            the other cars' motion (their speed, a pixel or less between frames) has to be
+            compared across frames after 4 blocks and pooling; with it, a patch sees the
+            displacement itself.
         patch_grid: side of the pooled patch-token grid per frame (0: class token only); must
             divide the encoder's patch grid.
         speed_scale: m/s that map to 1.0 at the speed embedding's input.
@@ -92,6 +98,7 @@ class CommentaryConfig:
     encoder: dict
     decoder: dict
     frames: int = 4
+    motion: bool = False
     patch_grid: int = 2
     speed_scale: float = 30.0
     speed_change_scale: float = 2.0
@@ -204,6 +211,11 @@ class CommentaryModel(nn.Module):
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
         self.project = nn.Sequential(nn.LayerNorm(self.vit.embed_dim), nn.Linear(self.vit.embed_dim, width))
+        self.motion_embed = None
+        if config.motion:
+            patch = self.vit.patch_embed.proj
+            self.motion_embed = nn.Conv2d(3, self.vit.embed_dim, patch.kernel_size, patch.stride, bias=False)
+            nn.init.zeros_(self.motion_embed.weight)
         self.frame_embed = nn.Parameter(trunc_normal_(torch.zeros(config.frames, width), std=0.02))
         self.slot_embed = nn.Parameter(trunc_normal_(torch.zeros(config.slots, width), std=0.02))
         self.ego_embed = nn.Sequential(nn.Linear(3 * config.frames + 3, width), nn.GELU(), nn.Linear(width, width))
@@ -248,8 +260,11 @@ class CommentaryModel(nn.Module):
         """
         b, k = frames.shape[:2]
         vit = self.vit
-        x = (frames.flatten(0, 1) - self.mean) / self.std  # [N, 3, H, W], N = B*k
-        x = vit.norm_pre(vit._pos_embed(vit.patch_embed(x)))  # [N, T, D], T = prefix + G*G
+        x = vit.patch_embed((frames.flatten(0, 1) - self.mean) / self.std)  # [N, G*G, D], N = B*k
+        if self.motion_embed is not None:
+            change = torch.cat([torch.zeros_like(frames[:, :1]), frames.diff(dim=1)], dim=1)  # [B, k, 3, H, W]
+            x = x + self.motion_embed(change.flatten(0, 1) / self.std).flatten(2).transpose(1, 2)  # [N, G*G, D]
+        x = vit.norm_pre(vit._pos_embed(x))  # [N, T, D], T = prefix + G*G
         for blk in vit.blocks[:-1]:
             x = blk(x)
         saliency = _cls_attention(vit.blocks[-1], x, vit.num_prefix_tokens) if with_saliency else None  # [N, G*G]

@@ -61,7 +61,7 @@ class CommentaryTrainSettings:
             language side (:meth:`CommentaryModel.for_text`); None: a fresh GPT-2 ``decoder``.
         decoder: the fresh GPT-2 preset (``gpt2-tiny``, ``gpt2-mini``).
         vocab_size: the BPE tokenizer's size (fresh decoder only).
-        patch_grid, speed_scale, max_question_tokens, max_new_tokens: see :class:`CommentaryConfig`.
+        motion, patch_grid, speed_scale, max_question_tokens, max_new_tokens: see :class:`CommentaryConfig`.
         tasks: ``"commentary"`` and/or ``"qa"``.
         commentary_repeats: times each commentary sequence is seen per epoch. A clip has one
             commentary and about seven questions, so with 1 the commentary gets an eighth of
@@ -91,6 +91,7 @@ class CommentaryTrainSettings:
     text_model: str | None = None
     decoder: str = "gpt2-mini"
     vocab_size: int = 2000
+    motion: bool = False
     patch_grid: int = 2
     speed_scale: float = 30.0
     max_question_tokens: int = 24
@@ -325,7 +326,7 @@ def build_model(settings: CommentaryTrainSettings, frames: int, image_size: int,
     if pretrained is not None and (pretrained.parent / "encoder.json").is_file():
         encoder = {**json.loads((pretrained.parent / "encoder.json").read_text("utf-8"))["encoder"],
                    "img_size": image_size}
-    options = dict(frames=frames, patch_grid=s.patch_grid, speed_scale=s.speed_scale,
+    options = dict(frames=frames, motion=s.motion, patch_grid=s.patch_grid, speed_scale=s.speed_scale,
                    max_question_tokens=s.max_question_tokens, max_new_tokens=s.max_new_tokens)
     if s.text_model:
         model, tokenizer = CommentaryModel.for_text(s.text_model, encoder, **options)

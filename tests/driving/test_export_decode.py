@@ -204,3 +204,15 @@ def test_runtime_decodes_without_torch(exported, runtime, tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == runtime.comment(samples[9].frames, samples[9].speed_trace(), beam_size=2).text
+
+
+def test_a_model_that_reads_motion_exports_with_token_parity(tmp_path):
+    samples = make_samples(6, k=K, size=SIZE)
+    tokenizer = tiny_tokenizer(samples)
+    model = tiny_model(tokenizer, k=K, size=SIZE, motion=True).eval()
+    with torch.no_grad():
+        model.motion_embed.weight.normal_(std=0.05)
+    clips = np.stack([s.frames for s in samples[:2]])
+    report = export_commentary(model, tokenizer, tmp_path, clips, clip_array(samples[:2])[1], QUESTIONS[:1])
+    assert report["encoder"]["passed"]
+    assert report["tokens"]["cached_match"] == report["tokens"]["uncached_match"] == report["tokens"]["cases"]

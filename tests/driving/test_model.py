@@ -94,6 +94,22 @@ def test_prefix_layout_ego_token_and_saliency(model, samples):
     torch.testing.assert_close(faster[1], prefix[1])
 
 
+def test_motion_embedding_starts_at_zero_and_reads_only_what_moves(model, tokenizer, samples):
+    moving = tiny_model(tokenizer, k=K, size=SIZE, motion=True).eval()
+    missing, unexpected = moving.load_state_dict(model.state_dict(), strict=False)
+    assert missing == ["motion_embed.weight"] and not unexpected
+    frames, speed = clip_batch(samples)
+    still = frames[:, :1].expand_as(frames).clone()  # the first frame k times: nothing moves
+    with torch.no_grad():
+        torch.testing.assert_close(moving.prefix(frames, speed)[0], model.prefix(frames, speed)[0])  # starts unchanged
+        moving.motion_embed.weight.normal_()
+        torch.testing.assert_close(moving.prefix(still, speed)[0], model.prefix(still, speed)[0])
+        changed = (moving.prefix(frames, speed)[0] - model.prefix(frames, speed)[0]).abs().amax(dim=(0, 2))  # [P]
+    slots = moving.config.slots
+    assert changed[:slots].max() < 1e-5  # the first frame has no frame before it
+    assert changed[slots:-1].min() > 1e-3 and changed[-1] < 1e-5  # later frames move; the ego token does not
+
+
 def test_ego_token_reads_the_trend_and_partial_traces(model):
     nan = float("nan")
     traces = torch.tensor([[12.0, 13.0, 14.0], [16.0, 15.0, 14.0], [nan, nan, 14.0], [nan, 15.0, 14.0],

@@ -91,14 +91,15 @@ def tiny_tokenizer(samples: list[DrivingSample]) -> DrivingTokenizer:
 
 
 def tiny_model(tokenizer: DrivingTokenizer, k: int = 3, size: int = 32, patch_grid: int = 2,
-               seed: int = 0) -> CommentaryModel:
+               seed: int = 0, motion: bool = False) -> CommentaryModel:
     """ViT 32 wide, 2 blocks, 4x4 patches of 8 px; GPT-2 64 wide, 2 layers."""
     import torch
 
     torch.manual_seed(seed)
     encoder = MaeConfig.preset("tiny", img_size=size, embed_dim=32, depth=2, num_heads=2).encoder_config()
     config = CommentaryConfig(encoder=encoder, decoder=decoder_config(tokenizer, "gpt2-tiny", n_positions=128),
-                              frames=k, patch_grid=patch_grid, max_question_tokens=12, max_new_tokens=40)
+                              frames=k, motion=motion, patch_grid=patch_grid, max_question_tokens=12,
+                              max_new_tokens=40)
     return CommentaryModel(config)
 
 
