@@ -87,7 +87,8 @@ def evaluate_records(predictor: ProgramPredictor, records: Sequence[QARecord], *
 
 def score_predictions(predictions: Sequence[Prediction], records: Sequence[QARecord], *,
                       ks: Sequence[int] = (1, 3, 5)) -> dict[str, Any]:
-    """Retrieval, program and (for TAT-QA records) TAT-QA scores of predictions, one per record."""
+    """Retrieval, program, answer (FinQA/ConvFinQA arithmetic or comparison questions) and TAT-QA scores of
+    predictions, one per record; a block is left out when no record qualifies for it."""
     result: dict[str, Any] = {"count": len(records)}
     with_gold = [(p, r) for p, r in zip(predictions, records, strict=True) if r.gold_evidence]
     ranked = [[ident for ident, _ in p.ranking] for p, _ in with_gold]
@@ -97,8 +98,10 @@ def score_predictions(predictions: Sequence[Prediction], records: Sequence[QARec
     result["program"] = _program_scores(programs)
     answered = [(p, r) for p, r in zip(predictions, records, strict=True)
                 if r.source != "tatqa" and r.answer_type in ("arithmetic", "comparison")]
-    correct = sum(p.program is not None and finqa_execution_match(p.program, r.table, r.answer) for p, r in answered)
-    result["answers"] = {"execution_accuracy": correct / max(len(answered), 1), "count": len(answered)}
+    if answered:
+        correct = sum(p.program is not None and finqa_execution_match(p.program, r.table, r.answer)
+                      for p, r in answered)
+        result["answers"] = {"execution_accuracy": correct / len(answered), "count": len(answered)}
     tatqa = [(p, r) for p, r in zip(predictions, records, strict=True) if r.source == "tatqa"]
     if tatqa:
         arithmetic = [(p, r) for p, r in tatqa if r.answer_type == "arithmetic"]

@@ -118,7 +118,7 @@ class TrainingSettings:
         weak_labels: also train on the unlabelled FinQA questions, with the programs
             :mod:`program_search` finds for their answers.
         convfinqa_turns: ``"final"``: each ConvFinQA conversation's final turn; ``"all"``: also its
-            earlier turns that compute something.
+            earlier turns that compute something (measured: no gain, see docs/results/finance.md).
     """
 
     data_dir: str | None = None

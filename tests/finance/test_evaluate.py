@@ -59,6 +59,7 @@ def test_evaluate_file_scores_a_tatqa_file_and_main_prints_json(tmp_path, capsys
     assert result["count"] == 2 and result["program"]["count"] == 1
     assert result["tatqa"]["all"]["count"] == 2 and result["tatqa"]["arithmetic"]["count"] == 1
     assert set(result["tatqa"]["all"]) == {"exact_match", "f1", "count"}
+    assert "answers" not in result, "TAT-QA answers are scored under the TAT-QA metric, not as a 0-count block"
 
 
 def test_main_reports_errors_in_one_line(tmp_path, capsys):
