@@ -83,7 +83,7 @@ class CommentaryConfig:
             pretrained encoder starts unchanged. The ViT reads every frame alone, so without it
             the other cars' motion (their speed, a pixel or less between frames) has to be
             compared across frames after 4 blocks and pooling; with it, a patch sees the
-            displacement itself.
+            displacement itself. Measured at 96 px: no gain (docs/results/driving.md).
         patch_grid: side of the pooled patch-token grid per frame (0: class token only); must
             divide the encoder's patch grid.
         speed_scale: m/s that map to 1.0 at the speed embedding's input.
