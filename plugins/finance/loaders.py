@@ -43,6 +43,7 @@ from vfm.platform.fileio import read_jsonl_objects
 from vfm.plugins.finance.executor import execute
 from vfm.plugins.finance.expression import compile_expression
 from vfm.plugins.finance.metrics import tatqa_em_f1
+from vfm.plugins.finance.numbers import float_or_none
 from vfm.plugins.finance.program import Step, parse_program, render_program
 from vfm.plugins.finance.records import QARecord
 from vfm.plugins.finance.table_text import parse_table
@@ -136,7 +137,7 @@ def load_finqa_prompts(path: str | Path) -> list[QARecord]:
             raise VfmError("the prompt has no 'Context:' with a table and a 'Question:'", where=where,
                            fix="pass PIXIU's FinQA prompt file unchanged")
         answer = str(_field(turns[1], "value", where)).strip()
-        number = _float_or_none(answer)
+        number = float_or_none(answer)
         if answer not in _YES_NO and number is None:
             raise VfmError(f"answer {answer!r} is neither a number nor yes/no", where=where,
                            fix="pass PIXIU's FinQA prompt file unchanged")
@@ -153,13 +154,6 @@ def load_finqa_prompts(path: str | Path) -> list[QARecord]:
 _PROMPT = re.compile(r"Context:(?P<pre>.*?)\n(?P<table>(?:\|[^\n]*\|\n)+)(?P<post>.*?)"
                      r"\nQuestion:(?P<question>.*?)\nAnswer:", re.DOTALL)
 """The parts of a PIXIU FinQA prompt."""
-
-
-def _float_or_none(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def _read_json_list(path: str | Path) -> list[Any]:

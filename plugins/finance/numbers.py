@@ -12,6 +12,8 @@ Three readers, because the benchmarks disagree and their scores depend on the de
   official TAT-QA ``tatqa_utils.py``, quirks included (see each docstring).
 - :func:`parse_number` reads what people paste: ``$1,234``, ``(1,234)``, ``-5.2%``,
   ``1.5 billion``; ``n/a``, ``-`` and blanks are no number.
+- :func:`float_or_none` is Python's ``float`` without NaN (and infinities unless asked for):
+  an answer written as a bare number.
 
 All return ``None`` rather than raising when the text is not a number.
 """
@@ -61,13 +63,13 @@ def finqa_str_to_num(text: str) -> float | None:
         infinities and NaN, which Python's ``float`` would otherwise accept.
     """
     text = text.replace(",", "")
-    value = _float_or_none(text)
+    value = float_or_none(text)
     if value is None and "%" in text:
-        value = _float_or_none(text.replace("%", ""))
+        value = float_or_none(text.replace("%", ""))
         value = None if value is None else value / 100.0
     elif value is None and _CONSTANT_PREFIX in text:
         constant = text.replace(_CONSTANT_PREFIX, "")
-        value = _float_or_none("-1" if constant == _MINUS_ONE else constant)
+        value = float_or_none("-1" if constant == _MINUS_ONE else constant)
     return value
 
 
@@ -142,7 +144,7 @@ def tatqa_is_number(text: str) -> bool:
     """TAT-QA's ``is_number``: the first word (stripped of ``$ % ( ) , [ ]`` and quotes)
     is a float, and a second word, if any, is a scale word (``"1 million"``)."""
     words = " ".join(_tatqa_clean(word) for word in text.split()).split()
-    if not words or _float_or_none(words[0], allow_infinite=True) is None:
+    if not words or float_or_none(words[0], allow_infinite=True) is None:
         return False
     return len(words) < 2 or scale_factor(words[1]) != 1
 
@@ -171,7 +173,7 @@ def _tatqa_clean(text: str) -> str:
     return "".join(ch for ch in text if ch not in _TATQA_EXCLUDED)
 
 
-def _float_or_none(text: str, *, allow_infinite: bool = False) -> float | None:
+def float_or_none(text: str, *, allow_infinite: bool = False) -> float | None:
     """Python's ``float(text)``, or None; NaN is never a number, infinities only if allowed."""
     try:
         value = float(text)

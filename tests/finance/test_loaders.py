@@ -208,6 +208,7 @@ def test_finqa_prompts_load_into_records(tmp_path):
     (json.dumps({"conversations": [{"from": "human", "value": "Question: why?\nAnswer:"},
                                    {"from": "assistant", "value": "1"}]}), "no 'Context:' with a table"),
     (_prompt_line(answer="about five"), "neither a number nor yes/no"),
+    (_prompt_line(answer="nan"), "neither a number nor yes/no"),
 ])
 def test_bad_finqa_prompt_files_are_explained(tmp_path, line, message):
     path = tmp_path / "prompts.jsonl"
