@@ -8,7 +8,10 @@ evidence) turns them into one score:
 - word and bigram overlap with the question;
 - for table rows: how much of the row name the question holds, and whether it holds all of it;
 - the question's numbers and years found in the unit;
-- what the unit is (a row, the header row, a sentence) and whether it holds numbers.
+- what the unit is (a row, the header row, a sentence) and whether it holds numbers;
+- cues of how reports are laid out: a question about a share ("what portion of the total ...")
+  needs the *total* row, a sentence that introduces a table ("... as follows:") holds no
+  answer, and a month named in the question picks its row of a monthly table.
 
 Recall@k is FinQA's retriever metric: the share of a question's gold units among its k best,
 averaged over questions (:func:`vfm.plugins.finance.metrics.mean_recall_at_k`). Torch-free.
@@ -34,10 +37,19 @@ FEATURES = ("bias", "bm25", "bm25_relative", "bm25_reciprocal_rank", "kind_recip
             "bigram_overlap", "row_name_bm25", "row_name_bm25_relative", "row_name_overlap", "row_name_in_question",
             "question_number_in_unit", "question_year_in_unit", "is_row", "is_header", "is_text",
             "unit_has_numbers", "unit_number_count", "text_has_numbers", "text_has_question_year",
-            "text_word_overlap", "row_word_overlap", "closeness_before_table", "closeness_after_table")
+            "text_word_overlap", "row_word_overlap", "closeness_before_table", "closeness_after_table",
+            "row_is_total", "total_row_for_share_question", "total_row_for_total_question", "row_for_share_question",
+            "table_introduction", "question_month_in_unit")
 """The scorer's inputs, in order; ``bias`` is constant 1."""
 
 _FORMAT = "vfm-finance-retriever/1"
+
+SHARE_WORDS = frozenset({"portion", "percentage", "percent", "share", "proportion", "comprised", "ratio", "fraction",
+                         "%"})
+"""Question words that ask for a part of a whole (whose denominator is usually a *total* row)."""
+
+MONTHS = frozenset({"january", "february", "march", "april", "may", "june", "july", "august", "september",
+                    "october", "november", "december"})
 
 
 def unit_features(question: str, units: Mapping[str, str], row_names: Mapping[str, str],
@@ -57,6 +69,9 @@ def unit_features(question: str, units: Mapping[str, str], row_names: Mapping[st
     query_bigrams = set(zip(query, query[1:], strict=False))
     query_numbers = {w.replace(",", "") for w in split_words(question) if is_number_word(w) and not is_year_word(w)}
     query_years = {w for w in split_words(question) if is_year_word(w)}
+    question_words = set(split_words(question))
+    asks_share, asks_total = float(bool(question_words & SHARE_WORDS)), float("total" in question_words)
+    query_months = question_words & MONTHS
     unit_words = [content_words(units[ident]) for ident in ids]
     bm25 = _bm25(query, unit_words)
     is_row = np.array([ident in row_names for ident in ids])
@@ -74,6 +89,8 @@ def unit_features(question: str, units: Mapping[str, str], row_names: Mapping[st
         overlap = len(query_set & set(words)) / max(len(query_set), 1)
         bigrams = set(zip(words, words[1:], strict=False))
         years = len(query_years & set(raw)) / max(len(query_years), 1) if query_years else 0.0
+        total = float(row and "total" in split_words(row_names[ident]))
+        introduction = float(not row and not numbers and (units[ident].rstrip(" .").endswith(":") or "follow" in raw))
         features[i] = (
             1.0, bm25[i], bm25[i] / max(bm25.max(), 1e-9), reciprocal[i], kind_reciprocal[i], overlap,
             len(query_bigrams & bigrams) / max(len(query_bigrams), 1),
@@ -84,6 +101,8 @@ def unit_features(question: str, units: Mapping[str, str], row_names: Mapping[st
             float(row), float(ident == "table_0"), float(not row),
             float(bool(numbers)), np.log1p(len(numbers)), float(bool(numbers) and not row), years * (not row),
             overlap * (not row), overlap * row, *_closeness(ident, table_at),
+            total, total * asks_share, total * asks_total, asks_share * row, introduction,
+            float(bool(query_months & set(raw))),
         )
     return features
 

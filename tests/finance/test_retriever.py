@@ -54,6 +54,22 @@ def test_row_name_and_year_features():
     assert np.argmax(column["bm25"]) == 1
 
 
+def test_report_layout_features():
+    units = {"table_0": "the goodwill of 2019 is 64 ;", "table_1": "the total of 2019 is $ 549 ;",
+             "text_0": "the purchase price was allocated as follows :", "text_1": "in november we bought 3 plants ."}
+    rows = {"table_0": "goodwill", "table_1": "total"}
+    column = dict(zip(FEATURES, unit_features("what portion of the price is goodwill in november ?", units, rows).T,
+                      strict=True))
+    assert column["row_is_total"].tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert column["total_row_for_share_question"].tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert column["total_row_for_total_question"].tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert column["row_for_share_question"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert column["table_introduction"].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert column["question_month_in_unit"].tolist() == [0.0, 0.0, 0.0, 1.0]
+    plain = dict(zip(FEATURES, unit_features("what was goodwill ?", units, rows).T, strict=True))
+    assert plain["total_row_for_share_question"].sum() == 0.0 and plain["question_month_in_unit"].sum() == 0.0
+
+
 def test_content_words_drop_stopwords_and_plurals():
     assert content_words("What were the total revenues in 2019 ?") == ["revenue", "2019"]
 
