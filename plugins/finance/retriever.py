@@ -10,8 +10,9 @@ evidence) turns them into one score:
 - the question's numbers and years found in the unit;
 - what the unit is (a row, the header row, a sentence) and whether it holds numbers;
 - cues of how reports are laid out: a question about a share ("what portion of the total ...")
-  needs the *total* row, a sentence that introduces a table ("... as follows:") holds no
-  answer, and a month named in the question picks its row of a monthly table.
+  needs the *total* row, a sentence that introduces a table (no number, ending in a colon:
+  "... as follows:") holds no answer, and a month named in the question picks its row of a
+  monthly table.
 
 Recall@k is FinQA's retriever metric: the share of a question's gold units among its k best,
 averaged over questions (:func:`vfm.plugins.finance.metrics.mean_recall_at_k`). Torch-free.
@@ -90,7 +91,7 @@ def unit_features(question: str, units: Mapping[str, str], row_names: Mapping[st
         bigrams = set(zip(words, words[1:], strict=False))
         years = len(query_years & set(raw)) / max(len(query_years), 1) if query_years else 0.0
         total = float(row and "total" in split_words(row_names[ident]))
-        introduction = float(not row and not numbers and (units[ident].rstrip(" .").endswith(":") or "follow" in raw))
+        introduction = float(not row and not numbers and units[ident].rstrip(" .").endswith(":"))
         features[i] = (
             1.0, bm25[i], bm25[i] / max(bm25.max(), 1e-9), reciprocal[i], kind_reciprocal[i], overlap,
             len(query_bigrams & bigrams) / max(len(query_bigrams), 1),
