@@ -42,7 +42,7 @@ from vfm.plugins.finance.features import is_number_word, is_year_word, number_ar
 from vfm.plugins.finance.metrics import finqa_program_match
 from vfm.plugins.finance.numbers import finqa_str_to_num
 from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.retriever import EvidenceRetriever
+from vfm.plugins.finance.retriever import EvidenceRetriever, record_row_names
 from vfm.plugins.finance.synthetic import generate
 
 TEMPLATES: tuple[tuple[str, float], ...] = (
@@ -156,7 +156,7 @@ def find_program(record: QARecord, retriever: EvidenceRetriever) -> Label | None
     if not isinstance(record.answer, float) or not record.table:
         return None
     question = record_question(record)
-    unit_scores = dict(retriever.score_units(question, record.evidence(), _row_names(record),
+    unit_scores = dict(retriever.score_units(question, record.evidence(), record_row_names(record),
                                              len(record.pre_text)))
     pool = candidates(record, unit_scores)
     best: Label | None = None
@@ -245,10 +245,6 @@ def _evaluate(template: str, axes: dict[str, np.ndarray]) -> np.ndarray:
                 args.append(np.float64(finqa_str_to_num(arg)))
         results.append(_OPS[op](args[0], args[1]))
     return np.asarray(results[-1], dtype=np.float64)
-
-
-def _row_names(record: QARecord) -> dict[str, str]:
-    return {f"table_{i}": row[0] for i, row in enumerate(record.table) if row}
 
 
 def label_records(records: Sequence[QARecord], retriever: EvidenceRetriever) -> list[QARecord]:

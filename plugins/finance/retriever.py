@@ -132,7 +132,8 @@ def _reciprocal_rank(scores: np.ndarray) -> np.ndarray:
     return reciprocal
 
 
-def _row_names(record: QARecord) -> dict[str, str]:
+def record_row_names(record: QARecord) -> dict[str, str]:
+    """The row name (first cell) of each table-row unit, by evidence id (``table_<i>``)."""
     return {f"table_{i}": row[0] for i, row in enumerate(record.table) if row}
 
 
@@ -167,7 +168,7 @@ class EvidenceRetriever:
             gold = set(record.gold_evidence) & set(evidence)
             if not gold or len(gold) == len(evidence):
                 continue
-            blocks.append(unit_features(record_question(record), evidence, _row_names(record),
+            blocks.append(unit_features(record_question(record), evidence, record_row_names(record),
                                         len(record.pre_text)))
             label = np.array([ident in gold for ident in evidence], dtype=np.float64)
             labels.append(label)
@@ -216,7 +217,7 @@ class EvidenceRetriever:
     def rank(self, record: QARecord) -> list[str]:
         """A record's evidence ids, best first."""
         return [ident for ident, _ in self.score_units(record_question(record), record.evidence(),
-                                                        _row_names(record), len(record.pre_text))]
+                                                        record_row_names(record), len(record.pre_text))]
 
     def save(self, path: str | Path) -> Path:
         """Write the scorer as JSON."""
