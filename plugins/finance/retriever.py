@@ -51,6 +51,7 @@ SHARE_WORDS = frozenset({"portion", "percentage", "percent", "share", "proportio
 
 MONTHS = frozenset({"january", "february", "march", "april", "may", "june", "july", "august", "september",
                     "october", "november", "december"})
+"""Month names: a question naming one is about that row of a monthly table (share buybacks)."""
 
 
 def unit_features(question: str, units: Mapping[str, str], row_names: Mapping[str, str],
