@@ -10,7 +10,8 @@ Config sections (defaults from the plugin manifest's ``preprocessing`` and ``tra
   ``train_split``/``val_split`` (``null``: the whole source, e.g. a flat folder for pretraining),
   ``labels_csv``, synthetic ``n_train``/``n_val``/``seed``.
 - ``preprocessing``: keyword arguments of the plugin's ``preprocess``.
-- ``pretrain``: ``preset`` plus :class:`vfm.pretrain.mae_training.PretrainSettings` fields.
+- ``pretrain``: ``preset``, any of :data:`MAE_SHAPE_FIELDS` (e.g. ``patch_size``) and
+  :class:`vfm.pretrain.mae_training.PretrainSettings` fields.
 - ``finetune``: ``pretrained`` plus :class:`vfm.finetune.classification_training.FinetuneSettings` fields.
 """
 
@@ -31,6 +32,20 @@ from vfm.platform.plugin import Plugin
 from vfm.platform.registry import vfm_version
 
 VAL_SEED_OFFSET = 10_000  # synthetic validation images never share a seed with training ones
+MAE_SHAPE_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth",
+                    "decoder_num_heads", "mask_ratio")
+"""``pretrain`` keys that change the preset's MAE shape (the rest are training settings); the shape
+ones apply to the from-scratch ViT of ``finetune`` too, so that both arms have the same encoder."""
+
+
+def mae_config(config: dict[str, Any]):
+    """The :class:`vfm.pretrain.mae.MaeConfig` of a resolved config: ``pretrain.preset`` at the
+    preprocessing's image size, with any :data:`MAE_SHAPE_FIELDS` of ``pretrain`` over it."""
+    from vfm.pretrain.mae import MaeConfig
+
+    section = config["pretrain"]
+    overrides = {k: section[k] for k in MAE_SHAPE_FIELDS if section.get(k) is not None}
+    return MaeConfig.preset(section["preset"], img_size=int(config["preprocessing"]["image_size"]), **overrides)
 
 
 class ImageClassificationPipeline:
@@ -114,18 +129,12 @@ class ImageClassificationPipeline:
     # ---------------------------------------------------------------- pretrain
     def pretrain(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         """MAE-pretrain the encoder on the unlabelled train (+ val) images."""
-        from vfm.pretrain.mae import MaeConfig
         from vfm.pretrain.mae_training import PretrainSettings, keep_trained_result, pretrain_mae
 
         config = self.resolve(config)
-        section = dict(config["pretrain"])
-        preset = section.pop("preset")
-        mask_ratio = section.pop("mask_ratio", None)
+        section = {k: v for k, v in config["pretrain"].items() if k != "preset" and k not in MAE_SHAPE_FIELDS}
         settings = build_settings(PretrainSettings, section, "pretrain")
-        size = int(config["preprocessing"]["image_size"])
-        mae = MaeConfig.preset(preset, img_size=size)
-        if mask_ratio is not None:
-            mae.mask_ratio = float(mask_ratio)
+        mae = mae_config(config)
         parts = ["train"] if self._external(config) and config["data"]["val_split"] is None else ["train", "val"]
         images = np.concatenate([self.prepare(self.load_split(config, w), config) for w in parts])
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -165,15 +174,12 @@ class ImageClassificationPipeline:
 
     def _encoder_config(self, config: dict[str, Any], pretrained: str | None) -> dict[str, Any]:
         """The ViT shape: from the pretrained encoder's JSON when there is one, else the preset."""
-        from vfm.pretrain.mae import MaeConfig
-
         if pretrained:
             path = Path(pretrained)
             meta = (path if path.is_dir() else path.parent) / "encoder.json"
             if meta.is_file():
                 return json.loads(meta.read_text("utf-8"))["encoder"]
-        size = int(config["preprocessing"]["image_size"])
-        return MaeConfig.preset(config["pretrain"]["preset"], img_size=size).encoder_config()
+        return mae_config(config).encoder_config()
 
     # ---------------------------------------------------------------- evaluate
     def evaluate(self, run_dir: Path, config_overrides: dict[str, Any] | None = None, *,

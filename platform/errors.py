@@ -7,6 +7,11 @@ single line and exits non-zero; the Gradio app shows it as an error message.
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
 
 class VfmError(Exception):
     """A user-actionable error, rendered as one line: ``what [where] — fix: how``.
@@ -30,3 +35,15 @@ class VfmError(Exception):
         if self.fix:
             text += f" — fix: {self.fix}"
         return " ".join(text.split())
+
+
+def print_json_or_error(compute: Callable[[], Any]) -> int:
+    """For a module's command line: print ``compute()`` as indented JSON and return 0, or print
+    its :class:`VfmError` as one ``error:`` line on stderr and return 1."""
+    try:
+        result = compute()
+    except VfmError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0

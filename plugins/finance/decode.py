@@ -12,14 +12,16 @@ One rule is added at decoding time: a step's second argument differs from its fi
 about 1 % of their programs, while an undertrained pointer repeats one often.
 
 A program's confidence is its probability under the model: the product of its options'
-probabilities (``exp`` of the summed log-probabilities).
+probabilities (``exp`` of the summed log-probabilities). The answer is the most probable program
+that runs, or, when the model folder holds a ``reranker.json``, the program that runs which
+:class:`vfm.plugins.finance.reranker.BeamReranker` scores best among its beams.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +30,7 @@ import numpy as np
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import read_format_json
-from vfm.plugins.finance.executor import execute, trace
+from vfm.plugins.finance.executor import trace
 from vfm.plugins.finance.features import (
     END_TOKEN,
     MAX_STEPS,
@@ -44,6 +46,8 @@ from vfm.plugins.finance.features import (
 )
 from vfm.plugins.finance.program import parse_program, render_program
 from vfm.plugins.finance.records import QARecord, row_to_text
+from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
+from vfm.plugins.finance.reranker import BeamReranker, beam_features, number_facts, running_beams
 from vfm.plugins.finance.retriever import EvidenceRetriever
 
 SETTINGS_FILE = "finance_model.json"
@@ -245,16 +249,20 @@ class ProgramPredictor:
         folder: holds ``finance_model.json``, ``tokenizer.json``, ``retriever.json``,
             ``encoder.onnx`` and ``decoder_step.onnx``.
         backend: the model to decode with; default: the folder's ONNX files.
-        beam_size: overrides the folder's setting (1 is greedy decoding).
+        beam_size: overrides the folder's setting, or the re-ranker's (1 is greedy decoding).
+        rerank: use the folder's ``reranker.json`` when it has one.
     """
 
-    def __init__(self, folder: str | Path, *, backend: Backend | None = None, beam_size: int | None = None):
+    def __init__(self, folder: str | Path, *, backend: Backend | None = None, beam_size: int | None = None,
+                 rerank: bool = True):
         from tokenizers import Tokenizer
 
         folder = Path(folder)
         settings = read_settings(folder)
+        reranker_path = folder / RERANKER_FILE
+        self.reranker = BeamReranker.load(reranker_path) if rerank and reranker_path.is_file() else None
         self.top_k = int(settings["top_k"])
-        self.beam_size = int(beam_size or settings["beam_size"])
+        self.beam_size = int(beam_size or (self.reranker.beams if self.reranker else settings["beam_size"]))
         self.length = int(settings["max_len"])
         self.inputs = InputEncoder(Tokenizer.from_file(str(folder / "tokenizer.json")), self.length,
                                    int(settings["max_question_len"]))
@@ -271,25 +279,28 @@ class ProgramPredictor:
         chosen = [ident for ident, _ in ranking[: self.top_k]]
         example = Example(asked, tuple((ident, units[ident]) for ident in chosen),
                           {ident: rows[ident] for ident in chosen if ident in rows})
-        return self.predict_example(example, table, tuple(ranking))
+        return self.predict_example(example, table, tuple(ranking), units)
 
     def predict_record(self, record: QARecord) -> Prediction:
         """Answer a record's question over its own document."""
         return self.predict(record.question, record.table, record.pre_text, record.post_text, record.history)
 
     def predict_example(self, example: Example, table: Sequence[Sequence[str]],
-                        ranking: tuple[tuple[str, float], ...] = ()) -> Prediction:
-        """Decode and execute for an input already chosen (no retrieval)."""
+                        ranking: tuple[tuple[str, float], ...] = (), units: Mapping[str, str] | None = None
+                        ) -> Prediction:
+        """Decode and execute for an input already chosen (no retrieval). With a re-ranker, the
+        beam that runs is chosen by it, from the document's ``units`` (default: the input's)."""
         encoded = self.inputs.encode(example)
         decoded = [d for d in beam_decode(self.backend, encoded, length=self.length, pad_id=self.inputs.pad_id,
                                           beam_size=self.beam_size) if _parses(d)]
         beams = tuple((d.program, d.confidence) for d in decoded)
-        for candidate in decoded:
-            try:
-                answer = execute(candidate.program, table)
-            except VfmError:
-                continue
-            return Prediction(candidate.program, answer, candidate.confidence, encoded.units, ranking, beams)
+        running = running_beams(beams, table)
+        if running:
+            chosen = running[0]
+            if self.reranker is not None and len(running) > 1:
+                facts = number_facts(dict(example.units) if units is None else units, dict(ranking))
+                chosen = running[self.reranker.choose(beam_features(example.question, running, facts))]
+            return Prediction(chosen.program, chosen.answer, chosen.probability, encoded.units, ranking, beams)
         best = decoded[0] if decoded else None
         error = "no decoded program runs on this table"
         if best is not None:

@@ -24,7 +24,6 @@ Scores, each with the count of questions it is taken over:
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections import Counter
@@ -34,7 +33,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from vfm.platform.errors import VfmError
+from vfm.platform.errors import VfmError, print_json_or_error
 from vfm.plugins.finance.decode import Prediction, ProgramPredictor
 from vfm.plugins.finance.loaders import load_any
 from vfm.plugins.finance.metrics import (
@@ -54,7 +53,7 @@ _SCALE_WORDS = (("billion", "billion"), ("million", "million"), ("thousand", "th
 """Words that state a document's scale, and the scale they state."""
 
 
-def evaluate_file(path: str | Path, model_dir: str | Path, *, beam_size: int | None = None,
+def evaluate_file(path: str | Path, model_dir: str | Path, *, beam_size: int | None = None, rerank: bool = True,
                   limit: int | None = None, ks: Sequence[int] = (1, 3, 5), progress: bool = True) -> dict[str, Any]:
     """Score the model in ``model_dir`` on the questions in ``path``.
 
@@ -63,6 +62,7 @@ def evaluate_file(path: str | Path, model_dir: str | Path, *, beam_size: int | N
             :func:`load_any`).
         model_dir: a folder written by ``python -m vfm.plugins.finance.generator_training``.
         beam_size: overrides the folder's beam size (1: greedy).
+        rerank: choose among the beams with the folder's re-ranker, when it has one.
         limit: score only the first ``limit`` questions.
         ks: the k of recall@k.
         progress: show a progress bar on stderr.
@@ -73,7 +73,7 @@ def evaluate_file(path: str | Path, model_dir: str | Path, *, beam_size: int | N
     records = load_any(path)[:limit]
     if not records:
         raise VfmError("the file holds no questions", where=str(path), fix="pass a non-empty dataset file")
-    predictor = ProgramPredictor(model_dir, beam_size=beam_size)
+    predictor = ProgramPredictor(model_dir, beam_size=beam_size, rerank=rerank)
     return {"file": str(path), **evaluate_records(predictor, records, ks=ks, progress=progress)}
 
 
@@ -120,11 +120,20 @@ def _program_scores(pairs: Sequence[tuple[Prediction, QARecord]]) -> dict[str, f
     for prediction, record in pairs:
         if record.source != "tatqa":
             continue
-        executed += prediction.answer is not None and tatqa_em_f1(
-            str(prediction.answer), record.scale, record.answer, record.scale, "arithmetic")[0] == 1.0
+        executed += answer_is_correct(prediction.answer, record)
         programs += prediction.program is not None and finqa_program_match(prediction.program, record.program)
     return {"execution_accuracy": executed / len(pairs), "program_accuracy": programs / len(pairs),
             "count": len(pairs)}
+
+
+def answer_is_correct(answer: float | str | None, record: QARecord) -> bool:
+    """Whether an executed answer is the record's: FinQA's exact match, or, for TAT-QA, the exact
+    match of an arithmetic answer in the record's scale."""
+    if answer is None:
+        return False
+    if record.source == "tatqa":
+        return tatqa_em_f1(str(answer), record.scale, record.answer, record.scale, "arithmetic")[0] == 1.0
+    return answer == record.answer
 
 
 def _tatqa_scores(pairs: Sequence[tuple[Prediction, QARecord]]) -> dict[str, float]:
@@ -189,14 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True, help="the --out folder of generator_training")
     parser.add_argument("--beam-size", type=int, default=None, help="beam size (1: greedy); default: the model's")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N questions")
+    parser.add_argument("--no-rerank", dest="rerank", action="store_false",
+                        help="answer with the generator's most probable program that runs, even if the folder has "
+                             "a reranker.json")
     args = parser.parse_args(argv)
-    try:
-        result = evaluate_file(args.file, args.model, beam_size=args.beam_size, limit=args.limit)
-    except VfmError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2))
-    return 0
+    return print_json_or_error(lambda: evaluate_file(args.file, args.model, beam_size=args.beam_size,
+                                                     limit=args.limit, rerank=args.rerank))
 
 
 if __name__ == "__main__":

@@ -144,6 +144,16 @@ def is_year_word(word: str) -> bool:
     return _YEAR.fullmatch(word) is not None
 
 
+def year_before(words: Sequence[str], index: int) -> str | None:
+    """The nearest year before ``words[index]`` in its clause (clauses end at ``;`` and ``.``)."""
+    for back in range(index - 1, max(index - 13, -1), -1):
+        if words[back] in (";", "."):
+            return None
+        if is_year_word(words[back]) and words[back] != words[index]:
+            return words[back]
+    return None
+
+
 def number_argument(words: Sequence[str], index: int) -> str:
     """The program argument a number word stands for, as FinQA writes it: commas dropped,
     ``%`` kept, also when it is the next word (``5.2 %`` -> ``5.2%``), and a number in

@@ -22,8 +22,10 @@ Steps, each logged with where its outputs went:
    the selection records is kept (``generator.safetensors``);
 5. export: ``encoder.onnx`` and ``decoder_step.onnx``, with ``parity.json`` (ONNX vs torch
    outputs, and greedy program tokens on selection records);
-6. evaluation with the exported model (no torch): FinQA dev, TAT-QA held-out, synthetic
-   test, greedy and beam, into ``metrics.json``.
+6. the beam re-ranker (``reranker.json``, :mod:`reranker_training`), fitted on the selection
+   records' beams and kept when it beats the generator's own order in cross-validation;
+7. evaluation with the exported model (no torch): FinQA dev, TAT-QA held-out, synthetic
+   test, greedy and beam (the generator's order) and re-ranked, into ``metrics.json``.
 
 The resolved settings are written to ``config.json``; that file alone reproduces the run
 (``--config OUT/config.json``). Outputs go to ``--out``, never into the repository.
@@ -53,7 +55,7 @@ from torch.utils.data import DataLoader
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
-from vfm.plugins.finance.data_splits import load_real_data, selection_split
+from vfm.plugins.finance.data_splits import RealData, load_real_data, selection_split
 from vfm.plugins.finance.decode import SETTINGS_FILE, SETTINGS_FORMAT, OnnxBackend, ProgramPredictor, greedy_decode
 from vfm.plugins.finance.evaluate import evaluate_records, score_predictions
 from vfm.plugins.finance.features import (
@@ -79,6 +81,8 @@ from vfm.plugins.finance.generator import (
 )
 from vfm.plugins.finance.program_search import label_quality, label_records
 from vfm.plugins.finance.records import QARecord
+from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
+from vfm.plugins.finance.reranker_training import fit_reranker
 from vfm.plugins.finance.retriever import EvidenceRetriever, retrieval_recall
 from vfm.plugins.finance.synthetic import generate
 
@@ -339,7 +343,7 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     weak_report: dict[str, Any] = {}
     if settings.weak_labels and real and not settings.synthetic_only:
         quality = label_quality([r for r in real_select if r.source != "tatqa"], retriever)
-        weak_fit, weak_select = selection_split(label_records(real.unlabelled, retriever))
+        weak_fit, weak_select = weak_labelled(real, retriever)
         weak_report = {"unlabelled": len(real.unlabelled), "labelled": len(weak_fit) + len(weak_select),
                        "selection": len(weak_select), "selection_quality": quality}
         log.info("weak labels: programs found for %d of %d unlabelled questions (%d kept for selection); on the "
@@ -377,7 +381,7 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     if not examples:
         raise VfmError("no training example", where="generator_training", fix="check the data folder")
     model = build_generator(settings.model_config(tokenizer.get_vocab_size()))
-    select_records = [r for r in (real_select or select_synthetic) if r.program is not None]
+    select_records = with_programs(real_select or select_synthetic)
 
     def select(current: ProgramGenerator) -> float:
         predictor = ProgramPredictor(out, backend=TorchBackend(current), beam_size=1)
@@ -410,7 +414,13 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     log.info("export: ONNX greedy tokens equal torch on %d/%d selection records -> %s",
              parity["greedy_tokens"]["equal"], parity["greedy_tokens"]["count"], out / "parity.json")
 
-    # 6. evaluation with the exported model
+    # 6. the beam re-ranker, fitted on the selection records with the exported model
+    reranking = fit_reranker(out, select_records)
+    log.info("re-ranker: selection execution accuracy %s (generator's order) -> %s (cross-validated); %s",
+             reranking["first_running"], reranking["reranked_cross_validated"],
+             f"kept -> {out / RERANKER_FILE}" if reranking["kept"] else "not kept")
+
+    # 7. evaluation with the exported model
     evaluation = _evaluate(out, real, settings)
     metrics = {
         "settings": asdict(settings), "train_seconds": train_seconds, "total_seconds": time.time() - started,
@@ -420,6 +430,7 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
                      "synthetic_skipped": synthetic_skipped},
         "parameters": sum(p.numel() for p in model.parameters()),
         "weak_labels": weak_report,
+        "reranker": reranking,
         "parity_passed": all(r["passed"] for r in reports.values()) and
         parity["greedy_tokens"]["equal"] == parity["greedy_tokens"]["count"],
         "evaluation": evaluation,
@@ -427,6 +438,28 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     atomic_write_json(out / "metrics.json", metrics)
     log.info("done in %.0f s -> %s", time.time() - started, out / "metrics.json")
     return metrics
+
+
+def weak_labelled(real: RealData, retriever: EvidenceRetriever) -> tuple[list[QARecord], list[QARecord]]:
+    """``(fit, select)`` unlabelled FinQA questions with the programs the search finds for them."""
+    return selection_split(label_records(real.unlabelled, retriever))
+
+
+def with_programs(records: Sequence[QARecord]) -> list[QARecord]:
+    """The records that have a (gold or found) program: those selection is scored on."""
+    return [r for r in records if r.program is not None]
+
+
+def selection_records(settings: TrainingSettings, retriever: EvidenceRetriever) -> list[QARecord]:
+    """The selection records of a run with these settings and its retriever (as step 1-2 split them)."""
+    if settings.data_dir and not settings.synthetic_only:
+        real = load_real_data(settings.data_dir, convfinqa_turns=settings.convfinqa_turns)
+        select = selection_split(real.train)[1]
+        if settings.weak_labels:
+            select += weak_labelled(real, retriever)[1]
+        if select:
+            return with_programs(select)
+    return with_programs(generate(settings.select_synthetic, seed=settings.seed + 1))
 
 
 def write_settings(out: str | Path, *, top_k: int, max_len: int, max_question_len: int, beam_size: int) -> None:
@@ -492,22 +525,26 @@ def _token_parity(model: ProgramGenerator, out: Path, inputs: InputEncoder, retr
 
 
 def _evaluate(out: Path, real: Any, settings: TrainingSettings) -> dict[str, Any]:
-    """Scores of the exported model, greedy and beam, on each evaluation set."""
+    """Scores of the exported model on each evaluation set: greedy, beam (the generator's order) and, with a
+    re-ranker, re-ranked."""
     sets: dict[str, list[QARecord]] = {"synthetic_test": generate(settings.eval_synthetic, seed=settings.seed + 2)}
     if real is not None:
         sets["finqa_dev"] = real.finqa_dev
         sets["tatqa_held_out"] = real.tatqa_held_out
+    modes = {("greedy" if beam == 1 else f"beam{beam}"): {"beam_size": beam, "rerank": False}
+             for beam in sorted({1, settings.beam_size})}
+    if (out / RERANKER_FILE).is_file():
+        modes["reranked"] = {}
     results: dict[str, Any] = {}
     for name, records in sets.items():
         records = records[: settings.limit_eval]
         results[name] = {}
-        for beam in sorted({1, settings.beam_size}):
+        for mode, options in modes.items():
             started = time.time()
-            scores = evaluate_records(ProgramPredictor(out, beam_size=beam), records, progress=True)
+            scores = evaluate_records(ProgramPredictor(out, **options), records, progress=True)
             scores["seconds"] = time.time() - started
-            results[name]["greedy" if beam == 1 else f"beam{beam}"] = scores
-            log.info("%s (%s): %s", name, "greedy" if beam == 1 else f"beam {beam}",
-                     json.dumps({k: v for k, v in scores.items() if k != "count"}))
+            results[name][mode] = scores
+            log.info("%s (%s): %s", name, mode, json.dumps({k: v for k, v in scores.items() if k != "count"}))
     return results
 
 

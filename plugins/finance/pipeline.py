@@ -185,10 +185,12 @@ class FinancePipeline:
 
     # ------------------------------------------------------------------ export
     def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
-        """Bundle a run's exported model (ONNX encoder + decoder step, tokenizer, retriever)."""
+        """Bundle a run's exported model (ONNX encoder + decoder step, tokenizer, retriever, and the beam
+        re-ranker when the run kept one)."""
         from vfm.platform.bundle import write_bundle
         from vfm.platform.model_card import render_model_card
         from vfm.plugins.finance.examples import example_files
+        from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
 
         check_model_folder(run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
@@ -217,6 +219,8 @@ class FinancePipeline:
             "MODEL_CARD.md": render_model_card(self.manifest, metrics=_flat_metrics(summary),
                                                parity=parity_summary, config=config),
         }
+        if (run_dir / RERANKER_FILE).is_file():
+            files[RERANKER_FILE] = run_dir / RERANKER_FILE
         files |= example_files(self.manifest.demo.n_examples)
         return write_bundle(out, plugin_manifest=self.manifest,
                             models={"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"},

@@ -38,7 +38,14 @@ import numpy as np
 from vfm.platform.errors import VfmError
 from vfm.plugins.finance.data_splits import load_real_data
 from vfm.plugins.finance.executor import execute
-from vfm.plugins.finance.features import is_number_word, is_year_word, number_argument, record_question, split_words
+from vfm.plugins.finance.features import (
+    is_number_word,
+    is_year_word,
+    number_argument,
+    record_question,
+    split_words,
+    year_before,
+)
 from vfm.plugins.finance.metrics import finqa_program_match
 from vfm.plugins.finance.numbers import finqa_str_to_num
 from vfm.plugins.finance.records import QARecord
@@ -129,23 +136,13 @@ def candidates(record: QARecord, unit_scores: dict[str, float]) -> list[Candidat
             value = finqa_str_to_num(argument)
             if value is None:
                 continue
-            year = _year_before(words, index)
+            year = year_before(words, index)
             relevance = unit_scores.get(ident, 0.0) * (YEAR_BONUS if year in question_years else 1.0)
             old = found.get(argument, (value, set(), 0.0))
             found[argument] = (value, old[1] | {ident}, max(old[2], relevance))
     ranked = [Candidate(arg, value, tuple(sorted(units)), max(relevance, 1e-6) / YEAR_BONUS)
               for arg, (value, units, relevance) in found.items()]
     return sorted(ranked, key=lambda c: -c.relevance)
-
-
-def _year_before(words: Sequence[str], index: int) -> str | None:
-    """The nearest year before ``words[index]`` in its clause (clauses end at ``;`` and ``.``)."""
-    for back in range(index - 1, max(index - 13, -1), -1):
-        if words[back] in (";", "."):
-            return None
-        if is_year_word(words[back]) and words[back] != words[index]:
-            return words[back]
-    return None
 
 
 def find_program(record: QARecord, retriever: EvidenceRetriever) -> Label | None:

@@ -31,6 +31,7 @@ import numpy as np
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.plugins.finance.features import content_words, is_number_word, is_year_word, record_question, split_words
+from vfm.plugins.finance.logistic import LogisticModel, fit_logistic
 from vfm.plugins.finance.metrics import mean_recall_at_k
 from vfm.plugins.finance.records import QARecord
 
@@ -178,22 +179,9 @@ class EvidenceRetriever:
         if not blocks:
             raise VfmError("no training record has gold evidence", where="EvidenceRetriever.fit",
                            fix="train on records whose gold_evidence is set (FinQA, TAT-QA, ConvFinQA, synthetic)")
-        x, y, w = np.concatenate(blocks), np.concatenate(labels), np.concatenate(weights)
-        self.mean, self.std = x.mean(axis=0), x.std(axis=0) + 1e-6
-        self.mean[0], self.std[0] = 0.0, 1.0
-        z = (x - self.mean) / self.std
-        beta = np.zeros(z.shape[1])
-        penalty = l2 * np.eye(z.shape[1])
-        penalty[0, 0] = 0.0
-        for _ in range(iterations):
-            p = 1.0 / (1.0 + np.exp(-(z @ beta)))
-            gradient = z.T @ (w * (p - y)) + penalty @ beta
-            hessian = (z * (w * p * (1 - p))[:, None]).T @ z + penalty + 1e-9 * np.eye(z.shape[1])
-            step = np.linalg.solve(hessian, gradient)
-            beta -= step
-            if np.abs(step).max() < 1e-8:
-                break
-        self.weights = beta
+        model = fit_logistic(np.concatenate(blocks), np.concatenate(labels), np.concatenate(weights), l2=l2,
+                             iterations=iterations)
+        self.weights, self.mean, self.std = model.weights, model.mean, model.std
         return self
 
     def score_units(self, question: str, units: Mapping[str, str], row_names: Mapping[str, str],
@@ -209,8 +197,8 @@ class EvidenceRetriever:
                            fix="call fit(records) or EvidenceRetriever.load(path)")
         if not units:
             return []
-        z = (unit_features(question, units, row_names, table_at) - self.mean) / self.std
-        scores = 1.0 / (1.0 + np.exp(-(z @ self.weights)))
+        scores = LogisticModel(self.weights, self.mean, self.std).probabilities(
+            unit_features(question, units, row_names, table_at))
         order = np.argsort(-scores, kind="stable")
         ids = list(units)
         return [(ids[i], float(scores[i])) for i in order]

@@ -16,6 +16,7 @@ from vfm.plugins.finance.generator_training import (
     train_generator,
     training_units,
 )
+from vfm.plugins.finance.reranker_training import main as reranker_main
 from vfm.plugins.finance.synthetic import generate
 
 from .conftest import DATA_DIR, needs_data
@@ -84,7 +85,7 @@ def _finqa(records) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_weak_labels_train_on_answer_only_questions(tmp_path):
+def test_weak_labels_train_on_answer_only_questions(tmp_path, capsys):
     """A data folder whose FinQA prompt file holds answer-only questions: the run finds programs
     for them, trains and selects on them, and never on the evaluation records' documents."""
     data = tmp_path / "data"
@@ -107,3 +108,10 @@ def test_weak_labels_train_on_answer_only_questions(tmp_path):
     assert 0.7 * len(unlabelled) <= weak["labelled"] <= len(unlabelled) and 0 < weak["selection"] < weak["labelled"]
     assert metrics["examples"]["real"] >= 3 * (len(train) + weak["labelled"] - weak["selection"]) * 0.8
     assert set(metrics["evaluation"]) == {"synthetic_test", "finqa_dev", "tatqa_held_out"}
+    reranking = metrics["reranker"]  # fitted on the selection records' beams, kept only if it helps
+    assert reranking["questions"] >= weak["selection"]
+    assert (tmp_path / "out/reranker.json").is_file() == reranking["kept"]
+    assert ("reranked" in metrics["evaluation"]["finqa_dev"]) == reranking["kept"]
+    capsys.readouterr()
+    assert reranker_main(["--model", str(tmp_path / "out")]) == 0  # the CLI rebuilds the same selection records
+    assert json.loads(capsys.readouterr().out)["questions"] == reranking["questions"]

@@ -1,0 +1,110 @@
+"""Fitting the beam re-ranker (:mod:`vfm.plugins.finance.reranker`) of an exported model folder.
+
+    python -m vfm.plugins.finance.reranker_training --model OUT
+
+The folder's model decodes :data:`~vfm.plugins.finance.reranker.BEAMS` beams for each selection
+question (the records its training run selected its epoch on, rebuilt from ``config.json``);
+each beam that runs is labelled by whether its answer is the question's; the re-ranker is
+fitted on all of them and written to ``reranker.json``. The report gives the selection
+execution accuracy of the generator's own order and, by 5-fold cross-validation over the
+questions, of the re-ranker: the re-ranker is kept only when it does better. Training runs do
+this as their step 6.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vfm.platform.errors import VfmError, print_json_or_error
+from vfm.plugins.finance.decode import ProgramPredictor
+from vfm.plugins.finance.evaluate import answer_is_correct
+from vfm.plugins.finance.records import QARecord
+from vfm.plugins.finance.reranker import BEAMS, FILE, BeamReranker, beam_features, number_facts, running_beams
+
+FOLDS = 5
+
+
+def beam_questions(predictor: ProgramPredictor, records: Sequence[QARecord]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(features [B, F], correct [B])`` of the beams that run, for each record (B may be 0)."""
+    questions = []
+    for record in records:
+        prediction = predictor.predict_record(record)
+        running = running_beams(prediction.beams, record.table)
+        facts = number_facts(record.evidence(), dict(prediction.ranking))
+        features = beam_features(" ".join([*record.history, record.question]), running, facts)
+        questions.append((features, np.array([answer_is_correct(b.answer, record) for b in running], dtype=bool)))
+    return questions
+
+
+def chosen_accuracy(reranker: BeamReranker | None, questions: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The share of questions whose chosen beam is correct (None: the generator's first that runs)."""
+    hits = [bool(y[0 if reranker is None else reranker.choose(x)]) if len(y) else False for x, y in questions]
+    return float(np.mean(hits)) if hits else 0.0
+
+
+def fit_reranker(folder: str | Path, records: Sequence[QARecord], *, l2: float = 1.0) -> dict[str, Any]:
+    """Fit the re-ranker of ``folder`` on ``records`` (with their programs' answers); write
+    ``reranker.json`` when cross-validation says it beats the generator's own order, else remove any.
+
+    Returns:
+        ``{"questions", "beams", "l2", "first_running", "any_beam_correct", "reranked_cross_validated",
+        "kept"}`` (accuracies on ``records``; ``any_beam_correct`` is the most any choice could reach), plus
+        ``"reason"`` when nothing was fitted.
+    """
+    path = Path(folder) / FILE
+    path.unlink(missing_ok=True)
+    questions = beam_questions(ProgramPredictor(folder, beam_size=BEAMS, rerank=False), records)
+    report: dict[str, Any] = {"questions": len(questions), "beams": BEAMS, "l2": l2,
+                              "first_running": chosen_accuracy(None, questions),
+                              "any_beam_correct": float(np.mean([y.any() for _, y in questions])) if questions else 0.0,
+                              "kept": False}
+    try:
+        hits = []
+        for fold in range(FOLDS):
+            held = questions[fold::FOLDS]
+            rest = [q for i, q in enumerate(questions) if i % FOLDS != fold]
+            hits.append(chosen_accuracy(BeamReranker().fit(rest, l2=l2), held) * len(held))
+        report["reranked_cross_validated"] = float(sum(hits) / len(questions))
+        reranker = BeamReranker().fit(questions, l2=l2)
+    except VfmError as err:
+        return report | {"reranked_cross_validated": None, "reason": err.what}
+    if report["reranked_cross_validated"] > report["first_running"]:
+        reranker.save(path)
+        report["kept"] = True
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Refit the re-ranker of a training run's folder; prints the report as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m vfm.plugins.finance.reranker_training",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="the --out folder of generator_training")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the real data folder, if it moved since training")
+    args = parser.parse_args(argv)
+    return print_json_or_error(lambda: refit(args.model, args.data_dir))
+
+
+def refit(folder: Path, data_dir: Path | None = None) -> dict[str, Any]:
+    """Refit the re-ranker of a training run's ``folder`` on its selection records (see :func:`main`)."""
+    from vfm.plugins.finance.generator_training import TrainingSettings, selection_records
+    from vfm.plugins.finance.retriever import EvidenceRetriever
+
+    config = folder / "config.json"
+    if not config.is_file():
+        raise VfmError("the folder has no config.json", where=str(folder),
+                       fix="pass the --out folder of python -m vfm.plugins.finance.generator_training")
+    settings = TrainingSettings(**json.loads(config.read_text(encoding="utf-8")))
+    if data_dir is not None:
+        settings.data_dir = str(data_dir)
+    return fit_reranker(folder, selection_records(settings, EvidenceRetriever.load(folder / "retriever.json")))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
