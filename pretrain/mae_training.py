@@ -201,6 +201,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write_bytes(path, buffer.getbuffer())
 
 
+class TrainingClock(Callback):
+    """Seconds of training over every call of a resumed run: the time of the earlier calls travels
+    in the checkpoint (callback state), so a run killed and resumed reports its whole training
+    time, not only the last call's. Time after the last checkpoint of a killed call is lost with it."""
+
+    def __init__(self):
+        self.before = 0.0
+        self.started: float | None = None
+        self.ended: float | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.ended = time.perf_counter()
+
+    def this_call(self) -> float:
+        """Training seconds of this call (0 when it trained nothing)."""
+        return 0.0 if self.started is None else (self.ended or time.perf_counter()) - self.started
+
+    def seconds(self) -> float:
+        """Training seconds of the earlier calls (as checkpointed) plus this call's, up to its end."""
+        return self.before + self.this_call()
+
+    def state_dict(self) -> dict[str, float]:
+        return {"seconds": self.seconds()}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.before = float(state.get("seconds", 0.0))
+
+
 def keep_trained_result(result: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
     """What a run's metrics should record after a training call: ``result``, unless that call
     trained nothing (its checkpoint had already reached the last step, so its ``seconds`` are 0)
@@ -249,8 +280,7 @@ class MaeModule(L.LightningModule):
         self.settings = settings
         self.images = images  # [N, 3, S, S] on the CPU; Lightning moves each batch to the device
         self.augment = mae_augment(mae.img_size) if settings.augment else None
-        self.start_step: int | None = None  # global step and clock when this fit began training
-        self.start_time: float | None = None
+        self.start_step: int | None = None  # the global step when this fit began training
 
     @property
     def batch_size(self) -> int:
@@ -281,7 +311,7 @@ class MaeModule(L.LightningModule):
         return loss
 
     def on_train_start(self):
-        self.start_step, self.start_time = self.global_step, time.perf_counter()
+        self.start_step = self.global_step
 
     def configure_optimizers(self):
         s = self.settings
@@ -367,8 +397,8 @@ def pretrain_mae(images: np.ndarray, mae: MaeConfig, settings: PretrainSettings,
     **extra_meta}``), ``mae.safetensors`` (full model), ``reconstruction.png`` and
     ``reconstructions/epoch_NNNN.png``.
 
-    Returns ``{"final_loss", "steps", "resumed_from_step", "seconds", "images_per_s",
-    "precision", "files"}``.
+    Returns ``{"final_loss", "steps", "resumed_from_step", "seconds" (this call's),
+    "seconds_all_calls" (every call's, :class:`TrainingClock`), "images_per_s", "precision", "files"}``.
     """
     out_dir = Path(out_dir)
     meta = dict(extra_meta or {})
@@ -386,6 +416,7 @@ def pretrain_mae(images: np.ndarray, mae: MaeConfig, settings: PretrainSettings,
     data = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))  # [N, 3, S, S]
     module = MaeModule(mae, settings, data)
     precision = resolve_precision(settings.precision)
+    clock = TrainingClock()
     trainer = L.Trainer(
         max_steps=settings.max_steps or -1,
         max_epochs=-1 if settings.max_steps else settings.max_epochs,
@@ -394,7 +425,7 @@ def pretrain_mae(images: np.ndarray, mae: MaeConfig, settings: PretrainSettings,
         logger=CSVLogger(out_dir, name="logs"), log_every_n_steps=1,
         callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=settings.checkpoint_every_n_steps,
                                    save_top_k=0, save_last=True, enable_version_counter=False),
-                   _FigureEveryNEpochs(data[:4], settings.figure_every_n_epochs, out_dir, meta)],
+                   _FigureEveryNEpochs(data[:4], settings.figure_every_n_epochs, out_dir, meta), clock],
         plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False)
     trainer.fit(module, ckpt_path=resumable_checkpoint(module, last), weights_only=True)
     trainer.save_checkpoint(last, weights_only=False)  # with optimiser and loop state, to resume
@@ -402,7 +433,7 @@ def pretrain_mae(images: np.ndarray, mae: MaeConfig, settings: PretrainSettings,
     model = module.model.cpu().eval()
     trained = module.start_step is not None  # False when the checkpoint had already reached max_steps
     start_step = module.start_step if trained else trainer.global_step
-    seconds = time.perf_counter() - module.start_time if trained else 0.0
+    seconds = clock.this_call()
     steps_run = trainer.global_step - start_step
     files = []
     if trainer.is_global_zero:
@@ -420,6 +451,7 @@ def pretrain_mae(images: np.ndarray, mae: MaeConfig, settings: PretrainSettings,
         "steps": int(trainer.global_step),
         "resumed_from_step": int(start_step),
         "seconds": round(seconds, 3),
+        "seconds_all_calls": round(clock.seconds(), 3),
         "images_per_s": round(steps_run * module.batch_size * settings.accumulate_grad_batches
                               * trainer.world_size / max(seconds, 1e-9), 2),
         "precision": precision,

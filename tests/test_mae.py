@@ -169,6 +169,7 @@ def test_pretrain_writes_artifacts_and_resumes(tmp_path):
     again = pretrain_mae(images, cfg, PretrainSettings(**{**settings.__dict__, "max_steps": 6}), tmp_path,
                          progress=False, extra_meta=meta)
     assert again["resumed_from_step"] == 4 and again["steps"] == 6
+    assert again["seconds_all_calls"] > again["seconds"] > 0 and first["seconds_all_calls"] >= first["seconds"]
 
 
 def test_a_call_that_trains_nothing_keeps_the_recorded_result():

@@ -16,7 +16,6 @@ later call with the same ``out_dir`` continues from it (the tokenizer is read ba
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from vfm.pretrain.mae import MaeConfig
 from vfm.pretrain.mae_training import (
     AtomicCheckpointIO,
     EpochSampler,
+    TrainingClock,
     lr_lambda,
     resolve_precision,
     resumable_checkpoint,
@@ -250,8 +250,7 @@ class CommentaryModule(L.LightningModule):
         self.facts = facts if settings.fact_weight > 0 else None
         width = model.decoder.get_input_embeddings().embedding_dim
         self.fact_head = torch.nn.Linear(width, facts.shape[1]) if self.facts is not None else None
-        self.start_step: int | None = None  # global step and clock when this fit began training
-        self.start_time: float | None = None
+        self.start_step: int | None = None  # the global step when this fit began training
 
     @property
     def batch_size(self) -> int:
@@ -281,7 +280,7 @@ class CommentaryModule(L.LightningModule):
         return loss
 
     def on_train_start(self):
-        self.start_step, self.start_time = self.global_step, time.perf_counter()
+        self.start_step = self.global_step
 
     def configure_optimizers(self):
         s = self.settings
@@ -353,7 +352,8 @@ def train_commentary(samples: Sequence[DrivingSample], settings: CommentaryTrain
     it), ``logs/`` (CSV: ``train/loss``, ``train/lr`` per step) and ``model/`` (the trained
     model, :func:`save_commentary_model`).
 
-    Returns ``{"final_loss", "steps", "resumed_from_step", "seconds", "examples" (counts per task
+    Returns ``{"final_loss", "steps", "resumed_from_step", "seconds" (this call's), "seconds_all_calls"
+    (every call's, :class:`vfm.pretrain.mae_training.TrainingClock`), "examples" (counts per task
     and ``too_long``), "samples" (``given``, ``labelled``, ``trained_on``), "precision", "files"}``.
     """
     s, out_dir = settings, Path(out_dir)
@@ -387,12 +387,13 @@ def train_commentary(samples: Sequence[DrivingSample], settings: CommentaryTrain
     module = CommentaryModule(model, s, examples, torch.from_numpy(frames), torch.from_numpy(speeds),
                               driver_settings, tokenizer.pad_id, torch.from_numpy(fact_targets(chosen)))
     precision = resolve_precision(s.precision)
+    clock = TrainingClock()
     trainer = L.Trainer(
         max_steps=s.max_steps or -1, max_epochs=-1 if s.max_steps else s.max_epochs,
         accelerator=s.accelerator, devices=s.devices, precision=precision, gradient_clip_val=s.gradient_clip,
         logger=CSVLogger(out_dir, name="logs"), log_every_n_steps=1,
         callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=s.checkpoint_every_n_steps,
-                                   save_top_k=0, save_last=True, enable_version_counter=False)],
+                                   save_top_k=0, save_last=True, enable_version_counter=False), clock],
         plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False)
     trainer.fit(module, ckpt_path=resumable_checkpoint(module, last), weights_only=True)
     trainer.save_checkpoint(last, weights_only=False)  # with optimiser and loop state, to resume
@@ -405,7 +406,8 @@ def train_commentary(samples: Sequence[DrivingSample], settings: CommentaryTrain
         "final_loss": float(loss) if loss is not None else None,
         "steps": int(trainer.global_step),
         "resumed_from_step": int(start_step),
-        "seconds": round(time.perf_counter() - module.start_time, 3) if trained else 0.0,
+        "seconds": round(clock.this_call(), 3),
+        "seconds_all_calls": round(clock.seconds(), 3),
         "examples": counts,
         "samples": {"given": len(samples), "labelled": len(labelled), "trained_on": len(chosen)},
         "precision": precision,

@@ -68,12 +68,16 @@ def test_a_crashed_run_resumes_its_step_counter_and_weights(samples, tmp_path, m
 
     resumed = train_commentary(samples, settings, tmp_path / "crashed", progress=False)
     assert (resumed["resumed_from_step"], resumed["steps"]) == (2, MAX_STEPS)
+    saved = torch.load(tmp_path / "crashed" / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
+    assert resumed["seconds_all_calls"] > resumed["seconds"] > 0  # the crashed call's 2 steps count too
+    assert saved["TrainingClock"]["seconds"] >= resumed["seconds_all_calls"] - 1e-3
     assert logged_steps(tmp_path / "crashed", 1) == [2, 3]  # the second fit logs steps 2 and 3 only
     for name, value in weights(tmp_path / "reference").items():
         torch.testing.assert_close(weights(tmp_path / "crashed")[name], value, msg=name)
 
     again = train_commentary(samples, settings, tmp_path / "crashed", progress=False)  # already done: no step
     assert (again["resumed_from_step"], again["steps"], again["seconds"]) == (MAX_STEPS, MAX_STEPS, 0.0)
+    assert again["seconds_all_calls"] == pytest.approx(saved["TrainingClock"]["seconds"], abs=1e-3)
 
 
 def test_a_checkpoint_of_another_model_is_refused_in_one_line(samples, tmp_path):
