@@ -10,7 +10,7 @@ Config sections (defaults from the plugin manifest's ``preprocessing`` and ``tra
   ``train_split``/``val_split`` (``null``: the whole source, e.g. a flat folder for pretraining),
   ``labels_csv``, synthetic ``n_train``/``n_val``/``seed``.
 - ``preprocessing``: keyword arguments of the plugin's ``preprocess``.
-- ``pretrain``: ``preset``, any of :data:`MAE_SHAPE_FIELDS` (e.g. ``patch_size``) and
+- ``pretrain``: ``preset``, any of :data:`vfm.pretrain.mae.SHAPE_FIELDS` (e.g. ``patch_size``) and
   :class:`vfm.pretrain.mae_training.PretrainSettings` fields.
 - ``finetune``: ``pretrained`` plus :class:`vfm.finetune.classification_training.FinetuneSettings` fields.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,20 +31,21 @@ from vfm.platform.fileio import atomic_write_json, read_json_if_any
 from vfm.platform.plugin import Plugin
 from vfm.platform.registry import vfm_version
 
-VAL_SEED_OFFSET = 10_000  # synthetic validation images never share a seed with training ones
-MAE_SHAPE_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth",
-                    "decoder_num_heads", "mask_ratio")
-"""``pretrain`` keys that change the preset's MAE shape (the rest are training settings); the shape
-ones apply to the from-scratch ViT of ``finetune`` too, so that both arms have the same encoder."""
-
-
-def mae_config(config: dict[str, Any]):
-    """The :class:`vfm.pretrain.mae.MaeConfig` of a resolved config: ``pretrain.preset`` at the
-    preprocessing's image size, with any :data:`MAE_SHAPE_FIELDS` of ``pretrain`` over it."""
+if TYPE_CHECKING:
     from vfm.pretrain.mae import MaeConfig
 
+VAL_SEED_OFFSET = 10_000  # synthetic validation images never share a seed with training ones
+
+
+def mae_config(config: dict[str, Any]) -> MaeConfig:
+    """The :class:`vfm.pretrain.mae.MaeConfig` of a resolved config: ``pretrain.preset`` at the
+    preprocessing's image size, with any :data:`vfm.pretrain.mae.SHAPE_FIELDS` of ``pretrain`` over
+    it (the rest of ``pretrain`` are training settings). It shapes the from-scratch ViT of
+    ``finetune`` too, so that both arms of a study have the same encoder."""
+    from vfm.pretrain.mae import SHAPE_FIELDS, MaeConfig
+
     section = config["pretrain"]
-    overrides = {k: section[k] for k in MAE_SHAPE_FIELDS if section.get(k) is not None}
+    overrides = {k: section[k] for k in SHAPE_FIELDS if section.get(k) is not None}
     return MaeConfig.preset(section["preset"], img_size=int(config["preprocessing"]["image_size"]), **overrides)
 
 
@@ -129,10 +130,11 @@ class ImageClassificationPipeline:
     # ---------------------------------------------------------------- pretrain
     def pretrain(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         """MAE-pretrain the encoder on the unlabelled train (+ val) images."""
+        from vfm.pretrain.mae import SHAPE_FIELDS
         from vfm.pretrain.mae_training import PretrainSettings, keep_trained_result, pretrain_mae
 
         config = self.resolve(config)
-        section = {k: v for k, v in config["pretrain"].items() if k != "preset" and k not in MAE_SHAPE_FIELDS}
+        section = {k: v for k, v in config["pretrain"].items() if k != "preset" and k not in SHAPE_FIELDS}
         settings = build_settings(PretrainSettings, section, "pretrain")
         mae = mae_config(config)
         parts = ["train"] if self._external(config) and config["data"]["val_split"] is None else ["train", "val"]

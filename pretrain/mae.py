@@ -32,6 +32,13 @@ _PRESETS = {
     "large": (16, 1024, 24, 16, 512, 8, 16),
 }
 
+PRESET_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth",
+                 "decoder_num_heads")
+"""The :class:`MaeConfig` fields a preset sets (the rows of ``_PRESETS``, in order)."""
+
+SHAPE_FIELDS = (*PRESET_FIELDS, "mask_ratio")
+"""The :class:`MaeConfig` fields a configuration may set over a preset."""
+
 
 @dataclass
 class MaeConfig:
@@ -83,10 +90,8 @@ class MaeConfig:
         else:
             raise VfmError(f"unknown MAE preset {name!r}", where="MaeConfig.preset",
                            fix=f"use one of {['tiny', *_PRESETS]}")
-        keys = ("patch_size", "embed_dim", "depth", "num_heads",
-                "decoder_embed_dim", "decoder_depth", "decoder_num_heads")
         chosen = {k: v for k, v in overrides.items() if v is not None}
-        return cls(img_size=img_size, **{**dict(zip(keys, shape)), **chosen})
+        return cls(img_size=img_size, **{**dict(zip(PRESET_FIELDS, shape, strict=True)), **chosen})
 
 
 def sincos_pos_embed(dim: int, grid: int, cls_token: bool = True) -> torch.Tensor:

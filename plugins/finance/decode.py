@@ -294,12 +294,14 @@ class ProgramPredictor:
         decoded = [d for d in beam_decode(self.backend, encoded, length=self.length, pad_id=self.inputs.pad_id,
                                           beam_size=self.beam_size) if _parses(d)]
         beams = tuple((d.program, d.confidence) for d in decoded)
-        running = running_beams(beams, table)
-        if running:
-            chosen = running[0]
-            if self.reranker is not None and len(running) > 1:
-                facts = number_facts(dict(example.units) if units is None else units, dict(ranking))
-                chosen = running[self.reranker.choose(beam_features(example.question, running, facts))]
+        if self.reranker is None:
+            chosen = next(running_beams(beams, table), None)
+        elif running := list(running_beams(beams, table)):
+            facts = number_facts(dict(example.units) if units is None else units, dict(ranking))
+            chosen = running[self.reranker.choose(beam_features(example.question, running, facts))]
+        else:
+            chosen = None
+        if chosen is not None:
             return Prediction(chosen.program, chosen.answer, chosen.probability, encoded.units, ranking, beams)
         best = decoded[0] if decoded else None
         error = "no decoded program runs on this table"

@@ -1,15 +1,23 @@
-"""Weighted logistic regression with an L2 penalty, fitted by Newton's method (numpy).
+"""Weighted logistic regression with an L2 penalty, fitted by Newton's method (numpy), and its file.
 
 The evidence retriever and the beam re-ranker both score a few hand-made features with it.
 Features are standardised before fitting; column 0 is a constant bias, left unstandardised and
-unpenalised.
+unpenalised. Both store it the same way: a JSON file with the scorer's ``format``, its feature
+names, ``weights``, ``mean`` and ``std``, and any settings of its own.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from vfm.platform.errors import VfmError
+from vfm.platform.fileio import atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -54,3 +62,34 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
         if np.abs(step).max() < 1e-8:
             break
     return LogisticModel(beta, mean, std)
+
+
+def save_logistic(path: str | Path, model: LogisticModel, *, fmt: str, features: Sequence[str],
+                  **settings: Any) -> Path:
+    """Write ``model`` with its ``fmt``, feature names and ``settings`` as JSON (atomically)."""
+    return atomic_write_json(path, {"format": fmt, "features": list(features), **settings,
+                                    "weights": model.weights.tolist(), "mean": model.mean.tolist(),
+                                    "std": model.std.tolist()})
+
+
+def load_logistic(path: str | Path, *, fmt: str, features: Sequence[str], what: str, written_by: str,
+                  refit: str) -> tuple[LogisticModel, dict[str, Any]]:
+    """Read a file written by :func:`save_logistic`: ``(model, the whole file's content)``.
+
+    Args:
+        what: the scorer's name, for the messages (``"retriever"``).
+        written_by: the fix for an unreadable file.
+        refit: the fix for a file of another format or other features.
+
+    Raises:
+        VfmError: the file is missing, unreadable, of another format, or made for other features.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise VfmError(f"cannot read the {what}: {err}", where=str(path), fix=written_by) from None
+    if not isinstance(data, dict) or data.get("format") != fmt or data.get("features") != list(features):
+        raise VfmError(f"the {what} file is for another version or other features", where=str(path), fix=refit)
+    model = LogisticModel(*(np.asarray(data[k], dtype=np.float64) for k in ("weights", "mean", "std")))
+    return model, data

@@ -24,7 +24,6 @@ measures how often the label is the gold program on records that have one::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import re
@@ -32,11 +31,12 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from vfm.platform.errors import VfmError
-from vfm.plugins.finance.data_splits import load_real_data
+from vfm.platform.errors import VfmError, print_json_or_error
+from vfm.plugins.finance.data_splits import RealData, load_real_data
 from vfm.plugins.finance.executor import execute
 from vfm.plugins.finance.features import (
     is_number_word,
@@ -287,19 +287,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="the real data folder (default: $VFM_DATA_DIR)")
     args = parser.parse_args(argv)
     logging.getLogger("bm25s").setLevel(logging.WARNING)
-    try:
-        real = load_real_data(args.data_dir)
-    except VfmError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return print_json_or_error(lambda: search_report(load_real_data(args.data_dir)))
+
+
+def search_report(real: RealData) -> dict[str, Any]:
+    """What :func:`main` prints for the real data ``real``."""
     finqa = [r for r in real.train if r.source == "finqa"]
     retriever = EvidenceRetriever().fit([r for r in real.train if r.source != "finqa"] + generate(300, seed=0))
     labelled = label_records(real.unlabelled, retriever)
     shapes = Counter(" ".join(step.split("(")[0] for step in r.program.split("), ")) for r in labelled)
-    print(json.dumps({"finqa_train": label_quality(finqa, retriever), "unlabelled": len(real.unlabelled),
-                      "labelled": len(labelled), "shapes": dict(shapes.most_common())}, indent=2))
-    return 0
-
+    return {"finqa_train": label_quality(finqa, retriever), "unlabelled": len(real.unlabelled),
+            "labelled": len(labelled), "shapes": dict(shapes.most_common())}
 
 if __name__ == "__main__":
     sys.exit(main())

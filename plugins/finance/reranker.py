@@ -26,20 +26,17 @@ Torch-free: it runs in the exported bundle.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from vfm.platform.errors import VfmError
-from vfm.platform.fileio import atomic_write_json
 from vfm.plugins.finance.executor import Value, execute
 from vfm.plugins.finance.features import is_number_word, is_year_word, number_argument, split_words, year_before
-from vfm.plugins.finance.logistic import LogisticModel, fit_logistic
+from vfm.plugins.finance.logistic import LogisticModel, fit_logistic, load_logistic, save_logistic
 from vfm.plugins.finance.program import parse_program, step_reference
 from vfm.plugins.finance.retriever import SHARE_WORDS
 
@@ -72,15 +69,14 @@ class Beam:
     answer: Value
 
 
-def running_beams(decoded: Sequence[tuple[str, float]], table: Sequence[Sequence[str]]) -> list[Beam]:
-    """The decoded ``(program, probability)`` pairs, most probable first, that run on ``table``."""
-    running = []
+def running_beams(decoded: Sequence[tuple[str, float]], table: Sequence[Sequence[str]]) -> Iterator[Beam]:
+    """The decoded ``(program, probability)`` pairs, most probable first, that run on ``table``
+    (lazily: a caller that wants the first one executes no more)."""
     for rank, (program, probability) in enumerate(decoded):
         try:
-            running.append(Beam(program, probability, rank, execute(program, table)))
+            yield Beam(program, probability, rank, execute(program, table))
         except VfmError:
             continue
-    return running
 
 
 def number_facts(units: Mapping[str, str], unit_scores: Mapping[str, float]) -> dict[str, tuple[frozenset[str], float]]:
@@ -172,9 +168,7 @@ class BeamReranker:
         """Write the scorer as JSON."""
         if self.model is None:
             raise VfmError("the re-ranker is not fitted", where=str(path), fix="call fit() before save")
-        return atomic_write_json(path, {"format": _FORMAT, "features": list(FEATURES), "beams": self.beams,
-                                        "weights": self.model.weights.tolist(), "mean": self.model.mean.tolist(),
-                                        "std": self.model.std.tolist()})
+        return save_logistic(path, self.model, fmt=_FORMAT, features=FEATURES, beams=self.beams)
 
     @classmethod
     def load(cls, path: str | Path) -> BeamReranker:
@@ -183,15 +177,8 @@ class BeamReranker:
         Raises:
             VfmError: the file is unreadable, not a re-ranker, or made for other features.
         """
-        path = Path(path)
-        try:
-            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise VfmError(f"cannot read the beam re-ranker: {err}", where=str(path),
-                           fix="pass the reranker.json a training run wrote, or delete it to keep the beam order"
-                           ) from None
-        if data.get("format") != _FORMAT or data.get("features") != list(FEATURES):
-            raise VfmError("the re-ranker file is for another version or other features", where=str(path),
-                           fix="refit it: python -m vfm.plugins.finance.reranker_training --model FOLDER")
-        model = LogisticModel(*(np.asarray(data[k], dtype=np.float64) for k in ("weights", "mean", "std")))
+        model, data = load_logistic(
+            path, fmt=_FORMAT, features=FEATURES, what="beam re-ranker",
+            written_by="pass the reranker.json a training run wrote, or delete it to keep the beam order",
+            refit="refit it: python -m vfm.plugins.finance.reranker_training --model FOLDER")
         return cls(model, int(data["beams"]))

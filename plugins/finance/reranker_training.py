@@ -36,7 +36,7 @@ def beam_questions(predictor: ProgramPredictor, records: Sequence[QARecord]) -> 
     questions = []
     for record in records:
         prediction = predictor.predict_record(record)
-        running = running_beams(prediction.beams, record.table)
+        running = list(running_beams(prediction.beams, record.table))
         facts = number_facts(record.evidence(), dict(prediction.ranking))
         features = beam_features(" ".join([*record.history, record.question]), running, facts)
         questions.append((features, np.array([answer_is_correct(b.answer, record) for b in running], dtype=bool)))

@@ -20,7 +20,6 @@ averaged over questions (:func:`vfm.plugins.finance.metrics.mean_recall_at_k`). 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,9 +28,8 @@ import bm25s
 import numpy as np
 
 from vfm.platform.errors import VfmError
-from vfm.platform.fileio import atomic_write_json
 from vfm.plugins.finance.features import content_words, is_number_word, is_year_word, record_question, split_words
-from vfm.plugins.finance.logistic import LogisticModel, fit_logistic
+from vfm.plugins.finance.logistic import LogisticModel, fit_logistic, load_logistic, save_logistic
 from vfm.plugins.finance.metrics import mean_recall_at_k
 from vfm.plugins.finance.records import QARecord
 
@@ -143,15 +141,11 @@ class EvidenceRetriever:
     """A logistic-regression ranker over :data:`FEATURES`.
 
     Args:
-        weights: ``[len(FEATURES)]`` over standardised features; None before :meth:`fit`.
-        mean, std: the standardisation (``bias`` is left as is).
+        model: the fitted scorer; None before :meth:`fit`.
     """
 
-    def __init__(self, weights: np.ndarray | None = None, mean: np.ndarray | None = None,
-                 std: np.ndarray | None = None):
-        self.weights = weights
-        self.mean = np.zeros(len(FEATURES)) if mean is None else mean
-        self.std = np.ones(len(FEATURES)) if std is None else std
+    def __init__(self, model: LogisticModel | None = None):
+        self.model = model
 
     def fit(self, records: Sequence[QARecord], *, l2: float = 1.0, iterations: int = 25) -> EvidenceRetriever:
         """Fit on the gold evidence of ``records`` (Newton's method, L2 penalty ``l2``).
@@ -179,9 +173,8 @@ class EvidenceRetriever:
         if not blocks:
             raise VfmError("no training record has gold evidence", where="EvidenceRetriever.fit",
                            fix="train on records whose gold_evidence is set (FinQA, TAT-QA, ConvFinQA, synthetic)")
-        model = fit_logistic(np.concatenate(blocks), np.concatenate(labels), np.concatenate(weights), l2=l2,
-                             iterations=iterations)
-        self.weights, self.mean, self.std = model.weights, model.mean, model.std
+        self.model = fit_logistic(np.concatenate(blocks), np.concatenate(labels), np.concatenate(weights), l2=l2,
+                                  iterations=iterations)
         return self
 
     def score_units(self, question: str, units: Mapping[str, str], row_names: Mapping[str, str],
@@ -192,13 +185,12 @@ class EvidenceRetriever:
         Raises:
             VfmError: the retriever is not fitted.
         """
-        if self.weights is None:
+        if self.model is None:
             raise VfmError("the retriever is not fitted", where="EvidenceRetriever",
                            fix="call fit(records) or EvidenceRetriever.load(path)")
         if not units:
             return []
-        scores = LogisticModel(self.weights, self.mean, self.std).probabilities(
-            unit_features(question, units, row_names, table_at))
+        scores = self.model.probabilities(unit_features(question, units, row_names, table_at))
         order = np.argsort(-scores, kind="stable")
         ids = list(units)
         return [(ids[i], float(scores[i])) for i in order]
@@ -210,11 +202,9 @@ class EvidenceRetriever:
 
     def save(self, path: str | Path) -> Path:
         """Write the scorer as JSON."""
-        if self.weights is None:
+        if self.model is None:
             raise VfmError("the retriever is not fitted", where=str(path), fix="call fit(records) before save")
-        return atomic_write_json(path, {"format": _FORMAT, "features": list(FEATURES),
-                                        "weights": self.weights.tolist(), "mean": self.mean.tolist(),
-                                        "std": self.std.tolist()})
+        return save_logistic(path, self.model, fmt=_FORMAT, features=FEATURES)
 
     @classmethod
     def load(cls, path: str | Path) -> EvidenceRetriever:
@@ -223,16 +213,10 @@ class EvidenceRetriever:
         Raises:
             VfmError: the file is missing, not a retriever, or made for other features.
         """
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise VfmError(f"cannot read the retriever: {err}", where=str(path),
-                           fix="pass the retriever.json a training run wrote") from None
-        if data.get("format") != _FORMAT or data.get("features") != list(FEATURES):
-            raise VfmError("the retriever file is for another version or other features", where=str(path),
-                           fix="retrain the retriever with this version of vfm")
-        return cls(np.asarray(data["weights"]), np.asarray(data["mean"]), np.asarray(data["std"]))
+        model, _ = load_logistic(path, fmt=_FORMAT, features=FEATURES, what="retriever",
+                                 written_by="pass the retriever.json a training run wrote",
+                                 refit="retrain the retriever with this version of vfm")
+        return cls(model)
 
 
 def retrieval_recall(retriever: EvidenceRetriever, records: Sequence[QARecord],

@@ -30,10 +30,10 @@ def test_features_read_the_years_and_the_order_of_a_change():
     record = QARecord("r", (), TABLE, ("revenue grew in 2009 .",), QUESTION, 0.2, "", ())
     facts = number_facts(record.evidence(), {"table_1": 0.9, "table_2": 0.1})
     assert facts["120"] == (frozenset({"2009"}), 0.9) and facts["900"] == (frozenset({"2008"}), 0.1)
-    beams = running_beams([("subtract(120, 100), divide(#0, 100)", 0.5),  # (new - old) / old
-                           ("subtract(100, 120), divide(#0, 120)", 0.3),  # the wrong order
-                           ("subtract(120, 100), divide(#0, 120)", 0.1),  # divided by the new value
-                           ("table_max(no such row, none)", 0.1)], TABLE)
+    beams = list(running_beams([("subtract(120, 100), divide(#0, 100)", 0.5),  # (new - old) / old
+                                ("subtract(100, 120), divide(#0, 120)", 0.3),  # the wrong order
+                                ("subtract(120, 100), divide(#0, 120)", 0.1),  # divided by the new value
+                                ("table_max(no such row, none)", 0.1)], TABLE))
     assert [b.rank for b in beams] == [0, 1, 2]  # the program that fails is dropped, ranks kept
     x = beam_features(QUESTION, beams, facts)
     assert x.shape == (3, len(FEATURES))
@@ -41,8 +41,8 @@ def test_features_read_the_years_and_the_order_of_a_change():
     assert x[:, _column("change_divided_by_subtrahend")].tolist() == [1.0, 1.0, -1.0]
     assert x[:, _column("argument_year_in_question")].tolist() == [1.0, 1.0, 1.0]
     assert x[:, _column("argument_relevance_min")].tolist() == [0.9, 0.9, 0.9]
-    share = beam_features("what share of total assets is revenue?", running_beams([("divide(120, 1000)", 1.0)],
-                                                                                 TABLE), facts)
+    share = beam_features("what share of total assets is revenue?",
+                          list(running_beams([("divide(120, 1000)", 1.0)], TABLE)), facts)
     assert share[0, _column("share_in_unit_interval")] == 1.0 and share[0, _column("share_negative")] == 0.0
 
 
@@ -87,7 +87,7 @@ def test_the_predictor_answers_with_the_beam_the_reranker_scores_best(tmp_path):
     for record in generate(6, seed=21):
         a, b = reranked.predict_record(record), plain.predict_record(record)
         assert a.beams == b.beams
-        running = running_beams(b.beams, record.table)
+        running = list(running_beams(b.beams, record.table))
         if running:
             assert b.program == running[0].program and a.program == running[-1].program
             assert a.answer == running[-1].answer
