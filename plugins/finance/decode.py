@@ -11,6 +11,11 @@ One rule is added at decoding time: a step's second argument differs from its fi
 (``divide(1572, 1572)``); gold FinQA, TAT-QA and ConvFinQA programs repeat an argument in
 about 1 % of their programs, while an undertrained pointer repeats one often.
 
+A model folder may hold several generators trained on the same inputs (``members`` in
+``finance_model.json``; the first in the folder itself, the others in ``members/1``, ...). They
+decode as one (:class:`EnsembleBackend`): at each step their log-probabilities are averaged, a
+log-linear ensemble, and the grammar renormalises over the options it allows.
+
 A program's confidence is its probability under the model: the product of its options'
 probabilities (``exp`` of the summed log-probabilities). The answer is the most probable program
 that runs, or, when the model folder holds a ``reranker.json``, the program that runs which
@@ -52,6 +57,8 @@ from vfm.plugins.finance.retriever import EvidenceRetriever
 
 SETTINGS_FILE = "finance_model.json"
 SETTINGS_FORMAT = "vfm-finance-program-generator/1"
+MEMBERS_DIR = "members"
+"""The sub-folder of a model folder holding its second and later generators (``members/1``, ...)."""
 MAX_OPTIONS = 4 * MAX_STEPS + 1
 """The most options decoded: every step is 4 options (``op(``, two arguments or a row and
 ``none``, ``)``), then ``EOF``; the grammar ends every program within this."""
@@ -90,6 +97,57 @@ class OnnxBackend:
         logits, state = self.decoder.run(["logits", "state_out"], {"prev": prev, "state": state, "memory": memory,
                                                                    "attention_mask": attention_mask})
         return logits, state
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    top = logits.max(axis=-1, keepdims=True)
+    return logits - top - np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
+
+
+class EnsembleBackend:
+    """Several generators decoding as one: the step's output is the mean of the members'
+    log-probabilities over all options ``[B, V + L]`` (the decoder's grammar then renormalises
+    over the options it allows). Memory and state carry a member axis: ``memory [B, M, L, D]``,
+    ``state [B, M, D]``; the members must read the same tokenizer's inputs.
+    """
+
+    def __init__(self, members: Sequence[Backend]):
+        if not members:
+            raise VfmError("an ensemble needs at least one generator", where="EnsembleBackend",
+                           fix="pass the members' backends")
+        self.members = list(members)
+
+    def encode(self, input_ids, attention_mask, token_types):
+        outputs = [member.encode(input_ids, attention_mask, token_types) for member in self.members]
+        return np.stack([memory for memory, _ in outputs], axis=1), np.stack([state for _, state in outputs], axis=1)
+
+    def step(self, prev, state, memory, attention_mask):
+        outputs = [member.step(prev, state[:, k], memory[:, k], attention_mask) for k, member in enumerate(self.members)]
+        log_p = np.mean([_log_softmax(logits.astype(np.float64)) for logits, _ in outputs], axis=0)
+        return log_p, np.stack([new_state for _, new_state in outputs], axis=1)
+
+
+def member_folders(folder: str | Path, settings: Mapping[str, Any]) -> list[Path]:
+    """The folders of a model folder's generators, the folder itself first."""
+    folder = Path(folder)
+    return [folder, *(folder / MEMBERS_DIR / str(k) for k in range(1, int(settings.get("members", 1))))]
+
+
+def parity_passed(parity: dict[str, Any]) -> bool:
+    """Whether one generator's ONNX graphs matched torch and its greedy tokens were equal."""
+    graphs = [report for key, report in parity.items() if key not in ("greedy_tokens", "members")]
+    return all(r["passed"] for r in graphs) and parity["greedy_tokens"]["equal"] == parity["greedy_tokens"]["count"]
+
+
+def onnx_backend(folder: str | Path, settings: Mapping[str, Any]) -> Backend:
+    """The exported generator of a model folder, or its ensemble when it holds several."""
+    folders = member_folders(folder, settings)
+    for member in folders[1:]:
+        if not (member / "encoder.onnx").is_file() or not (member / "decoder_step.onnx").is_file():
+            raise VfmError(f"the model names {len(folders)} generators, but {member.name} has no ONNX files",
+                           where=str(member), fix="copy the whole model folder, members/ included, or retrain it")
+    members = [OnnxBackend(member) for member in folders]
+    return members[0] if len(members) == 1 else EnsembleBackend(members)
 
 
 @dataclass(frozen=True)
@@ -248,7 +306,8 @@ class ProgramPredictor:
     Args:
         folder: holds ``finance_model.json``, ``tokenizer.json``, ``retriever.json``,
             ``encoder.onnx`` and ``decoder_step.onnx``.
-        backend: the model to decode with; default: the folder's ONNX files.
+        backend: the model to decode with; default: the folder's ONNX files (all its
+            generators, as one ensemble, when it holds several).
         beam_size: overrides the folder's setting, or the re-ranker's (1 is greedy decoding).
         rerank: use the folder's ``reranker.json`` when it has one.
     """
@@ -267,7 +326,7 @@ class ProgramPredictor:
         self.inputs = InputEncoder(Tokenizer.from_file(str(folder / "tokenizer.json")), self.length,
                                    int(settings["max_question_len"]))
         self.retriever = EvidenceRetriever.load(folder / "retriever.json")
-        self.backend = backend if backend is not None else OnnxBackend(folder)
+        self.backend = backend if backend is not None else onnx_backend(folder, settings)
 
     def predict(self, question: str, table: Sequence[Sequence[str]], pre_text: Sequence[str] = (),
                 post_text: Sequence[str] = (), history: Sequence[str] = ()) -> Prediction:

@@ -19,13 +19,17 @@ Steps, each logged with where its outputs went:
 4. the generator reads each training question with its top-k retrieved units, the gold
    units swapped in for the lowest-ranked others, and learns the gold program (Lightning,
    CPU by default, stopped by ``--minutes``); the epoch with the best execution accuracy on
-   the selection records is kept (``generator.safetensors``);
-5. export: ``encoder.onnx`` and ``decoder_step.onnx``, with ``parity.json`` (ONNX vs torch
-   outputs, and greedy program tokens on selection records);
+   the selection records is kept (``generator.safetensors``); with ``--members K``, K
+   generators are trained this way one after another (seeds ``seed``, ``seed + 1``, ...) and
+   decode as one ensemble;
+5. export: ``encoder.onnx`` and ``decoder_step.onnx`` (the second and later generators in
+   ``members/1``, ...), with ``parity.json`` (ONNX vs torch outputs, and greedy program tokens
+   on selection records, for each generator);
 6. the beam re-ranker (``reranker.json``, :mod:`reranker_training`), fitted on the selection
    records' beams and kept when it beats the generator's own order in cross-validation;
 7. evaluation with the exported model (no torch): FinQA dev, TAT-QA held-out, synthetic
-   test, greedy and beam (the generator's order) and re-ranked, into ``metrics.json``.
+   test, greedy and beam (the generator's order) and re-ranked (and the first generator alone,
+   greedy, when there are several), into ``metrics.json``.
 
 The resolved settings are written to ``config.json``; that file alone reproduces the run
 (``--config OUT/config.json``). Outputs go to ``--out``, never into the repository.
@@ -56,7 +60,15 @@ from torch.utils.data import DataLoader
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.plugins.finance.data_splits import RealData, load_real_data, selection_split
-from vfm.plugins.finance.decode import SETTINGS_FILE, SETTINGS_FORMAT, OnnxBackend, ProgramPredictor, greedy_decode
+from vfm.plugins.finance.decode import (
+    MEMBERS_DIR,
+    SETTINGS_FILE,
+    SETTINGS_FORMAT,
+    OnnxBackend,
+    ProgramPredictor,
+    greedy_decode,
+    parity_passed,
+)
 from vfm.plugins.finance.evaluate import evaluate_records, score_predictions
 from vfm.plugins.finance.features import (
     OUTPUT_VOCAB,
@@ -124,6 +136,8 @@ class TrainingSettings:
             :mod:`program_search` finds for their answers.
         convfinqa_turns: ``"final"``: each ConvFinQA conversation's final turn; ``"all"``: also its
             earlier turns that compute something (measured: no gain, see docs/results/finance.md).
+        members: generators trained on the same inputs (member k with seed ``seed + k``; ``minutes``
+            bounds each), decoded as one log-linear ensemble (:class:`vfm.plugins.finance.decode.EnsembleBackend`).
     """
 
     data_dir: str | None = None
@@ -159,6 +173,12 @@ class TrainingSettings:
     seed: int = 0
     weak_labels: bool = False
     convfinqa_turns: str = "final"
+    members: int = 1
+
+    def __post_init__(self) -> None:
+        if self.members < 1:
+            raise VfmError(f"members must be at least 1, got {self.members}", where="TrainingSettings.members",
+                           fix="pass --members 1 (one generator) or more")
 
     def model_config(self, vocab_size: int) -> GeneratorConfig:
         return GeneratorConfig(vocab_size=vocab_size, encoder=self.encoder, d_model=self.d_model,
@@ -367,7 +387,7 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
 
         tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
     write_settings(out, top_k=settings.top_k, max_len=settings.max_len, max_question_len=settings.max_question_len,
-                   beam_size=settings.beam_size)
+                   beam_size=settings.beam_size, members=settings.members)
     inputs = InputEncoder(tokenizer, settings.max_len, settings.max_question_len)
 
     # 4. generator
@@ -380,39 +400,22 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
              len(synthetic_examples), real_skipped, synthetic_skipped)
     if not examples:
         raise VfmError("no training example", where="generator_training", fix="check the data folder")
-    model = build_generator(settings.model_config(tokenizer.get_vocab_size()))
     select_records = with_programs(real_select or select_synthetic)
+    members = []
+    for member in range(settings.members):
+        folder = out if member == 0 else out / MEMBERS_DIR / str(member)
+        members.append(_train_member(member, settings, examples, tokenizer.get_vocab_size(), out, select_records))
+        model = members[-1]["model"]
 
-    def select(current: ProgramGenerator) -> float:
-        predictor = ProgramPredictor(out, backend=TorchBackend(current), beam_size=1)
-        predictions = [predictor.predict_record(r) for r in select_records]
-        return score_predictions(predictions, select_records)["program"]["execution_accuracy"]
-
-    loader = DataLoader(examples, collate_fn=collate, batch_sampler=LengthBuckets(
-        [len(encoded) for encoded, _ in examples], settings.batch_size, settings.seed))
-    module = GeneratorModule(model, settings, settings.epochs * len(loader), select)
-    trainer = L.Trainer(max_epochs=settings.epochs, max_time={"minutes": settings.minutes},
-                        accelerator=settings.accelerator, devices=settings.devices, gradient_clip_val=1.0,
-                        enable_checkpointing=False, logger=CSVLogger(out, name="logs"),
-                        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=20)
-    train_started = time.time()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, loader)
-    train_seconds = time.time() - train_started
-    if module.best_state is not None:
-        model.load_state_dict(module.best_state)
-    model = model.cpu().eval()
-    log.info("generator: trained %.0f s, best selection execution accuracy %.4f -> %s", train_seconds,
-             module.best_score, out / "generator.safetensors")
-
-    # 5. export and parity
-    reports = write_model_folder(out, model)
-    parity = {**reports, "greedy_tokens": _token_parity(model, out, inputs, retriever, select_records,
-                                                        settings)}
+        # 5. export and parity
+        reports = write_model_folder(folder, model)
+        members[-1]["parity"] = {**reports, "greedy_tokens": _token_parity(model, folder, inputs, retriever,
+                                                                           select_records, settings)}
+        log.info("export: ONNX greedy tokens equal torch on %d/%d selection records -> %s",
+                 members[-1]["parity"]["greedy_tokens"]["equal"], members[-1]["parity"]["greedy_tokens"]["count"],
+                 folder)
+    parity = members[0]["parity"] | ({"members": [m["parity"] for m in members[1:]]} if len(members) > 1 else {})
     atomic_write_json(out / "parity.json", parity)
-    log.info("export: ONNX greedy tokens equal torch on %d/%d selection records -> %s",
-             parity["greedy_tokens"]["equal"], parity["greedy_tokens"]["count"], out / "parity.json")
 
     # 6. the beam re-ranker, fitted on the selection records with the exported model
     reranking = fit_reranker(out, select_records)
@@ -422,22 +425,59 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
 
     # 7. evaluation with the exported model
     evaluation = _evaluate(out, real, settings)
+    summaries = [{key: m[key] for key in ("train_seconds", "epochs_run", "history", "best_selection_execution_accuracy")}
+                 for m in members]
     metrics = {
-        "settings": asdict(settings), "train_seconds": train_seconds, "total_seconds": time.time() - started,
-        "epochs_run": len(module.history), "history": module.history,
-        "best_selection_execution_accuracy": module.best_score,
+        "settings": asdict(settings), "train_seconds": sum(m["train_seconds"] for m in summaries),
+        "total_seconds": time.time() - started, **{k: v for k, v in summaries[0].items() if k != "train_seconds"},
+        "members": summaries,
         "examples": {"real": len(real_examples), "synthetic": len(synthetic_examples), "real_skipped": real_skipped,
                      "synthetic_skipped": synthetic_skipped},
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for m in members for p in m["model"].parameters()),
         "weak_labels": weak_report,
         "reranker": reranking,
-        "parity_passed": all(r["passed"] for r in reports.values()) and
-        parity["greedy_tokens"]["equal"] == parity["greedy_tokens"]["count"],
+        "parity_passed": all(parity_passed(m["parity"]) for m in members),
         "evaluation": evaluation,
     }
     atomic_write_json(out / "metrics.json", metrics)
     log.info("done in %.0f s -> %s", time.time() - started, out / "metrics.json")
     return metrics
+
+
+def _train_member(member: int, settings: TrainingSettings, examples: list, vocab_size: int, out: Path,
+                  select_records: Sequence[QARecord]) -> dict[str, Any]:
+    """Train generator number ``member`` (seed ``settings.seed + member``: its weights and batch order)
+    and keep its epoch with the best selection execution accuracy.
+
+    Returns:
+        ``{"model", "train_seconds", "epochs_run", "history", "best_selection_execution_accuracy"}``.
+    """
+    L.seed_everything(settings.seed + member, verbose=False)
+    model = build_generator(settings.model_config(vocab_size))
+
+    def select(current: ProgramGenerator) -> float:
+        predictor = ProgramPredictor(out, backend=TorchBackend(current), beam_size=1)
+        predictions = [predictor.predict_record(r) for r in select_records]
+        return score_predictions(predictions, select_records)["program"]["execution_accuracy"]
+
+    loader = DataLoader(examples, collate_fn=collate, batch_sampler=LengthBuckets(
+        [len(encoded) for encoded, _ in examples], settings.batch_size, settings.seed + member))
+    module = GeneratorModule(model, settings, settings.epochs * len(loader), select)
+    trainer = L.Trainer(max_epochs=settings.epochs, max_time={"minutes": settings.minutes},
+                        accelerator=settings.accelerator, devices=settings.devices, gradient_clip_val=1.0,
+                        enable_checkpointing=False, logger=CSVLogger(out, name="logs", version=member),
+                        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=20)
+    started = time.time()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, loader)
+    train_seconds = time.time() - started
+    if module.best_state is not None:
+        model.load_state_dict(module.best_state)
+    log.info("generator %d of %d: trained %.0f s, best selection execution accuracy %.4f", member + 1,
+             settings.members, train_seconds, module.best_score)
+    return {"model": model.cpu().eval(), "train_seconds": train_seconds, "epochs_run": len(module.history),
+            "history": module.history, "best_selection_execution_accuracy": module.best_score}
 
 
 def weak_labelled(real: RealData, retriever: EvidenceRetriever) -> tuple[list[QARecord], list[QARecord]]:
@@ -462,11 +502,12 @@ def selection_records(settings: TrainingSettings, retriever: EvidenceRetriever) 
     return with_programs(generate(settings.select_synthetic, seed=settings.seed + 1))
 
 
-def write_settings(out: str | Path, *, top_k: int, max_len: int, max_question_len: int, beam_size: int) -> None:
+def write_settings(out: str | Path, *, top_k: int, max_len: int, max_question_len: int, beam_size: int,
+                   members: int = 1) -> None:
     """Write the decoding settings (``finance_model.json``) a :class:`ProgramPredictor` reads."""
     atomic_write_json(Path(out) / SETTINGS_FILE, {"format": SETTINGS_FORMAT, "top_k": top_k, "max_len": max_len,
                                                   "max_question_len": max_question_len, "beam_size": beam_size,
-                                                  "output_vocab": list(OUTPUT_VOCAB)})
+                                                  "members": members, "output_vocab": list(OUTPUT_VOCAB)})
 
 
 def write_model_folder(out: str | Path, model: ProgramGenerator, *, tokenizer: Any = None,
@@ -526,7 +567,7 @@ def _token_parity(model: ProgramGenerator, out: Path, inputs: InputEncoder, retr
 
 def _evaluate(out: Path, real: Any, settings: TrainingSettings) -> dict[str, Any]:
     """Scores of the exported model on each evaluation set: greedy, beam (the generator's order) and, with a
-    re-ranker, re-ranked."""
+    re-ranker, re-ranked; with several generators, also the first alone, greedy (a paired comparison)."""
     sets: dict[str, list[QARecord]] = {"synthetic_test": generate(settings.eval_synthetic, seed=settings.seed + 2)}
     if real is not None:
         sets["finqa_dev"] = real.finqa_dev
@@ -535,6 +576,8 @@ def _evaluate(out: Path, real: Any, settings: TrainingSettings) -> dict[str, Any
              for beam in sorted({1, settings.beam_size})}
     if (out / RERANKER_FILE).is_file():
         modes["reranked"] = {}
+    if settings.members > 1:
+        modes["first_member_greedy"] = {"beam_size": 1, "rerank": False, "backend": OnnxBackend(out)}
     results: dict[str, Any] = {}
     for name, records in sets.items():
         records = records[: settings.limit_eval]
@@ -562,6 +605,7 @@ _HELP = {
     "threads": "torch CPU threads",
     "limit_eval": "score only the first N records of each evaluation set",
     "weak_labels": "also train on the FinQA prompt questions (no program) with programs found by search",
+    "members": "generators trained on the same inputs, decoded as one ensemble (each gets --minutes)",
     "convfinqa_turns": "final: train on each ConvFinQA conversation's final turn; all: also its earlier turns "
                        "that compute",
 }

@@ -185,25 +185,30 @@ class FinancePipeline:
 
     # ------------------------------------------------------------------ export
     def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
-        """Bundle a run's exported model (ONNX encoder + decoder step, tokenizer, retriever, and the beam
-        re-ranker when the run kept one)."""
+        """Bundle a run's exported model (ONNX encoder + decoder step, those of its other generators in
+        ``members/`` when it has several, tokenizer, retriever, and the beam re-ranker when the run kept one)."""
         from vfm.platform.bundle import write_bundle
         from vfm.platform.model_card import render_model_card
+        from vfm.plugins.finance.decode import MEMBERS_DIR, parity_passed
         from vfm.plugins.finance.examples import example_files
         from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
 
         check_model_folder(run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
         parity = json.loads((run_dir / "parity.json").read_text("utf-8"))
-        graphs = {key: report for key, report in parity.items() if key != "greedy_tokens"}
+        graphs = {key: report for key, report in parity.items() if key not in ("greedy_tokens", "members")}
         tokens = parity.get("greedy_tokens", {"count": 0, "equal": 0})
+        members = parity.get("members", [])
         first = next(iter(graphs.values()))
         parity_summary = {
-            "passed": all(r["passed"] for r in graphs.values()) and tokens["equal"] == tokens["count"],
+            "passed": parity_passed(parity) and all(parity_passed(member) for member in members),
             "outputs": {f"{graph}.{name}": stats for graph, r in graphs.items() for name, stats in r["outputs"].items()},
             "atol": first["atol"], "rtol": first["rtol"], "n_inputs": first.get("n_inputs"),
             "greedy_tokens": tokens,
         }
+        for index, member in enumerate(members, start=1):
+            parity_summary["outputs"] |= {f"{MEMBERS_DIR}/{index}/{graph}.{name}": stats for graph, r in member.items()
+                                          if graph != "greedy_tokens" for name, stats in r["outputs"].items()}
         for stats in parity_summary["outputs"].values():
             stats.pop("files", None)
         config = load_yaml_file(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
@@ -212,6 +217,9 @@ class FinancePipeline:
                    for name, result in metrics.get("evaluation", {}).items()}
         files: dict[str, Any] = {name: run_dir / name for name in MODEL_FILES}
         files |= {Path(f).name: run_dir / Path(f).name for r in graphs.values() for f in r.get("files", [])}
+        files |= {f"{MEMBERS_DIR}/{index}/{Path(f).name}": run_dir / MEMBERS_DIR / str(index) / Path(f).name
+                  for index, member in enumerate(members, start=1) for graph, r in member.items()
+                  if graph != "greedy_tokens" for f in r.get("files", [])}
         files |= {
             "metrics.json": json.dumps(summary, indent=2),
             "parity.json": json.dumps(parity_summary, indent=2),

@@ -19,7 +19,11 @@ Features of one beam, from the question, the document and the retriever's unit s
   year comes first (a change), -1 when the earlier does; for ``subtract`` then ``divide``: +1 when
   the change is divided by the number subtracted (a relative change), else -1;
 - for a question about a share (:data:`vfm.plugins.finance.retriever.SHARE_WORDS`): whether the
-  answer lies in (0, 1] and whether it is negative.
+  answer lies in (0, 1] and whether it is negative;
+- the answer's vote among the beams that run: the log of the share of their probability that
+  gives the same answer (to 5 decimals), and how many of them do. Different programs that agree
+  (``add(a, b)`` and ``add(b, a)``, one number copied from the table or from a sentence) pool
+  their evidence, as in self-consistency decoding.
 
 Torch-free: it runs in the exported bundle.
 """
@@ -42,7 +46,8 @@ from vfm.plugins.finance.retriever import SHARE_WORDS
 
 FEATURES = ("bias", "log_probability", "beam_rank", "steps", "argument_year_in_question",
             "change_later_minus_earlier", "change_divided_by_subtrahend", "argument_relevance_mean",
-            "argument_relevance_min", "share_in_unit_interval", "share_negative", "argument_in_question")
+            "argument_relevance_min", "share_in_unit_interval", "share_negative", "argument_in_question",
+            "answer_vote_log_share", "answer_vote_count")
 """The scorer's inputs, in order; ``bias`` is constant 1."""
 
 BEAMS = 20
@@ -103,8 +108,10 @@ def number_facts(units: Mapping[str, str], unit_scores: Mapping[str, float]) -> 
 
 def beam_features(question: str, beams: Sequence[Beam],
                   facts: Mapping[str, tuple[frozenset[str], float]]) -> np.ndarray:
-    """The ``[len(beams), len(FEATURES)]`` features of the beams of one question."""
+    """The ``[len(beams), len(FEATURES)]`` features of the beams of one question (all those that run:
+    the vote features compare them)."""
     words = set(split_words(question))
+    votes = answer_votes(beams)
     question_years = {w for w in words if is_year_word(w)}
     share = bool(words & SHARE_WORDS)
     rows = []
@@ -128,8 +135,26 @@ def beam_features(question: str, beams: Sequence[Beam],
             float(share and answer is not None and 0 < abs(answer) <= 1),
             float(share and answer is not None and answer < 0),
             float(np.mean([a in words for a in numbers])) if numbers else 0.0,
+            *votes[_answer_key(beam.answer)],
         ])
     return np.asarray(rows, dtype=np.float64).reshape(len(beams), len(FEATURES))
+
+
+def _answer_key(answer: Value) -> Value:
+    return round(answer, 5) if isinstance(answer, float) else answer
+
+
+def answer_votes(beams: Sequence[Beam]) -> dict[Value, tuple[float, float]]:
+    """For each answer the beams give (rounded to 5 decimals, FinQA's match): ``(log of the share of
+    the beams' probability giving it, how many beams give it)``."""
+    mass: dict[Value, float] = {}
+    count: dict[Value, int] = {}
+    for beam in beams:
+        key = _answer_key(beam.answer)
+        mass[key] = mass.get(key, 0.0) + beam.probability
+        count[key] = count.get(key, 0) + 1
+    total = sum(mass.values()) or 1.0
+    return {key: (math.log(max(mass[key] / total, 1e-12)), float(count[key])) for key in mass}
 
 
 class BeamReranker:

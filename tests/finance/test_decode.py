@@ -17,6 +17,8 @@ import torch
 
 from vfm.platform.errors import VfmError
 from vfm.plugins.finance.decode import (
+    MEMBERS_DIR,
+    EnsembleBackend,
     OnnxBackend,
     Prediction,
     ProgramPredictor,
@@ -108,6 +110,48 @@ def test_the_predictor_retrieves_decodes_and_executes(folder):
     plain = ProgramPredictor(folder, beam_size=1).predict(record.question, record.table,
                                                            record.pre_text + record.post_text)
     assert len(plain.beams) == 1
+
+
+@pytest.mark.slow
+def test_an_ensemble_averages_its_members_log_probabilities(folder, encoded_inputs, tmp_path):
+    """Two generators over one tokenizer decode as one; a folder naming a member it lacks is refused."""
+    second = tmp_path / "second"
+    torch.set_num_threads(1)
+    build_model_folder(second, generate(RECORDS, seed=21), TrainingSettings(**{**TINY.__dict__, "seed": 1}))
+    assert (second / "tokenizer.json").read_text() == (folder / "tokenizer.json").read_text()
+    ensemble_folder = tmp_path / "ensemble"
+    shutil.copytree(folder, ensemble_folder)
+    shutil.copytree(second, ensemble_folder / MEMBERS_DIR / "1")
+    settings = json.loads((folder / "finance_model.json").read_text()) | {"members": 2}
+    (ensemble_folder / "finance_model.json").write_text(json.dumps(settings))
+
+    predictor = ProgramPredictor(ensemble_folder)
+    assert isinstance(predictor.backend, EnsembleBackend) and len(predictor.backend.members) == 2
+    encoded, inputs = encoded_inputs[0][0], encoded_inputs[1]
+    ids, mask, types = encoded.padded(TINY.max_len, inputs.pad_id)
+    memory, state = predictor.backend.encode(ids, mask, types)  # [1, 2, L, D], [1, 2, D]
+    assert memory.shape[:2] == (1, 2) and state.shape[:2] == (1, 2)
+    prev = np.zeros(1, np.int64)
+    log_p, _ = predictor.backend.step(prev, state, memory, mask)
+    member_logits = []
+    for member in (OnnxBackend(folder), OnnxBackend(second)):
+        member_memory, member_state = member.encode(ids, mask, types)
+        member_logits.append(member.step(prev, member_state, member_memory, mask)[0])
+    expected = np.mean([torch.log_softmax(torch.from_numpy(x).double(), -1).numpy() for x in member_logits], axis=0)
+    assert np.allclose(log_p, expected, atol=1e-6)
+    assert not np.allclose(member_logits[0], member_logits[1])  # two different generators
+    record = generate(RECORDS, seed=21)[0]
+    assert ProgramPredictor(ensemble_folder).predict_record(record).program is not None
+
+    twin = [d.program for d in beam_decode(EnsembleBackend([OnnxBackend(folder)] * 2), encoded, length=TINY.max_len,
+                                           pad_id=inputs.pad_id, beam_size=3)]
+    alone = [d.program for d in beam_decode(OnnxBackend(folder), encoded, length=TINY.max_len, pad_id=inputs.pad_id,
+                                            beam_size=3)]
+    assert twin == alone  # a member twice is the member
+
+    shutil.rmtree(ensemble_folder / MEMBERS_DIR)
+    with pytest.raises(VfmError, match="names 2 generators, but 1 has no ONNX files"):
+        ProgramPredictor(ensemble_folder)
 
 
 def test_document_units_use_finqa_ids():

@@ -33,7 +33,7 @@ def _ok(*args: str) -> str:
 def finance(tmp_path_factory):
     root = tmp_path_factory.mktemp("finance")
     run, bundle = root / "run", root / "bundle"
-    metrics = json.loads(_ok("finetune", "finance", "--out", str(run), *TINY))
+    metrics = json.loads(_ok("finetune", "finance", "--out", str(run), *TINY, "--set", "finetune.members=2"))
     _ok("export", "finance", "--run", str(run), "--out", str(bundle))
     return {"root": root, "run": run, "bundle": bundle, "metrics": metrics}
 
@@ -60,6 +60,21 @@ def test_finetune_writes_an_exported_model_and_its_scores(finance):
     assert parity["encoder"]["passed"] and parity["decoder_step"]["passed"]
     assert parity["greedy_tokens"]["equal"] == parity["greedy_tokens"]["count"] == 2
     assert set(finance["metrics"]["evaluation"]) == {"synthetic_test"}
+
+
+def test_a_two_generator_run_exports_and_serves_both(finance):
+    """finetune.members=2 (the fixture): the second generator is exported and checked beside the first, the
+    run scores the first alone too, and the bundle carries both (its checksums cover them)."""
+    member = finance["run"] / "members" / "1"
+    assert (member / "encoder.onnx").is_file() and (member / "decoder_step.onnx").is_file()
+    parity = json.loads((finance["run"] / "parity.json").read_text())
+    assert len(parity["members"]) == 1 and parity["members"][0]["greedy_tokens"]["equal"] == 2
+    assert len(finance["metrics"]["members"]) == 2 and finance["metrics"]["parity_passed"]
+    assert "first_member_greedy" in finance["metrics"]["evaluation"]["synthetic_test"]
+    sums = (finance["bundle"] / "SHA256SUMS").read_text()
+    assert "members/1/encoder.onnx" in sums and "members/1/decoder_step.onnx" in sums
+    bundle_parity = json.loads((finance["bundle"] / "parity.json").read_text())
+    assert bundle_parity["passed"] and "members/1/encoder.memory" in bundle_parity["outputs"]
 
 
 def test_evaluate_scores_any_finqa_file_and_prints_json(finance, tmp_path):

@@ -46,6 +46,17 @@ def test_features_read_the_years_and_the_order_of_a_change():
     assert share[0, _column("share_in_unit_interval")] == 1.0 and share[0, _column("share_negative")] == 0.0
 
 
+def test_beams_that_agree_on_the_answer_pool_their_votes():
+    beams = list(running_beams([("add(120, 100)", 0.4),  # 220
+                                ("subtract(120, 100)", 0.3),  # 20
+                                ("add(100, 120)", 0.2),  # 220 again, the other order
+                                ("add(900, 100)", 0.1)], TABLE))  # 1000
+    x = beam_features("what is revenue in 2009 and 2008 together?", beams, {})
+    shares = np.exp(x[:, _column("answer_vote_log_share")])
+    assert np.allclose(shares, [0.6, 0.3, 0.6, 0.1])
+    assert x[:, _column("answer_vote_count")].tolist() == [2.0, 1.0, 2.0, 1.0]
+
+
 def test_the_reranker_learns_a_cue_and_round_trips(tmp_path):
     rng = np.random.default_rng(0)
     questions = []
