@@ -70,6 +70,12 @@ def test_settings_describe_the_model():
         TrainingSettings(d_model=30, n_heads=4).model_config(vocab_size=500)
 
 
+def test_an_ensemble_of_no_generator_is_refused(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "out"), "--members", "0"]) == 1
+    assert "members must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def _prompt(record) -> dict:
     table = "".join("|" + "|".join(row) + "|\n" for row in record.table)
     text = (f"Please answer the given financial question based on the context.\nContext: {' '.join(record.pre_text)}\n"
