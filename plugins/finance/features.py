@@ -31,6 +31,7 @@ import numpy as np
 from vfm.platform.errors import VfmError
 from vfm.plugins.finance.numbers import finqa_str_to_num
 from vfm.plugins.finance.program import (
+    COMMUTATIVE_OPS,
     END_TOKEN,
     NO_ARGUMENT,
     OPERATIONS,
@@ -488,12 +489,15 @@ class ProgramTargets:
     program: list[str]
 
 
-def program_targets(program: str | Sequence[Step], encoded: EncodedInput) -> ProgramTargets | None:
+def program_targets(program: str | Sequence[Step], encoded: EncodedInput, *,
+                    canonical: bool = False) -> ProgramTargets | None:
     """The decoder targets of a gold program, or None when an argument cannot be produced.
 
     A number argument is matched to the input's number positions by its text (``1452``),
     then by its value (``4.00`` = ``4``); a number that is not in the input but is a
     constant becomes the constant (``2`` -> ``const_2``, as TAT-QA averages divide by 2).
+    With ``canonical``, the two arguments of ``add`` and ``multiply`` are put in one order
+    (:func:`_canonical_order`), so that a question has one target where annotators wrote either.
     """
     steps = parse_program(program)
     if len(steps) > MAX_STEPS:
@@ -516,12 +520,13 @@ def program_targets(program: str | Sequence[Step], encoded: EncodedInput) -> Pro
             sequence += [positions, VOCAB_INDEX[NO_ARGUMENT]]
             words += [encoded.rows[positions[0]], NO_ARGUMENT]
         else:
-            for arg in step.args:
-                option, word = _argument_option(arg, by_text)
-                if option is None:
-                    return None
-                sequence.append(option)
-                words.append(word)
+            arguments = [_argument_option(arg, by_text) for arg in step.args]
+            if any(option is None for option, _ in arguments):
+                return None
+            if canonical and step.op in COMMUTATIVE_OPS:
+                arguments.sort(key=_canonical_order)
+            sequence += [option for option, _ in arguments]
+            words += [word for _, word in arguments]
         sequence.append(VOCAB_INDEX[CLOSE])
         words.append(CLOSE)
     sequence.append(VOCAB_INDEX[END_TOKEN])
@@ -545,6 +550,18 @@ def _argument_option(arg: str, by_text: Mapping[str, list[int]]) -> tuple[int | 
             return positions, text
     constant = f"const_{'m1' if value == -1 else int(value)}" if value == int(value) else ""
     return (VOCAB_INDEX[constant], constant) if constant in VOCAB_INDEX else (None, arg)
+
+
+def _canonical_order(argument: tuple[int | list[int], str]) -> tuple[int, int]:
+    """Sort key of a commutative step's argument: earlier steps' results first (``#0`` before
+    ``#1``), then numbers by their first position in the input, then constants."""
+    option, word = argument
+    reference = step_reference(word)
+    if reference is not None:
+        return 0, reference
+    if isinstance(option, list):
+        return 1, min(option)
+    return 2, option
 
 
 def _targets(sequence: list[int | list[int]], words: list[str], encoded: EncodedInput) -> ProgramTargets | None:

@@ -136,6 +136,9 @@ class TrainingSettings:
             :mod:`program_search` finds for their answers.
         convfinqa_turns: ``"final"``: each ConvFinQA conversation's final turn; ``"all"``: also its
             earlier turns that compute something (measured: no gain, see docs/results/finance.md).
+        canonical_order: train on the two arguments of ``add`` and ``multiply`` in one order (earlier
+            steps' results, then numbers as they come in the input, then constants) instead of the
+            annotator's (:func:`vfm.plugins.finance.features.program_targets`).
         members: generators trained on the same inputs (member k with seed ``seed + k``; ``minutes``
             bounds each), decoded as one log-linear ensemble (:class:`vfm.plugins.finance.decode.EnsembleBackend`).
     """
@@ -174,6 +177,7 @@ class TrainingSettings:
     weak_labels: bool = False
     convfinqa_turns: str = "final"
     members: int = 1
+    canonical_order: bool = False
 
     def __post_init__(self) -> None:
         if self.members < 1:
@@ -225,12 +229,12 @@ def training_units(record: QARecord, ranked: Sequence[str], top_k: int,
 
 
 def make_training_examples(records: Sequence[QARecord], retriever: EvidenceRetriever, inputs: InputEncoder,
-                           top_k: int, views: int = 1,
-                           seed: int = 0) -> tuple[list[tuple[EncodedInput, ProgramTargets]], int]:
+                           top_k: int, views: int = 1, seed: int = 0,
+                           canonical: bool = False) -> tuple[list[tuple[EncodedInput, ProgramTargets]], int]:
     """``(examples, skipped)``: the teacher-forcing examples of the records with a gold
     program, ``views`` per record (the first as :func:`training_units` ranks them, the others
     drawn with a generator seeded by ``seed``); skipped: views whose program has an argument
-    that is not in the input."""
+    that is not in the input. ``canonical``: see :func:`program_targets`."""
     rng = np.random.default_rng(seed)
     examples, skipped = [], 0
     for record in records:
@@ -240,7 +244,7 @@ def make_training_examples(records: Sequence[QARecord], retriever: EvidenceRetri
         for view in range(views):
             units = training_units(record, ranked, top_k, rng if view else None)
             encoded = inputs.encode(make_example(record, units))
-            targets = program_targets(record.program, encoded)
+            targets = program_targets(record.program, encoded, canonical=canonical)
             if targets is None:
                 skipped += 1
             else:
@@ -392,8 +396,10 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
 
     # 4. generator
     real_examples, real_skipped = make_training_examples(real_fit, retriever, inputs, settings.top_k,
-                                                         views=settings.real_views, seed=settings.seed)
-    synthetic_examples, synthetic_skipped = make_training_examples(synthetic, retriever, inputs, settings.top_k)
+                                                         views=settings.real_views, seed=settings.seed,
+                                                         canonical=settings.canonical_order)
+    synthetic_examples, synthetic_skipped = make_training_examples(synthetic, retriever, inputs, settings.top_k,
+                                                                   canonical=settings.canonical_order)
     examples = synthetic_examples + real_examples
     log.info("generator: %d examples (%d real: %d views of each question; %d synthetic); %d real and %d synthetic "
              "views skipped (an argument not in the input)", len(examples), len(real_examples), settings.real_views,
@@ -606,6 +612,8 @@ _HELP = {
     "limit_eval": "score only the first N records of each evaluation set",
     "weak_labels": "also train on the FinQA prompt questions (no program) with programs found by search",
     "members": "generators trained on the same inputs, decoded as one ensemble (each gets --minutes)",
+    "canonical_order": "train on the arguments of add and multiply in one order (step results, input order, "
+                       "constants)",
     "convfinqa_turns": "final: train on each ConvFinQA conversation's final turn; all: also its earlier turns "
                        "that compute",
 }

@@ -23,6 +23,9 @@ from vfm.platform.errors import VfmError
 ARITHMETIC_OPS = ("add", "subtract", "multiply", "divide", "exp", "greater")
 """Operations over two numbers; ``greater`` answers ``yes`` or ``no``."""
 
+COMMUTATIVE_OPS = ("add", "multiply")
+"""Operations whose two arguments may be swapped without changing the result."""
+
 TABLE_OPS = ("table_max", "table_min", "table_sum", "table_average")
 """Operations over the numeric cells of one table row (named by its first cell)."""
 

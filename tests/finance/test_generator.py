@@ -91,6 +91,20 @@ def test_targets_spell_the_gold_program(inputs, records):
         assert options_to_tokens(gold, encoded) == program_tokens(parse_program(record.program))
 
 
+def test_canonical_targets_order_only_commutative_arguments(inputs, records):
+    encoded = inputs.encode(_example(records[0]))
+    first: dict[str, int] = {}
+    for position, text in sorted(encoded.numbers.items()):
+        first.setdefault(text, position)
+    early, late = sorted(first, key=first.get)[:2]
+    program = f"add({late}, {early}), multiply(const_100, #0), subtract({late}, #1)"
+    as_written = program_targets(program, encoded).program
+    assert as_written == program_targets(program, encoded, canonical=False).program
+    assert as_written[:4] == ["add(", late, early, ")"]
+    assert program_targets(program, encoded, canonical=True).program == [
+        "add(", early, late, ")", "multiply(", "#0", "const_100", ")", "subtract(", late, "#1", ")", "EOF"]
+
+
 def test_unreachable_arguments_give_no_targets(inputs, records):
     encoded = inputs.encode(_example(records[0]))
     assert program_targets("add(123456789, 2)", encoded) is None
