@@ -138,7 +138,8 @@ class TrainingSettings:
             earlier turns that compute something (measured: no gain, see docs/results/finance.md).
         canonical_order: train on the two arguments of ``add`` and ``multiply`` in one order (earlier
             steps' results, then numbers as they come in the input, then constants) instead of the
-            annotator's (:func:`vfm.plugins.finance.features.program_targets`).
+            annotator's (:func:`vfm.plugins.finance.features.program_targets`; measured: greedy decoding
+            gains, re-ranked answers do not move, see docs/results/finance.md).
         members: generators trained on the same inputs (member k with seed ``seed + k``; ``minutes``
             bounds each), decoded as one log-linear ensemble (:class:`vfm.plugins.finance.decode.EnsembleBackend`).
     """
