@@ -174,10 +174,24 @@ def _evaluate(args: argparse.Namespace) -> Outcome:
     if not run.is_dir():
         raise VfmError("run directory not found", where=str(run),
                        fix=f"pass --run with the --out folder of 'vfm finetune {args.plugin}'")
+    _verify_if_bundle(run, args.plugin)
     metrics = pipeline.evaluate(run, config, source=args.data, split=args.split)
     if args.output:
         atomic_write_json(args.output, metrics)
     return 0, metrics
+
+
+def _verify_if_bundle(run: Path, plugin: str) -> None:
+    """A ``--run`` that is a bundle (it has ``SHA256SUMS``) is verified as ``vfm predict`` verifies it:
+    checksums, format, and that it belongs to ``plugin``."""
+    from vfm.platform.bundle import CHECKSUMS, load_bundle
+
+    if not (run / CHECKSUMS).is_file():
+        return
+    bundle = load_bundle(run)
+    if bundle.plugin_name != plugin:
+        raise VfmError(f"the bundle is a {bundle.plugin_name} bundle, not a {plugin} one", where=str(run),
+                       fix=f"run 'vfm evaluate {bundle.plugin_name} --run {run}', or pass a {plugin} bundle")
 
 
 def _export(args: argparse.Namespace) -> Outcome:

@@ -118,6 +118,21 @@ def test_tampered_bundle_is_refused(finance, tmp_path):
     assert result.returncode == 2 and "retriever.json" in result.stderr
 
 
+def test_evaluate_verifies_a_bundle_it_is_given(finance, tmp_path):
+    """--run may be a bundle: scored like the run it came from, refused once any file (the second generator's
+    too) differs from its checksums, and refused under another plugin's name."""
+    scores = json.loads(_ok("evaluate", "finance", "--run", str(finance["bundle"])))
+    assert scores["count"] == 200
+    copy = tmp_path / "bundle"
+    shutil.copytree(finance["bundle"], copy)
+    with (copy / "members" / "1" / "encoder.onnx").open("ab") as onnx:
+        onnx.write(b"\0")
+    result = run_vfm("evaluate", "finance", "--run", str(copy))
+    assert result.returncode == 2 and "checksum mismatch for members/1/encoder.onnx" in result.stderr
+    result = run_vfm("evaluate", "retina", "--run", str(finance["bundle"]))
+    assert result.returncode == 2 and "a finance bundle, not a retina one" in result.stderr
+
+
 @pytest.mark.parametrize(("source", "message"), [
     ({"question": " ", "table": "a,2019\nb,1"}, "question is empty"),
     ({"question": "what?", "table": ""}, "table is empty"),
