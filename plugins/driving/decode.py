@@ -29,6 +29,7 @@ from vfm.platform.errors import VfmError
 from vfm.platform.fileio import read_format_json
 from vfm.plugins.driving.clip_io import check_speed
 from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer
+from vfm.serve.numeric import log_softmax
 
 SETTINGS_FILE = "driving_model.json"
 SETTINGS_FORMAT = "vfm-driving-commentary-onnx/3"  # 3: the driver's settings, 2: a speed per frame
@@ -101,13 +102,6 @@ class Hypothesis:
         return self.log_prob / max(len(self.tokens) + self.finished, 1) ** length_penalty
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    """[B, V] -> [B, V] float64."""
-    x = logits.astype(np.float64)
-    x = x - x.max(axis=1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
-
-
 def beam_decode(backend: Backend, prefix: np.ndarray, prompt: list[int], *, eos_id: int, max_new_tokens: int,
                 beam_size: int = 1, use_cache: bool = True, length_penalty: float = 1.0) -> list[Hypothesis]:
     """Beam search after ``prompt`` for one clip: up to ``beam_size`` hypotheses, best first.
@@ -136,7 +130,7 @@ def beam_decode(backend: Backend, prefix: np.ndarray, prompt: list[int], *, eos_
         else:
             logits, attention, present = backend.step(np.array([[h.tokens[-1]] for h in live], dtype=np.int64),
                                                       cache)
-        log_p = _log_softmax(logits)  # [n, V]
+        log_p = log_softmax(logits)  # [n, V]
         best = np.argsort(-log_p, axis=1, kind="stable")[:, :beam_size]  # [n, beam]
         candidates = sorted(((live[i].log_prob + log_p[i, t], i, int(t)) for i in range(n) for t in best[i]),
                             key=lambda c: -c[0])

@@ -54,6 +54,7 @@ from vfm.plugins.finance.records import QARecord, row_to_text
 from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
 from vfm.plugins.finance.reranker import BeamReranker, beam_features, number_facts, running_beams
 from vfm.plugins.finance.retriever import EvidenceRetriever
+from vfm.serve.numeric import log_softmax
 
 SETTINGS_FILE = "finance_model.json"
 SETTINGS_FORMAT = "vfm-finance-program-generator/1"
@@ -99,11 +100,6 @@ class OnnxBackend:
         return logits, state
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    top = logits.max(axis=-1, keepdims=True)
-    return logits - top - np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
-
-
 class EnsembleBackend:
     """Several generators decoding as one: the step's output is the mean of the members'
     log-probabilities over all options ``[B, V + L]`` (the decoder's grammar then renormalises
@@ -123,7 +119,7 @@ class EnsembleBackend:
 
     def step(self, prev, state, memory, attention_mask):
         outputs = [member.step(prev, state[:, k], memory[:, k], attention_mask) for k, member in enumerate(self.members)]
-        log_p = np.mean([_log_softmax(logits.astype(np.float64)) for logits, _ in outputs], axis=0)
+        log_p = np.mean([log_softmax(logits) for logits, _ in outputs], axis=0)
         return log_p, np.stack([new_state for _, new_state in outputs], axis=1)
 
 
@@ -133,10 +129,16 @@ def member_folders(folder: str | Path, settings: Mapping[str, Any]) -> list[Path
     return [folder, *(folder / MEMBERS_DIR / str(k) for k in range(1, int(settings.get("members", 1))))]
 
 
-def parity_passed(parity: dict[str, Any]) -> bool:
+def graph_reports(parity: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """One generator's per-graph ONNX-vs-torch reports in ``parity.json`` (``encoder``, ``decoder_step``),
+    without its greedy-token check and its other generators' entries (``members``)."""
+    return {key: report for key, report in parity.items() if key not in ("greedy_tokens", "members")}
+
+
+def parity_passed(parity: Mapping[str, Any]) -> bool:
     """Whether one generator's ONNX graphs matched torch and its greedy tokens were equal."""
-    graphs = [report for key, report in parity.items() if key not in ("greedy_tokens", "members")]
-    return all(r["passed"] for r in graphs) and parity["greedy_tokens"]["equal"] == parity["greedy_tokens"]["count"]
+    tokens = parity["greedy_tokens"]
+    return all(r["passed"] for r in graph_reports(parity).values()) and tokens["equal"] == tokens["count"]
 
 
 def onnx_backend(folder: str | Path, settings: Mapping[str, Any]) -> Backend:
@@ -197,10 +199,10 @@ def _choices(logits: np.ndarray, grammar: ProgramGrammar, encoded: EncodedInput)
         repeated = encoded.numbers.get(first - vocab)
         targets = {position: text for position, text in targets.items() if text != repeated}
     positions = np.fromiter(targets, dtype=np.int64, count=len(targets))
-    scores = np.concatenate([logits[:vocab][allowed_vocab], logits[vocab + positions]]).astype(np.float64)
+    scores = np.concatenate([logits[:vocab][allowed_vocab], logits[vocab + positions]])
     if not len(scores):
         raise VfmError("the grammar allows no option here", where="decode", fix="report this as a bug")
-    log_p = scores - (scores.max() + np.log(np.exp(scores - scores.max()).sum()))
+    log_p = log_softmax(scores)
     vocab_options = np.flatnonzero(allowed_vocab)
     choices = [(float(lp), int(option)) for lp, option in zip(log_p[: len(vocab_options)], vocab_options,
                                                               strict=True)]

@@ -411,16 +411,15 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     members = []
     for member in range(settings.members):
         folder = out if member == 0 else out / MEMBERS_DIR / str(member)
-        members.append(_train_member(member, settings, examples, tokenizer.get_vocab_size(), out, select_records))
-        model = members[-1]["model"]
+        trained = _train_member(member, settings, examples, tokenizer.get_vocab_size(), out, select_records)
 
         # 5. export and parity
-        reports = write_model_folder(folder, model)
-        members[-1]["parity"] = {**reports, "greedy_tokens": _token_parity(model, folder, inputs, retriever,
-                                                                           select_records, settings)}
+        reports = write_model_folder(folder, trained["model"])
+        trained["parity"] = {**reports, "greedy_tokens": _token_parity(trained["model"], folder, inputs, retriever,
+                                                                       select_records, settings)}
         log.info("export: ONNX greedy tokens equal torch on %d/%d selection records -> %s",
-                 members[-1]["parity"]["greedy_tokens"]["equal"], members[-1]["parity"]["greedy_tokens"]["count"],
-                 folder)
+                 trained["parity"]["greedy_tokens"]["equal"], trained["parity"]["greedy_tokens"]["count"], folder)
+        members.append(trained)
     parity = members[0]["parity"] | ({"members": [m["parity"] for m in members[1:]]} if len(members) > 1 else {})
     atomic_write_json(out / "parity.json", parity)
 

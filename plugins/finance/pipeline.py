@@ -189,14 +189,14 @@ class FinancePipeline:
         ``members/`` when it has several, tokenizer, retriever, and the beam re-ranker when the run kept one)."""
         from vfm.platform.bundle import write_bundle
         from vfm.platform.model_card import render_model_card
-        from vfm.plugins.finance.decode import MEMBERS_DIR, parity_passed
+        from vfm.plugins.finance.decode import MEMBERS_DIR, graph_reports, parity_passed
         from vfm.plugins.finance.examples import example_files
         from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
 
         check_model_folder(run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
         parity = json.loads((run_dir / "parity.json").read_text("utf-8"))
-        graphs = {key: report for key, report in parity.items() if key not in ("greedy_tokens", "members")}
+        graphs = graph_reports(parity)
         tokens = parity.get("greedy_tokens", {"count": 0, "equal": 0})
         members = parity.get("members", [])
         first = next(iter(graphs.values()))
@@ -207,8 +207,9 @@ class FinancePipeline:
             "greedy_tokens": tokens,
         }
         for index, member in enumerate(members, start=1):
-            parity_summary["outputs"] |= {f"{MEMBERS_DIR}/{index}/{graph}.{name}": stats for graph, r in member.items()
-                                          if graph != "greedy_tokens" for name, stats in r["outputs"].items()}
+            parity_summary["outputs"] |= {f"{MEMBERS_DIR}/{index}/{graph}.{name}": stats
+                                          for graph, r in graph_reports(member).items()
+                                          for name, stats in r["outputs"].items()}
         for stats in parity_summary["outputs"].values():
             stats.pop("files", None)
         config = load_yaml_file(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
@@ -218,8 +219,8 @@ class FinancePipeline:
         files: dict[str, Any] = {name: run_dir / name for name in MODEL_FILES}
         files |= {Path(f).name: run_dir / Path(f).name for r in graphs.values() for f in r.get("files", [])}
         files |= {f"{MEMBERS_DIR}/{index}/{Path(f).name}": run_dir / MEMBERS_DIR / str(index) / Path(f).name
-                  for index, member in enumerate(members, start=1) for graph, r in member.items()
-                  if graph != "greedy_tokens" for f in r.get("files", [])}
+                  for index, member in enumerate(members, start=1) for r in graph_reports(member).values()
+                  for f in r.get("files", [])}
         files |= {
             "metrics.json": json.dumps(summary, indent=2),
             "parity.json": json.dumps(parity_summary, indent=2),

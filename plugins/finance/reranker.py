@@ -135,24 +135,19 @@ def beam_features(question: str, beams: Sequence[Beam],
             float(share and answer is not None and 0 < abs(answer) <= 1),
             float(share and answer is not None and answer < 0),
             float(np.mean([a in words for a in numbers])) if numbers else 0.0,
-            *votes[_answer_key(beam.answer)],
+            *votes[beam.answer],
         ])
     return np.asarray(rows, dtype=np.float64).reshape(len(beams), len(FEATURES))
 
 
-def _answer_key(answer: Value) -> Value:
-    return round(answer, 5) if isinstance(answer, float) else answer
-
-
 def answer_votes(beams: Sequence[Beam]) -> dict[Value, tuple[float, float]]:
-    """For each answer the beams give (rounded to 5 decimals, FinQA's match): ``(log of the share of
-    the beams' probability giving it, how many beams give it)``."""
+    """For each answer the beams give (as executed: rounded to 5 decimals, FinQA's match): ``(log of the
+    share of the beams' probability giving it, how many beams give it)``."""
     mass: dict[Value, float] = {}
     count: dict[Value, int] = {}
     for beam in beams:
-        key = _answer_key(beam.answer)
-        mass[key] = mass.get(key, 0.0) + beam.probability
-        count[key] = count.get(key, 0) + 1
+        mass[beam.answer] = mass.get(beam.answer, 0.0) + beam.probability
+        count[beam.answer] = count.get(beam.answer, 0) + 1
     total = sum(mass.values()) or 1.0
     return {key: (math.log(max(mass[key] / total, 1e-12)), float(count[key])) for key in mass}
 
