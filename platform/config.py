@@ -7,6 +7,8 @@ that file alone, passed back with ``--config``, reproduces the run.
 from __future__ import annotations
 
 import copy
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +89,8 @@ def build_settings(cls: type, data: dict[str, Any] | None, section: str) -> Any:
     """Instantiate the settings dataclass ``cls`` from a config section, naming any bad field.
 
     Unknown keys are refused (a typo must not be silently ignored); values are
-    validated and coerced by pydantic against the dataclass's type hints.
+    validated and coerced by pydantic against the dataclass's type hints. A number given
+    to a text field is taken as its text: YAML reads ``precision=32`` as the number 32.
     """
     import dataclasses
 
@@ -101,6 +104,10 @@ def build_settings(cls: type, data: dict[str, Any] | None, section: str) -> Any:
             f"unknown config field(s) {', '.join(f'{section}.{k}' for k in unknown)}",
             fix=f"valid fields in '{section}' are: {', '.join(sorted(known))}",
         )
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and _is_text_field(hints[name]):
+            data[name] = str(value)
     try:
         return TypeAdapter(cls).validate_python(data)
     except ValidationError as err:
@@ -108,3 +115,12 @@ def build_settings(cls: type, data: dict[str, Any] | None, section: str) -> Any:
             f"{section}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
         )
         raise VfmError(f"invalid config: {problems}", fix="correct the named fields") from None
+
+
+def _is_text_field(hint: Any) -> bool:
+    """Whether a type hint takes text and no number: ``str`` or ``str | None``."""
+    if hint is str:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return set(typing.get_args(hint)) == {str, type(None)}
+    return False

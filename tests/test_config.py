@@ -41,6 +41,8 @@ def test_bad_config_files(tmp_path):
 class Settings:
     steps: int = 3
     lr: float = 0.1
+    precision: str = "32"
+    model: str | None = None
 
 
 def test_build_settings_names_bad_fields():
@@ -49,3 +51,9 @@ def test_build_settings_names_bad_fields():
         build_settings(Settings, {"stesp": 7}, "pretrain")
     with pytest.raises(VfmError, match=r"pretrain\.lr"):
         build_settings(Settings, {"lr": "fast"}, "pretrain")
+
+
+def test_a_number_given_to_a_text_field_is_its_text():
+    """``--set finetune.precision=32`` reaches the settings as YAML's number 32."""
+    overrides = resolve_config({}, None, ["pretrain.precision=32", "pretrain.model=7", "pretrain.lr=1"])["pretrain"]
+    assert build_settings(Settings, overrides, "pretrain") == Settings(lr=1.0, precision="32", model="7")
