@@ -80,7 +80,7 @@ class CommentaryTrainSettings:
         max_steps / max_epochs: the run's length (steps win when both are set).
         batch_size, lr, encoder_lr (None: ``lr``), warmup_steps, weight_decay, gradient_clip: the optimiser.
         precision: ``"32"``, ``"bf16-mixed"`` or ``"auto"``. On a 2-core Xeon with AMX, bf16-mixed
-            trains the 96 px model only 8 % faster (0.36 against 0.39 s per step of 32), to the same loss.
+            trains the 96 px model only 8 % faster (0.36 against 0.39 s per batch of 32, 2 threads), to the same loss.
         accelerator, devices: passed to the Lightning Trainer.
         checkpoint_every_n_steps: how often ``last.ckpt`` is refreshed.
         seed: the weights, the data order and dropout.
