@@ -49,6 +49,8 @@ from vfm.plugins.finance.features import (
     ProgramGrammar,
     options_to_tokens,
 )
+from vfm.plugins.finance.lookup import FILE as LOOKUP_FILE
+from vfm.plugins.finance.lookup import TableLookup
 from vfm.plugins.finance.program import parse_program, render_program
 from vfm.plugins.finance.records import QARecord, row_to_text
 from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
@@ -275,22 +277,29 @@ class Prediction:
 
     Attributes:
         program: the program executed (the most probable one that runs), or the most
-            probable program when none runs; None when nothing was decoded.
-        answer: its value (a float, or ``"yes"``/``"no"``), or None when no program runs.
-        confidence: the program's probability under the model.
-        evidence: the ids of the units the generator read, most relevant first.
+            probable program when none runs; None when nothing was decoded or the answer
+            was read from the table.
+        answer: the program's value (a float, or ``"yes"``/``"no"``); for a table lookup the
+            cell's text, or a tuple of the cells' texts; None when no program runs.
+        confidence: the program's probability under the model, or the lookup router's
+            probability that the answer is read from the table.
+        evidence: the ids of the units the generator read, most relevant first (a lookup:
+            the rows of its cells).
         ranking: ``(evidence id, retriever score)`` of every unit, best first.
         beams: ``(program, probability)`` of every decoded program, most probable first.
         error: why no program runs, when none does.
+        cells: ``(row, column)`` of the table cells a lookup answer is read from; empty for
+            a program's answer.
     """
 
     program: str | None
-    answer: float | str | None
+    answer: float | str | tuple[str, ...] | None
     confidence: float
     evidence: tuple[str, ...]
     ranking: tuple[tuple[str, float], ...]
     beams: tuple[tuple[str, float], ...]
     error: str | None = None
+    cells: tuple[tuple[int, int], ...] = ()
 
 
 def document_units(table: Sequence[Sequence[str]], sentences: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -312,16 +321,20 @@ class ProgramPredictor:
             generators, as one ensemble, when it holds several).
         beam_size: overrides the folder's setting, or the re-ranker's (1 is greedy decoding).
         rerank: use the folder's ``reranker.json`` when it has one.
+        lookup: answer from table cells when the folder's ``lookup.json`` (:mod:`lookup`)
+            says the question asks for cells.
     """
 
     def __init__(self, folder: str | Path, *, backend: Backend | None = None, beam_size: int | None = None,
-                 rerank: bool = True):
+                 rerank: bool = True, lookup: bool = True):
         from tokenizers import Tokenizer
 
         folder = Path(folder)
         settings = read_settings(folder)
         reranker_path = folder / RERANKER_FILE
         self.reranker = BeamReranker.load(reranker_path) if rerank and reranker_path.is_file() else None
+        lookup_path = folder / LOOKUP_FILE
+        self.lookup = TableLookup.load(lookup_path) if lookup and lookup_path.is_file() else None
         self.top_k = int(settings["top_k"])
         self.beam_size = int(beam_size or (self.reranker.beams if self.reranker else settings["beam_size"]))
         self.length = int(settings["max_len"])
@@ -337,6 +350,11 @@ class ProgramPredictor:
         units, rows = document_units(table, [*pre_text, *post_text])
         asked = " ".join([*history, question])
         ranking = self.retriever.score_units(asked, units, rows, len(pre_text))
+        found = self.lookup.answer(question, table) if self.lookup is not None else None
+        if found is not None:
+            answer = found.spans[0] if len(found.spans) == 1 else found.spans
+            read = tuple(dict.fromkeys(f"table_{r}" for r, _ in found.cells))
+            return Prediction(None, answer, found.probability, read, tuple(ranking), (), cells=found.cells)
         chosen = [ident for ident, _ in ranking[: self.top_k]]
         example = Example(asked, tuple((ident, units[ident]) for ident in chosen),
                           {ident: rows[ident] for ident in chosen if ident in rows})

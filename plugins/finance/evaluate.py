@@ -17,8 +17,10 @@ Scores, each with the count of questions it is taken over:
   answer, gold program or not, the share whose predicted program executes to the answer
   (FinQA's execution match): the only score of answer-only files such as FinQA prompts;
 - ``tatqa`` (TAT-QA files): TAT-QA exact match and F1 with a *predicted* scale (see
-  :func:`predict_scale`), over all questions and over the arithmetic ones. The model only
-  computes numbers, so span, multi-span and count questions score what a number scores.
+  :func:`predict_scale` and :func:`cell_answer_scale`), over all questions, the arithmetic
+  ones and the span / multi-span ones. Span answers come from the table lookup
+  (:mod:`lookup`) when the folder has one; text spans and counts are not produced;
+- ``lookup_answers``: how many questions were answered from table cells (not by a program).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from vfm.plugins.finance.metrics import (
     mean_recall_at_k,
     tatqa_em_f1,
 )
-from vfm.plugins.finance.numbers import finqa_str_to_num
+from vfm.plugins.finance.features import is_year_word
+from vfm.plugins.finance.numbers import finqa_str_to_num, parse_number
 from vfm.plugins.finance.program import parse_program
 from vfm.plugins.finance.records import QARecord
 
@@ -54,7 +57,8 @@ _SCALE_WORDS = (("billion", "billion"), ("million", "million"), ("thousand", "th
 
 
 def evaluate_file(path: str | Path, model_dir: str | Path, *, beam_size: int | None = None, rerank: bool = True,
-                  limit: int | None = None, ks: Sequence[int] = (1, 3, 5), progress: bool = True) -> dict[str, Any]:
+                  lookup: bool = True, limit: int | None = None, ks: Sequence[int] = (1, 3, 5),
+                  progress: bool = True) -> dict[str, Any]:
     """Score the model in ``model_dir`` on the questions in ``path``.
 
     Args:
@@ -63,6 +67,7 @@ def evaluate_file(path: str | Path, model_dir: str | Path, *, beam_size: int | N
         model_dir: a folder written by ``python -m vfm.plugins.finance.generator_training``.
         beam_size: overrides the folder's beam size (1: greedy).
         rerank: choose among the beams with the folder's re-ranker, when it has one.
+        lookup: answer from table cells with the folder's table lookup, when it has one.
         limit: score only the first ``limit`` questions.
         ks: the k of recall@k.
         progress: show a progress bar on stderr.
@@ -73,7 +78,7 @@ def evaluate_file(path: str | Path, model_dir: str | Path, *, beam_size: int | N
     records = load_any(path)[:limit]
     if not records:
         raise VfmError("the file holds no questions", where=str(path), fix="pass a non-empty dataset file")
-    predictor = ProgramPredictor(model_dir, beam_size=beam_size, rerank=rerank)
+    predictor = ProgramPredictor(model_dir, beam_size=beam_size, rerank=rerank, lookup=lookup)
     return {"file": str(path), **evaluate_records(predictor, records, ks=ks, progress=progress)}
 
 
@@ -105,7 +110,10 @@ def score_predictions(predictions: Sequence[Prediction], records: Sequence[QARec
     tatqa = [(p, r) for p, r in zip(predictions, records, strict=True) if r.source == "tatqa"]
     if tatqa:
         arithmetic = [(p, r) for p, r in tatqa if r.answer_type == "arithmetic"]
-        result["tatqa"] = {"all": _tatqa_scores(tatqa), "arithmetic": _tatqa_scores(arithmetic)}
+        spans = [(p, r) for p, r in tatqa if r.answer_type in ("span", "multi-span")]
+        result["tatqa"] = {"all": _tatqa_scores(tatqa), "arithmetic": _tatqa_scores(arithmetic),
+                           "spans": _tatqa_scores(spans)}
+    result["lookup_answers"] = sum(bool(p.cells) for p in predictions)
     return result
 
 
@@ -120,7 +128,7 @@ def _program_scores(pairs: Sequence[tuple[Prediction, QARecord]]) -> dict[str, f
     for prediction, record in pairs:
         if record.source != "tatqa":
             continue
-        executed += answer_is_correct(prediction.answer, record)
+        executed += not prediction.cells and answer_is_correct(prediction.answer, record)
         programs += prediction.program is not None and finqa_program_match(prediction.program, record.program)
     return {"execution_accuracy": executed / len(pairs), "program_accuracy": programs / len(pairs),
             "count": len(pairs)}
@@ -142,8 +150,12 @@ def _tatqa_scores(pairs: Sequence[tuple[Prediction, QARecord]]) -> dict[str, flo
         return {"exact_match": 0.0, "f1": 0.0, "count": 0}
     scores = []
     for prediction, record in pairs:
-        answer = "" if prediction.answer is None else str(prediction.answer)
-        scale = predict_scale(record, prediction.program)
+        if prediction.cells:
+            spans = [prediction.answer] if isinstance(prediction.answer, str) else list(prediction.answer)
+            answer, scale = spans, cell_answer_scale(record, spans)
+        else:
+            answer = "" if prediction.answer is None else str(prediction.answer)
+            scale = predict_scale(record, prediction.program)
         scores.append(tatqa_em_f1(answer, scale, record.answer_spans or record.answer, record.scale,
                                   record.answer_type))
     return {"exact_match": sum(s[0] for s in scores) / len(scores), "f1": sum(s[1] for s in scores) / len(scores),
@@ -183,6 +195,17 @@ def predict_scale(record: QARecord, program: str | None) -> str:
     return ""
 
 
+def cell_answer_scale(record: QARecord, spans: Sequence[str]) -> str:
+    """The scale of an answer read from table cells: ``percent`` when every cell is a
+    percentage, ``""`` when none is an amount (years, words), else the document's scale
+    (:func:`predict_scale` without a program)."""
+    if all("%" in span for span in spans):
+        return "percent"
+    if all(parse_number(span) is None or is_year_word(span.strip()) for span in spans):
+        return ""
+    return predict_scale(record, None)
+
+
 def _is_count(argument: str) -> bool:
     """Whether a divisor is a constant or a whole number up to 12 (an average's count)."""
     value = finqa_str_to_num(argument)
@@ -201,9 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-rerank", dest="rerank", action="store_false",
                         help="answer with the generator's most probable program that runs, even if the folder has "
                              "a reranker.json")
+    parser.add_argument("--no-lookup", dest="lookup", action="store_false",
+                        help="answer every question with a program, even if the folder has a lookup.json")
     args = parser.parse_args(argv)
     return print_json_or_error(lambda: evaluate_file(args.file, args.model, beam_size=args.beam_size,
-                                                     limit=args.limit, rerank=args.rerank))
+                                                     limit=args.limit, rerank=args.rerank, lookup=args.lookup))
 
 
 if __name__ == "__main__":

@@ -5,14 +5,17 @@ Format (one question per file)::
 
     {"question": str, "table": [[header...], [row name, cells...], ...],
      "pre_text": [sentences], "post_text": [sentences],
-     "gold": {"program": str, "answer": float | "yes" | "no"}}   # optional, for display
+     "gold": {"program": str | None, "answer": float | "yes" | "no" | [cell texts]}}   # optional, for display
+
+The last example (of two or more) asks for table cells (:func:`generate_lookups`), which the
+bundle's table lookup answers when it has one.
 """
 
 from __future__ import annotations
 
 import json
 
-from vfm.plugins.finance.synthetic import generate
+from vfm.plugins.finance.synthetic import generate, generate_lookups
 
 EXAMPLE_SEED = 424242
 """Examples are drawn with a seed no training or evaluation set uses."""
@@ -20,15 +23,17 @@ EXAMPLE_SEED = 424242
 
 def example_files(n: int) -> dict[str, bytes]:
     """``n`` example questions of different kinds: bundle path -> JSON bytes."""
+    programs = n - 1 if n >= 2 else n
     records, kinds = [], set()
-    for record in generate(20 * max(n, 1), seed=EXAMPLE_SEED):
+    for record in generate(20 * max(programs, 1), seed=EXAMPLE_SEED):
+        if len(records) == programs:
+            break
         kind = record.program.split("(")[0] if record.program else record.answer_type
         if kind not in kinds or len(kinds) >= 6:
             kinds.add(kind)
             records.append(record)
-        if len(records) == n:
-            break
+    records += generate_lookups(n - programs, seed=EXAMPLE_SEED)
     return {f"examples/{i:02d}_{r.answer_type}.json": json.dumps(
         {"question": r.question, "table": r.table, "pre_text": r.pre_text, "post_text": r.post_text,
-         "gold": {"program": r.program, "answer": r.answer}}, indent=2).encode("utf-8")
+         "gold": {"program": r.program, "answer": r.answer_spans or r.answer}}, indent=2).encode("utf-8")
         for i, r in enumerate(records)}

@@ -27,7 +27,9 @@ Steps, each logged with where its outputs went:
    on selection records, for each generator);
 6. the beam re-ranker (``reranker.json``, :mod:`reranker_training`), fitted on the selection
    records' beams and kept when it beats the generator's own order in cross-validation;
-7. evaluation with the exported model (no torch): FinQA dev, TAT-QA held-out, synthetic
+7. the table lookup (``lookup.json``, :mod:`lookup`), fitted on the training questions whose
+   answers are table cells (TAT-QA spans) and on synthetic ones; it answers such questions;
+8. evaluation with the exported model (no torch): FinQA dev, TAT-QA held-out, synthetic
    test, greedy and beam (the generator's order) and re-ranked (and the first generator alone,
    greedy, when there are several), into ``metrics.json``.
 
@@ -91,6 +93,8 @@ from vfm.plugins.finance.generator import (
     export_generator,
     save_generator,
 )
+from vfm.plugins.finance.lookup import FILE as LOOKUP_FILE
+from vfm.plugins.finance.lookup import fit_table_lookup, training_questions
 from vfm.plugins.finance.program_search import label_quality, label_records
 from vfm.plugins.finance.records import QARecord
 from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
@@ -140,6 +144,10 @@ class TrainingSettings:
             steps' results, then numbers as they come in the input, then constants) instead of the
             annotator's (:func:`vfm.plugins.finance.features.program_targets`; measured: greedy decoding
             gains, re-ranked answers do not move, see docs/results/finance.md).
+        lookup: fit the table lookup (``lookup.json``, :mod:`vfm.plugins.finance.lookup`) that answers
+            questions asking for table cells; it is kept when enough training answers are cells.
+        lookup_synthetic: synthetic cell questions (:func:`generate_lookups`) added to the lookup's
+            training questions (the real training questions, else the synthetic ones).
         members: generators trained on the same inputs (member k with seed ``seed + k``; ``minutes``
             bounds each), decoded as one log-linear ensemble (:class:`vfm.plugins.finance.decode.EnsembleBackend`).
     """
@@ -179,6 +187,8 @@ class TrainingSettings:
     convfinqa_turns: str = "final"
     members: int = 1
     canonical_order: bool = False
+    lookup: bool = True
+    lookup_synthetic: int = 300
 
     def __post_init__(self) -> None:
         if self.members < 1:
@@ -339,7 +349,7 @@ class GeneratorModule(L.LightningModule):
 
 
 def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, Any]:
-    """Run steps 1-6 of the module doc; returns (and writes) ``metrics.json``'s content."""
+    """Run steps 1-8 of the module doc; returns (and writes) ``metrics.json``'s content."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -429,7 +439,18 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
              reranking["first_running"], reranking["reranked_cross_validated"],
              f"kept -> {out / RERANKER_FILE}" if reranking["kept"] else "not kept")
 
-    # 7. evaluation with the exported model
+    # 7. the table lookup, fitted on the training questions
+    lookup_report: dict[str, Any] = {"kept": False, "why": "not asked for (lookup=false)"}
+    if settings.lookup:
+        lookup, lookup_report = fit_table_lookup(training_questions(
+            real.train if real and not settings.synthetic_only else [], synthetic, settings.lookup_synthetic,
+            seed=settings.seed))
+        if lookup is not None:
+            lookup.save(out / LOOKUP_FILE, **lookup_report)
+        log.info("table lookup: %d of %d training answers are table cells; %s", lookup_report["cell_answers"],
+                 lookup_report["questions"], f"kept -> {out / LOOKUP_FILE}" if lookup else lookup_report["why"])
+
+    # 8. evaluation with the exported model
     evaluation = _evaluate(out, real, settings)
     summaries = [{key: m[key] for key in ("train_seconds", "epochs_run", "history", "best_selection_execution_accuracy")}
                  for m in members]
@@ -442,6 +463,7 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
         "parameters": sum(p.numel() for m in members for p in m["model"].parameters()),
         "weak_labels": weak_report,
         "reranker": reranking,
+        "lookup": lookup_report,
         "parity_passed": all(parity_passed(m["parity"]) for m in members),
         "evaluation": evaluation,
     }
@@ -614,6 +636,8 @@ _HELP = {
     "members": "generators trained on the same inputs, decoded as one ensemble (each gets --minutes)",
     "canonical_order": "train on the arguments of add and multiply in one order (step results, input order, "
                        "constants)",
+    "lookup": "fit the table lookup that answers questions asking for table cells (--no-lookup: programs only)",
+    "lookup_synthetic": "synthetic cell questions added to the table lookup's training",
     "convfinqa_turns": "final: train on each ConvFinQA conversation's final turn; all: also its earlier turns "
                        "that compute",
 }
@@ -655,7 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flag = "--" + item.name.replace("_", "-")
         help_text = f"{_HELP.get(item.name, item.name.replace('_', ' '))} (default: {item.default})"
         if isinstance(item.default, bool):
-            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             kind = str if item.name in ("data_dir", "encoder", "accelerator") else \
                 int if item.name == "limit_eval" else float if item.name == "encoder_lr" else type(item.default)

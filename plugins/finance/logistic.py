@@ -1,9 +1,10 @@
 """Weighted logistic regression with an L2 penalty, fitted by Newton's method (numpy), and its file.
 
-The evidence retriever and the beam re-ranker both score a few hand-made features with it.
-Features are standardised before fitting; column 0 is a constant bias, left unstandardised and
-unpenalised. Both store it the same way: a JSON file with the scorer's ``format``, its feature
-names, ``weights``, ``mean`` and ``std``, and any settings of its own.
+The evidence retriever, the beam re-ranker and the table lookup score features with it.
+Features are standardised before fitting (unless asked not to); column 0 is a constant bias,
+left unstandardised and unpenalised. The retriever and the re-ranker store it the same way: a
+JSON file with the scorer's ``format``, its feature names, ``weights``, ``mean`` and ``std``,
+and any settings of its own.
 """
 
 from __future__ import annotations
@@ -43,11 +44,15 @@ class LogisticModel:
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, *, l2: float = 1.0,
-                 iterations: int = 25) -> LogisticModel:
+                 iterations: int = 25, standardise: bool = True) -> LogisticModel:
     """Fit ``y`` ``[N]`` (0/1) on ``x`` ``[N, F]`` (column 0 constant), each row weighted by
-    ``weights`` ``[N]`` (default 1)."""
+    ``weights`` ``[N]`` (default 1). ``standardise=False`` keeps the features as they are: for
+    many 0/1 word features, where standardising would give a rare word a large unpenalised
+    effect (a word in 1 of 1,000 questions is scaled up 30 times)."""
     w = np.ones(len(y)) if weights is None else weights
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    if not standardise:
+        mean, std = np.zeros(x.shape[1]), np.ones(x.shape[1])
     mean[0], std[0] = 0.0, 1.0
     z = (x - mean) / std
     beta = np.zeros(z.shape[1])

@@ -186,11 +186,13 @@ class FinancePipeline:
     # ------------------------------------------------------------------ export
     def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
         """Bundle a run's exported model (ONNX encoder + decoder step, those of its other generators in
-        ``members/`` when it has several, tokenizer, retriever, and the beam re-ranker when the run kept one)."""
+        ``members/`` when it has several, tokenizer, retriever, and the beam re-ranker and the table
+        lookup when the run kept them)."""
         from vfm.platform.bundle import write_bundle
         from vfm.platform.model_card import render_model_card
         from vfm.plugins.finance.decode import MEMBERS_DIR, graph_reports, parity_passed
         from vfm.plugins.finance.examples import example_files
+        from vfm.plugins.finance.lookup import FILE as LOOKUP_FILE
         from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
 
         check_model_folder(run_dir)
@@ -228,8 +230,9 @@ class FinancePipeline:
             "MODEL_CARD.md": render_model_card(self.manifest, metrics=_flat_metrics(summary),
                                                parity=parity_summary, config=config),
         }
-        if (run_dir / RERANKER_FILE).is_file():
-            files[RERANKER_FILE] = run_dir / RERANKER_FILE
+        for optional in (RERANKER_FILE, LOOKUP_FILE):
+            if (run_dir / optional).is_file():
+                files[optional] = run_dir / optional
         files |= example_files(self.manifest.demo.n_examples)
         return write_bundle(out, plugin_manifest=self.manifest,
                             models={"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"},

@@ -1,5 +1,6 @@
 """The finance bundle's predictor: a question over a report excerpt in, the answer, the
-program that computes it (each step's value), the evidence it read and a confidence out.
+program that computes it (each step's value) or the table cells it is read from, the
+evidence it read and a confidence out.
 
 Torch-free (onnxruntime, numpy, ``tokenizers``, ``bm25s``). Inputs are a mapping or a JSON
 file: ``{"question", "table", "pre_text", "post_text", "history"}`` where ``table`` is rows
@@ -21,6 +22,7 @@ from vfm.platform.errors import VfmError
 from vfm.platform.plugin import Plugin
 from vfm.plugins.finance.decode import ProgramPredictor, document_units
 from vfm.plugins.finance.executor import trace
+from vfm.plugins.finance.lookup import column_name
 from vfm.plugins.finance.table_text import parse_table
 
 MAX_CONTEXT_CHARS = 100_000
@@ -39,13 +41,17 @@ class FinancePredictor:
         self.model = ProgramPredictor(bundle.path)
 
     def predict(self, source: Any) -> dict[str, Any]:
-        """One question -> ``{"answer", "display", "program", "steps", "confidence", "evidence",
-        "beams", "no_answer_reason"}``.
+        """One question -> ``{"answer", "display", "kind", "program", "steps", "cells", "confidence",
+        "evidence", "beams", "no_answer_reason"}``.
 
-        ``answer`` is a float or ``"yes"``/``"no"`` (None when no decoded program runs, with
-        ``no_answer_reason`` saying why); ``steps`` lists ``{"ref": "#i", "op", "args", "value"}``;
-        ``evidence`` every sentence and table row in document order, ``{"id", "text", "rank",
-        "score", "used"}`` (rank 1: the retriever's best; ``used``: read by the generator).
+        ``kind`` is ``"program"`` or ``"lookup"`` (the answer is read from table cells, when the
+        bundle's table lookup says the question asks for them). A program's ``answer`` is a float
+        or ``"yes"``/``"no"`` (None when no decoded program runs, with ``no_answer_reason`` saying
+        why), and ``steps`` lists ``{"ref": "#i", "op", "args", "value"}``; a lookup's is the cell's
+        text or a list of the cells' texts, with ``cells`` ``[{"row", "column", "row_name",
+        "column_name", "text"}]`` (table positions, the header is row 0). ``evidence`` is every
+        sentence and table row in document order, ``{"id", "text", "rank", "score", "used"}``
+        (rank 1: the retriever's best; ``used``: read by the generator, or holding a cell read).
         """
         question, table, pre_text, post_text, history = read_question(source)
         prediction = self.model.predict(question, table, pre_text, post_text, history)
@@ -57,12 +63,16 @@ class FinancePredictor:
         if prediction.answer is not None and prediction.program:
             steps = [{"ref": f"#{i}", "op": s.op, "args": list(s.args), "value": s.value}
                      for i, s in enumerate(trace(prediction.program, table))]
+        cells = [{"row": r, "column": c, "row_name": table[r][0], "column_name": column_name(table, c),
+                  "text": table[r][c]} for r, c in prediction.cells]
         return {
             "question": question,
-            "answer": prediction.answer,
+            "answer": list(prediction.answer) if isinstance(prediction.answer, tuple) else prediction.answer,
             "display": display_answer(prediction.answer, question),
+            "kind": "lookup" if cells else "program",
             "program": prediction.program,
             "steps": steps,
+            "cells": cells,
             "confidence": prediction.confidence,
             "evidence": [{"id": ident, "text": units[ident], "rank": rank[ident], "score": score[ident],
                           "used": ident in used} for ident in _document_order(len(pre_text), table, post_text)],
@@ -83,10 +93,13 @@ def _document_order(n_pre: int, table: Sequence[Sequence[str]], post_text: Seque
             + [f"text_{n_pre + i}" for i in range(len(post_text))])
 
 
-def display_answer(answer: float | str | None, question: str) -> str:
-    """The answer as a person reads it: ``"yes"``, ``"1,452.5"``, ``"0.052 (5.2 %)"``."""
+def display_answer(answer: float | str | tuple[str, ...] | None, question: str) -> str:
+    """The answer as a person reads it: ``"yes"``, ``"1,452.5"``, ``"0.052 (5.2 %)"``, or table
+    cells' texts (``"$ 64,798; $ 35,452"``)."""
     if answer is None:
         return "no answer"
+    if isinstance(answer, tuple):
+        return "; ".join(answer)
     if isinstance(answer, str):
         return answer
     text = format_number(answer)

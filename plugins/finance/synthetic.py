@@ -141,6 +141,56 @@ def generate_record(index: int, *, seed: int = 0) -> QARecord:
     )
 
 
+LOOKUP_TYPES = ("cell", "cells", "year")
+"""The kinds of question answered by reading the table (:func:`generate_lookups`)."""
+
+
+def generate_lookups(n: int, *, seed: int = 0) -> list[QARecord]:
+    """``n`` synthetic questions answered by table cells, not programs (TAT-QA's ``span`` and
+    ``multi-span``): a line's value in a year, its values in two years, or the year it was
+    higher or lower in. Record ``i`` depends only on ``(seed, i)``; the documents are drawn as
+    :func:`generate` draws them.
+
+    Raises:
+        VfmError: ``n`` or ``seed`` is negative.
+    """
+    if n < 0 or seed < 0:
+        raise VfmError(f"cannot generate {n} records with seed {seed}", where="synthetic finance data",
+                       fix="pass n >= 0 and seed >= 0")
+    return [_lookup_record(index, seed) for index in range(n)]
+
+
+def _lookup_record(index: int, seed: int) -> QARecord:
+    rng = np.random.default_rng([seed, index, 1])
+    document, pre_text, post_text = _document(rng)
+    table = _table(document)
+    row = int(rng.integers(1, len(table)))
+    name, columns = table[row][0], list(range(1, len(table[0])))
+    kind = LOOKUP_TYPES[int(rng.integers(len(LOOKUP_TYPES)))]
+    if kind == "year":
+        values = document.lines[row - 1].values
+        higher = bool(rng.integers(2))
+        column = 1 + (int(np.argmax(values)) if higher else int(np.argmin(values)))
+        phrasing = _pick(rng, ("in which year was {n} {w} ?", "which year had the {s} {n} ?"))
+        question = phrasing.format(n=name, w="higher" if higher else "lower", s="highest" if higher else "lowest")
+        spans, scale = [table[0][column]], ""
+    else:
+        count = 1 if kind == "cell" else 2
+        chosen = sorted(int(c) for c in rng.choice(columns, size=count, replace=False))
+        years = [table[0][c] for c in chosen]
+        if count == 1:
+            phrasing = _pick(rng, ("what was the {n} in {y} ?", "what is the {n} for {y} ?",
+                                   "how much was {n} in {y} ?"))
+        else:
+            phrasing = _pick(rng, ("what was the {n} in {y} and {z} respectively ?",
+                                   "what were the {n} in {y} and {z} ?"))
+        question = phrasing.format(n=name, y=years[0], z=years[-1])
+        spans, scale = [table[row][c] for c in chosen], document.scale
+    return QARecord(id=f"synthetic-lookup-{seed}-{index}", pre_text=pre_text, table=table, post_text=post_text,
+                    question=question, answer=spans[0], gold_evidence=[f"table_{row}"], scale=scale,
+                    answer_type="span" if len(spans) == 1 else "multi-span", source="synthetic", answer_spans=spans)
+
+
 def _document(rng: np.random.Generator) -> tuple[_Document, list[str], list[str]]:
     """A company's statement with its surrounding sentences."""
     company = f"{_pick(rng, _NAMES)} {_pick(rng, _SUFFIXES)}"

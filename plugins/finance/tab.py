@@ -1,6 +1,7 @@
 """The finance Gradio tab: paste a report excerpt (text, a CSV or markdown table, text) or pick
-an example, ask a question, and see the answer, the program trace with each step's value, and
-the evidence the model read, highlighted. Bad input is an error message; the server keeps serving.
+an example, ask a question, and see the answer, the program trace with each step's value (or
+the table cells the answer is read from), and the evidence the model read, highlighted. Bad
+input is an error message; the server keeps serving.
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ def build_finance_tab(predictor: Any) -> None:
                                         "post_text": post_text})
         except VfmError as err:
             raise gr.Error(str(err)) from None
-        if result["answer"] is None:
+        if result["kind"] == "lookup":
+            read = "; ".join(f"*{cell['row_name'] or 'header'}*, *{cell['column_name'] or cell['column']}*: "
+                             f"`{cell['text']}`" for cell in result["cells"])
+            summary = (f"### {result['display']}\nRead from the table (no arithmetic): {read} · confidence "
+                       f"{result['confidence']:.2f} (the probability that the question asks for table cells)")
+        elif result["answer"] is None:
             summary = (f"### No answer\nThe most probable program `{result['program']}` does not run on this "
                        f"table: {result['no_answer_reason']}")
         else:

@@ -110,6 +110,20 @@ def test_predict_answers_with_a_program_whose_trace_gives_the_answer(finance):
         assert sum(unit["used"] for unit in result["evidence"]) >= 1
 
 
+def test_a_question_asking_for_a_table_cell_is_answered_from_the_table(finance):
+    """The run fits the table lookup (synthetic cell questions), the bundle carries it under its checksums,
+    and the bundle's last example, a question whose answer is a table cell, is read from the table."""
+    assert finance["metrics"]["lookup"]["kept"] and (finance["run"] / "lookup.json").is_file()
+    assert "lookup.json" in (finance["bundle"] / "SHA256SUMS").read_text()
+    example = sorted((finance["bundle"] / "examples").glob("*.json"))[-1]
+    gold = json.loads(example.read_text())["gold"]
+    result = json.loads(_ok("predict", str(finance["bundle"]), str(example)))[0]
+    assert result["kind"] == "lookup" and result["program"] is None and result["steps"] == []
+    assert [cell["text"] for cell in result["cells"]] == gold["answer"]
+    used = {unit["id"] for unit in result["evidence"] if unit["used"]}
+    assert used == {f"table_{cell['row']}" for cell in result["cells"]}
+
+
 def test_tampered_bundle_is_refused(finance, tmp_path):
     copy = tmp_path / "bundle"
     shutil.copytree(finance["bundle"], copy)
@@ -196,6 +210,9 @@ def test_demo_tab_answers_and_keeps_serving_after_bad_input(finance):
             client.predict(*inputs[:3], "", api_name="/finance_predict")
         example = client.predict(str(predictor.bundle.examples()[0]), api_name="/finance_example")
         assert example[3] == inputs[3]
+        cell_question = client.predict(str(predictor.bundle.examples()[-1]), api_name="/finance_example")
+        summary_cells, trace_cells, _ = client.predict(*cell_question, api_name="/finance_predict")
+        assert "Read from the table" in summary_cells and not trace_cells["data"]
         assert client.predict(*inputs, api_name="/finance_predict")[0] == summary
     finally:
         app.close()
