@@ -284,7 +284,7 @@ class Prediction:
         confidence: the program's probability under the model, or the lookup router's
             probability that the answer is read from the table.
         evidence: the ids of the units the generator read, most relevant first (a lookup:
-            the rows of its cells).
+            the rows it read, :attr:`LookupAnswer.rows`).
         ranking: ``(evidence id, retriever score)`` of every unit, best first.
         beams: ``(program, probability)`` of every decoded program, most probable first.
         error: why no program runs, when none does.
@@ -353,7 +353,7 @@ class ProgramPredictor:
         found = self.lookup.answer(question, table) if self.lookup is not None else None
         if found is not None:
             answer = found.spans[0] if len(found.spans) == 1 else found.spans
-            read = tuple(dict.fromkeys(f"table_{r}" for r, _ in found.cells))
+            read = tuple(f"table_{r}" for r in found.rows)
             return Prediction(None, answer, found.probability, read, tuple(ranking), (), cells=found.cells)
         chosen = [ident for ident, _ in ranking[: self.top_k]]
         example = Example(asked, tuple((ident, units[ident]) for ident in chosen),

@@ -73,11 +73,13 @@ class LookupAnswer:
         cells: ``(row, column)`` table positions, in table order.
         spans: their texts.
         probability: the router's probability that the answer is read from the table.
+        rows: the rows read, in table order: the cells' rows, and for a year the row compared.
     """
 
     cells: tuple[tuple[int, int], ...]
     spans: tuple[str, ...]
     probability: float
+    rows: tuple[int, ...] = ()
 
 
 def header_rows(table: Sequence[Sequence[str]]) -> int:
@@ -234,14 +236,15 @@ class TableLookup:
         if probability < 0.5 or not positions:
             return None
         several = float(self.multi_router.probabilities(vector[None])[0]) >= 0.5
-        chosen = None
+        chosen, compared = [], None
         if _YEARS_QUESTION.search(question):
-            chosen = _years(question, table, positions, scores, several)
+            chosen, compared = _years(question, table, positions, scores, several)
         if not chosen:
             best = int(np.argmax(scores))
             chosen = _several(table, positions, features, scores, best) if several else [positions[best]]
         chosen = sorted(set(chosen))
-        return LookupAnswer(tuple(chosen), tuple(table[r][c].strip() for r, c in chosen), probability)
+        rows = sorted({r for r, _ in chosen} | ({compared} if compared is not None else set()))
+        return LookupAnswer(tuple(chosen), tuple(table[r][c].strip() for r, c in chosen), probability, tuple(rows))
 
     def save(self, path: str | Path, **report: Any) -> Path:
         """Write the lookup (and a ``report`` of how it was fitted) as JSON, atomically."""
@@ -284,15 +287,16 @@ class TableLookup:
 
 
 def _years(question: str, table: Sequence[Sequence[str]], positions: list[tuple[int, int]], scores: np.ndarray,
-           several: bool) -> list[tuple[int, int]]:
-    """The header cells of the years a "which year(s)" question asks for: the year the best row
-    is largest or smallest in (*larger*, *lowest*, ...), the years it passes a stated bound in
-    (*exceed $5 million*), or every year; empty when the table names no year."""
+           several: bool) -> tuple[list[tuple[int, int]], int | None]:
+    """The header cells of the years a "which year(s)" question asks for, and the row compared:
+    the year the best row is largest or smallest in (*larger*, *lowest*, ...), the years it passes
+    a stated bound in (*exceed $5 million*), or every year (no row); none when the table names no
+    year."""
     heads = header_rows(table)
     years = column_years(table, heads)
     columns = [c for c, year in enumerate(years) if year]
     if not columns:
-        return []
+        return [], None
     in_year_columns = [i for i, (r, c) in enumerate(positions) if c in columns and r >= heads]
     row = positions[max(in_year_columns, key=lambda i: scores[i])][0] if in_year_columns else None
     values = {c: parse_number(table[row][c]) if row is not None and c < len(table[row]) else None for c in columns}
@@ -301,15 +305,15 @@ def _years(question: str, table: Sequence[Sequence[str]], positions: list[tuple[
     bound = _BOUND.search(question)
     if comparison and values and not several:
         pick = max if comparison.group(1).lower() in _MORE else min
-        return [years[pick(values, key=lambda c: values[c])][1]]
+        return [years[pick(values, key=lambda c: values[c])][1]], row
     if bound and values:
         limit = float(bound.group(2).replace(",", ""))
         above = bound.group(1).lower() in _ABOVE
-        return [years[c][1] for c, v in values.items() if (v > limit if above else v < limit)]
+        return [years[c][1] for c, v in values.items() if (v > limit if above else v < limit)], row
     unique = {}
     for c in columns:
         unique.setdefault(years[c][0], years[c][1])
-    return list(unique.values())
+    return list(unique.values()), None
 
 
 def _several(table: Sequence[Sequence[str]], positions: list[tuple[int, int]], features: np.ndarray,

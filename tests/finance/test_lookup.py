@@ -73,6 +73,7 @@ def test_which_year_questions_read_the_header(lookup):
     higher = lookup.answer("In which year was Unvested RSUs higher?", TABLE)
     lower = lookup.answer("In which year was Share options outstanding lowest?", TABLE)
     assert higher is not None and higher.spans == ("2019",) and higher.cells == ((1, 1),)
+    assert higher.rows == (1, 3), "the header row and the row compared"
     assert lower is not None and lower.spans == ("2019",)
     bound = lookup.answer("In which years was Unvested RSUs less than 100?", TABLE)
     assert bound is not None and bound.spans == ("2018", "2017")
