@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,6 +56,8 @@ from vfm.plugins.finance.records import QARecord, row_to_text
 from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
 from vfm.plugins.finance.reranker import BeamReranker, beam_features, number_facts, running_beams
 from vfm.plugins.finance.retriever import EvidenceRetriever
+from vfm.plugins.finance.scale import FILE as SCALE_FILE
+from vfm.plugins.finance.scale import ScaleModel, rule_scale
 from vfm.serve.numeric import log_softmax
 
 SETTINGS_FILE = "finance_model.json"
@@ -290,6 +292,8 @@ class Prediction:
         error: why no program runs, when none does.
         cells: ``(row, column)`` of the table cells a lookup answer is read from; empty for
             a program's answer.
+        scale: the answer's scale (``""``, ``thousand``, ``million``, ``billion``, ``percent``;
+            :mod:`scale`), set by :meth:`ProgramPredictor.predict`.
     """
 
     program: str | None
@@ -300,6 +304,7 @@ class Prediction:
     beams: tuple[tuple[str, float], ...]
     error: str | None = None
     cells: tuple[tuple[int, int], ...] = ()
+    scale: str = ""
 
 
 def document_units(table: Sequence[Sequence[str]], sentences: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -322,7 +327,8 @@ class ProgramPredictor:
         beam_size: overrides the folder's setting, or the re-ranker's (1 is greedy decoding).
         rerank: use the folder's ``reranker.json`` when it has one.
         lookup: answer from table cells when the folder's ``lookup.json`` (:mod:`lookup`)
-            says the question asks for cells.
+            says the question asks for cells. Answers get their scale from the folder's
+            ``scale.json`` (:mod:`scale`), or by rule without one.
     """
 
     def __init__(self, folder: str | Path, *, backend: Backend | None = None, beam_size: int | None = None,
@@ -335,6 +341,7 @@ class ProgramPredictor:
         self.reranker = BeamReranker.load(reranker_path) if rerank and reranker_path.is_file() else None
         lookup_path = folder / LOOKUP_FILE
         self.lookup = TableLookup.load(lookup_path) if lookup and lookup_path.is_file() else None
+        self.scale_model = ScaleModel.load(folder / SCALE_FILE) if (folder / SCALE_FILE).is_file() else None
         self.top_k = int(settings["top_k"])
         self.beam_size = int(beam_size or (self.reranker.beams if self.reranker else settings["beam_size"]))
         self.length = int(settings["max_len"])
@@ -350,15 +357,19 @@ class ProgramPredictor:
         units, rows = document_units(table, [*pre_text, *post_text])
         asked = " ".join([*history, question])
         ranking = self.retriever.score_units(asked, units, rows, len(pre_text))
+        texts = [*pre_text, *post_text]
+        scale = self.scale_model.predict if self.scale_model is not None else rule_scale
         found = self.lookup.answer(question, table) if self.lookup is not None else None
         if found is not None:
             answer = found.spans[0] if len(found.spans) == 1 else found.spans
             read = tuple(f"table_{r}" for r in found.rows)
-            return Prediction(None, answer, found.probability, read, tuple(ranking), (), cells=found.cells)
+            return Prediction(None, answer, found.probability, read, tuple(ranking), (), cells=found.cells,
+                              scale=scale(question, table, texts, spans=found.spans))
         chosen = [ident for ident, _ in ranking[: self.top_k]]
         example = Example(asked, tuple((ident, units[ident]) for ident in chosen),
                           {ident: rows[ident] for ident in chosen if ident in rows})
-        return self.predict_example(example, table, tuple(ranking), units)
+        prediction = self.predict_example(example, table, tuple(ranking), units)
+        return replace(prediction, scale=scale(question, table, texts, program=prediction.program))
 
     def predict_record(self, record: QARecord) -> Prediction:
         """Answer a record's question over its own document."""

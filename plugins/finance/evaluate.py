@@ -17,18 +17,16 @@ Scores, each with the count of questions it is taken over:
   answer, gold program or not, the share whose predicted program executes to the answer
   (FinQA's execution match): the only score of answer-only files such as FinQA prompts;
 - ``tatqa`` (TAT-QA files): TAT-QA exact match and F1 with a *predicted* scale (see
-  :func:`predict_scale` and :func:`cell_answer_scale`), over all questions, the arithmetic
-  ones and the span / multi-span ones. Span answers come from the table lookup
-  (:mod:`lookup`) when the folder has one; text spans and counts are not produced;
+  :mod:`scale`), over all questions, the arithmetic ones and the span / multi-span ones.
+  Span answers come from the table lookup (:mod:`lookup`) when the folder has one; text spans
+  and counts are not produced;
 - ``lookup_answers``: how many questions were answered from table cells (not by a program).
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,15 +43,7 @@ from vfm.plugins.finance.metrics import (
     mean_recall_at_k,
     tatqa_em_f1,
 )
-from vfm.plugins.finance.features import is_year_word
-from vfm.plugins.finance.numbers import finqa_str_to_num, parse_number
-from vfm.plugins.finance.program import parse_program
 from vfm.plugins.finance.records import QARecord
-
-_PERCENT_QUESTION = re.compile(r"\bpercent|\bpercentage\b|%|\bproportion\b|\brate\b")
-_SCALE_WORDS = (("billion", "billion"), ("million", "million"), ("thousand", "thousand"), ("'000", "thousand"),
-                ("\u2019000", "thousand"), ("000s", "thousand"))
-"""Words that state a document's scale, and the scale they state."""
 
 
 def evaluate_file(path: str | Path, model_dir: str | Path, *, beam_size: int | None = None, rerank: bool = True,
@@ -145,71 +135,19 @@ def answer_is_correct(answer: float | str | None, record: QARecord) -> bool:
 
 
 def _tatqa_scores(pairs: Sequence[tuple[Prediction, QARecord]]) -> dict[str, float]:
-    """TAT-QA exact match and F1 of the executed answers, in the predicted scale."""
+    """TAT-QA exact match and F1 of the answers, in their predicted scale (:attr:`Prediction.scale`)."""
     if not pairs:
         return {"exact_match": 0.0, "f1": 0.0, "count": 0}
     scores = []
     for prediction, record in pairs:
         if prediction.cells:
-            spans = [prediction.answer] if isinstance(prediction.answer, str) else list(prediction.answer)
-            answer, scale = spans, cell_answer_scale(record, spans)
+            answer = [prediction.answer] if isinstance(prediction.answer, str) else list(prediction.answer)
         else:
             answer = "" if prediction.answer is None else str(prediction.answer)
-            scale = predict_scale(record, prediction.program)
-        scores.append(tatqa_em_f1(answer, scale, record.answer_spans or record.answer, record.scale,
+        scores.append(tatqa_em_f1(answer, prediction.scale, record.answer_spans or record.answer, record.scale,
                                   record.answer_type))
     return {"exact_match": sum(s[0] for s in scores) / len(scores), "f1": sum(s[1] for s in scores) / len(scores),
             "count": len(scores)}
-
-
-def predict_scale(record: QARecord, program: str | None) -> str:
-    """The scale of a computed answer, by rule (77 % right on TAT-QA's held-out arithmetic
-    questions when given the gold program):
-
-    - ``percent`` when the question asks for a percentage, proportion or rate and the
-      program ends by multiplying or dividing;
-    - ``""`` when it ends by dividing two amounts (a ratio);
-    - otherwise (sums, differences, averages: a division by a count up to 12) the scale the
-      table states most often (``in millions``, ``$'000``, ``000s``), else the one the text
-      states most often, else ``""``.
-    """
-    last = None
-    if program:
-        try:
-            last = parse_program(program)[-1]
-        except VfmError:
-            last = None
-    op = last.op if last else ""
-    if _PERCENT_QUESTION.search(record.question.lower()) and op in ("multiply", "divide"):
-        return "percent"
-    if last is not None and op == "divide" and not _is_count(last.args[1]):
-        return ""
-    for text in (" ".join(cell for row in record.table for cell in row), " ".join(record.pre_text + record.post_text)):
-        text = text.lower()
-        counts = Counter({scale: 0 for _, scale in _SCALE_WORDS})
-        for word, scale in _SCALE_WORDS:
-            counts[scale] += text.count(word)
-        scale, count = counts.most_common(1)[0]
-        if count:
-            return scale
-    return ""
-
-
-def cell_answer_scale(record: QARecord, spans: Sequence[str]) -> str:
-    """The scale of an answer read from table cells: ``percent`` when every cell is a
-    percentage, ``""`` when none is an amount (years, words), else the document's scale
-    (:func:`predict_scale` without a program)."""
-    if all("%" in span for span in spans):
-        return "percent"
-    if all(parse_number(span) is None or is_year_word(span.strip()) for span in spans):
-        return ""
-    return predict_scale(record, None)
-
-
-def _is_count(argument: str) -> bool:
-    """Whether a divisor is a constant or a whole number up to 12 (an average's count)."""
-    value = finqa_str_to_num(argument)
-    return argument.startswith("const_") or (value is not None and value == int(value) and 1 < value <= 12)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,9 @@ Steps, each logged with where its outputs went:
 6. the beam re-ranker (``reranker.json``, :mod:`reranker_training`), fitted on the selection
    records' beams and kept when it beats the generator's own order in cross-validation;
 7. the table lookup (``lookup.json``, :mod:`lookup`), fitted on the training questions whose
-   answers are table cells (TAT-QA spans) and on synthetic ones; it answers such questions;
+   answers are table cells (TAT-QA spans) and on synthetic ones, and the scale model
+   (``scale.json``, :mod:`scale`), fitted on the TAT-QA training questions
+   (:mod:`answer_fitting`);
 8. evaluation with the exported model (no torch): FinQA dev, TAT-QA held-out, synthetic
    test, greedy and beam (the generator's order) and re-ranked (and the first generator alone,
    greedy, when there are several), into ``metrics.json``.
@@ -61,6 +63,7 @@ from torch.utils.data import DataLoader
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
+from vfm.plugins.finance.answer_fitting import fit_answer_models
 from vfm.plugins.finance.data_splits import RealData, load_real_data, selection_split
 from vfm.plugins.finance.decode import (
     MEMBERS_DIR,
@@ -93,8 +96,6 @@ from vfm.plugins.finance.generator import (
     export_generator,
     save_generator,
 )
-from vfm.plugins.finance.lookup import FILE as LOOKUP_FILE
-from vfm.plugins.finance.lookup import fit_table_lookup, training_questions
 from vfm.plugins.finance.program_search import label_quality, label_records
 from vfm.plugins.finance.records import QARecord
 from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
@@ -439,16 +440,13 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
              reranking["first_running"], reranking["reranked_cross_validated"],
              f"kept -> {out / RERANKER_FILE}" if reranking["kept"] else "not kept")
 
-    # 7. the table lookup, fitted on the training questions
-    lookup_report: dict[str, Any] = {"kept": False, "why": "not asked for (lookup=false)"}
-    if settings.lookup:
-        lookup, lookup_report = fit_table_lookup(training_questions(
-            real.train if real and not settings.synthetic_only else [], synthetic, settings.lookup_synthetic,
-            seed=settings.seed))
-        if lookup is not None:
-            lookup.save(out / LOOKUP_FILE, **lookup_report)
-        log.info("table lookup: %d of %d training answers are table cells; %s", lookup_report["cell_answers"],
-                 lookup_report["questions"], f"kept -> {out / LOOKUP_FILE}" if lookup else lookup_report["why"])
+    # 7. the table lookup and the scale model, fitted on the training questions
+    answer_reports = fit_answer_models(out, real.train if real and not settings.synthetic_only else [], synthetic,
+                                       lookup=settings.lookup, synthetic_lookups=settings.lookup_synthetic,
+                                       seed=settings.seed)
+    for name, report in answer_reports.items():
+        log.info("%s: fitted on %d questions; %s", name, report.get("questions", 0),
+                 "kept" if report["kept"] else report["why"])
 
     # 8. evaluation with the exported model
     evaluation = _evaluate(out, real, settings)
@@ -463,7 +461,7 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
         "parameters": sum(p.numel() for m in members for p in m["model"].parameters()),
         "weak_labels": weak_report,
         "reranker": reranking,
-        "lookup": lookup_report,
+        **answer_reports,
         "parity_passed": all(parity_passed(m["parity"]) for m in members),
         "evaluation": evaluation,
     }

@@ -69,12 +69,25 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
     return LogisticModel(beta, mean, std)
 
 
+def logistic_to_json(model: LogisticModel) -> dict[str, list[float]]:
+    """``{"weights", "mean", "std"}`` as lists, for a JSON file."""
+    return {"weights": model.weights.tolist(), "mean": model.mean.tolist(), "std": model.std.tolist()}
+
+
+def logistic_from_json(data: Any) -> LogisticModel:
+    """The inverse of :func:`logistic_to_json`.
+
+    Raises:
+        KeyError, TypeError, ValueError: ``data`` is not such a mapping.
+    """
+    return LogisticModel(*(np.asarray(data[key], dtype=np.float64) for key in ("weights", "mean", "std")))
+
+
 def save_logistic(path: str | Path, model: LogisticModel, *, fmt: str, features: Sequence[str],
                   **settings: Any) -> Path:
     """Write ``model`` with its ``fmt``, feature names and ``settings`` as JSON (atomically)."""
     return atomic_write_json(path, {"format": fmt, "features": list(features), **settings,
-                                    "weights": model.weights.tolist(), "mean": model.mean.tolist(),
-                                    "std": model.std.tolist()})
+                                    **logistic_to_json(model)})
 
 
 def load_logistic(path: str | Path, *, fmt: str, features: Sequence[str], what: str, written_by: str,
@@ -96,5 +109,4 @@ def load_logistic(path: str | Path, *, fmt: str, features: Sequence[str], what: 
         raise VfmError(f"cannot read the {what}: {err}", where=str(path), fix=written_by) from None
     if not isinstance(data, dict) or data.get("format") != fmt or data.get("features") != list(features):
         raise VfmError(f"the {what} file is for another version or other features", where=str(path), fix=refit)
-    model = LogisticModel(*(np.asarray(data[k], dtype=np.float64) for k in ("weights", "mean", "std")))
-    return model, data
+    return logistic_from_json(data), data

@@ -14,16 +14,14 @@ cannot state such an answer, so a lookup answers them. Two numpy logistic regres
   question names, or else the cells scoring above :data:`MULTI_THRESHOLD` of the best.
 
 Stored as ``lookup.json`` in a model folder (and bundle) beside the generator; a folder
-without one answers with programs only. Fit one with
-``python -m vfm.plugins.finance.lookup --data-dir DATA --model MODEL_DIR``.
+without one answers with programs only. A training run fits one; ``python -m
+vfm.plugins.finance.answer_fitting --data-dir DATA --model MODEL_DIR`` fits one into an older run.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from vfm.platform.errors import VfmError, print_json_or_error
+from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.plugins.finance.features import STOPWORDS, content_words, is_year_word, split_words
-from vfm.plugins.finance.logistic import LogisticModel, fit_logistic
+from vfm.plugins.finance.logistic import LogisticModel, fit_logistic, logistic_from_json, logistic_to_json
 from vfm.plugins.finance.numbers import parse_number
 from vfm.plugins.finance.records import QARecord
 
@@ -248,14 +246,11 @@ class TableLookup:
 
     def save(self, path: str | Path, **report: Any) -> Path:
         """Write the lookup (and a ``report`` of how it was fitted) as JSON, atomically."""
-        def model(m: LogisticModel) -> dict[str, list[float]]:
-            return {"weights": m.weights.tolist(), "mean": m.mean.tolist(), "std": m.std.tolist()}
-
         return atomic_write_json(path, {"format": _FORMAT, "cell_features": list(CELL_FEATURES),
                                         "match_features": list(MATCH_FEATURES), "vocabulary": self.vocabulary,
-                                        "lookup_router": model(self.lookup_router),
-                                        "multi_router": model(self.multi_router),
-                                        "cell_scorer": model(self.cell_scorer), "report": report})
+                                        "lookup_router": logistic_to_json(self.lookup_router),
+                                        "multi_router": logistic_to_json(self.multi_router),
+                                        "cell_scorer": logistic_to_json(self.cell_scorer), "report": report})
 
     @classmethod
     def load(cls, path: str | Path) -> TableLookup:
@@ -265,7 +260,7 @@ class TableLookup:
             VfmError: missing, unreadable, or written for other features.
         """
         path = Path(path)
-        refit = f"refit it: python -m vfm.plugins.finance.lookup --data-dir DATA --model {path.parent}"
+        refit = f"refit it: python -m vfm.plugins.finance.answer_fitting --data-dir DATA --model {path.parent}"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
@@ -275,8 +270,7 @@ class TableLookup:
                 or data.get("match_features") != list(MATCH_FEATURES)):
             raise VfmError("the table lookup file is for another version or other features", where=str(path), fix=refit)
         try:
-            models = [LogisticModel(*(np.asarray(data[key][k], dtype=np.float64) for k in ("weights", "mean", "std")))
-                      for key in ("lookup_router", "multi_router", "cell_scorer")]
+            models = [logistic_from_json(data[key]) for key in ("lookup_router", "multi_router", "cell_scorer")]
             lookup = cls([str(word) for word in data["vocabulary"]], *models)
         except (KeyError, TypeError, ValueError) as err:
             raise VfmError(f"the table lookup file is damaged: {err}", where=str(path), fix=refit) from None
@@ -382,39 +376,3 @@ def training_questions(real: Sequence[QARecord], synthetic: Sequence[QARecord], 
     from vfm.plugins.finance.synthetic import generate_lookups
 
     return list(real or synthetic) + generate_lookups(synthetic_lookups, seed=seed)
-
-
-def fit_for_model(data_dir: str | Path, model_dir: str | Path, *, synthetic_lookups: int = 300) -> dict[str, Any]:
-    """Fit a lookup as a training run does (:func:`training_questions`: the real training
-    records of ``data_dir``, never the evaluation ones, and synthetic cell questions) and
-    write it into ``model_dir``.
-
-    Returns:
-        What it was fitted on, and whether it was kept.
-    """
-    from vfm.plugins.finance.data_splits import load_real_data
-
-    model_dir = Path(model_dir)
-    if not (model_dir / "finance_model.json").is_file():
-        raise VfmError("not a finance model folder (no finance_model.json)", where=str(model_dir),
-                       fix="pass the --out folder of 'vfm finetune finance'")
-    lookup, report = fit_table_lookup(training_questions(load_real_data(data_dir).train, [], synthetic_lookups))
-    if lookup is not None:
-        lookup.save(model_dir / FILE, **report)
-    return report
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Fit a table lookup into a finance model folder; prints what it was fitted on as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m vfm.plugins.finance.lookup",
-                                     description="Fit the table lookup (cell answers) into a finance model folder.")
-    parser.add_argument("--data-dir", type=Path, required=True, help="the real data folder (finqa/, tatqa/, ...)")
-    parser.add_argument("--model", type=Path, required=True, help="the --out folder of a finance run")
-    parser.add_argument("--synthetic-lookups", type=int, default=300, help="synthetic cell questions added")
-    args = parser.parse_args(argv)
-    return print_json_or_error(lambda: fit_for_model(args.data_dir, args.model,
-                                                     synthetic_lookups=args.synthetic_lookups))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -186,14 +186,15 @@ class FinancePipeline:
     # ------------------------------------------------------------------ export
     def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
         """Bundle a run's exported model (ONNX encoder + decoder step, those of its other generators in
-        ``members/`` when it has several, tokenizer, retriever, and the beam re-ranker and the table
-        lookup when the run kept them)."""
+        ``members/`` when it has several, tokenizer, retriever, and the beam re-ranker, the table
+        lookup and the scale model when the run kept them)."""
         from vfm.platform.bundle import write_bundle
         from vfm.platform.model_card import render_model_card
         from vfm.plugins.finance.decode import MEMBERS_DIR, graph_reports, parity_passed
         from vfm.plugins.finance.examples import example_files
         from vfm.plugins.finance.lookup import FILE as LOOKUP_FILE
         from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
+        from vfm.plugins.finance.scale import FILE as SCALE_FILE
 
         check_model_folder(run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
@@ -230,7 +231,7 @@ class FinancePipeline:
             "MODEL_CARD.md": render_model_card(self.manifest, metrics=_flat_metrics(summary),
                                                parity=parity_summary, config=config),
         }
-        for optional in (RERANKER_FILE, LOOKUP_FILE):
+        for optional in (RERANKER_FILE, LOOKUP_FILE, SCALE_FILE):
             if (run_dir / optional).is_file():
                 files[optional] = run_dir / optional
         files |= example_files(self.manifest.demo.n_examples)

@@ -41,8 +41,11 @@ class FinancePredictor:
         self.model = ProgramPredictor(bundle.path)
 
     def predict(self, source: Any) -> dict[str, Any]:
-        """One question -> ``{"answer", "display", "kind", "program", "steps", "cells", "confidence",
-        "evidence", "beams", "no_answer_reason"}``.
+        """One question -> ``{"answer", "display", "scale", "kind", "program", "steps", "cells",
+        "confidence", "evidence", "beams", "no_answer_reason"}``.
+
+        ``scale`` is the answer's (``""``, ``thousand``, ``million``, ``billion``, ``percent``;
+        :mod:`scale`), and ``display`` the answer with it, as a person reads it.
 
         ``kind`` is ``"program"`` or ``"lookup"`` (the answer is read from table cells, when the
         bundle's table lookup says the question asks for them). A program's ``answer`` is a float
@@ -68,7 +71,8 @@ class FinancePredictor:
         return {
             "question": question,
             "answer": list(prediction.answer) if isinstance(prediction.answer, tuple) else prediction.answer,
-            "display": display_answer(prediction.answer, question),
+            "display": display_answer(prediction.answer, question, prediction.scale),
+            "scale": prediction.scale,
             "kind": "lookup" if cells else "program",
             "program": prediction.program,
             "steps": steps,
@@ -93,19 +97,23 @@ def _document_order(n_pre: int, table: Sequence[Sequence[str]], post_text: Seque
             + [f"text_{n_pre + i}" for i in range(len(post_text))])
 
 
-def display_answer(answer: float | str | tuple[str, ...] | None, question: str) -> str:
-    """The answer as a person reads it: ``"yes"``, ``"1,452.5"``, ``"0.052 (5.2 %)"``, or table
-    cells' texts (``"$ 64,798; $ 35,452"``)."""
+def display_answer(answer: float | str | tuple[str, ...] | None, question: str, scale: str = "") -> str:
+    """The answer as a person reads it, with its scale: ``"yes"``, ``"1,452.5 million"``,
+    ``"0.052 (5.20 %)"``, ``"12.5 %"``, or table cells' texts (``"$ 64,798; $ 35,452 thousand"``)."""
     if answer is None:
         return "no answer"
-    if isinstance(answer, tuple):
-        return "; ".join(answer)
+    unit = f" {scale}" if scale in ("thousand", "million", "billion") else ""
+    if isinstance(answer, tuple) or (isinstance(answer, str) and answer not in ("yes", "no")):
+        cells = "; ".join(answer) if isinstance(answer, tuple) else answer
+        return cells + (unit if any(c.isdigit() for c in cells) else "")
     if isinstance(answer, str):
         return answer
     text = format_number(answer)
+    if scale == "percent" and abs(answer) >= 1:
+        return text + " %"
     if _PERCENT_QUESTION.search(question) and abs(answer) < 10:
-        text += f" ({answer * 100:.2f} %)"
-    return text
+        return text + f" ({answer * 100:.2f} %)"
+    return text + unit
 
 
 def format_number(value: float) -> str:

@@ -8,8 +8,9 @@ import pytest
 
 from vfm.platform.errors import VfmError
 from vfm.plugins.finance.decode import Prediction
-from vfm.plugins.finance.evaluate import evaluate_file, main, predict_scale, score_predictions
+from vfm.plugins.finance.evaluate import evaluate_file, main, score_predictions
 from vfm.plugins.finance.records import QARecord
+from vfm.plugins.finance.scale import rule_scale
 from vfm.plugins.finance.synthetic import generate
 
 from .test_decode import exported_model_folder
@@ -76,7 +77,7 @@ def _record(question: str, answer: float, scale: str = "", source: str = "tatqa"
 def test_scores_count_correct_tatqa_executions_under_the_tatqa_metric():
     record = _record("what percentage of revenue is it ?", 22.22, scale="percent", program="divide(2, 9), "
                      "multiply(#0, const_100)")
-    right = Prediction("divide(2, 9), multiply(#0, const_100)", 22.22222, 0.9, (), (), ())
+    right = Prediction("divide(2, 9), multiply(#0, const_100)", 22.22222, 0.9, (), (), (), scale="percent")
     wrong = Prediction("add(2, 9)", 11.0, 0.1, (), (), ())
     assert score_predictions([right], [record])["program"]["execution_accuracy"] == 1.0
     assert score_predictions([right], [record])["program"]["program_accuracy"] == 1.0
@@ -95,8 +96,9 @@ def test_scores_count_correct_tatqa_executions_under_the_tatqa_metric():
     ("what is the average revenue ?", "add(2, 1), divide(#0, 2)", [["", "2019 $\u2019000"], ["revenue", "1"]],
      "thousand"),
 ])
-def test_predict_scale_follows_the_question_and_the_document(question, program, table, scale):
-    assert predict_scale(_record(question, 1.0, table=table), program) == scale
+def test_the_scale_rule_follows_the_question_and_the_document(question, program, table, scale):
+    record = _record(question, 1.0, table=table)
+    assert rule_scale(record.question, record.table, [], program=program) == scale
 
 
 def test_an_empty_file_is_refused(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from vfm.platform.errors import VfmError
 from vfm.plugins.finance.decode import Prediction
-from vfm.plugins.finance.evaluate import cell_answer_scale, score_predictions
+from vfm.plugins.finance.evaluate import score_predictions
 from vfm.plugins.finance.lookup import (
     TableLookup,
     answer_cells,
@@ -20,6 +20,7 @@ from vfm.plugins.finance.lookup import (
     training_questions,
 )
 from vfm.plugins.finance.records import QARecord
+from vfm.plugins.finance.scale import rule_scale
 from vfm.plugins.finance.synthetic import generate, generate_lookups
 
 # TAT-QA's layout: a title row, a row of years (with a scale in the first cell), values
@@ -110,10 +111,15 @@ def test_cell_answers_are_scored_as_tatqa_spans_in_the_cell_scale():
     record = QARecord(id="q", pre_text=["All amounts in thousands."], table=TABLE, post_text=[],
                       question="What was the Unvested RSUs in 2019 and 2018?", answer="550", scale="million",
                       answer_type="multi-span", source="tatqa", answer_spans=["550", "33"])
-    right = Prediction(None, ("550", "33"), 0.9, ("table_3",), (), (), cells=((3, 1), (3, 2)))
-    half = Prediction(None, "550", 0.9, ("table_3",), (), (), cells=((3, 1),))
+    right = Prediction(None, ("550", "33"), 0.9, ("table_3",), (), (), cells=((3, 1), (3, 2)), scale="million")
+    half = Prediction(None, "550", 0.9, ("table_3",), (), (), cells=((3, 1),), scale="million")
     scores = score_predictions([right, half], [record, record])
     assert scores["tatqa"]["spans"]["count"] == 2 and scores["lookup_answers"] == 2
     assert scores["tatqa"]["spans"]["exact_match"] == 0.5 and 0.5 < scores["tatqa"]["spans"]["f1"] < 1.0
-    assert cell_answer_scale(record, ["550"]) == "million"  # the table's "($ in millions)" wins over the text
-    assert cell_answer_scale(record, ["2019"]) == "" and cell_answer_scale(record, ["13.0%"]) == "percent"
+    wrong_scale = Prediction(None, ("550", "33"), 0.9, ("table_3",), (), (), cells=((3, 1), (3, 2)),
+                             scale="thousand")
+    assert score_predictions([wrong_scale], [record])["tatqa"]["spans"]["exact_match"] == 0.0
+    texts = record.pre_text
+    assert rule_scale(record.question, TABLE, texts, spans=["550"]) == "million"  # the table's "($ in millions)"
+    assert rule_scale(record.question, TABLE, texts, spans=["2019"]) == ""
+    assert rule_scale(record.question, TABLE, texts, spans=["13.0%"]) == "percent"
