@@ -58,6 +58,8 @@ from vfm.plugins.finance.reranker import BeamReranker, beam_features, number_fac
 from vfm.plugins.finance.retriever import EvidenceRetriever
 from vfm.plugins.finance.scale import FILE as SCALE_FILE
 from vfm.plugins.finance.scale import ScaleModel, rule_scale
+from vfm.plugins.finance.text_answer import FILE as TEXT_FILE
+from vfm.plugins.finance.text_answer import TextAnswerer
 from vfm.serve.numeric import log_softmax
 
 SETTINGS_FILE = "finance_model.json"
@@ -282,16 +284,19 @@ class Prediction:
             probable program when none runs; None when nothing was decoded or the answer
             was read from the table.
         answer: the program's value (a float, or ``"yes"``/``"no"``); for a table lookup the
-            cell's text, or a tuple of the cells' texts; None when no program runs.
-        confidence: the program's probability under the model, or the lookup router's
-            probability that the answer is read from the table.
+            cell's text, or a tuple of the cells' texts; for a text answer the sentence; None
+            when no program runs.
+        confidence: the program's probability under the model, or the router's probability
+            that the answer is read from the table (or is text).
         evidence: the ids of the units the generator read, most relevant first (a lookup:
-            the rows it read, :attr:`LookupAnswer.rows`).
+            the rows it read, :attr:`LookupAnswer.rows`; a text answer: its paragraph).
         ranking: ``(evidence id, retriever score)`` of every unit, best first.
         beams: ``(program, probability)`` of every decoded program, most probable first.
         error: why no program runs, when none does.
-        cells: ``(row, column)`` of the table cells a lookup answer is read from; empty for
-            a program's answer.
+        cells: ``(row, column)`` of the table cells a lookup answer is read from; empty
+            otherwise.
+        kind: ``"program"`` (computed), ``"lookup"`` (read from table cells: :mod:`lookup`)
+            or ``"text"`` (a sentence of the report: :mod:`text_answer`).
         scale: the answer's scale (``""``, ``thousand``, ``million``, ``billion``, ``percent``;
             :mod:`scale`), set by :meth:`ProgramPredictor.predict`.
     """
@@ -305,6 +310,7 @@ class Prediction:
     error: str | None = None
     cells: tuple[tuple[int, int], ...] = ()
     scale: str = ""
+    kind: str = "program"
 
 
 def document_units(table: Sequence[Sequence[str]], sentences: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -327,8 +333,9 @@ class ProgramPredictor:
         beam_size: overrides the folder's setting, or the re-ranker's (1 is greedy decoding).
         rerank: use the folder's ``reranker.json`` when it has one.
         lookup: answer from table cells when the folder's ``lookup.json`` (:mod:`lookup`)
-            says the question asks for cells. Answers get their scale from the folder's
-            ``scale.json`` (:mod:`scale`), or by rule without one.
+            says the question asks for cells, and with a sentence when its
+            ``text_answer.json`` (:mod:`text_answer`) says the answer is text. Answers get
+            their scale from the folder's ``scale.json`` (:mod:`scale`), or by rule without one.
     """
 
     def __init__(self, folder: str | Path, *, backend: Backend | None = None, beam_size: int | None = None,
@@ -342,6 +349,8 @@ class ProgramPredictor:
         lookup_path = folder / LOOKUP_FILE
         self.lookup = TableLookup.load(lookup_path) if lookup and lookup_path.is_file() else None
         self.scale_model = ScaleModel.load(folder / SCALE_FILE) if (folder / SCALE_FILE).is_file() else None
+        self.text_answerer = TextAnswerer.load(folder / TEXT_FILE) if lookup and (folder / TEXT_FILE).is_file() \
+            else None
         self.top_k = int(settings["top_k"])
         self.beam_size = int(beam_size or (self.reranker.beams if self.reranker else settings["beam_size"]))
         self.length = int(settings["max_len"])
@@ -364,7 +373,10 @@ class ProgramPredictor:
             answer = found.spans[0] if len(found.spans) == 1 else found.spans
             read = tuple(f"table_{r}" for r in found.rows)
             return Prediction(None, answer, found.probability, read, tuple(ranking), (), cells=found.cells,
-                              scale=scale(question, table, texts, spans=found.spans))
+                              scale=scale(question, table, texts, spans=found.spans), kind="lookup")
+        said = self.text_answerer.answer(question, table, units, ranking) if self.text_answerer else None
+        if said is not None:
+            return Prediction(None, said.sentence, said.probability, (said.unit,), tuple(ranking), (), kind="text")
         chosen = [ident for ident, _ in ranking[: self.top_k]]
         example = Example(asked, tuple((ident, units[ident]) for ident in chosen),
                           {ident: rows[ident] for ident in chosen if ident in rows})

@@ -18,9 +18,10 @@ Scores, each with the count of questions it is taken over:
   (FinQA's execution match): the only score of answer-only files such as FinQA prompts;
 - ``tatqa`` (TAT-QA files): TAT-QA exact match and F1 with a *predicted* scale (see
   :mod:`scale`), over all questions, the arithmetic ones and the span / multi-span ones.
-  Span answers come from the table lookup (:mod:`lookup`) when the folder has one; text spans
-  and counts are not produced;
-- ``lookup_answers``: how many questions were answered from table cells (not by a program).
+  Span answers come from the table lookup (:mod:`lookup`) and the text answerer
+  (:mod:`text_answer`: a whole sentence) when the folder has them; counts are not produced;
+- ``answered_by``: how many questions were answered by a program, from table cells, or with a
+  sentence.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def evaluate_file(path: str | Path, model_dir: str | Path, *, beam_size: int | N
         model_dir: a folder written by ``python -m vfm.plugins.finance.generator_training``.
         beam_size: overrides the folder's beam size (1: greedy).
         rerank: choose among the beams with the folder's re-ranker, when it has one.
-        lookup: answer from table cells with the folder's table lookup, when it has one.
+        lookup: answer from table cells and with sentences, with the folder's table lookup and
+            text answerer, when it has them.
         limit: score only the first ``limit`` questions.
         ks: the k of recall@k.
         progress: show a progress bar on stderr.
@@ -103,7 +105,7 @@ def score_predictions(predictions: Sequence[Prediction], records: Sequence[QARec
         spans = [(p, r) for p, r in tatqa if r.answer_type in ("span", "multi-span")]
         result["tatqa"] = {"all": _tatqa_scores(tatqa), "arithmetic": _tatqa_scores(arithmetic),
                            "spans": _tatqa_scores(spans)}
-    result["lookup_answers"] = sum(bool(p.cells) for p in predictions)
+    result["answered_by"] = {kind: sum(p.kind == kind for p in predictions) for kind in ("program", "lookup", "text")}
     return result
 
 
@@ -118,7 +120,7 @@ def _program_scores(pairs: Sequence[tuple[Prediction, QARecord]]) -> dict[str, f
     for prediction, record in pairs:
         if record.source != "tatqa":
             continue
-        executed += not prediction.cells and answer_is_correct(prediction.answer, record)
+        executed += prediction.kind == "program" and answer_is_correct(prediction.answer, record)
         programs += prediction.program is not None and finqa_program_match(prediction.program, record.program)
     return {"execution_accuracy": executed / len(pairs), "program_accuracy": programs / len(pairs),
             "count": len(pairs)}
@@ -140,7 +142,7 @@ def _tatqa_scores(pairs: Sequence[tuple[Prediction, QARecord]]) -> dict[str, flo
         return {"exact_match": 0.0, "f1": 0.0, "count": 0}
     scores = []
     for prediction, record in pairs:
-        if prediction.cells:
+        if prediction.kind == "lookup":
             answer = [prediction.answer] if isinstance(prediction.answer, str) else list(prediction.answer)
         else:
             answer = "" if prediction.answer is None else str(prediction.answer)
@@ -163,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="answer with the generator's most probable program that runs, even if the folder has "
                              "a reranker.json")
     parser.add_argument("--no-lookup", dest="lookup", action="store_false",
-                        help="answer every question with a program, even if the folder has a lookup.json")
+                        help="answer every question with a program, even if the folder has a lookup.json or a "
+                             "text_answer.json")
     args = parser.parse_args(argv)
     return print_json_or_error(lambda: evaluate_file(args.file, args.model, beam_size=args.beam_size,
                                                      limit=args.limit, rerank=args.rerank, lookup=args.lookup))

@@ -28,9 +28,9 @@ Steps, each logged with where its outputs went:
 6. the beam re-ranker (``reranker.json``, :mod:`reranker_training`), fitted on the selection
    records' beams and kept when it beats the generator's own order in cross-validation;
 7. the table lookup (``lookup.json``, :mod:`lookup`), fitted on the training questions whose
-   answers are table cells (TAT-QA spans) and on synthetic ones, and the scale model
-   (``scale.json``, :mod:`scale`), fitted on the TAT-QA training questions
-   (:mod:`answer_fitting`);
+   answers are table cells (TAT-QA spans) and on synthetic ones, the text answerer
+   (``text_answer.json``, :mod:`text_answer`) and the scale model (``scale.json``,
+   :mod:`scale`), fitted on the TAT-QA training questions (:mod:`answer_fitting`);
 8. evaluation with the exported model (no torch): FinQA dev, TAT-QA held-out, synthetic
    test, greedy and beam (the generator's order) and re-ranked (and the first generator alone,
    greedy, when there are several), into ``metrics.json``.
@@ -146,7 +146,8 @@ class TrainingSettings:
             annotator's (:func:`vfm.plugins.finance.features.program_targets`; measured: greedy decoding
             gains, re-ranked answers do not move, see docs/results/finance.md).
         lookup: fit the table lookup (``lookup.json``, :mod:`vfm.plugins.finance.lookup`) that answers
-            questions asking for table cells; it is kept when enough training answers are cells.
+            questions asking for table cells, and the text answerer (``text_answer.json``) that
+            answers with a sentence; each is kept when enough training answers are of its kind.
         lookup_synthetic: synthetic cell questions (:func:`generate_lookups`) added to the lookup's
             training questions (the real training questions, else the synthetic ones).
         members: generators trained on the same inputs (member k with seed ``seed + k``; ``minutes``
@@ -440,10 +441,11 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
              reranking["first_running"], reranking["reranked_cross_validated"],
              f"kept -> {out / RERANKER_FILE}" if reranking["kept"] else "not kept")
 
-    # 7. the table lookup and the scale model, fitted on the training questions
-    answer_reports = fit_answer_models(out, real.train if real and not settings.synthetic_only else [], synthetic,
-                                       lookup=settings.lookup, synthetic_lookups=settings.lookup_synthetic,
-                                       seed=settings.seed)
+    # 7. the table lookup, the text answerer and the scale model, fitted on the training questions
+    use_real = real is not None and not settings.synthetic_only
+    answer_reports = fit_answer_models(out, real.train if use_real else [], synthetic, retriever,
+                                       numeric=real.unlabelled if use_real else [], lookup=settings.lookup,
+                                       synthetic_lookups=settings.lookup_synthetic, seed=settings.seed)
     for name, report in answer_reports.items():
         log.info("%s: fitted on %d questions; %s", name, report.get("questions", 0),
                  "kept" if report["kept"] else report["why"])
@@ -634,7 +636,8 @@ _HELP = {
     "members": "generators trained on the same inputs, decoded as one ensemble (each gets --minutes)",
     "canonical_order": "train on the arguments of add and multiply in one order (step results, input order, "
                        "constants)",
-    "lookup": "fit the table lookup that answers questions asking for table cells (--no-lookup: programs only)",
+    "lookup": "fit the table lookup and the text answerer that answer questions asking for table cells or "
+              "text (--no-lookup: programs only)",
     "lookup_synthetic": "synthetic cell questions added to the table lookup's training",
     "convfinqa_turns": "final: train on each ConvFinQA conversation's final turn; all: also its earlier turns "
                        "that compute",

@@ -90,9 +90,10 @@ def save_logistic(path: str | Path, model: LogisticModel, *, fmt: str, features:
                                     **logistic_to_json(model)})
 
 
-def load_logistic(path: str | Path, *, fmt: str, features: Sequence[str], what: str, written_by: str,
-                  refit: str) -> tuple[LogisticModel, dict[str, Any]]:
-    """Read a file written by :func:`save_logistic`: ``(model, the whole file's content)``.
+def read_scorer_json(path: str | Path, fmt: str, *, what: str, written_by: str, refit: str,
+                     expected: dict[str, Any]) -> dict[str, Any]:
+    """Read a scorer's JSON file, checked: its ``format`` is ``fmt`` and each key of ``expected``
+    (feature names, vocabularies of cues) holds that value.
 
     Args:
         what: the scorer's name, for the messages (``"retriever"``).
@@ -107,6 +108,15 @@ def load_logistic(path: str | Path, *, fmt: str, features: Sequence[str], what: 
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise VfmError(f"cannot read the {what}: {err}", where=str(path), fix=written_by) from None
-    if not isinstance(data, dict) or data.get("format") != fmt or data.get("features") != list(features):
+    if not isinstance(data, dict) or data.get("format") != fmt or any(data.get(k) != v for k, v in expected.items()):
         raise VfmError(f"the {what} file is for another version or other features", where=str(path), fix=refit)
+    return data
+
+
+def load_logistic(path: str | Path, *, fmt: str, features: Sequence[str], what: str, written_by: str,
+                  refit: str) -> tuple[LogisticModel, dict[str, Any]]:
+    """Read a file written by :func:`save_logistic`: ``(model, the whole file's content)``; the
+    arguments and errors are those of :func:`read_scorer_json`."""
+    data = read_scorer_json(path, fmt, what=what, written_by=written_by, refit=refit,
+                            expected={"features": list(features)})
     return logistic_from_json(data), data

@@ -20,7 +20,6 @@ vfm.plugins.finance.answer_fitting --data-dir DATA --model MODEL_DIR`` fits one 
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -33,7 +32,13 @@ import numpy as np
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.plugins.finance.features import STOPWORDS, content_words, is_year_word, split_words
-from vfm.plugins.finance.logistic import LogisticModel, fit_logistic, logistic_from_json, logistic_to_json
+from vfm.plugins.finance.logistic import (
+    LogisticModel,
+    fit_logistic,
+    logistic_from_json,
+    logistic_to_json,
+    read_scorer_json,
+)
 from vfm.plugins.finance.numbers import parse_number
 from vfm.plugins.finance.records import QARecord
 
@@ -227,8 +232,9 @@ class TableLookup:
         return np.concatenate([vector, match]), positions, features, scores
 
     def answer(self, question: str, table: Sequence[Sequence[str]]) -> LookupAnswer | None:
-        """The cells that answer ``question``, or None when the router sends it to the generator
-        (or the table has no cell outside its first column)."""
+        """The cells that answer ``question``, or None when the router sends it to the generator,
+        the table has no cell outside its first column, or a year is asked for and the header
+        names none that fits."""
         vector, positions, features, scores = self.router_inputs(question, table)
         probability = float(self.lookup_router.probabilities(vector[None])[0])
         if probability < 0.5 or not positions:
@@ -237,7 +243,9 @@ class TableLookup:
         chosen, compared = [], None
         if _YEARS_QUESTION.search(question):
             chosen, compared = _years(question, table, positions, scores, several)
-        if not chosen:
+            if not chosen:  # a year is asked for, and the header names none that fits
+                return None
+        else:
             best = int(np.argmax(scores))
             chosen = _several(table, positions, features, scores, best) if several else [positions[best]]
         chosen = sorted(set(chosen))
@@ -261,14 +269,8 @@ class TableLookup:
         """
         path = Path(path)
         refit = f"refit it: python -m vfm.plugins.finance.answer_fitting --data-dir DATA --model {path.parent}"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise VfmError(f"cannot read the table lookup: {err}", where=str(path), fix=refit) from None
-        if (not isinstance(data, dict) or data.get("format") != _FORMAT
-                or data.get("cell_features") != list(CELL_FEATURES)
-                or data.get("match_features") != list(MATCH_FEATURES)):
-            raise VfmError("the table lookup file is for another version or other features", where=str(path), fix=refit)
+        data = read_scorer_json(path, _FORMAT, what="table lookup", written_by=refit, refit=refit,
+                                expected={"cell_features": list(CELL_FEATURES), "match_features": list(MATCH_FEATURES)})
         try:
             models = [logistic_from_json(data[key]) for key in ("lookup_router", "multi_router", "cell_scorer")]
             lookup = cls([str(word) for word in data["vocabulary"]], *models)
@@ -285,7 +287,7 @@ def _years(question: str, table: Sequence[Sequence[str]], positions: list[tuple[
     """The header cells of the years a "which year(s)" question asks for, and the row compared:
     the year the best row is largest or smallest in (*larger*, *lowest*, ...), the years it passes
     a stated bound in (*exceed $5 million*), or every year (no row); none when the table names no
-    year."""
+    year, or when a comparison is asked and the best row has no value in a year's column."""
     heads = header_rows(table)
     years = column_years(table, heads)
     columns = [c for c, year in enumerate(years) if year]
@@ -297,10 +299,12 @@ def _years(question: str, table: Sequence[Sequence[str]], positions: list[tuple[
     values = {c: v for c, v in values.items() if v is not None}
     comparison = _COMPARATIVE.search(question)
     bound = _BOUND.search(question)
-    if comparison and values and not several:
+    if (comparison or bound) and not values:  # nothing to compare
+        return [], None
+    if comparison and not several:
         pick = max if comparison.group(1).lower() in _MORE else min
         return [years[pick(values, key=lambda c: values[c])][1]], row
-    if bound and values:
+    if bound:
         limit = float(bound.group(2).replace(",", ""))
         above = bound.group(1).lower() in _ABOVE
         return [years[c][1] for c, v in values.items() if (v > limit if above else v < limit)], row

@@ -187,7 +187,7 @@ class FinancePipeline:
     def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
         """Bundle a run's exported model (ONNX encoder + decoder step, those of its other generators in
         ``members/`` when it has several, tokenizer, retriever, and the beam re-ranker, the table
-        lookup and the scale model when the run kept them)."""
+        lookup, the scale model and the text answerer when the run kept them)."""
         from vfm.platform.bundle import write_bundle
         from vfm.platform.model_card import render_model_card
         from vfm.plugins.finance.decode import MEMBERS_DIR, graph_reports, parity_passed
@@ -195,6 +195,7 @@ class FinancePipeline:
         from vfm.plugins.finance.lookup import FILE as LOOKUP_FILE
         from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
         from vfm.plugins.finance.scale import FILE as SCALE_FILE
+        from vfm.plugins.finance.text_answer import FILE as TEXT_FILE
 
         check_model_folder(run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
@@ -231,7 +232,7 @@ class FinancePipeline:
             "MODEL_CARD.md": render_model_card(self.manifest, metrics=_flat_metrics(summary),
                                                parity=parity_summary, config=config),
         }
-        for optional in (RERANKER_FILE, LOOKUP_FILE, SCALE_FILE):
+        for optional in (RERANKER_FILE, LOOKUP_FILE, SCALE_FILE, TEXT_FILE):
             if (run_dir / optional).is_file():
                 files[optional] = run_dir / optional
         files |= example_files(self.manifest.demo.n_examples)

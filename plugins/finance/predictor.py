@@ -47,14 +47,16 @@ class FinancePredictor:
         ``scale`` is the answer's (``""``, ``thousand``, ``million``, ``billion``, ``percent``;
         :mod:`scale`), and ``display`` the answer with it, as a person reads it.
 
-        ``kind`` is ``"program"`` or ``"lookup"`` (the answer is read from table cells, when the
-        bundle's table lookup says the question asks for them). A program's ``answer`` is a float
+        ``kind`` is ``"program"``, ``"lookup"`` (the answer is read from table cells, when the
+        bundle's table lookup says the question asks for them) or ``"text"`` (a sentence of the
+        report, when its text answerer says the answer is text). A program's ``answer`` is a float
         or ``"yes"``/``"no"`` (None when no decoded program runs, with ``no_answer_reason`` saying
         why), and ``steps`` lists ``{"ref": "#i", "op", "args", "value"}``; a lookup's is the cell's
         text or a list of the cells' texts, with ``cells`` ``[{"row", "column", "row_name",
-        "column_name", "text"}]`` (table positions, the header is row 0). ``evidence`` is every
-        sentence and table row in document order, ``{"id", "text", "rank", "score", "used"}``
-        (rank 1: the retriever's best; ``used``: read by the generator, or holding a cell read).
+        "column_name", "text"}]`` (table positions, the header is row 0); a text answer's is the
+        sentence. ``evidence`` is every sentence and table row in document order, ``{"id", "text",
+        "rank", "score", "used"}`` (rank 1: the retriever's best; ``used``: read by the generator,
+        holding a cell read, or holding the sentence).
         """
         question, table, pre_text, post_text, history = read_question(source)
         prediction = self.model.predict(question, table, pre_text, post_text, history)
@@ -73,7 +75,7 @@ class FinancePredictor:
             "answer": list(prediction.answer) if isinstance(prediction.answer, tuple) else prediction.answer,
             "display": display_answer(prediction.answer, question, prediction.scale),
             "scale": prediction.scale,
-            "kind": "lookup" if cells else "program",
+            "kind": prediction.kind,
             "program": prediction.program,
             "steps": steps,
             "cells": cells,

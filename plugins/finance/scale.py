@@ -18,7 +18,6 @@ annotators read the PDF). Two predictors:
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -30,7 +29,13 @@ import numpy as np
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.plugins.finance.features import is_year_word
-from vfm.plugins.finance.logistic import LogisticModel, fit_logistic, logistic_from_json, logistic_to_json
+from vfm.plugins.finance.logistic import (
+    LogisticModel,
+    fit_logistic,
+    logistic_from_json,
+    logistic_to_json,
+    read_scorer_json,
+)
 from vfm.plugins.finance.lookup import answer_cells, header_rows
 from vfm.plugins.finance.numbers import finqa_str_to_num, parse_number
 from vfm.plugins.finance.program import parse_program
@@ -150,12 +155,8 @@ class ScaleModel:
         """
         path = Path(path)
         refit = "retrain the run with this version of vfm ('vfm finetune finance')"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise VfmError(f"cannot read the scale model: {err}", where=str(path), fix=refit) from None
-        if not isinstance(data, dict) or data.get("format") != _FORMAT or data.get("features") != list(FEATURES):
-            raise VfmError("the scale model file is for another version or other features", where=str(path), fix=refit)
+        data = read_scorer_json(path, _FORMAT, what="scale model", written_by=refit, refit=refit,
+                                expected={"features": list(FEATURES)})
         try:
             models = {s: logistic_from_json(data["models"][s]) for s in SCALES}
         except (KeyError, TypeError, ValueError) as err:

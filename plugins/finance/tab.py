@@ -36,6 +36,9 @@ def build_finance_tab(predictor: Any) -> None:
                              f"`{cell['text']}`" for cell in result["cells"])
             summary = (f"### {result['display']}\nRead from the table (no arithmetic): {read} · confidence "
                        f"{result['confidence']:.2f} (the probability that the question asks for table cells)")
+        elif result["kind"] == "text":
+            summary = (f"### {result['display']}\nThe sentence of the report that answers it (highlighted below) · "
+                       f"confidence {result['confidence']:.2f} (the probability that the answer is text)")
         elif result["answer"] is None:
             summary = (f"### No answer\nThe most probable program `{result['program']}` does not run on this "
                        f"table: {result['no_answer_reason']}")

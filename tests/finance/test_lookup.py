@@ -84,6 +84,15 @@ def test_a_table_without_cells_beyond_the_row_names_has_no_lookup_answer(lookup)
     assert lookup.answer("what was the revenue in 2019 ?", [["item"], ["revenue"]]) is None
 
 
+def test_a_year_is_never_made_up(lookup):
+    """A which-year question over a table whose header names no year, or whose values do not parse."""
+    assert lookup.answer("in which year was revenue higher ?", [["item", "a", "b"], ["revenue", "5", "7"]]) is None
+    assert lookup.answer("in which year was revenue higher ?", [["", "2019", "2018"], ["revenue", "n/a", "-"]]) \
+        is None, "no value to compare"
+    listed = lookup.answer("which years does the table show ?", [["", "2019", "2018"], ["revenue", "n/a", "-"]])
+    assert listed is None or listed.spans == ("2019", "2018")
+
+
 def test_the_file_round_trips_and_a_damaged_one_is_refused(lookup, tmp_path):
     path = lookup.save(tmp_path / "lookup.json", note="test")
     loaded = TableLookup.load(path)
@@ -111,13 +120,14 @@ def test_cell_answers_are_scored_as_tatqa_spans_in_the_cell_scale():
     record = QARecord(id="q", pre_text=["All amounts in thousands."], table=TABLE, post_text=[],
                       question="What was the Unvested RSUs in 2019 and 2018?", answer="550", scale="million",
                       answer_type="multi-span", source="tatqa", answer_spans=["550", "33"])
-    right = Prediction(None, ("550", "33"), 0.9, ("table_3",), (), (), cells=((3, 1), (3, 2)), scale="million")
-    half = Prediction(None, "550", 0.9, ("table_3",), (), (), cells=((3, 1),), scale="million")
+    right = Prediction(None, ("550", "33"), 0.9, ("table_3",), (), (), cells=((3, 1), (3, 2)), scale="million",
+                       kind="lookup")
+    half = Prediction(None, "550", 0.9, ("table_3",), (), (), cells=((3, 1),), scale="million", kind="lookup")
     scores = score_predictions([right, half], [record, record])
-    assert scores["tatqa"]["spans"]["count"] == 2 and scores["lookup_answers"] == 2
+    assert scores["tatqa"]["spans"]["count"] == 2 and scores["answered_by"] == {"program": 0, "lookup": 2, "text": 0}
     assert scores["tatqa"]["spans"]["exact_match"] == 0.5 and 0.5 < scores["tatqa"]["spans"]["f1"] < 1.0
     wrong_scale = Prediction(None, ("550", "33"), 0.9, ("table_3",), (), (), cells=((3, 1), (3, 2)),
-                             scale="thousand")
+                             scale="thousand", kind="lookup")
     assert score_predictions([wrong_scale], [record])["tatqa"]["spans"]["exact_match"] == 0.0
     texts = record.pre_text
     assert rule_scale(record.question, TABLE, texts, spans=["550"]) == "million"  # the table's "($ in millions)"
