@@ -282,7 +282,7 @@ class Prediction:
     Attributes:
         program: the program executed (the most probable one that runs), or the most
             probable program when none runs; None when nothing was decoded or the answer
-            was read from the table.
+            was read from the table or is text.
         answer: the program's value (a float, or ``"yes"``/``"no"``); for a table lookup the
             cell's text, or a tuple of the cells' texts; for a text answer the sentence; None
             when no program runs.
