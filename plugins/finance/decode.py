@@ -373,7 +373,8 @@ class ProgramPredictor:
             answer = found.spans[0] if len(found.spans) == 1 else found.spans
             read = tuple(f"table_{r}" for r in found.rows)
             return Prediction(None, answer, found.probability, read, tuple(ranking), (), cells=found.cells,
-                              scale=scale(question, table, texts, spans=found.spans), kind="lookup")
+                              scale="" if found.count else scale(question, table, texts, spans=found.spans),
+                              kind="lookup")
         said = self.text_answerer.answer(question, table, units, ranking) if self.text_answerer else None
         if said is not None:
             return Prediction(None, said.sentence, said.probability, (said.unit,), tuple(ranking), (), kind="text")

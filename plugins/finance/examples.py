@@ -7,7 +7,7 @@ Format (one question per file)::
      "pre_text": [sentences], "post_text": [sentences],
      "gold": {"program": str | None, "answer": float | "yes" | "no" | [cell texts]}}   # optional, for display
 
-The last example (of two or more) asks for table cells (:func:`generate_lookups`), which the
+The last example (of two or more) asks for a table cell (:func:`generate_lookups`), which the
 bundle's table lookup answers when it has one.
 """
 
@@ -32,7 +32,7 @@ def example_files(n: int) -> dict[str, bytes]:
         if kind not in kinds or len(kinds) >= 6:
             kinds.add(kind)
             records.append(record)
-    records += generate_lookups(n - programs, seed=EXAMPLE_SEED)
+    records += [r for r in generate_lookups(20, seed=EXAMPLE_SEED) if r.answer_type == "span"][: n - programs]
     return {f"examples/{i:02d}_{r.answer_type}.json": json.dumps(
         {"question": r.question, "table": r.table, "pre_text": r.pre_text, "post_text": r.post_text,
          "gold": {"program": r.program, "answer": r.answer_spans or r.answer}}, indent=2).encode("utf-8")

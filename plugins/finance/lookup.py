@@ -2,16 +2,21 @@
 
 TAT-QA asks many questions whose answer is a table cell ("What was the revenue in 2019?" ->
 ``"$ 64,798"``) or several ("... in 2019 and 2018 respectively?" -> two cells). A program
-cannot state such an answer, so a lookup answers them. Two numpy logistic regressions
-(:mod:`logistic`), fitted on the training questions whose answers are cells:
+cannot state such an answer, so a lookup answers them, with three numpy logistic regressions
+(:mod:`logistic`) fitted on the training questions whose answers are cells, and rules for years:
 
-- the *router* reads the question's words (and word pairs) and gives the probability that the
-  answer is one cell and that it is several cells; below 1/2 for both, the program generator
-  answers;
+- the *router* reads the question's words and word pairs (the table's own words as ``<name>``)
+  and how well the best cell matches (:data:`MATCH_FEATURES`), and gives the probability that
+  the answer is read from the table; below 1/2 the program generator answers. A second router
+  says one cell or several;
 - the *cell scorer* rates every cell outside the first column by how its row name and its
-  column's header match the question (word overlap, the question's years, the row name
-  quoted whole, position). One cell: the best. Several: the best row's cells whose column the
-  question names, or else the cells scoring above :data:`MULTI_THRESHOLD` of the best.
+  column's header match the question (:data:`CELL_FEATURES`). One cell: the best. Several: in
+  the best row, the best cell of each year asked, or else the cells scoring above
+  :data:`MULTI_THRESHOLD` of the best;
+- a *which year* question reads the header: the year the best row is largest or smallest in,
+  the years it passes a stated bound in, or every year; *how many years did X exceed N* (found
+  by its words, not by the router: the router learnt *how many* from it and took *how many
+  times* questions) counts the years passing the bound.
 
 Stored as ``lookup.json`` in a model folder (and bundle) beside the generator; a folder
 without one answers with programs only. A training run fits one; ``python -m
@@ -59,6 +64,7 @@ MIN_POSITIVES = 10
 MULTI_THRESHOLD = 0.5
 """Several cells: those scoring at least this share of the best cell's probability."""
 _YEARS_QUESTION = re.compile(r"\b(which|what) years?\b", re.IGNORECASE)
+_COUNT_QUESTION = re.compile(r"\bhow many (?:of the )?(?:years|quarters|periods|months)\b", re.IGNORECASE)
 _PERCENT_QUESTION = re.compile(r"%|\bper ?cent|\brate\b|\bratio\b|\bproportion\b|\bmargin\b", re.IGNORECASE)
 _MORE = frozenset({"larger", "higher", "more", "greater", "largest", "highest", "most", "bigger", "biggest"})
 _COMPARATIVE = re.compile(r"\b(larger|higher|more|greater|largest|highest|most|bigger|biggest|smaller|lower|less"
@@ -77,12 +83,15 @@ class LookupAnswer:
         spans: their texts.
         probability: the router's probability that the answer is read from the table.
         rows: the rows read, in table order: the cells' rows, and for a year the row compared.
+        count: the answer is how many years (``spans`` holds the number; ``cells`` the header
+            cells counted), for *how many years did X exceed N*.
     """
 
     cells: tuple[tuple[int, int], ...]
     spans: tuple[str, ...]
     probability: float
     rows: tuple[int, ...] = ()
+    count: bool = False
 
 
 def header_rows(table: Sequence[Sequence[str]]) -> int:
@@ -232,17 +241,18 @@ class TableLookup:
         return np.concatenate([vector, match]), positions, features, scores
 
     def answer(self, question: str, table: Sequence[Sequence[str]]) -> LookupAnswer | None:
-        """The cells that answer ``question``, or None when the router sends it to the generator,
-        the table has no cell outside its first column, or a year is asked for and the header
-        names none that fits."""
+        """The cells that answer ``question`` (or how many years pass a bound), or None when the
+        router sends it to the generator, the table has no cell outside its first column, or a
+        year is asked for and the header names none that fits."""
         vector, positions, features, scores = self.router_inputs(question, table)
         probability = float(self.lookup_router.probabilities(vector[None])[0])
-        if probability < 0.5 or not positions:
+        count = _COUNT_QUESTION.search(question) is not None and _BOUND.search(question) is not None
+        if (probability < 0.5 and not count) or not positions:
             return None
         several = float(self.multi_router.probabilities(vector[None])[0]) >= 0.5
-        chosen, compared = [], None
-        if _YEARS_QUESTION.search(question):
-            chosen, compared = _years(question, table, positions, scores, several)
+        compared = None
+        if count or _YEARS_QUESTION.search(question):
+            chosen, compared = _years(question, table, positions, scores, several or count)
             if not chosen:  # a year is asked for, and the header names none that fits
                 return None
         else:
@@ -250,7 +260,8 @@ class TableLookup:
             chosen = _several(table, positions, features, scores, best) if several else [positions[best]]
         chosen = sorted(set(chosen))
         rows = sorted({r for r, _ in chosen} | ({compared} if compared is not None else set()))
-        return LookupAnswer(tuple(chosen), tuple(table[r][c].strip() for r, c in chosen), probability, tuple(rows))
+        spans = (str(len(chosen)),) if count else tuple(table[r][c].strip() for r, c in chosen)
+        return LookupAnswer(tuple(chosen), spans, probability, tuple(rows), count=count)
 
     def save(self, path: str | Path, **report: Any) -> Path:
         """Write the lookup (and a ``report`` of how it was fitted) as JSON, atomically."""

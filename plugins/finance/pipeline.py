@@ -217,7 +217,7 @@ class FinancePipeline:
         for stats in parity_summary["outputs"].values():
             stats.pop("files", None)
         config = load_yaml_file(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
-        summary = {name: {mode: scores["program"] | {"retrieval": scores["retrieval"]}
+        summary = {name: {mode: scores["program"] | {"retrieval": scores["retrieval"]} | _tatqa_summary(scores)
                           for mode, scores in result.items()}
                    for name, result in metrics.get("evaluation", {}).items()}
         files: dict[str, Any] = {name: run_dir / name for name in MODEL_FILES}
@@ -247,6 +247,14 @@ def check_model_folder(folder: Path) -> None:
     if missing:
         raise VfmError(f"not a finance run: {', '.join(missing)} missing", where=str(folder),
                        fix="pass the --out folder of 'vfm finetune finance' (or a finance bundle)")
+
+
+def _tatqa_summary(scores: dict[str, Any]) -> dict[str, float]:
+    """TAT-QA's exact match and F1 over all questions of a TAT-QA set (every answer kind), for the
+    model card; empty for other sets."""
+    if "tatqa" not in scores:
+        return {}
+    return {"tatqa_exact_match": scores["tatqa"]["all"]["exact_match"], "tatqa_f1": scores["tatqa"]["all"]["f1"]}
 
 
 def _flat_metrics(summary: dict[str, Any]) -> dict[str, float]:

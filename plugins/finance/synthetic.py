@@ -165,10 +165,9 @@ def _lookup_record(index: int, seed: int) -> QARecord:
     document, pre_text, post_text = _document(rng)
     table = _table(document)
     row = int(rng.integers(1, len(table)))
-    name, columns = table[row][0], list(range(1, len(table[0])))
+    name, values = table[row][0], document.lines[row - 1].values
     kind = LOOKUP_TYPES[int(rng.integers(len(LOOKUP_TYPES)))]
     if kind == "year":
-        values = document.lines[row - 1].values
         higher = bool(rng.integers(2))
         column = 1 + (int(np.argmax(values)) if higher else int(np.argmin(values)))
         phrasing = _pick(rng, ("in which year was {n} {w} ?", "which year had the {s} {n} ?"))
@@ -176,11 +175,12 @@ def _lookup_record(index: int, seed: int) -> QARecord:
         spans, scale = [table[0][column]], ""
     else:
         count = 1 if kind == "cell" else 2
-        chosen = sorted(int(c) for c in rng.choice(columns, size=count, replace=False))
+        chosen = sorted(int(c) for c in rng.choice(range(1, len(table[0])), size=count, replace=False))
         years = [table[0][c] for c in chosen]
         if count == 1:
             phrasing = _pick(rng, ("what was the {n} in {y} ?", "what is the {n} for {y} ?",
-                                   "how much was {n} in {y} ?"))
+                                   "how much was {n} in {y} ?", "what was {n} in {y} ?",
+                                   "what is the value of {n} in {y} ?"))
         else:
             phrasing = _pick(rng, ("what was the {n} in {y} and {z} respectively ?",
                                    "what were the {n} in {y} and {z} ?"))

@@ -58,8 +58,8 @@ def test_answer_cells_are_found_only_when_every_span_is_a_cell():
 
 def test_questions_asking_for_cells_are_read_and_program_questions_are_left_to_the_generator(lookup):
     cells = generate_lookups(60, seed=99)
-    right = sum(lookup.answer(r.question, r.table) is not None
-                and list(lookup.answer(r.question, r.table).spans) == r.answer_spans for r in cells)
+    right = sum(found is not None and list(found.spans) == r.answer_spans
+                for r, found in zip(cells, (lookup.answer(r.question, r.table) for r in cells), strict=True))
     routed = sum(lookup.answer(r.question, r.table) is not None for r in generate(60, seed=99))
     assert right >= 57, f"{right} of 60 cell questions answered"
     assert routed <= 2, f"{routed} of 60 program questions taken from the generator"
@@ -78,6 +78,14 @@ def test_which_year_questions_read_the_header(lookup):
     assert lower is not None and lower.spans == ("2019",)
     bound = lookup.answer("In which years was Unvested RSUs less than 100?", TABLE)
     assert bound is not None and bound.spans == ("2018", "2017")
+
+
+def test_how_many_years_counts_the_years_past_the_bound(lookup):
+    found = lookup.answer("How many years did Unvested RSUs exceed 30?", TABLE)
+    assert found is not None and found.count and found.spans == ("2",) and found.cells == ((1, 1), (1, 2))
+    assert found.rows == (1, 3), "the header row and the row compared"
+    times = lookup.answer("revenue in 2019 was how many times the revenue in 2018 ?", TABLE)
+    assert times is None or not times.count
 
 
 def test_a_table_without_cells_beyond_the_row_names_has_no_lookup_answer(lookup):
