@@ -18,8 +18,8 @@ Scores, each with the count of questions it is taken over:
   (FinQA's execution match): the only score of answer-only files such as FinQA prompts;
 - ``tatqa`` (TAT-QA files): TAT-QA exact match and F1 with a *predicted* scale (see
   :mod:`scale`), over all questions, the arithmetic ones and the span / multi-span ones.
-  Span answers come from the table lookup (:mod:`lookup`) and the text answerer
-  (:mod:`text_answer`: a whole sentence) when the folder has them; counts are not produced;
+  Span answers (and counts of years) come from the table lookup (:mod:`lookup`) and the text
+  answerer (:mod:`text_answer`: a whole sentence) when the folder has them;
 - ``answered_by``: how many questions were answered by a program, from table cells, or with a
   sentence.
 """
