@@ -141,28 +141,27 @@ def cell_candidates(question: str, table: Sequence[Sequence[str]]) -> tuple[list
     wants_years = _YEARS_QUESTION.search(question) is not None
     wants_percent = _PERCENT_QUESTION.search(question) is not None
     width = max((len(row) for row in table), default=0)
-    years = column_years(table, heads)
-    column_words = [set().union(*(content_words(row[c]) for row in table[:heads] if c < len(row)))
-                    for c in range(width)]
-    row_overlap = [len(set(content_words(row[0])) & asked) if row else 0 for row in table]
-    best_overlap = max(row_overlap[heads:], default=0)
+    years = [{year[0]} if year else set() for year in column_years(table, heads)]
+    plain = [{w for row in table[:heads] if c < len(row) for w in content_words(row[c]) if not is_year_word(w)}
+             for c in range(width)]  # a column's header words, years left out
+    names = [set(content_words(row[0])) if row else set() for row in table]
+    best_overlap = max((len(name & asked) for name in names[heads:]), default=0)
     positions, features = [], []
     for r, row in enumerate(table):
-        name = set(content_words(row[0])) if row else set()
+        name = names[r]
         shared = len(name & asked)
         for c in range(1, len(row)):
             cell = row[c].strip()
             if not cell:
                 continue
-            year = {years[c][0]} if years[c] else set()
-            plain = {w for w in column_words[c] if not is_year_word(w)}
+            year = years[c]
             positions.append((r, c))
             features.append([
                 1.0, shared / max(len(name), 1), shared / max(len(asked), 1),
                 float(bool(row and row[0].strip()) and row[0].strip().lower() in quoted),
                 float(r >= heads and shared > 0 and shared == best_overlap),
                 float(bool(year & asked_years)), float(bool(asked_years) and bool(year) and not year & asked_years),
-                len(plain & asked) / max(len(plain), 1), float(not asked_years and c == 1),
+                len(plain[c] & asked) / max(len(plain[c]), 1), float(not asked_years and c == 1),
                 float(bool(re.search(r"\d", cell))), float(r < heads),
                 float(wants_years and r < heads and is_year_word(cell)), r / len(table), float(c == 1),
                 float(("%" in cell) == wants_percent),
@@ -211,40 +210,62 @@ def router_words(question: str, table: Sequence[Sequence[str]]) -> set[str]:
     return set(words) | {f"{a} {b}" for a, b in zip(words, words[1:], strict=False)}
 
 
-class TableLookup:
-    """The fitted router and cell scorer (see the module docstring)."""
+class QuestionWords:
+    """The routers' vocabulary: the words and word pairs (:func:`router_words`) that at least
+    :data:`MIN_ROUTER_COUNT` training questions hold."""
 
-    def __init__(self, vocabulary: Sequence[str], lookup_router: LogisticModel, multi_router: LogisticModel,
-                 cell_scorer: LogisticModel):
+    def __init__(self, vocabulary: Sequence[str]):
         self.vocabulary = list(vocabulary)
         self._index = {word: i + 1 for i, word in enumerate(self.vocabulary)}
-        self.lookup_router, self.multi_router, self.cell_scorer = lookup_router, multi_router, cell_scorer
 
-    def router_inputs(self, question: str, table: Sequence[Sequence[str]]
-                      ) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray, np.ndarray]:
-        """``(router input [1 + V + M], positions, cell features [N, F], cell probabilities [N])``.
+    @classmethod
+    def fit(cls, records: Sequence[QARecord]) -> QuestionWords:
+        """The vocabulary of ``records``' questions (each read with its own table)."""
+        counts = Counter(word for r in records for word in router_words(r.question, r.table))
+        return cls(sorted(word for word, n in counts.items() if n >= MIN_ROUTER_COUNT))
 
-        The router reads a bias, which vocabulary words (and pairs) the question holds, and
-        how well the best cell matches it (:data:`MATCH_FEATURES`)."""
+    def __len__(self) -> int:
+        return len(self.vocabulary)
+
+    def vector(self, question: str, table: Sequence[Sequence[str]]) -> np.ndarray:
+        """``[1 + V]``: a bias, then 1 for each vocabulary word (or pair) the question holds."""
         vector = np.zeros(len(self._index) + 1)
         vector[0] = 1.0
         for word in router_words(question, table):
             if word in self._index:
                 vector[self._index[word]] = 1.0
-        positions, features = cell_candidates(question, table)
-        scores = self.cell_scorer.probabilities(features) if positions else np.zeros(0)
-        match = np.zeros(len(MATCH_FEATURES))
-        if positions:
-            best = features[int(np.argmax(scores))]
-            match = np.array([scores.max(), *(best[CELL_FEATURES.index(n)] for n in MATCH_FEATURES[1:-1]),
-                              float(_YEARS_QUESTION.search(question) is not None)])
-        return np.concatenate([vector, match]), positions, features, scores
+        return vector
+
+
+def router_inputs(words: QuestionWords, cell_scorer: LogisticModel, question: str, table: Sequence[Sequence[str]]
+                  ) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray, np.ndarray]:
+    """``(router input [1 + V + M], positions, cell features [N, F], cell probabilities [N])``.
+
+    The router reads a bias, which vocabulary words (and pairs) the question holds, and how
+    well the best cell matches it (:data:`MATCH_FEATURES`)."""
+    positions, features = cell_candidates(question, table)
+    scores = cell_scorer.probabilities(features) if positions else np.zeros(0)
+    match = np.zeros(len(MATCH_FEATURES))
+    if positions:
+        best = features[int(np.argmax(scores))]
+        match = np.array([scores.max(), *(best[CELL_FEATURES.index(n)] for n in MATCH_FEATURES[1:-1]),
+                          float(_YEARS_QUESTION.search(question) is not None)])
+    return np.concatenate([words.vector(question, table), match]), positions, features, scores
+
+
+class TableLookup:
+    """The fitted routers and cell scorer (see the module docstring)."""
+
+    def __init__(self, words: QuestionWords, lookup_router: LogisticModel, multi_router: LogisticModel,
+                 cell_scorer: LogisticModel):
+        self.words = words
+        self.lookup_router, self.multi_router, self.cell_scorer = lookup_router, multi_router, cell_scorer
 
     def answer(self, question: str, table: Sequence[Sequence[str]]) -> LookupAnswer | None:
         """The cells that answer ``question`` (or how many years pass a bound), or None when the
         router sends it to the generator, the table has no cell outside its first column, or a
         year is asked for and the header names none that fits."""
-        vector, positions, features, scores = self.router_inputs(question, table)
+        vector, positions, features, scores = router_inputs(self.words, self.cell_scorer, question, table)
         probability = float(self.lookup_router.probabilities(vector[None])[0])
         count = _COUNT_QUESTION.search(question) is not None and _BOUND.search(question) is not None
         if (probability < 0.5 and not count) or not positions:
@@ -266,7 +287,7 @@ class TableLookup:
     def save(self, path: str | Path, **report: Any) -> Path:
         """Write the lookup (and a ``report`` of how it was fitted) as JSON, atomically."""
         return atomic_write_json(path, {"format": _FORMAT, "cell_features": list(CELL_FEATURES),
-                                        "match_features": list(MATCH_FEATURES), "vocabulary": self.vocabulary,
+                                        "match_features": list(MATCH_FEATURES), "vocabulary": self.words.vocabulary,
                                         "lookup_router": logistic_to_json(self.lookup_router),
                                         "multi_router": logistic_to_json(self.multi_router),
                                         "cell_scorer": logistic_to_json(self.cell_scorer), "report": report})
@@ -284,10 +305,10 @@ class TableLookup:
                                 expected={"cell_features": list(CELL_FEATURES), "match_features": list(MATCH_FEATURES)})
         try:
             models = [logistic_from_json(data[key]) for key in ("lookup_router", "multi_router", "cell_scorer")]
-            lookup = cls([str(word) for word in data["vocabulary"]], *models)
+            lookup = cls(QuestionWords([str(word) for word in data["vocabulary"]]), *models)
         except (KeyError, TypeError, ValueError) as err:
             raise VfmError(f"the table lookup file is damaged: {err}", where=str(path), fix=refit) from None
-        inputs = len(lookup.vocabulary) + 1 + len(MATCH_FEATURES)
+        inputs = len(lookup.words) + 1 + len(MATCH_FEATURES)
         if any(len(m.weights) != inputs for m in models[:2]) or len(models[2].weights) != len(CELL_FEATURES):
             raise VfmError("the table lookup's weights do not fit its features", where=str(path), fix=refit)
         return lookup
@@ -364,22 +385,14 @@ def fit_table_lookup(records: Sequence[QARecord], *, l2: float = 3.0) -> tuple[T
         positions, features = cell_candidates(record.question, record.table)
         x.append(features)
         y.extend(float(p in gold) for p in positions)
-    counts = Counter(word for r in records for word in router_words(r.question, r.table))
-    vocabulary = sorted(word for word, n in counts.items() if n >= MIN_ROUTER_COUNT)
-    inputs = len(vocabulary) + 1 + len(MATCH_FEATURES)
-    lookup = TableLookup(vocabulary, _constant(inputs), _constant(inputs),
-                         fit_logistic(np.concatenate(x), np.asarray(y), l2=1.0))
-    questions = np.stack([lookup.router_inputs(r.question, r.table)[0] for r in records])
+    cell_scorer = fit_logistic(np.concatenate(x), np.asarray(y), l2=1.0)
+    words = QuestionWords.fit(records)
+    questions = np.stack([router_inputs(words, cell_scorer, r.question, r.table)[0] for r in records])
     is_lookup = np.array([bool(c) for c in cells], dtype=np.float64)
-    lookup.lookup_router = fit_logistic(questions, is_lookup, l2=l2, standardise=False)
     several = np.array([len(c) > 1 for c in cells if c], dtype=np.float64)
-    lookup.multi_router = fit_logistic(questions[is_lookup > 0], several, l2=l2, standardise=False)
-    return lookup, report | {"kept": True, "vocabulary": len(vocabulary)}
-
-
-def _constant(size: int) -> LogisticModel:
-    """A placeholder scorer of ``size`` inputs (probability 1/2), replaced once fitted."""
-    return LogisticModel(np.zeros(size), np.zeros(size), np.ones(size))
+    lookup = TableLookup(words, fit_logistic(questions, is_lookup, l2=l2, standardise=False),
+                         fit_logistic(questions[is_lookup > 0], several, l2=l2, standardise=False), cell_scorer)
+    return lookup, report | {"kept": True, "vocabulary": len(words)}
 
 
 def training_questions(real: Sequence[QARecord], synthetic: Sequence[QARecord], synthetic_lookups: int, *,

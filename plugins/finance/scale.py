@@ -38,7 +38,7 @@ from vfm.plugins.finance.logistic import (
 )
 from vfm.plugins.finance.lookup import answer_cells, header_rows
 from vfm.plugins.finance.numbers import finqa_str_to_num, parse_number
-from vfm.plugins.finance.program import parse_program
+from vfm.plugins.finance.program import Step, parse_program
 from vfm.plugins.finance.records import SCALES, QARecord
 
 FILE = "scale.json"
@@ -88,7 +88,8 @@ def rule_scale(question: str, table: Sequence[Sequence[str]], texts: Sequence[st
     return ""
 
 
-def _last_step(program: str | None):
+def _last_step(program: str | None) -> Step | None:
+    """A program's last step; None without a program, or for one that does not parse."""
     try:
         return parse_program(program)[-1] if program else None
     except VfmError:

@@ -17,7 +17,6 @@ sentence. Fitted with the table lookup (:mod:`answer_fitting`).
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from vfm.plugins.finance.logistic import (
     logistic_to_json,
     read_scorer_json,
 )
-from vfm.plugins.finance.lookup import MIN_ROUTER_COUNT, answer_cells, router_words
+from vfm.plugins.finance.lookup import QuestionWords, answer_cells
 from vfm.plugins.finance.records import QARecord
 
 FILE = "text_answer.json"
@@ -88,23 +87,17 @@ def text_cues(question: str, units: Mapping[str, str], ranking: Sequence[tuple[s
     return np.array([sentence, row, sentence - row, found[2] if found else 0.0])
 
 
+def router_input(words: QuestionWords, question: str, table: Sequence[Sequence[str]], units: Mapping[str, str],
+                 ranking: Sequence[tuple[str, float]]) -> np.ndarray:
+    """``[1 + V + len(CUES)]``: a bias, the question's vocabulary words (and pairs), the cues."""
+    return np.concatenate([words.vector(question, table), text_cues(question, units, ranking)])
+
+
 class TextAnswerer:
     """The fitted router (see the module docstring)."""
 
-    def __init__(self, vocabulary: Sequence[str], router: LogisticModel):
-        self.vocabulary = list(vocabulary)
-        self._index = {word: i + 1 for i, word in enumerate(self.vocabulary)}
-        self.router = router
-
-    def router_input(self, question: str, table: Sequence[Sequence[str]], units: Mapping[str, str],
-                     ranking: Sequence[tuple[str, float]]) -> np.ndarray:
-        """``[1 + V + len(CUES)]``: a bias, the question's vocabulary words (and pairs), the cues."""
-        vector = np.zeros(len(self._index) + 1)
-        vector[0] = 1.0
-        for word in router_words(question, table):
-            if word in self._index:
-                vector[self._index[word]] = 1.0
-        return np.concatenate([vector, text_cues(question, units, ranking)])
+    def __init__(self, words: QuestionWords, router: LogisticModel):
+        self.words, self.router = words, router
 
     def answer(self, question: str, table: Sequence[Sequence[str]], units: Mapping[str, str],
                ranking: Sequence[tuple[str, float]]) -> TextAnswer | None:
@@ -115,7 +108,8 @@ class TextAnswerer:
             units: the document's evidence units by id (:func:`decode.document_units`).
             ranking: ``(unit id, retriever score)``, best first.
         """
-        probability = float(self.router.probabilities(self.router_input(question, table, units, ranking)[None])[0])
+        vector = router_input(self.words, question, table, units, ranking)
+        probability = float(self.router.probabilities(vector[None])[0])
         found = best_sentence(question, units, ranking)
         if probability < THRESHOLD or found is None:
             return None
@@ -123,7 +117,7 @@ class TextAnswerer:
 
     def save(self, path: str | Path, **report: Any) -> Path:
         """Write the router (and a ``report`` of how it was fitted) as JSON, atomically."""
-        return atomic_write_json(path, {"format": _FORMAT, "cues": list(CUES), "vocabulary": self.vocabulary,
+        return atomic_write_json(path, {"format": _FORMAT, "cues": list(CUES), "vocabulary": self.words.vocabulary,
                                         "router": logistic_to_json(self.router), "report": report})
 
     @classmethod
@@ -138,10 +132,11 @@ class TextAnswerer:
         data = read_scorer_json(path, _FORMAT, what="text answerer", written_by=refit, refit=refit,
                                 expected={"cues": list(CUES)})
         try:
-            answerer = cls([str(word) for word in data["vocabulary"]], logistic_from_json(data["router"]))
+            words = QuestionWords([str(word) for word in data["vocabulary"]])
+            answerer = cls(words, logistic_from_json(data["router"]))
         except (KeyError, TypeError, ValueError) as err:
             raise VfmError(f"the text answerer file is damaged: {err}", where=str(path), fix=refit) from None
-        if len(answerer.router.weights) != len(answerer.vocabulary) + 1 + len(CUES):
+        if len(answerer.router.weights) != len(answerer.words) + 1 + len(CUES):
             raise VfmError("the text answerer's weights do not fit its features", where=str(path), fix=refit)
         return answerer
 
@@ -171,13 +166,11 @@ def fit_text_answerer(records: Sequence[QARecord], retriever: Any, *, l2: float 
     report: dict[str, Any] = {"questions": len(records), "text_answers": int(labels.sum())}
     if labels.sum() < MIN_POSITIVES:
         return None, report | {"kept": False, "why": f"fewer than {MIN_POSITIVES} training answers are text"}
-    counts = Counter(word for r in records for word in router_words(r.question, r.table))
-    vocabulary = sorted(word for word, n in counts.items() if n >= MIN_ROUTER_COUNT)
-    answerer = TextAnswerer(vocabulary, LogisticModel(np.zeros(1), np.zeros(1), np.ones(1)))
+    words = QuestionWords.fit(records)
     inputs = []
     for record in records:
         units, rows = document_units(record.table, [*record.pre_text, *record.post_text])
         ranking = retriever.score_units(record.question, units, rows, len(record.pre_text))
-        inputs.append(answerer.router_input(record.question, record.table, units, ranking))
-    answerer.router = fit_logistic(np.stack(inputs), labels, l2=l2, standardise=False)
-    return answerer, report | {"kept": True, "vocabulary": len(vocabulary)}
+        inputs.append(router_input(words, record.question, record.table, units, ranking))
+    router = fit_logistic(np.stack(inputs), labels, l2=l2, standardise=False)
+    return TextAnswerer(words, router), report | {"kept": True, "vocabulary": len(words)}
