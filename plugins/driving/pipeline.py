@@ -60,7 +60,7 @@ class DrivingPipeline:
         training = self.manifest.training
         return {
             "plugin": self.plugin.name,
-            "data": {"source": SYNTHETIC, "train_split": "train", "val_split": "test_seeds",
+            "data": {"source": SYNTHETIC, "train_split": "train", "val_split": "test_seeds", "road_camera": "square",
                      **training.get("data", {})},
             "pretrain": {"preset": "tiny", "patch_size": None, **training.get("pretrain", {})},
             "finetune": {"pretrained": None, **training.get("finetune", {})},
@@ -93,7 +93,7 @@ class DrivingPipeline:
             plan = self._plan(data)
             started = time.perf_counter()
             samples = generate_episodes(getattr(plan, split), clip_length=int(data["clip_length"]),
-                                        frame_size=int(data["frame_size"]))
+                                        frame_size=int(data["frame_size"]), camera=data["road_camera"])
             write_dataset(samples, folder, overwrite=True)
             print(f"driving: simulated {len(getattr(plan, split))} episodes ({len(samples)} samples) for "
                   f"'{split}' in {time.perf_counter() - started:.0f} s -> {folder}", flush=True)
@@ -109,11 +109,14 @@ class DrivingPipeline:
 
     @staticmethod
     def _synthetic_folder(data: dict[str, Any]) -> Path:
-        """Where a synthetic dataset lives: keyed by everything that changes its content."""
+        """Where a synthetic dataset lives: keyed by everything that changes its content (the
+        default square camera is left out of the key, so datasets made before the option keep theirs)."""
         from vfm.platform.demo import cache_root
 
         keys = ("scenarios", "held_out_scenario", "train_episodes", "test_episodes", "clip_length", "frame_size", "seed")
-        recipe = json.dumps({k: data[k] for k in keys} | {"vfm": vfm_version(), "format": DATA_FORMAT}, sort_keys=True)
+        camera = {} if data["road_camera"] == "square" else {"road_camera": data["road_camera"]}
+        recipe = json.dumps({k: data[k] for k in keys} | camera | {"vfm": vfm_version(), "format": DATA_FORMAT},
+                            sort_keys=True)
         return cache_root() / "driving-data" / hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
     # ---------------------------------------------------------------- pretrain
@@ -376,7 +379,8 @@ def example_episodes(config: dict[str, Any], n: int) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     k = int(data["clip_length"])
     for scenario, seed in episodes:
-        samples = run_episode(scenario, seed, clip_length=k, frame_size=int(data["frame_size"]))
+        samples = run_episode(scenario, seed, clip_length=k, frame_size=int(data["frame_size"]),
+                              camera=data["road_camera"])
         if not samples:
             continue
         frames = np.concatenate([samples[0].frames, np.stack([s.frames[-1] for s in samples[1:]])

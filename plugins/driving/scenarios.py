@@ -125,6 +125,8 @@ class Scenario:
         lane_changes: whether the ego car may change lanes here.
         keep_right: whether it returns to the right lane when that lane is free.
         overtake_on_right: whether it may pass a slower car on the right.
+        corridor: the scene is a road corridor, long and narrow, which the ``folded`` camera
+            (:data:`CAMERAS`) can show at finer resolution; junctions need the square view.
     """
 
     name: str
@@ -137,6 +139,7 @@ class Scenario:
     lane_changes: bool = True
     keep_right: bool = True
     overtake_on_right: bool = False
+    corridor: bool = True
 
     @property
     def decision_steps(self) -> int:
@@ -161,11 +164,11 @@ SCENARIOS: dict[str, Scenario] = {
                  {"destination": None, "duration": 20, "spawn_probability": 0.7, "initial_vehicle_count": 12,
                   "other_vehicles_type": _JUNCTION_VEHICLES},
                  view_m=55.0, centering=(0.5, 0.6), cruise_speed=(7.0, 9.5), duration_s=14.0,
-                 lane_changes=False, keep_right=False),
+                 lane_changes=False, keep_right=False, corridor=False),
         Scenario("roundabout", RoundaboutEnv,
                  {"duration": 20, "other_vehicles_type": _JUNCTION_VEHICLES},
                  view_m=70.0, centering=(0.5, 0.6), cruise_speed=(8.0, 11.0), duration_s=14.0,
-                 lane_changes=False, keep_right=False),
+                 lane_changes=False, keep_right=False, corridor=False),
         Scenario("two_way", TwoWayEnv, {}, view_m=100.0, centering=(0.25, 0.5), cruise_speed=(27.0, 31.0),
                  duration_s=16.0, overtake_on_right=False),
     )
@@ -192,34 +195,64 @@ MIN_RENDER_PX_PER_M = 4.0
 """highway-env outlines every car with a 1-pixel black border: below about 4 pixels per metre
 the border swallows the car's colour, so the camera renders at least this fine, then averages down."""
 
+CAMERAS = ("square", "folded")
+"""How a road scenario is framed. ``square``: the scenario's ``view_m`` square. ``folded``: the same
+``view_m`` of road, but only a corridor ``view_m / 4`` wide around the ego car, rendered twice as
+finely and cut into :data:`FOLDED_BANDS` bands stacked into the square frame (the nearer half on
+top). A road is long and narrow, so the square view spends most of its pixels on the verge; the
+folded one spends them on the road and reads gaps and speeds to twice the precision. Junction
+scenarios (``Scenario.corridor`` false) always use the square view."""
 
-def supersample_for(name: str, frame_size: int) -> int:
+FOLDED_BANDS = 2
+"""Bands of the ``folded`` camera: each ``view_m / 2`` long and ``view_m / 4`` wide, at twice the
+square camera's pixels per metre."""
+
+
+def camera_bands(name: str, camera: str = "square") -> int:
+    """How many bands the scenario's frame is folded into with ``camera`` (1: not folded).
+
+    Raises:
+        VfmError: an unknown camera or scenario.
+    """
+    if camera not in CAMERAS:
+        raise VfmError(f"unknown driving camera {camera!r}", where="data.road_camera",
+                       fix=f"use one of {', '.join(CAMERAS)}")
+    return FOLDED_BANDS if camera == "folded" and get_scenario(name).corridor else 1
+
+
+def supersample_for(name: str, frame_size: int, camera: str = "square") -> int:
     """The smallest integer factor that renders ``name`` at :data:`MIN_RENDER_PX_PER_M` or finer."""
-    return max(1, math.ceil(MIN_RENDER_PX_PER_M * get_scenario(name).view_m / frame_size))
+    bands = camera_bands(name, camera)
+    return max(1, math.ceil(MIN_RENDER_PX_PER_M * get_scenario(name).view_m / (frame_size * bands)))
 
 
-def make_env(name: str, seed: int, frame_size: int = 64, supersample: int | None = None) -> AbstractEnv:
+def make_env(name: str, seed: int, frame_size: int = 64, supersample: int | None = None,
+             camera: str = "square") -> AbstractEnv:
     """The scenario's environment, reset with ``seed`` (same seed -> same episode).
 
     Every scenario is driven the same way: the full meta-action set (lane changes through
     ``LANE_LEFT``/``LANE_RIGHT``), physics at :data:`SIMULATION_HZ`, decisions at
     :data:`DECISION_HZ`, and an off-screen camera of ``frame_size * supersample`` pixels
     (:func:`render_frame` averages it down to ``frame_size``; default :func:`supersample_for`).
+    A folded ``camera`` (:data:`CAMERAS`) renders a strip ``bands`` times as wide and ``1 / bands``
+    as high, which :func:`render_frame` cuts and stacks into the square frame.
     """
     scenario = get_scenario(name)
-    supersample = supersample or supersample_for(name, frame_size)
-    if frame_size < 8 or supersample < 1:
-        raise VfmError(f"frame size {frame_size} / supersample {supersample} is too small", where="make_env",
-                       fix="use a frame size of at least 8 pixels and supersample >= 1")
-    pixels = frame_size * supersample
+    bands = camera_bands(name, camera)
+    supersample = supersample or supersample_for(name, frame_size, camera)
+    if frame_size < 8 or supersample < 1 or frame_size % bands:
+        raise VfmError(f"frame size {frame_size} / supersample {supersample} does not fit the {camera} camera",
+                       where="make_env", fix=f"use a frame size of at least 8 pixels divisible by {bands} "
+                                             "and supersample >= 1")
+    width = frame_size * bands * supersample
     config = {
         "observation": {"type": "Kinematics"},
         "action": dict(_META_ALL),
         "simulation_frequency": SIMULATION_HZ,
         "policy_frequency": DECISION_HZ,
-        "screen_width": pixels,
-        "screen_height": pixels,
-        "scaling": pixels / scenario.view_m,
+        "screen_width": width,
+        "screen_height": frame_size // bands * supersample,
+        "scaling": width / scenario.view_m,
         "centering_position": list(scenario.centering),
         **scenario.config,
     }
@@ -229,12 +262,17 @@ def make_env(name: str, seed: int, frame_size: int = 64, supersample: int | None
 
 
 def render_frame(env: AbstractEnv, frame_size: int) -> np.ndarray:
-    """The camera picture, ``uint8 [frame_size, frame_size, 3]``: the rendered
-    ``[S*f, S*f, 3]`` image averaged over ``f x f`` blocks (anti-aliased small frames)."""
+    """The camera picture, ``uint8 [frame_size, frame_size, 3]``: the rendered image averaged over
+    ``f x f`` blocks (anti-aliased small frames). A folded camera's strip ``[S/b, S*b, 3]`` (after
+    averaging) is cut into ``b`` pieces of ``S`` columns, stacked top to bottom."""
     image = env.render()
-    factor = image.shape[0] // frame_size
-    if image.shape[:2] != (frame_size * factor, frame_size * factor):
+    height, width = image.shape[:2]
+    bands = max(1, round(math.sqrt(width / height)))
+    factor = width // (frame_size * bands)
+    rows, columns = frame_size // bands, frame_size * bands
+    if factor < 1 or (height, width) != (rows * factor, columns * factor):
         raise VfmError(f"rendered image {image.shape} does not match frame size {frame_size}", where="render_frame",
                        fix="build the environment with make_env(..., frame_size=frame_size)")
-    blocks = image.reshape(frame_size, factor, frame_size, factor, 3).astype(np.float32)
-    return np.rint(blocks.mean(axis=(1, 3))).astype(np.uint8)
+    blocks = image.reshape(rows, factor, columns, factor, 3).astype(np.float32)
+    strip = np.rint(blocks.mean(axis=(1, 3))).astype(np.uint8)  # [S/b, S*b, 3]
+    return strip.reshape(rows, bands, frame_size, 3).transpose(1, 0, 2, 3).reshape(frame_size, frame_size, 3)

@@ -39,7 +39,8 @@ _META_ACTIONS = {-1: "LANE_LEFT", 0: "IDLE", 1: "LANE_RIGHT"}
 
 
 def run_episode(scenario: str, seed: int, clip_length: int = 4, frame_size: int = 64,
-                steps_per_episode: int | None = None, supersample: int | None = None) -> list[DrivingSample]:
+                steps_per_episode: int | None = None, supersample: int | None = None,
+                camera: str = "square") -> list[DrivingSample]:
     """The samples of one episode (see the module docstring).
 
     Args:
@@ -50,11 +51,12 @@ def run_episode(scenario: str, seed: int, clip_length: int = 4, frame_size: int 
         steps_per_episode: decision steps to run (default: the scenario's duration).
         supersample: render at ``S * supersample`` pixels and average down (default: fine
             enough to show each car's colour, ``scenarios.supersample_for``).
+        camera: how a road is framed (``scenarios.CAMERAS``).
     """
     if clip_length < 1:
         raise VfmError(f"clip length {clip_length} must be at least 1", where="generate", fix="pass clip_length >= 1")
     spec = get_scenario(scenario)
-    env = make_env(scenario, seed, frame_size=frame_size, supersample=supersample)
+    env = make_env(scenario, seed, frame_size=frame_size, supersample=supersample, camera=camera)
     style = DriverStyle.draw(spec, seed)
     driver = ScriptedDriver(spec, style)
     tracker = SceneTracker()
@@ -100,21 +102,23 @@ def _sample(scenario: str, seed: int, step: int, clip: np.ndarray, speeds: list[
 
 
 def generate_episodes(episodes: Sequence[tuple[str, int]], clip_length: int = 4, frame_size: int = 64,
-                      steps_per_episode: int | None = None, supersample: int | None = None) -> list[DrivingSample]:
+                      steps_per_episode: int | None = None, supersample: int | None = None,
+                      camera: str = "square") -> list[DrivingSample]:
     """The samples of each ``(scenario, seed)`` episode, in order (see :func:`run_episode`)."""
     return [sample for scenario, seed in episodes
-            for sample in run_episode(scenario, seed, clip_length, frame_size, steps_per_episode, supersample)]
+            for sample in run_episode(scenario, seed, clip_length, frame_size, steps_per_episode, supersample,
+                                      camera)]
 
 
 def generate(n_episodes: int, scenarios: Sequence[str] = DEFAULT_SCENARIOS, seed: int = 0, clip_length: int = 4,
              frame_size: int = 64, steps_per_episode: int | None = None,
-             supersample: int | None = None) -> list[DrivingSample]:
+             supersample: int | None = None, camera: str = "square") -> list[DrivingSample]:
     """Samples from ``n_episodes`` episodes in all: episode ``i`` drives ``scenarios[i % len]``
     with seed ``seed + i``."""
     for name in scenarios:
         get_scenario(name)
     episodes = [(scenarios[i % len(scenarios)], seed + i) for i in range(n_episodes)]
-    return generate_episodes(episodes, clip_length, frame_size, steps_per_episode, supersample)
+    return generate_episodes(episodes, clip_length, frame_size, steps_per_episode, supersample, camera)
 
 
 HELD_OUT_SEED_OFFSET = 1_000_000

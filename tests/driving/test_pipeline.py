@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import run_vfm
 from vfm.platform.bundle import load_bundle
+from vfm.platform.errors import VfmError
 from vfm.platform.registry import get_plugin
 from vfm.plugins.driving.decode import CommentaryRuntime
 from vfm.plugins.driving.pipeline import DrivingPipeline, distinct_frames, model_folder
@@ -117,6 +118,22 @@ def test_distinct_frames_drops_the_overlap_of_clips():
     samples = run_episode("highway", 5, clip_length=3, frame_size=32, steps_per_episode=6)
     frames = distinct_frames(samples)
     assert frames.shape == (len(samples) + 2, 32, 32, 3)
+
+
+def test_the_road_camera_is_part_of_the_dataset_recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("VFM_CACHE_DIR", str(tmp_path))
+    pipeline = DrivingPipeline(get_plugin("driving"))
+    data = {"scenarios": ["highway", "roundabout"], "train_episodes": 1, "test_episodes": 1, "frame_size": 16,
+            "clip_length": 1}
+    square = pipeline.resolve({"data": data})
+    folded = pipeline.resolve({"data": {**data, "road_camera": "folded"}})
+    assert square["data"]["road_camera"] == "square"  # configs written before the option read as before
+    assert pipeline._synthetic_folder(square["data"]) != pipeline._synthetic_folder(folded["data"])
+    near, fine = pipeline.load_split(square, "test_seeds"), pipeline.load_split(folded, "test_seeds")
+    assert [s.commentary for s in near] == [s.commentary for s in fine]
+    assert all(not np.array_equal(a.frames, b.frames) for a, b in zip(near, fine))
+    with pytest.raises(VfmError, match="unknown driving camera"):
+        pipeline.load_split(pipeline.resolve({"data": {**data, "road_camera": "wide"}}), "test_seeds")
 
 
 def test_validate_runs_every_step():
