@@ -200,7 +200,8 @@ CAMERAS = ("square", "folded")
 ``view_m`` of road, but only a corridor ``view_m / 4`` wide around the ego car, rendered twice as
 finely and cut into :data:`FOLDED_BANDS` bands stacked into the square frame (the nearer half on
 top). A road is long and narrow, so the square view spends most of its pixels on the verge; the
-folded one spends them on the road and reads gaps and speeds to twice the precision. Junction
+folded one spends them on the road and draws every car at twice the precision (the tiny default model
+does not read gaps or speeds any better from it: ``docs/results/driving.md``, item 9). Junction
 scenarios (``Scenario.corridor`` false) always use the square view."""
 
 FOLDED_BANDS = 2
