@@ -78,19 +78,19 @@ def best_sentence(question: str, units: Mapping[str, str], ranking: Sequence[tup
     return sentences[best], unit, overlaps[best] / max(len(asked), 1)
 
 
-def text_cues(question: str, units: Mapping[str, str], ranking: Sequence[tuple[str, float]]) -> np.ndarray:
-    """``[len(CUES)]`` retrieval cues of a question (see the module docstring)."""
+def text_cues(ranking: Sequence[tuple[str, float]], found: tuple[str, str, float] | None) -> np.ndarray:
+    """``[len(CUES)]`` retrieval cues of a question (see the module docstring), from the units'
+    ``ranking`` and the question's :func:`best_sentence` ``found``."""
     score = dict(ranking)
     sentence = max((score[i] for i in score if i.startswith("text_")), default=0.0)
     row = max((score[i] for i in score if i.startswith("table_")), default=0.0)
-    found = best_sentence(question, units, ranking)
     return np.array([sentence, row, sentence - row, found[2] if found else 0.0])
 
 
-def router_input(words: QuestionWords, question: str, table: Sequence[Sequence[str]], units: Mapping[str, str],
-                 ranking: Sequence[tuple[str, float]]) -> np.ndarray:
+def router_input(words: QuestionWords, question: str, table: Sequence[Sequence[str]],
+                 ranking: Sequence[tuple[str, float]], found: tuple[str, str, float] | None) -> np.ndarray:
     """``[1 + V + len(CUES)]``: a bias, the question's vocabulary words (and pairs), the cues."""
-    return np.concatenate([words.vector(question, table), text_cues(question, units, ranking)])
+    return np.concatenate([words.vector(question, table), text_cues(ranking, found)])
 
 
 class TextAnswerer:
@@ -108,9 +108,9 @@ class TextAnswerer:
             units: the document's evidence units by id (:func:`decode.document_units`).
             ranking: ``(unit id, retriever score)``, best first.
         """
-        vector = router_input(self.words, question, table, units, ranking)
-        probability = float(self.router.probabilities(vector[None])[0])
         found = best_sentence(question, units, ranking)
+        vector = router_input(self.words, question, table, ranking, found)
+        probability = float(self.router.probabilities(vector[None])[0])
         if probability < THRESHOLD or found is None:
             return None
         return TextAnswer(found[0], found[1], probability)
@@ -171,6 +171,7 @@ def fit_text_answerer(records: Sequence[QARecord], retriever: Any, *, l2: float 
     for record in records:
         units, rows = document_units(record.table, [*record.pre_text, *record.post_text])
         ranking = retriever.score_units(record.question, units, rows, len(record.pre_text))
-        inputs.append(router_input(words, record.question, record.table, units, ranking))
+        found = best_sentence(record.question, units, ranking)
+        inputs.append(router_input(words, record.question, record.table, ranking, found))
     router = fit_logistic(np.stack(inputs), labels, l2=l2, standardise=False)
     return TextAnswerer(words, router), report | {"kept": True, "vocabulary": len(words)}
