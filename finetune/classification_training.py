@@ -10,19 +10,14 @@ and written as ``classifier.safetensors``, with validation plots (``vfm.finetune
 
 from __future__ import annotations
 
-import time
-import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from collections.abc import Sequence
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import param_groups_layer_decay
 from torch.utils.data import DataLoader, TensorDataset
@@ -34,15 +29,18 @@ from vfm.finetune.plots import write_classification_plots
 from vfm.finetune.vit_classifier import ModelBuilder, build_vit_classifier, load_encoder_weights, save_classifier
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
-from vfm.pretrain.mae_training import lr_lambda, resolve_precision, resumable_checkpoint
+from vfm.platform.training.optim import adamw_with_schedule, decay_groups
+from vfm.platform.training.settings import TrainSettings
+from vfm.platform.training.trainer import fit
 
 MONITOR = "val/selection_score"
 
 
 @dataclass
-class FinetuneSettings:
-    """How to fine-tune. The peak lr is ``base_lr * batch_size * devices / 256`` (RETFound's
-    base_lr 5e-3); ``precision="auto"`` as in ``PretrainSettings``.
+class FinetuneSettings(TrainSettings):
+    """How to fine-tune: :class:`TrainSettings` (length, precision, devices, checkpoints: every
+    epoch by default) plus the recipe. The peak lr is ``base_lr * batch_size * devices / 256``
+    (RETFound's base_lr 5e-3).
 
     mode: "full" (all layers, layer decay), "linear" (head only, no drop-path) or "lora"
         (rank-``lora_r`` adapters with scale ``lora_alpha / lora_r`` on the block linears, plus
@@ -57,8 +55,9 @@ class FinetuneSettings:
         included) and the loss into soft-target cross-entropy. Not with class_weights.
     """
 
+    max_epochs: int | None = 15
+    checkpoint_every_n_steps: int | None = None
     mode: str = "full"
-    max_epochs: int = 15
     batch_size: int = 32
     base_lr: float = 5e-3
     layer_decay: float = 0.65
@@ -77,17 +76,16 @@ class FinetuneSettings:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0
-    seed: int = 0
-    precision: str = "auto"
-    devices: int | str = "auto"
-    accelerator: str = "auto"
-    strategy: str = "auto"
     num_workers: int = 0
 
-    def __post_init__(self):
-        checks = [("mode", self.mode in ("full", "linear", "lora"), '"full", "linear" or "lora"'),
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check(("mode", self.mode in ("full", "linear", "lora"), '"full", "linear" or "lora"'),
+                  ("batch_size", self.batch_size >= 1, "a batch size >= 1"),
+                  ("base_lr", self.base_lr > 0, "a learning rate > 0, e.g. 5e-3"),
+                  ("warmup_epochs", self.warmup_epochs >= 0, "epochs >= 0"),
+                  ("num_workers", self.num_workers >= 0, "a count >= 0"),
                   ("class_weights", self.class_weights in (None, "balanced"), 'null or "balanced"'),
-                  ("precision", self.precision in ("auto", "32", "bf16-mixed"), '"auto", "32" or "bf16-mixed"'),
                   ("layer_decay", 0.0 < self.layer_decay <= 1.0, "a value in (0, 1]"),
                   ("label_fraction", 0.0 < self.label_fraction <= 1.0, "a value in (0, 1], e.g. 0.1 for 10 %"),
                   ("rand_augment_ops", self.rand_augment_ops >= 0, "a count >= 0"),
@@ -97,11 +95,7 @@ class FinetuneSettings:
                   ("class_weights", self.class_weights is None or self.mixup == self.cutmix == 0,
                    "null when mixup or cutmix is on (their soft targets carry no class weights)"),
                   ("lora_r", self.lora_r >= 1, "a rank >= 1"),
-                  ("lora_dropout", 0.0 <= self.lora_dropout < 1.0, "a value in [0, 1)")]
-        for field, ok, expected in checks:
-            if not ok:
-                raise VfmError(f"invalid {field} {getattr(self, field)!r}", where=f"FinetuneSettings.{field}",
-                               fix=f"use {expected}")
+                  ("lora_dropout", 0.0 <= self.lora_dropout < 1.0, "a value in [0, 1)"))
 
     def batch_augment(self, num_classes: int, mean: Sequence[float] | None,
                       std: Sequence[float] | None) -> BatchAugment:
@@ -152,24 +146,15 @@ class ClassifierModule(L.LightningModule):
         s = self.settings
         lr = s.base_lr * s.batch_size * self.trainer.world_size / 256
         if s.mode == "lora":
-            groups = _plain_param_groups(self.model, s.weight_decay)
-        else:
+            groups = decay_groups(self.model.named_parameters(), weight_decay=s.weight_decay, lr=lr)
+        else:  # timm's layer-wise lr decay (RETFound): deeper blocks get larger lrs
             groups = param_groups_layer_decay(self.model, weight_decay=s.weight_decay, layer_decay=s.layer_decay,
                                               no_weight_decay_list=self.model.no_weight_decay())
             for group in groups:
                 group["lr"] = lr * group.pop("lr_scale")
-        optimizer = torch.optim.AdamW(groups, lr=lr)
         total = int(self.trainer.estimated_stepping_batches)
         warmup = round(s.warmup_epochs * total / max(1, self.trainer.max_epochs))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def _plain_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """The trainable parameters in two AdamW groups: weight decay on matrices, none on biases and norms."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
+        return adamw_with_schedule(groups, lr=lr, warmup_steps=warmup, total_steps=total)
 
 
 @torch.no_grad()
@@ -269,10 +254,6 @@ def finetune_classifier(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndar
     if settings.label_fraction < 1.0:
         used = torch.from_numpy(stratified_subset(y_train.numpy(), settings.label_fraction, seed=settings.seed))
         x_train, y_train = x_train[used], y_train[used]
-    ckpt_dir = out_dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    last = ckpt_dir / "last.ckpt"
-
     L.seed_everything(settings.seed, workers=True, verbose=False)
     model, report = _build(build_model, encoder_cfg, num_classes, settings, pretrained)
     module = ClassifierModule(model, settings, _class_weights(y_train.numpy(), num_classes, settings.class_weights),
@@ -282,30 +263,19 @@ def finetune_classifier(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndar
                         drop_last=len(y_train) > settings.batch_size, num_workers=settings.num_workers)
     val_loader = DataLoader(TensorDataset(x_val, y_val), batch_size=settings.batch_size,
                             num_workers=settings.num_workers)
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=MONITOR, mode="max",
-                           enable_version_counter=False)
-    every_epoch = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
-    trainer = L.Trainer(
-        max_epochs=settings.max_epochs, accelerator=settings.accelerator, devices=settings.devices,
-        strategy=settings.strategy, precision=resolve_precision(settings.precision),
-        logger=CSVLogger(out_dir, name="logs"), log_every_n_steps=1, callbacks=[best, every_epoch],
-        num_sanity_val_steps=0, enable_progress_bar=progress, enable_model_summary=False)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*exists and is not empty.*")  # resuming into our own run
-        trainer.fit(module, loader, val_loader, ckpt_path=resumable_checkpoint(module, last), weights_only=True)
-    seconds = time.perf_counter() - start
+    run = fit(module, settings, out_dir, train=loader, val=val_loader, monitor=MONITOR, mode="max",
+              progress=progress)
 
-    model, best_epoch = _trained(module, best.best_model_path)
+    model, best_epoch = _trained(module, str(run.best))
     probs = predict_proba(model, x_val.numpy())  # [N_val, C]
     metrics = metrics_fn(y_val.numpy(), probs, label_names)
     metrics |= {"best_epoch": best_epoch, "n_train_used": len(y_train), "label_fraction": settings.label_fraction}
     plots = []
-    if trainer.is_global_zero:
+    if run.trainer.is_global_zero:
         save_classifier(model, encoder_cfg, num_classes, out_dir,
                         meta={"label_names": label_names, "mode": settings.mode})
         atomic_write_json(out_dir / "metrics.json", metrics)
         plots = write_classification_plots(y_val.numpy(), probs, label_names, out_dir / "plots")
-    return {**metrics, "epochs": int(trainer.current_epoch), "seconds": round(seconds, 3), "encoder_load": report,
+    return {**metrics, "epochs": int(run.trainer.current_epoch), "seconds": round(run.seconds, 3),
+            "steps": run.steps, "resumed_from_step": run.resumed_from_step, "encoder_load": report,
             "plots": [str(p) for p in plots]}

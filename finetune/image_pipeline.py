@@ -131,7 +131,8 @@ class ImageClassificationPipeline:
     def pretrain(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         """MAE-pretrain the encoder on the unlabelled train (+ val) images."""
         from vfm.pretrain.mae import SHAPE_FIELDS
-        from vfm.pretrain.mae_training import PretrainSettings, keep_trained_result, pretrain_mae
+        from vfm.platform.training.checkpoints import keep_trained_result
+        from vfm.pretrain.mae_training import PretrainSettings, pretrain_mae
 
         config = self.resolve(config)
         section = {k: v for k, v in config["pretrain"].items() if k != "preset" and k not in SHAPE_FIELDS}

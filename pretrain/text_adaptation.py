@@ -11,19 +11,16 @@ exactly: batches, masks and dropout are functions of the step) and measures agai
 from __future__ import annotations
 
 import json
-import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
-from vfm.pretrain.mae_training import resolve_precision, resumable_checkpoint
+from vfm.platform.training.settings import TrainSettings
+from vfm.platform.training.trainer import fit, last_checkpoint
 from vfm.pretrain.text_blocks import mix_by_tokens, pack_blocks, split_heldout, tokenize
 from vfm.pretrain.text_corpus import Corpus, Document
 from vfm.pretrain.text_models import max_positions, perplexity
@@ -32,20 +29,21 @@ from vfm.pretrain.text_training import BlockStream, TextLmModule
 
 
 @dataclass
-class TextAdaptSettings:
-    """How to adapt. ``objective="auto"`` picks MLM for masked-LM checkpoints, CLM for decoders.
+class TextAdaptSettings(TrainSettings):
+    """How to adapt: :class:`TrainSettings` (``max_steps`` optimiser steps, precision, devices,
+    checkpoints) plus the recipe. ``objective="auto"`` picks MLM for masked-LM checkpoints, CLM
+    for decoders.
 
     ``schedule_steps`` (default ``max_steps``) is the length of the warmup + decay schedule, so a
     run may be done in pieces (``max_steps`` 500, then 1000, same ``schedule_steps``).
     ``add_domain_tokens`` extends a base tokenizer (ignored for ``fresh:`` bases, whose
-    ``vocab_size``-token tokenizer is trained on the corpus). ``precision="auto"``: see
-    :func:`vfm.pretrain.mae_training.resolve_precision`.
+    ``vocab_size``-token tokenizer is trained on the corpus).
     """
 
+    max_steps: int | None = 1000
     objective: str = "auto"
     block_size: int = 128
     batch_size: int = 32
-    max_steps: int = 1000
     schedule_steps: int | None = None
     lr: float = 5e-5
     lr_schedule: str = "linear"
@@ -61,25 +59,20 @@ class TextAdaptSettings:
     heldout_fraction: float = 0.05
     eval_max_blocks: int = 256
     eval_batch_size: int = 16
-    precision: str = "auto"
-    devices: int | str = "auto"
-    accelerator: str = "auto"
-    strategy: str = "auto"
-    checkpoint_every_n_steps: int = 500
-    seed: int = 0
 
-    def __post_init__(self):
-        checks = [("objective", self.objective in ("auto", "mlm", "clm"), 'use "auto", "mlm" or "clm"'),
-                  ("lr_schedule", self.lr_schedule in ("linear", "cosine"), 'use "linear" or "cosine"'),
-                  ("precision", self.precision in ("auto", "32", "bf16-mixed"), 'use "auto", "32" or "bf16-mixed"'),
-                  ("max_steps", self.max_steps >= 1, "use a positive number of optimiser steps"),
-                  ("block_size", self.block_size >= 8, "use e.g. 128"),
-                  ("mlm_probability", 0 < self.mlm_probability < 1, "use e.g. 0.15"),
-                  ("mix_ratio_general", 0 <= self.mix_ratio_general < 1, "use 0 (domain only) up to e.g. 0.5"),
-                  ("heldout_fraction", 0 <= self.heldout_fraction < 1, "use e.g. 0.05")]
-        for name, ok, fix in checks:
-            if not ok:
-                raise VfmError(f"invalid {name}: {getattr(self, name)!r}", where=f"TextAdaptSettings.{name}", fix=fix)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check(("max_steps", self.max_steps is not None, "a number of optimiser steps (text adaptation counts "
+                                                              "steps, not epochs)"),
+                   ("objective", self.objective in ("auto", "mlm", "clm"), '"auto", "mlm" or "clm"'),
+                   ("lr_schedule", self.lr_schedule in ("linear", "cosine"), '"linear" or "cosine"'),
+                   ("batch_size", self.batch_size >= 1, "a batch size >= 1"),
+                   ("lr", self.lr > 0, "a learning rate > 0, e.g. 5e-5"),
+                   ("accumulate_grad_batches", self.accumulate_grad_batches >= 1, "a count >= 1"),
+                   ("block_size", self.block_size >= 8, "e.g. 128"),
+                   ("mlm_probability", 0 < self.mlm_probability < 1, "e.g. 0.15"),
+                   ("mix_ratio_general", 0 <= self.mix_ratio_general < 1, "0 (domain only) up to e.g. 0.5"),
+                   ("heldout_fraction", 0 <= self.heldout_fraction < 1, "e.g. 0.05"))
 
 
 def _documents(corpus: Corpus | list[Document] | None) -> tuple[list[Document], dict]:
@@ -117,9 +110,8 @@ def adapt_text_model(base: str, domain_corpus: Corpus | list[Document],
     ``final_loss``, ``precision``, ``blocks``), ``corpus``, ``vocabulary``, ``objective``, ``files``.
     """
     out_dir, s = Path(out_dir), settings
-    ckpt_dir = out_dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    last = ckpt_dir / "last.ckpt"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last = last_checkpoint(out_dir)
     atomic_write_json(out_dir / "settings.json", {"base": base, "settings": asdict(s)})
     L.seed_everything(s.seed, workers=True, verbose=False)
 
@@ -166,44 +158,28 @@ def adapt_text_model(base: str, domain_corpus: Corpus | list[Document],
 
     stream = BlockStream(train_blocks, s.batch_size, objective, tokenizer, s.mlm_probability, s.seed)
     module = TextLmModule(model.train(), s, stream)  # from_pretrained returns eval mode: dropout off
-    precision = resolve_precision(s.precision)
-    trainer = L.Trainer(
-        max_steps=s.max_steps, max_epochs=-1, accelerator=s.accelerator, devices=s.devices, strategy=s.strategy,
-        precision=precision, accumulate_grad_batches=s.accumulate_grad_batches, gradient_clip_val=s.gradient_clip,
-        use_distributed_sampler=False, logger=CSVLogger(out_dir, name="logs"), log_every_n_steps=10,
-        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=s.checkpoint_every_n_steps,
-                                   save_top_k=0, save_last=True, enable_version_counter=False)],
-        enable_progress_bar=progress, enable_model_summary=False)
     loader = torch.utils.data.DataLoader(stream, batch_size=None)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*(does not have many workers|resuming from a checkpoint|mid-epoch).*")
-        trainer.fit(module, loader, ckpt_path=resumable_checkpoint(module, last), weights_only=True)
-    trainer.save_checkpoint(last, weights_only=False)  # with optimiser and loop state, to resume
+    run = fit(module, s, out_dir, train=loader, progress=progress, log_every_n_steps=10,
+              accumulate_grad_batches=s.accumulate_grad_batches, gradient_clip_val=s.gradient_clip,
+              use_distributed_sampler=False)
 
-    trained = module.start_step is not None  # False when the checkpoint had already reached max_steps
-    start_step = module.start_step if trained else trainer.global_step
-    seconds = time.perf_counter() - module.start_time if trained else 0.0
     model = module.model.cpu()
     after = _evaluate(model, eval_sets, objective, tokenizer, s)
-    loss = trainer.callback_metrics.get("train/loss")
-    tokens_run = (trainer.global_step - start_step) * s.batch_size * s.accumulate_grad_batches * s.block_size
+    tokens_run = (run.steps - run.resumed_from_step) * s.batch_size * s.accumulate_grad_batches * s.block_size
     metrics = {
         "base": base, "objective": objective,
         "perplexity": {name: {"before": before[name]["perplexity"], "after": after[name]["perplexity"]}
                        for name in eval_sets},
         "before": before, "after": after,
-        "train": {"steps": int(trainer.global_step), "resumed_from_step": int(start_step),
-                  "seconds": round(seconds, 3),
-                  "tokens_per_s": round(tokens_run * trainer.world_size / max(seconds, 1e-9), 1),
-                  "final_loss": float(loss) if loss is not None else None, "precision": precision,
-                  "blocks": len(train_blocks)},
+        "train": {**run.summary(), "blocks": len(train_blocks),
+                  "tokens_per_s": round(tokens_run * run.trainer.world_size / max(run.seconds, 1e-9), 1)},
         "corpus": {"domain": domain_report, "general": general_report,
                    "general_sources": sorted({d.source for d in general_docs}),
                    "documents": {"domain_train": len(d_train), "domain_heldout": len(d_held),
                                  "general_train": len(g_train), "general_heldout": len(g_held)}, "mix": mix},
         "vocabulary": vocab, "files": [],
     }
-    if trainer.is_global_zero:
+    if run.trainer.is_global_zero:
         save_pretrained_atomic(model, tokenizer, out_dir / "model")
         metrics["files"] = [str(out_dir / n) for n in ("model", "metrics.json", "checkpoints/last.ckpt")]
         atomic_write_json(out_dir / "metrics.json", metrics)

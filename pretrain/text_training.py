@@ -1,5 +1,5 @@
 """Training pieces of text adaptation: the deterministic batch stream, the Lightning module and
-its learning-rate schedule. :func:`vfm.pretrain.text_adaptation.adapt_text_model` wires them up.
+its optimiser (:mod:`vfm.platform.training.optim`). :func:`vfm.pretrain.text_adaptation.adapt_text_model` wires them up.
 
 Exact resume: micro-batch ``m`` (blocks, MLM masks, and the dropout seed) is a function of
 ``(seed, m, rank)`` alone, and a resumed fit starts the stream at ``global_step * accumulation``,
@@ -8,25 +8,11 @@ so training in pieces gives the weights of one uninterrupted run.
 
 from __future__ import annotations
 
-import math
-import time
-
 import lightning as L
 import torch
 
+from vfm.platform.training.optim import adamw_with_schedule, decay_groups
 from vfm.pretrain.text_models import lm_batch, mlm_collator
-
-
-def lr_factor(schedule: str, warmup_steps: int, total_steps: int):
-    """Multiplier of the peak lr at optimiser step ``s``: linear warmup, then linear or cosine to zero."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
 
 
 class BlockStream(torch.utils.data.IterableDataset):
@@ -66,8 +52,6 @@ class TextLmModule(L.LightningModule):
         """``settings``: a :class:`~vfm.pretrain.text_adaptation.TextAdaptSettings`."""
         super().__init__()
         self.model, self.settings, self.stream = model, settings, stream
-        self.start_step: int | None = None  # global step and clock when this fit began training
-        self.start_time: float | None = None
 
     def training_step(self, batch, batch_idx):
         torch.manual_seed(int(batch.pop("step_seed")))  # dropout follows the micro-batch, not the history
@@ -78,15 +62,8 @@ class TextLmModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint):
         self.stream.start = int(checkpoint["global_step"]) * self.settings.accumulate_grad_batches
 
-    def on_train_start(self):
-        self.start_step, self.start_time = self.global_step, time.perf_counter()
-
     def configure_optimizers(self):
         s = self.settings
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim > 1]
-        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim <= 1]  # biases, norms
-        groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=s.lr, betas=(0.9, 0.98), eps=1e-6)
-        total = s.schedule_steps or s.max_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(s.lr_schedule, s.warmup_steps, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        groups = decay_groups(self.model.named_parameters(), weight_decay=s.weight_decay, lr=s.lr)
+        return adamw_with_schedule(groups, lr=s.lr, betas=(0.9, 0.98), eps=1e-6, warmup_steps=s.warmup_steps,
+                                   total_steps=s.schedule_steps or s.max_steps, shape=s.lr_schedule)

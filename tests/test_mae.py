@@ -10,8 +10,11 @@ from timm.models.vision_transformer import VisionTransformer
 
 from vfm.platform.errors import VfmError
 from vfm.pretrain.mae import MaeConfig, MaskedAutoencoderViT, sincos_pos_embed
-from vfm.pretrain.mae_training import (EpochSampler, PretrainSettings, keep_trained_result, lr_lambda,
-                                       masking_noise, pretrain_mae, resolve_precision)
+from vfm.platform.training.checkpoints import keep_trained_result
+from vfm.platform.training.optim import warmup_decay
+from vfm.platform.training.sampling import EpochSampler
+from vfm.platform.training.trainer import resolve_precision
+from vfm.pretrain.mae_training import PretrainSettings, masking_noise, pretrain_mae
 
 
 def tiny_cfg(**overrides) -> MaeConfig:
@@ -140,7 +143,7 @@ def test_loss_decreases_on_a_fixed_batch():
 
 
 def test_schedule_warms_up_then_decays():
-    f = lr_lambda(warmup_steps=4, total_steps=20)
+    f = warmup_decay(warmup_steps=4, total_steps=20)
     assert f(0) == pytest.approx(0.25) and f(3) == pytest.approx(1.0)
     assert f(4) == pytest.approx(1.0) and f(20) == pytest.approx(0.0, abs=1e-12)
     assert resolve_precision("32") == "32"

@@ -22,7 +22,9 @@ import torch
 from safetensors.torch import load_file
 
 from vfm.pretrain.mae import MaeConfig
-from vfm.pretrain.mae_training import AtomicCheckpointIO, PretrainSettings, lr_lambda, pretrain_mae
+from vfm.platform.training.checkpoints import AtomicCheckpointIO
+from vfm.platform.training.optim import warmup_decay
+from vfm.pretrain.mae_training import PretrainSettings, pretrain_mae
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +97,7 @@ def check_resumes_exactly(out: Path, reference: Path) -> int:
     peak = straight[WARMUP - 1][1]  # warmup ends at the peak lr
     for s in after:
         assert after[s] == straight[s]  # the same loss and lr, to the last bit
-        assert after[s][1] == pytest.approx(peak * lr_lambda(WARMUP, MAX_STEPS)(s))
+        assert after[s][1] == pytest.approx(peak * warmup_decay(WARMUP, MAX_STEPS)(s))
     mine, theirs = load_file(out / "mae.safetensors"), load_file(reference / "mae.safetensors")
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
     assert not list((out / "checkpoints").glob(".*"))  # no temporary file left over

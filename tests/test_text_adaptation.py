@@ -13,7 +13,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, 
 
 from vfm.platform.errors import VfmError
 from vfm.pretrain.text_adaptation import TextAdaptSettings, adapt_text_model
-from vfm.pretrain.text_training import lr_factor
+from vfm.platform.training.optim import warmup_decay
 from vfm.pretrain.text_corpus import Document
 from vfm.pretrain.text_general_sample import general_english_sample
 
@@ -130,4 +130,4 @@ def test_settings_and_inputs_fail_with_one_line_errors(tmp_path):
     with pytest.raises(VfmError, match="cannot load a tokenizer"):
         adapt_text_model(str(tmp_path / "no-such-model"), finance_docs(20), None, tiny(), tmp_path / "y",
                          progress=False)
-    assert lr_factor("linear", 2, 10)(0) == 0.5 and lr_factor("linear", 2, 10)(10) == 0.0
+    assert warmup_decay(2, 10, shape="linear")(0) == 0.5 and warmup_decay(2, 10, shape="linear")(10) == 0.0

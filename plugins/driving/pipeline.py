@@ -124,7 +124,8 @@ class DrivingPipeline:
         """MAE-pretrain the frame encoder on the distinct frames of the training clips (no labels)."""
         from vfm.plugins.driving.model import CommentaryConfig
         from vfm.pretrain.mae import MaeConfig
-        from vfm.pretrain.mae_training import PretrainSettings, keep_trained_result, pretrain_mae
+        from vfm.platform.training.checkpoints import keep_trained_result
+        from vfm.pretrain.mae_training import PretrainSettings, pretrain_mae
 
         config = self.resolve(config)
         section = dict(config["pretrain"])
@@ -151,7 +152,7 @@ class DrivingPipeline:
         from vfm.plugins.driving.export import export_commentary
         from vfm.plugins.driving.model import load_commentary_model
         from vfm.plugins.driving.training import CommentaryTrainSettings, clip_array, train_commentary
-        from vfm.pretrain.mae_training import keep_trained_result
+        from vfm.platform.training.checkpoints import keep_trained_result
 
         config = self.resolve(config)
         section = dict(config["finetune"])

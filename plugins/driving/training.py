@@ -6,7 +6,7 @@ stratified share of the samples (by action, nested across fractions, see
 :func:`vfm.finetune.label_fraction.stratified_subset`). AdamW with linear warmup then cosine
 decay, optionally a frozen (pretrained) encoder.
 
-Resume is exact, as in :mod:`vfm.pretrain.mae_training` (whose pieces are reused): the data
+Resume is exact, as for MAE pretraining (the shared stack, :mod:`vfm.platform.training`): the data
 order is an :class:`EpochSampler` checkpointed with the loop, dropout at step ``s`` is seeded by
 ``(seed, s)``, checkpoints are written atomically into ``out_dir/checkpoints/last.ckpt`` and a
 later call with the same ``out_dir`` continues from it (the tokenizer is read back from
@@ -23,32 +23,28 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 
 from vfm.finetune.label_fraction import stratified_subset
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
+from vfm.platform.training.optim import adamw_with_schedule, decay_groups
+from vfm.platform.training.sampling import EpochSampler
+from vfm.platform.training.settings import TrainSettings
+from vfm.platform.training.trainer import fit, last_checkpoint
 from vfm.plugins.driving.model import CommentaryConfig, CommentaryModel, decoder_config, save_commentary_model
 from vfm.plugins.driving.records import ACTIONS, DrivingSample
 from vfm.plugins.driving.scene_facts import fact_loss, fact_targets
 from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer, sample_texts, train_tokenizer
 from vfm.pretrain.mae import MaeConfig
-from vfm.pretrain.mae_training import (
-    AtomicCheckpointIO,
-    EpochSampler,
-    TrainingClock,
-    lr_lambda,
-    resolve_precision,
-    resumable_checkpoint,
-)
 
 TASKS = ("commentary", "qa")
 
 
 @dataclass
-class CommentaryTrainSettings:
-    """How to build and train the model (written to ``out_dir/settings.json``).
+class CommentaryTrainSettings(TrainSettings):
+    """How to build and train the model (written to ``out_dir/settings.json``): :class:`TrainSettings`
+    (length, precision, devices, checkpoints, seed: the weights, the data order and dropout) plus
+    these.
 
     Attributes:
         encoder: MAE preset of the ViT shape (``tiny``, ``small``, ``base``, ``large``), at the
@@ -77,14 +73,14 @@ class CommentaryTrainSettings:
             without facts add nothing to it. On the 40-episode data it lifts action / cause
             accuracy from 82.6 / 76.3 to 85.0 / 78.7 % (``docs/results/driving.md``).
         freeze_encoder: keep the ViT's weights fixed.
-        max_steps / max_epochs: the run's length (steps win when both are set).
         batch_size, lr, encoder_lr (None: ``lr``), warmup_steps, weight_decay, gradient_clip: the optimiser.
-        precision: ``"32"``, ``"bf16-mixed"`` or ``"auto"``. On a 2-core Xeon with AMX, bf16-mixed
-            trains the 96 px model only 8 % faster (0.36 against 0.39 s per batch of 32, 2 threads), to the same loss.
-        accelerator, devices: passed to the Lightning Trainer.
-        checkpoint_every_n_steps: how often ``last.ckpt`` is refreshed.
-        seed: the weights, the data order and dropout.
+        precision defaults to ``"32"``: bf16-mixed measured little gain for this small model
+            (docs/results/driving.md).
     """
+
+    max_steps: int | None = 2000
+    precision: str = "32"
+    checkpoint_every_n_steps: int | None = 200
 
     encoder: str = "tiny"
     pretrained_encoder: str | None = None
@@ -104,37 +100,27 @@ class CommentaryTrainSettings:
     settings_dropout: float = 0.3
     fact_weight: float = 1.0
     freeze_encoder: bool = False
-    max_steps: int | None = 2000
-    max_epochs: int | None = None
     batch_size: int = 32
     lr: float = 3e-4
     encoder_lr: float | None = None
     warmup_steps: int = 100
     weight_decay: float = 0.05
     gradient_clip: float = 1.0
-    precision: str = "32"
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    checkpoint_every_n_steps: int = 200
-    seed: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.tasks = tuple(self.tasks)
-        checks = [
-            ("max_steps", self.max_steps is not None or self.max_epochs is not None, "set max_steps or max_epochs"),
+        self.check(
             ("tasks", bool(self.tasks) and set(self.tasks) <= set(TASKS), f"use a non-empty subset of {TASKS}"),
             ("commentary_repeats", self.commentary_repeats >= 1, "use 1 (no repeats) or more"),
             ("label_fraction", 0.0 < self.label_fraction <= 1.0, "use e.g. 0.1 for 10 % of the labels, 1.0 for all"),
             ("speed_dropout", 0.0 <= self.speed_dropout <= 1.0, "use a share in [0, 1], e.g. 0.1"),
             ("settings_dropout", 0.0 <= self.settings_dropout <= 1.0, "use a share in [0, 1], e.g. 0.3"),
             ("fact_weight", self.fact_weight >= 0.0, "use 0 (off) or a positive weight, e.g. 1.0"),
-            ("precision", self.precision in ("auto", "32", "bf16-mixed"), 'use "32", "bf16-mixed" or "auto"'),
             ("batch_size", self.batch_size >= 1, "use a positive batch size"),
-        ]
-        for name, ok, fix in checks:
-            if not ok:
-                raise VfmError(f"invalid {name}: {getattr(self, name)!r}", where=f"CommentaryTrainSettings.{name}",
-                               fix=fix)
+            ("lr", self.lr > 0, "a learning rate > 0, e.g. 3e-4"),
+            ("warmup_steps", self.warmup_steps >= 0, "a number of steps >= 0"),
+        )
 
 
 @dataclass(frozen=True)
@@ -251,7 +237,6 @@ class CommentaryModule(L.LightningModule):
         self.facts = facts if settings.fact_weight > 0 else None
         width = model.decoder.get_input_embeddings().embedding_dim
         self.fact_head = torch.nn.Linear(width, facts.shape[1]) if self.facts is not None else None
-        self.start_step: int | None = None  # the global step when this fit began training
 
     @property
     def batch_size(self) -> int:
@@ -280,23 +265,13 @@ class CommentaryModule(L.LightningModule):
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
         return loss
 
-    def on_train_start(self):
-        self.start_step = self.global_step
-
     def configure_optimizers(self):
         s = self.settings
-        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-        for name, p in self.named_parameters():
-            if p.requires_grad:
-                decays = p.ndim >= 2 and not name.endswith(("_embed", "cls_token"))  # not position tables
-                groups.setdefault((name.startswith("model.vit."), decays), []).append(p)
-        optimizer = torch.optim.AdamW(
-            [{"params": params, "lr": (s.encoder_lr or s.lr) if in_vit else s.lr,
-              "weight_decay": s.weight_decay if decays else 0.0} for (in_vit, decays), params in groups.items()],
-            betas=(0.9, 0.98))
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(s.warmup_steps, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        groups = decay_groups(self.named_parameters(), weight_decay=s.weight_decay, lr=s.lr,
+                              no_decay=lambda name: name.endswith(("_embed", "cls_token")),  # position tables
+                              lr_of=lambda name: (s.encoder_lr or s.lr) if name.startswith("model.vit.") else s.lr)
+        return adamw_with_schedule(groups, lr=s.lr, betas=(0.9, 0.98), warmup_steps=s.warmup_steps,
+                                   total_steps=int(self.trainer.estimated_stepping_batches))
 
 
 def clip_array(samples: Sequence[DrivingSample]) -> tuple[np.ndarray, np.ndarray]:
@@ -354,15 +329,10 @@ def train_commentary(samples: Sequence[DrivingSample], settings: CommentaryTrain
     model, :func:`save_commentary_model`).
 
     Returns ``{"final_loss", "steps", "resumed_from_step", "seconds" (this call's), "seconds_all_calls"
-    (every call's, :class:`vfm.pretrain.mae_training.TrainingClock`), "examples" (counts per task
+    (every call's), "stopped_by_time", "examples" (counts per task
     and ``too_long``), "samples" (``given``, ``labelled``, ``trained_on``), "precision", "files"}``.
     """
     s, out_dir = settings, Path(out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    last = ckpt_dir / "last.ckpt"
-    for stale in ckpt_dir.glob(".*.tmp"):  # a write cut short by a kill; last.ckpt itself is whole
-        stale.unlink(missing_ok=True)
     atomic_write_json(out_dir / "settings.json", asdict(s))
 
     labelled = [x for x in samples if x.frames is not None and (x.commentary or x.qa)]
@@ -374,7 +344,7 @@ def train_commentary(samples: Sequence[DrivingSample], settings: CommentaryTrain
     frames, speeds = clip_array(chosen)
 
     L.seed_everything(s.seed, verbose=False)  # the model's initial weights
-    resuming = last.exists() and (out_dir / TOKENIZER_FILE).is_file()
+    resuming = last_checkpoint(out_dir).exists() and (out_dir / TOKENIZER_FILE).is_file()
     saved = DrivingTokenizer.load(out_dir / TOKENIZER_FILE) if resuming and not s.text_model else None
     model, tokenizer = build_model(s, frames.shape[1], frames.shape[2], sample_texts(chosen), saved)
     tokenizer.save(out_dir / TOKENIZER_FILE)
@@ -387,30 +357,8 @@ def train_commentary(samples: Sequence[DrivingSample], settings: CommentaryTrain
     driver_settings = torch.from_numpy(np.stack([x.driver_settings() for x in chosen]))  # [N, 2]
     module = CommentaryModule(model, s, examples, torch.from_numpy(frames), torch.from_numpy(speeds),
                               driver_settings, tokenizer.pad_id, torch.from_numpy(fact_targets(chosen)))
-    precision = resolve_precision(s.precision)
-    clock = TrainingClock()
-    trainer = L.Trainer(
-        max_steps=s.max_steps or -1, max_epochs=-1 if s.max_steps else s.max_epochs,
-        accelerator=s.accelerator, devices=s.devices, precision=precision, gradient_clip_val=s.gradient_clip,
-        logger=CSVLogger(out_dir, name="logs"), log_every_n_steps=1,
-        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=s.checkpoint_every_n_steps,
-                                   save_top_k=0, save_last=True, enable_version_counter=False), clock],
-        plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False)
-    trainer.fit(module, ckpt_path=resumable_checkpoint(module, last), weights_only=True)
-    trainer.save_checkpoint(last, weights_only=False)  # with optimiser and loop state, to resume
-
-    trained = module.start_step is not None  # False when the checkpoint had already reached max_steps
-    start_step = module.start_step if trained else trainer.global_step
+    run = fit(module, s, out_dir, progress=progress, gradient_clip_val=s.gradient_clip)
     files = [str(p) for p in save_commentary_model(model.cpu().eval(), tokenizer, out_dir / "model")]
-    loss = trainer.callback_metrics.get("train/loss")
-    return {
-        "final_loss": float(loss) if loss is not None else None,
-        "steps": int(trainer.global_step),
-        "resumed_from_step": int(start_step),
-        "seconds": round(clock.this_call(), 3),
-        "seconds_all_calls": round(clock.seconds(), 3),
-        "examples": counts,
-        "samples": {"given": len(samples), "labelled": len(labelled), "trained_on": len(chosen)},
-        "precision": precision,
-        "files": [*files, str(last)],
-    }
+    return {**run.summary(), "examples": counts,
+            "samples": {"given": len(samples), "labelled": len(labelled), "trained_on": len(chosen)},
+            "files": [*files, str(last_checkpoint(out_dir))]}
