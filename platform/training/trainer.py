@@ -31,7 +31,7 @@ log = logging.getLogger("vfm.training")
 
 CHECKPOINTS, LAST, BEST = "checkpoints", "last.ckpt", "best.ckpt"
 _QUIET = (".*does not have many workers.*", ".*exists and is not empty.*", ".*resuming from a checkpoint.*",
-          ".*mid-epoch.*", ".*litlogger.*", ".*LitLogger.*", ".*LeafSpec.*")
+          ".*mid-epoch.*", ".*litlogger.*", ".*LitLogger.*", ".*LeafSpec.*", ".*smaller than the logging interval.*")
 
 
 def resolve_precision(precision: str) -> str:

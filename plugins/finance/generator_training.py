@@ -1,6 +1,6 @@
 """Training the finance retriever and program generator, exporting them, and scoring them.
 
-    python -m vfm.plugins.finance.generator_training --data-dir DATA --out OUT [--synthetic-only] [--minutes 14]
+    vfm finetune finance --config configs/finance/finqa_tatqa.yaml --data DATA --out OUT
 
 Steps, each logged with where its outputs went:
 
@@ -17,14 +17,13 @@ Steps, each logged with where its outputs went:
 3. a word-level tokenizer (``tokenizer.json``) is trained on the training text (or the
    Hugging Face encoder's own tokenizer is copied);
 4. the generator reads each training question with its top-k retrieved units, the gold
-   units swapped in for the lowest-ranked others, and learns the gold program (Lightning,
-   CPU by default, stopped by ``--minutes``); the epoch with the best execution accuracy on
-   the selection records is kept (``generator.safetensors``); with ``--members K``, K
-   generators are trained this way one after another (seeds ``seed``, ``seed + 1``, ...) and
-   decode as one ensemble;
-5. export: ``encoder.onnx`` and ``decoder_step.onnx`` (the second and later generators in
-   ``members/1``, ...), with ``parity.json`` (ONNX vs torch outputs, and greedy program tokens
-   on selection records, for each generator);
+   units swapped in for the lowest-ranked others, and learns the gold program (the shared
+   training stack, :mod:`vfm.platform.training`: checkpoints every epoch into
+   ``checkpoints/last.ckpt``, so a killed run resumes; CPU by default; ``max_minutes`` caps it
+   with a warning); the epoch with the best execution accuracy on the selection records
+   (``checkpoints/best.ckpt``) is kept (``generator.safetensors``);
+5. export: ``encoder.onnx`` and ``decoder_step.onnx``, with ``parity.json`` (ONNX vs torch
+   outputs, and greedy program tokens on selection records);
 6. the beam re-ranker (``reranker.json``, :mod:`reranker_training`), fitted on the selection
    records' beams and kept when it beats the generator's own order in cross-validation;
 7. the table lookup (``lookup.json``, :mod:`lookup`), fitted on the training questions whose
@@ -32,41 +31,36 @@ Steps, each logged with where its outputs went:
    (``text_answer.json``, :mod:`text_answer`) and the scale model (``scale.json``,
    :mod:`scale`), fitted on the TAT-QA training questions (:mod:`answer_fitting`);
 8. evaluation with the exported model (no torch): FinQA dev, TAT-QA held-out, synthetic
-   test, greedy and beam (the generator's order) and re-ranked (and the first generator alone,
-   greedy, when there are several), into ``metrics.json``.
+   test, greedy and beam (the generator's order) and re-ranked, into ``metrics.json``.
 
-The resolved settings are written to ``config.json``; that file alone reproduces the run
-(``--config OUT/config.json``). Outputs go to ``--out``, never into the repository.
+The run's ``config.yaml`` (written by the pipeline) reproduces it. Outputs go to ``--out``,
+never into the repository.
 """
 
 from __future__ import annotations
 
-import argparse
-import copy
 import json
 import logging
-import os
 import shutil
-import sys
 import time
-import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
+from vfm.platform.training.optim import adamw_with_schedule, decay_groups
+from vfm.platform.training.settings import TrainSettings
+from vfm.platform.training.trainer import fit
 from vfm.plugins.finance.answer_fitting import fit_answer_models
 from vfm.plugins.finance.data_splits import RealData, load_real_data, selection_split
 from vfm.plugins.finance.decode import (
-    MEMBERS_DIR,
     SETTINGS_FILE,
     SETTINGS_FORMAT,
     OnnxBackend,
@@ -107,8 +101,10 @@ log = logging.getLogger("vfm.finance")
 
 
 @dataclass
-class TrainingSettings:
-    """Everything a run depends on (written to ``config.json``).
+class TrainingSettings(TrainSettings):
+    """Everything a run depends on: :class:`TrainSettings` (``max_epochs``, the ``max_minutes`` cap,
+    precision, devices, seed: the synthetic data, the batch order and the weights; checkpoints every
+    epoch) plus these.
 
     Attributes:
         data_dir: the real data folder (``$VFM_DATA_DIR``); None trains on synthetic data only.
@@ -117,8 +113,6 @@ class TrainingSettings:
         synthetic: synthetic training records.
         real_views: how many inputs each real training question is seen with per epoch (the
             retrieved units, then other draws of distractor units in shuffled order).
-        minutes: stop training after this long (selection included).
-        epochs: the most epochs (the learning-rate schedule spans them).
         batch_size, lr, weight_decay, warmup_steps: the optimiser (AdamW, warmup then cosine).
         encoder_lr: the encoder's peak learning rate (None: ``lr``), e.g. lower for a
             pretrained Hugging Face encoder.
@@ -130,36 +124,30 @@ class TrainingSettings:
         d_model, n_layers, n_heads, d_ff, dropout: the model (see :class:`GeneratorConfig`); the
             reported real-data recipe uses dropout 0.3, the short synthetic demo recipe 0.1.
         threads: torch CPU threads.
-        accelerator, devices: passed to the Lightning Trainer.
         select_synthetic, eval_synthetic: synthetic selection records (used when there is no
             real data to select on) and synthetic test records.
         parity_records: selection records whose greedy program tokens are compared,
             ONNX against torch.
         limit_eval: score only the first N records of each evaluation set (None: all).
-        seed: the seed of the synthetic data, the split of the batches and the weights.
         weak_labels: also train on the unlabelled FinQA questions, with the programs
             :mod:`program_search` finds for their answers.
-        convfinqa_turns: ``"final"``: each ConvFinQA conversation's final turn; ``"all"``: also its
-            earlier turns that compute something (measured: no gain, see docs/results/finance.md).
-        canonical_order: train on the two arguments of ``add`` and ``multiply`` in one order (earlier
-            steps' results, then numbers as they come in the input, then constants) instead of the
-            annotator's (:func:`vfm.plugins.finance.features.program_targets`; measured: greedy decoding
-            gains, re-ranked answers do not move, see docs/results/finance.md).
         lookup: fit the table lookup (``lookup.json``, :mod:`vfm.plugins.finance.lookup`) that answers
             questions asking for table cells, and the text answerer (``text_answer.json``) that
             answers with a sentence; each is kept when enough training answers are of its kind.
         lookup_synthetic: synthetic cell questions (:func:`generate_lookups`) added to the lookup's
             training questions (the real training questions, else the synthetic ones).
-        members: generators trained on the same inputs (member k with seed ``seed + k``; ``minutes``
-            bounds each), decoded as one log-linear ensemble (:class:`vfm.plugins.finance.decode.EnsembleBackend`).
     """
 
+    max_epochs: int | None = 9
+    max_minutes: float | None = 14.0
+    precision: str = "32"
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    checkpoint_every_n_steps: int | None = None
     data_dir: str | None = None
     synthetic_only: bool = False
     synthetic: int = 3000
     real_views: int = 3
-    minutes: float = 14.0
-    epochs: int = 9
     batch_size: int = 32
     lr: float = 2e-3
     encoder_lr: float | None = None
@@ -178,24 +166,24 @@ class TrainingSettings:
     d_ff: int = 512
     dropout: float = 0.1
     threads: int = 1
-    accelerator: str = "cpu"
-    devices: int = 1
     select_synthetic: int = 50
     eval_synthetic: int = 200
     parity_records: int = 20
     limit_eval: int | None = None
-    seed: int = 0
     weak_labels: bool = False
-    convfinqa_turns: str = "final"
-    members: int = 1
-    canonical_order: bool = False
     lookup: bool = True
     lookup_synthetic: int = 300
 
     def __post_init__(self) -> None:
-        if self.members < 1:
-            raise VfmError(f"members must be at least 1, got {self.members}", where="TrainingSettings.members",
-                           fix="pass --members 1 (one generator) or more")
+        super().__post_init__()
+        self.check(("batch_size", self.batch_size >= 1, "a batch size >= 1"),
+                   ("lr", self.lr > 0, "a learning rate > 0, e.g. 2e-3"),
+                   ("warmup_steps", self.warmup_steps >= 0, "a number of steps >= 0"),
+                   ("synthetic", self.synthetic >= 0, "a count >= 0"),
+                   ("real_views", self.real_views >= 1, "a count >= 1"),
+                   ("top_k", self.top_k >= 1, "a count >= 1"),
+                   ("beam_size", self.beam_size >= 1, "a beam >= 1 (1: greedy)"),
+                   ("threads", self.threads >= 1, "a count >= 1"))
 
     def model_config(self, vocab_size: int) -> GeneratorConfig:
         return GeneratorConfig(vocab_size=vocab_size, encoder=self.encoder, d_model=self.d_model,
@@ -242,12 +230,12 @@ def training_units(record: QARecord, ranked: Sequence[str], top_k: int,
 
 
 def make_training_examples(records: Sequence[QARecord], retriever: EvidenceRetriever, inputs: InputEncoder,
-                           top_k: int, views: int = 1, seed: int = 0,
-                           canonical: bool = False) -> tuple[list[tuple[EncodedInput, ProgramTargets]], int]:
+                           top_k: int, views: int = 1,
+                           seed: int = 0) -> tuple[list[tuple[EncodedInput, ProgramTargets]], int]:
     """``(examples, skipped)``: the teacher-forcing examples of the records with a gold
     program, ``views`` per record (the first as :func:`training_units` ranks them, the others
     drawn with a generator seeded by ``seed``); skipped: views whose program has an argument
-    that is not in the input. ``canonical``: see :func:`program_targets`."""
+    that is not in the input."""
     rng = np.random.default_rng(seed)
     examples, skipped = [], 0
     for record in records:
@@ -257,7 +245,7 @@ def make_training_examples(records: Sequence[QARecord], retriever: EvidenceRetri
         for view in range(views):
             units = training_units(record, ranked, top_k, rng if view else None)
             encoded = inputs.encode(make_example(record, units))
-            targets = program_targets(record.program, encoded, canonical=canonical)
+            targets = program_targets(record.program, encoded)
             if targets is None:
                 skipped += 1
             else:
@@ -266,26 +254,31 @@ def make_training_examples(records: Sequence[QARecord], retriever: EvidenceRetri
 
 
 class LengthBuckets(torch.utils.data.Sampler):
-    """Batches of examples of similar length (less padding), in a new random order each epoch.
+    """Batches of examples of similar length (less padding), in an order drawn from (seed, epoch).
 
     Examples are shuffled, cut into pools of ``pool`` batches, sorted by length within a
-    pool and batched; the batches are then shuffled.
+    pool and batched; the batches are then shuffled. The trainer calls ``set_epoch`` before
+    each epoch, so a resumed run draws the batches an uninterrupted one would have.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, pool: int = 50):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.pool = pool * batch_size
-        self.rng = np.random.default_rng(seed)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __iter__(self):
-        order = self.rng.permutation(len(self.lengths))
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.lengths))
         batches = []
         for start in range(0, len(order), self.pool):
             chunk = order[start: start + self.pool]
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
             batches += [chunk[i: i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
-        for index in self.rng.permutation(len(batches)):
+        for index in rng.permutation(len(batches)):
             yield batches[index]
 
     def __len__(self) -> int:
@@ -294,22 +287,19 @@ class LengthBuckets(torch.utils.data.Sampler):
 
 
 class GeneratorModule(L.LightningModule):
-    """The generator's optimiser, schedule and model selection.
+    """The generator's optimiser and schedule, and its score for model selection.
 
-    After every epoch the model decodes the selection records greedily (retrieved
-    evidence, as at test time); the weights of the epoch with the best execution accuracy
-    are kept in ``best_state``.
+    After every epoch ``select`` scores the model (greedy execution accuracy on the selection
+    records, retrieved evidence as at test time; None: minus the training loss) as
+    ``select/execution_accuracy``, on which the trainer keeps the best checkpoint. ``history``
+    (one entry per epoch) travels in the checkpoints.
     """
 
-    def __init__(self, model: ProgramGenerator, settings: TrainingSettings, total_steps: int,
-                 select: Any = None):
+    def __init__(self, model: ProgramGenerator, settings: TrainingSettings, select: Any = None):
         super().__init__()
         self.model = model
         self.settings = settings
-        self.total_steps = max(total_steps, 1)
         self.select = select
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.best_score = -1.0
         self.history: list[dict[str, float]] = []
 
     def training_step(self, batch, batch_idx):
@@ -324,30 +314,20 @@ class GeneratorModule(L.LightningModule):
         self.log("select/execution_accuracy", score)
         self.history.append({"epoch": self.current_epoch, "train_loss": loss, "select_execution_accuracy": score})
         log.info("epoch %d: train loss %.4f, selection execution accuracy %.4f", self.current_epoch, loss, score)
-        if score > self.best_score:
-            self.best_score = score
-            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.history = list(checkpoint.get("history", []))
 
     def configure_optimizers(self):
-        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-        for name, parameter in self.model.named_parameters():
-            decays = parameter.ndim >= 2 and "embed" not in name
-            groups.setdefault((name.startswith("encoder."), decays), []).append(parameter)
-        encoder_lr = self.settings.encoder_lr or self.settings.lr
-        optimizer = torch.optim.AdamW([
-            {"params": params, "lr": encoder_lr if in_encoder else self.settings.lr,
-             "weight_decay": self.settings.weight_decay if decays else 0.0}
-            for (in_encoder, decays), params in groups.items()])
-        warmup, total = self.settings.warmup_steps, self.total_steps
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-            return 0.1 + 0.9 * 0.5 * (1.0 + np.cos(np.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        s = self.settings
+        groups = decay_groups(self.model.named_parameters(), weight_decay=s.weight_decay, lr=s.lr,
+                              no_decay=lambda name: "embed" in name,
+                              lr_of=lambda name: (s.encoder_lr or s.lr) if name.startswith("encoder.") else s.lr)
+        return adamw_with_schedule(groups, lr=s.lr, warmup_steps=s.warmup_steps, floor=0.1,
+                                   total_steps=int(self.trainer.estimated_stepping_batches))
 
 
 def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, Any]:
@@ -357,10 +337,9 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     started = time.time()
     torch.set_num_threads(settings.threads)
     L.seed_everything(settings.seed, verbose=False)
-    atomic_write_json(out / "config.json", asdict(settings))
 
     # 1. data
-    real = load_real_data(settings.data_dir, convfinqa_turns=settings.convfinqa_turns) if settings.data_dir else None
+    real = load_real_data(settings.data_dir) if settings.data_dir else None
     synthetic = generate(settings.synthetic, seed=settings.seed)
     select_synthetic = generate(settings.select_synthetic, seed=settings.seed + 1)
     real_fit, real_select = selection_split(real.train) if real and not settings.synthetic_only else ([], [])
@@ -404,15 +383,13 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
 
         tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
     write_settings(out, top_k=settings.top_k, max_len=settings.max_len, max_question_len=settings.max_question_len,
-                   beam_size=settings.beam_size, members=settings.members)
+                   beam_size=settings.beam_size)
     inputs = InputEncoder(tokenizer, settings.max_len, settings.max_question_len)
 
     # 4. generator
     real_examples, real_skipped = make_training_examples(real_fit, retriever, inputs, settings.top_k,
-                                                         views=settings.real_views, seed=settings.seed,
-                                                         canonical=settings.canonical_order)
-    synthetic_examples, synthetic_skipped = make_training_examples(synthetic, retriever, inputs, settings.top_k,
-                                                                   canonical=settings.canonical_order)
+                                                         views=settings.real_views, seed=settings.seed)
+    synthetic_examples, synthetic_skipped = make_training_examples(synthetic, retriever, inputs, settings.top_k)
     examples = synthetic_examples + real_examples
     log.info("generator: %d examples (%d real: %d views of each question; %d synthetic); %d real and %d synthetic "
              "views skipped (an argument not in the input)", len(examples), len(real_examples), settings.real_views,
@@ -420,19 +397,14 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     if not examples:
         raise VfmError("no training example", where="generator_training", fix="check the data folder")
     select_records = with_programs(real_select or select_synthetic)
-    members = []
-    for member in range(settings.members):
-        folder = out if member == 0 else out / MEMBERS_DIR / str(member)
-        trained = _train_member(member, settings, examples, tokenizer.get_vocab_size(), out, select_records)
+    trained = _train(settings, examples, tokenizer.get_vocab_size(), out, select_records)
 
-        # 5. export and parity
-        reports = write_model_folder(folder, trained["model"])
-        trained["parity"] = {**reports, "greedy_tokens": _token_parity(trained["model"], folder, inputs, retriever,
-                                                                       select_records, settings)}
-        log.info("export: ONNX greedy tokens equal torch on %d/%d selection records -> %s",
-                 trained["parity"]["greedy_tokens"]["equal"], trained["parity"]["greedy_tokens"]["count"], folder)
-        members.append(trained)
-    parity = members[0]["parity"] | ({"members": [m["parity"] for m in members[1:]]} if len(members) > 1 else {})
+    # 5. export and parity
+    reports = write_model_folder(out, trained["model"])
+    parity = {**reports, "greedy_tokens": _token_parity(trained["model"], out, inputs, retriever, select_records,
+                                                        settings)}
+    log.info("export: ONNX greedy tokens equal torch on %d/%d selection records -> %s",
+             parity["greedy_tokens"]["equal"], parity["greedy_tokens"]["count"], out)
     atomic_write_json(out / "parity.json", parity)
 
     # 6. the beam re-ranker, fitted on the selection records with the exported model
@@ -452,19 +424,16 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
 
     # 8. evaluation with the exported model
     evaluation = _evaluate(out, real, settings)
-    summaries = [{key: m[key] for key in ("train_seconds", "epochs_run", "history", "best_selection_execution_accuracy")}
-                 for m in members]
     metrics = {
-        "settings": asdict(settings), "train_seconds": sum(m["train_seconds"] for m in summaries),
-        "total_seconds": time.time() - started, **{k: v for k, v in summaries[0].items() if k != "train_seconds"},
-        "members": summaries,
+        "settings": asdict(settings), "total_seconds": time.time() - started,
+        **{key: value for key, value in trained.items() if key != "model"},
         "examples": {"real": len(real_examples), "synthetic": len(synthetic_examples), "real_skipped": real_skipped,
                      "synthetic_skipped": synthetic_skipped},
-        "parameters": sum(p.numel() for m in members for p in m["model"].parameters()),
+        "parameters": sum(p.numel() for p in trained["model"].parameters()),
         "weak_labels": weak_report,
         "reranker": reranking,
         **answer_reports,
-        "parity_passed": all(parity_passed(m["parity"]) for m in members),
+        "parity_passed": parity_passed(parity),
         "evaluation": evaluation,
     }
     atomic_write_json(out / "metrics.json", metrics)
@@ -472,15 +441,16 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     return metrics
 
 
-def _train_member(member: int, settings: TrainingSettings, examples: list, vocab_size: int, out: Path,
-                  select_records: Sequence[QARecord]) -> dict[str, Any]:
-    """Train generator number ``member`` (seed ``settings.seed + member``: its weights and batch order)
-    and keep its epoch with the best selection execution accuracy.
+def _train(settings: TrainingSettings, examples: list, vocab_size: int, out: Path,
+           select_records: Sequence[QARecord]) -> dict[str, Any]:
+    """Train the generator (resuming from ``out/checkpoints/last.ckpt``) and keep its epoch with
+    the best selection execution accuracy.
 
     Returns:
-        ``{"model", "train_seconds", "epochs_run", "history", "best_selection_execution_accuracy"}``.
+        ``{"model", "train", "train_seconds", "epochs_run", "history",
+        "best_selection_execution_accuracy"}`` (``train``: the trainer's summary).
     """
-    L.seed_everything(settings.seed + member, verbose=False)
+    L.seed_everything(settings.seed, verbose=False)
     model = build_generator(settings.model_config(vocab_size))
 
     def select(current: ProgramGenerator) -> float:
@@ -489,23 +459,19 @@ def _train_member(member: int, settings: TrainingSettings, examples: list, vocab
         return score_predictions(predictions, select_records)["program"]["execution_accuracy"]
 
     loader = DataLoader(examples, collate_fn=collate, batch_sampler=LengthBuckets(
-        [len(encoded) for encoded, _ in examples], settings.batch_size, settings.seed + member))
-    module = GeneratorModule(model, settings, settings.epochs * len(loader), select)
-    trainer = L.Trainer(max_epochs=settings.epochs, max_time={"minutes": settings.minutes},
-                        accelerator=settings.accelerator, devices=settings.devices, gradient_clip_val=1.0,
-                        enable_checkpointing=False, logger=CSVLogger(out, name="logs", version=member),
-                        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=20)
-    started = time.time()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, loader)
-    train_seconds = time.time() - started
-    if module.best_state is not None:
-        model.load_state_dict(module.best_state)
-    log.info("generator %d of %d: trained %.0f s, best selection execution accuracy %.4f", member + 1,
-             settings.members, train_seconds, module.best_score)
-    return {"model": model.cpu().eval(), "train_seconds": train_seconds, "epochs_run": len(module.history),
-            "history": module.history, "best_selection_execution_accuracy": module.best_score}
+        [len(encoded) for encoded, _ in examples], settings.batch_size, settings.seed))
+    module = GeneratorModule(model, settings, select)
+    run = fit(module, settings, out, train=loader, monitor="select/execution_accuracy", mode="max",
+              progress=False, gradient_clip_val=1.0, log_every_n_steps=20)
+    best_score = max((h["select_execution_accuracy"] for h in module.history), default=-1.0)
+    if run.best is not None:
+        state = torch.load(run.best, map_location="cpu", weights_only=True)["state_dict"]
+        model.load_state_dict({key.removeprefix("model."): value for key, value in state.items()})
+    log.info("generator: trained %.0f s over all calls, best selection execution accuracy %.4f",
+             run.seconds_all_calls, best_score)
+    return {"model": model.cpu().eval(), "train": run.summary(), "train_seconds": run.seconds_all_calls,
+            "epochs_run": len(module.history), "history": module.history,
+            "best_selection_execution_accuracy": best_score}
 
 
 def weak_labelled(real: RealData, retriever: EvidenceRetriever) -> tuple[list[QARecord], list[QARecord]]:
@@ -521,7 +487,7 @@ def with_programs(records: Sequence[QARecord]) -> list[QARecord]:
 def selection_records(settings: TrainingSettings, retriever: EvidenceRetriever) -> list[QARecord]:
     """The selection records of a run with these settings and its retriever (as step 1-2 split them)."""
     if settings.data_dir and not settings.synthetic_only:
-        real = load_real_data(settings.data_dir, convfinqa_turns=settings.convfinqa_turns)
+        real = load_real_data(settings.data_dir)
         select = selection_split(real.train)[1]
         if settings.weak_labels:
             select += weak_labelled(real, retriever)[1]
@@ -530,12 +496,11 @@ def selection_records(settings: TrainingSettings, retriever: EvidenceRetriever) 
     return with_programs(generate(settings.select_synthetic, seed=settings.seed + 1))
 
 
-def write_settings(out: str | Path, *, top_k: int, max_len: int, max_question_len: int, beam_size: int,
-                   members: int = 1) -> None:
+def write_settings(out: str | Path, *, top_k: int, max_len: int, max_question_len: int, beam_size: int) -> None:
     """Write the decoding settings (``finance_model.json``) a :class:`ProgramPredictor` reads."""
     atomic_write_json(Path(out) / SETTINGS_FILE, {"format": SETTINGS_FORMAT, "top_k": top_k, "max_len": max_len,
                                                   "max_question_len": max_question_len, "beam_size": beam_size,
-                                                  "members": members, "output_vocab": list(OUTPUT_VOCAB)})
+                                                  "output_vocab": list(OUTPUT_VOCAB)})
 
 
 def write_model_folder(out: str | Path, model: ProgramGenerator, *, tokenizer: Any = None,
@@ -595,7 +560,7 @@ def _token_parity(model: ProgramGenerator, out: Path, inputs: InputEncoder, retr
 
 def _evaluate(out: Path, real: Any, settings: TrainingSettings) -> dict[str, Any]:
     """Scores of the exported model on each evaluation set: greedy, beam (the generator's order) and, with a
-    re-ranker, re-ranked; with several generators, also the first alone, greedy (a paired comparison)."""
+    re-ranker, re-ranked."""
     sets: dict[str, list[QARecord]] = {"synthetic_test": generate(settings.eval_synthetic, seed=settings.seed + 2)}
     if real is not None:
         sets["finqa_dev"] = real.finqa_dev
@@ -604,8 +569,6 @@ def _evaluate(out: Path, real: Any, settings: TrainingSettings) -> dict[str, Any
              for beam in sorted({1, settings.beam_size})}
     if (out / RERANKER_FILE).is_file():
         modes["reranked"] = {}
-    if settings.members > 1:
-        modes["first_member_greedy"] = {"beam_size": 1, "rerank": False, "backend": OnnxBackend(out)}
     results: dict[str, Any] = {}
     for name, records in sets.items():
         records = records[: settings.limit_eval]
@@ -617,91 +580,3 @@ def _evaluate(out: Path, real: Any, settings: TrainingSettings) -> dict[str, Any
             results[name][mode] = scores
             log.info("%s (%s): %s", name, mode, json.dumps({k: v for k, v in scores.items() if k != "count"}))
     return results
-
-
-_HELP = {
-    "data_dir": "the real data folder (finqa/, tatqa/, convfinqa/); default $VFM_DATA_DIR; none: synthetic only",
-    "synthetic_only": "train and select on synthetic data only (real data, if given, is only evaluated on)",
-    "synthetic": "synthetic training records",
-    "real_views": "inputs per real training question per epoch",
-    "minutes": "stop training after this many minutes",
-    "epochs": "the most epochs (the learning-rate schedule spans them)",
-    "encoder": "'scratch', or a local Hugging Face model folder holding tokenizer.json",
-    "encoder_lr": "the encoder's peak learning rate (default: --lr)",
-    "top_k": "evidence units the generator reads",
-    "beam_size": "beam of the exported model (1: greedy)",
-    "threads": "torch CPU threads",
-    "limit_eval": "score only the first N records of each evaluation set",
-    "weak_labels": "also train on the FinQA prompt questions (no program) with programs found by search",
-    "members": "generators trained on the same inputs, decoded as one ensemble (each gets --minutes)",
-    "canonical_order": "train on the arguments of add and multiply in one order (step results, input order, "
-                       "constants)",
-    "lookup": "fit the table lookup and the text answerer that answer questions asking for table cells or "
-              "text (--no-lookup: programs only)",
-    "lookup_synthetic": "synthetic cell questions added to the table lookup's training",
-    "convfinqa_turns": "final: train on each ConvFinQA conversation's final turn; all: also its earlier turns "
-                       "that compute",
-}
-"""Help for the flags that need more than their name."""
-
-
-def _settings(config: Path | None, given: dict[str, Any]) -> TrainingSettings:
-    """Settings from a run's ``config.json`` (if any), overridden by the flags given, with
-    ``data_dir`` defaulting to ``$VFM_DATA_DIR``.
-
-    Raises:
-        VfmError: the config is unreadable or names an unknown setting.
-    """
-    base: dict[str, Any] = {}
-    if config is not None:
-        try:
-            base = json.loads(config.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise VfmError(f"cannot read the config: {err}", where=str(config),
-                           fix="pass the config.json a training run wrote") from None
-    known = {item.name for item in fields(TrainingSettings)}
-    unknown = sorted(set(base) - known)
-    if unknown:
-        raise VfmError(f"unknown setting {unknown[0]!r}", where=f"{config}: {unknown[0]}",
-                       fix=f"remove it; known settings: {', '.join(sorted(known))}")
-    settings = TrainingSettings(**(base | given))
-    settings.data_dir = settings.data_dir or os.environ.get("VFM_DATA_DIR")
-    return settings
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line and run :func:`train_generator`."""
-    parser = argparse.ArgumentParser(prog="python -m vfm.plugins.finance.generator_training",
-                                     description="Train, export and score the finance retriever and program "
-                                                 "generator.")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (outside the repository)")
-    parser.add_argument("--config", type=Path, help="a config.json of an earlier run (flags override it)")
-    for item in fields(TrainingSettings):
-        flag = "--" + item.name.replace("_", "-")
-        help_text = f"{_HELP.get(item.name, item.name.replace('_', ' '))} (default: {item.default})"
-        if isinstance(item.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            kind = str if item.name in ("data_dir", "encoder", "accelerator") else \
-                int if item.name == "limit_eval" else float if item.name == "encoder_lr" else type(item.default)
-            parser.add_argument(flag, type=kind, default=None, help=help_text)
-    args = parser.parse_args(argv)
-    given = {item.name: getattr(args, item.name) for item in fields(TrainingSettings)
-             if getattr(args, item.name) is not None}
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    try:
-        settings = _settings(args.config, given)
-        metrics = train_generator(settings, args.out)
-    except VfmError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps({name: {mode: {"execution_accuracy": s["program"]["execution_accuracy"],
-                                    "program_accuracy": s["program"]["program_accuracy"],
-                                    **s["retrieval"]} for mode, s in result.items()}
-                      for name, result in metrics["evaluation"].items()}, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

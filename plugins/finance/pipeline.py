@@ -143,7 +143,7 @@ class FinancePipeline:
     # ------------------------------------------------------- demo and validate
     def smoke_config(self) -> dict[str, Any]:
         """A seconds-long config for ``vfm plugins validate``: same code path, tiny sizes."""
-        return {"finetune": {"synthetic": 40, "epochs": 1, "d_model": 32, "n_layers": 1, "n_heads": 2,
+        return {"finetune": {"synthetic": 40, "max_epochs": 1, "d_model": 32, "n_layers": 1, "n_heads": 2,
                              "d_ff": 64, "max_len": 128, "select_synthetic": 4, "eval_synthetic": 4,
                              "parity_records": 2, "beam_size": 2, "warmup_steps": 1}}
 
@@ -185,12 +185,11 @@ class FinancePipeline:
 
     # ------------------------------------------------------------------ export
     def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
-        """Bundle a run's exported model (ONNX encoder + decoder step, those of its other generators in
-        ``members/`` when it has several, tokenizer, retriever, and the beam re-ranker, the table
-        lookup, the scale model and the text answerer when the run kept them)."""
+        """Bundle a run's exported model (ONNX encoder + decoder step, tokenizer, retriever, and the beam
+        re-ranker, the table lookup, the scale model and the text answerer when the run kept them)."""
         from vfm.platform.bundle import write_bundle
         from vfm.platform.model_card import render_model_card
-        from vfm.plugins.finance.decode import MEMBERS_DIR, graph_reports, parity_passed
+        from vfm.plugins.finance.decode import graph_reports, parity_passed
         from vfm.plugins.finance.examples import example_files
         from vfm.plugins.finance.lookup import FILE as LOOKUP_FILE
         from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
@@ -202,18 +201,13 @@ class FinancePipeline:
         parity = json.loads((run_dir / "parity.json").read_text("utf-8"))
         graphs = graph_reports(parity)
         tokens = parity.get("greedy_tokens", {"count": 0, "equal": 0})
-        members = parity.get("members", [])
         first = next(iter(graphs.values()))
         parity_summary = {
-            "passed": parity_passed(parity) and all(parity_passed(member) for member in members),
+            "passed": parity_passed(parity),
             "outputs": {f"{graph}.{name}": stats for graph, r in graphs.items() for name, stats in r["outputs"].items()},
             "atol": first["atol"], "rtol": first["rtol"], "n_inputs": first.get("n_inputs"),
             "greedy_tokens": tokens,
         }
-        for index, member in enumerate(members, start=1):
-            parity_summary["outputs"] |= {f"{MEMBERS_DIR}/{index}/{graph}.{name}": stats
-                                          for graph, r in graph_reports(member).items()
-                                          for name, stats in r["outputs"].items()}
         for stats in parity_summary["outputs"].values():
             stats.pop("files", None)
         config = load_yaml_file(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
@@ -222,9 +216,6 @@ class FinancePipeline:
                    for name, result in metrics.get("evaluation", {}).items()}
         files: dict[str, Any] = {name: run_dir / name for name in MODEL_FILES}
         files |= {Path(f).name: run_dir / Path(f).name for r in graphs.values() for f in r.get("files", [])}
-        files |= {f"{MEMBERS_DIR}/{index}/{Path(f).name}": run_dir / MEMBERS_DIR / str(index) / Path(f).name
-                  for index, member in enumerate(members, start=1) for r in graph_reports(member).values()
-                  for f in r.get("files", [])}
         files |= {
             "metrics.json": json.dumps(summary, indent=2),
             "parity.json": json.dumps(parity_summary, indent=2),

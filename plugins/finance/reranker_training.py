@@ -3,7 +3,7 @@
     python -m vfm.plugins.finance.reranker_training --model OUT
 
 The folder's model decodes :data:`~vfm.plugins.finance.reranker.BEAMS` beams for each selection
-question (the records its training run selected its epoch on, rebuilt from ``config.json``);
+question (the records its training run selected its epoch on, rebuilt from the settings in its ``metrics.json``);
 each beam that runs is labelled by whether its answer is the question's; the re-ranker is
 fitted on all of them and written to ``reranker.json``. The report gives the selection
 execution accuracy of the generator's own order and, by 5-fold cross-validation over the
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Refit the re-ranker of a training run's folder; prints the report as JSON."""
     parser = argparse.ArgumentParser(prog="python -m vfm.plugins.finance.reranker_training",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="the --out folder of generator_training")
+    parser.add_argument("--model", type=Path, required=True, help="the --out folder of vfm finetune finance")
     parser.add_argument("--data-dir", type=Path, default=None, help="the real data folder, if it moved since training")
     args = parser.parse_args(argv)
     return print_json_or_error(lambda: refit(args.model, args.data_dir))
@@ -96,11 +96,11 @@ def refit(folder: Path, data_dir: Path | None = None) -> dict[str, Any]:
     from vfm.plugins.finance.generator_training import TrainingSettings, selection_records
     from vfm.plugins.finance.retriever import EvidenceRetriever
 
-    config = folder / "config.json"
-    if not config.is_file():
-        raise VfmError("the folder has no config.json", where=str(folder),
-                       fix="pass the --out folder of python -m vfm.plugins.finance.generator_training")
-    settings = TrainingSettings(**json.loads(config.read_text(encoding="utf-8")))
+    metrics = folder / "metrics.json"
+    if not metrics.is_file():
+        raise VfmError("the folder has no metrics.json", where=str(folder),
+                       fix="pass the --out folder of a finished 'vfm finetune finance' run")
+    settings = TrainingSettings(**json.loads(metrics.read_text(encoding="utf-8"))["settings"])
     if data_dir is not None:
         settings.data_dir = str(data_dir)
     return fit_reranker(folder, selection_records(settings, EvidenceRetriever.load(folder / "retriever.json")))

@@ -16,7 +16,7 @@ from vfm.plugins.finance.synthetic import generate
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--set", "finetune.synthetic=40", "--set", "finetune.epochs=1", "--set", "finetune.d_model=32",
+TINY = ["--set", "finetune.synthetic=40", "--set", "finetune.max_epochs=1", "--set", "finetune.d_model=32",
         "--set", "finetune.n_layers=1", "--set", "finetune.n_heads=2", "--set", "finetune.d_ff=64",
         "--set", "finetune.max_len=128", "--set", "finetune.select_synthetic=4", "--set", "finetune.eval_synthetic=4",
         "--set", "finetune.parity_records=2", "--set", "finetune.beam_size=2", "--set", "finetune.threads=1",
@@ -33,7 +33,7 @@ def _ok(*args: str) -> str:
 def finance(tmp_path_factory):
     root = tmp_path_factory.mktemp("finance")
     run, bundle = root / "run", root / "bundle"
-    metrics = json.loads(_ok("finetune", "finance", "--out", str(run), *TINY, "--set", "finetune.members=2"))
+    metrics = json.loads(_ok("finetune", "finance", "--out", str(run), *TINY))
     _ok("export", "finance", "--run", str(run), "--out", str(bundle))
     return {"root": root, "run": run, "bundle": bundle, "metrics": metrics}
 
@@ -62,19 +62,14 @@ def test_finetune_writes_an_exported_model_and_its_scores(finance):
     assert set(finance["metrics"]["evaluation"]) == {"synthetic_test"}
 
 
-def test_a_two_generator_run_exports_and_serves_both(finance):
-    """finetune.members=2 (the fixture): the second generator is exported and checked beside the first, the
-    run scores the first alone too, and the bundle carries both (its checksums cover them)."""
-    member = finance["run"] / "members" / "1"
-    assert (member / "encoder.onnx").is_file() and (member / "decoder_step.onnx").is_file()
-    parity = json.loads((finance["run"] / "parity.json").read_text())
-    assert len(parity["members"]) == 1 and parity["members"][0]["greedy_tokens"]["equal"] == 2
-    assert len(finance["metrics"]["members"]) == 2 and finance["metrics"]["parity_passed"]
-    assert "first_member_greedy" in finance["metrics"]["evaluation"]["synthetic_test"]
-    sums = (finance["bundle"] / "SHA256SUMS").read_text()
-    assert "members/1/encoder.onnx" in sums and "members/1/decoder_step.onnx" in sums
-    bundle_parity = json.loads((finance["bundle"] / "parity.json").read_text())
-    assert bundle_parity["passed"] and "members/1/encoder.memory" in bundle_parity["outputs"]
+def test_finetune_checkpoints_and_keeps_its_best_epoch(finance):
+    """The shared training stack: last.ckpt to resume from, best.ckpt on the selection score, and the
+    trainer's summary in the run's metrics."""
+    assert (finance["run"] / "checkpoints" / "last.ckpt").is_file()
+    assert (finance["run"] / "checkpoints" / "best.ckpt").is_file()
+    train = finance["metrics"]["train"]
+    assert train["resumed_from_step"] == 0 and train["steps"] > 0 and not train["stopped_by_time"]
+    assert finance["metrics"]["epochs_run"] == 1 and finance["metrics"]["parity_passed"]
 
 
 def test_evaluate_scores_any_finqa_file_and_prints_json(finance, tmp_path):
@@ -134,16 +129,16 @@ def test_tampered_bundle_is_refused(finance, tmp_path):
 
 
 def test_evaluate_verifies_a_bundle_it_is_given(finance, tmp_path):
-    """--run may be a bundle: scored like the run it came from, refused once any file (the second generator's
-    too) differs from its checksums, and refused under another plugin's name."""
+    """--run may be a bundle: scored like the run it came from, refused once any file differs from its
+    checksums, and refused under another plugin's name."""
     scores = json.loads(_ok("evaluate", "finance", "--run", str(finance["bundle"])))
     assert scores["count"] == 200
     copy = tmp_path / "bundle"
     shutil.copytree(finance["bundle"], copy)
-    with (copy / "members" / "1" / "encoder.onnx").open("ab") as onnx:
+    with (copy / "decoder_step.onnx").open("ab") as onnx:
         onnx.write(b"\0")
     result = run_vfm("evaluate", "finance", "--run", str(copy))
-    assert result.returncode == 2 and "checksum mismatch for members/1/encoder.onnx" in result.stderr
+    assert result.returncode == 2 and "checksum mismatch for decoder_step.onnx" in result.stderr
     result = run_vfm("evaluate", "retina", "--run", str(finance["bundle"]))
     assert result.returncode == 2 and "a finance bundle, not a retina one" in result.stderr
 
