@@ -52,10 +52,15 @@ def coverage(samples) -> dict:
                 if sample.facts["gap_m"] > visible_ahead_m(sample.scenario):
                     counts[key]["lead_out_of_view"] += 1
                     actions[key][sample.action] += 1
-    return {key: {**c, "share_out_of_view": round(c["lead_out_of_view"] / c["samples"], 4),
-                  "visible_ahead_m": None if key == "all" else visible_ahead_m(key),
-                  "actions": dict(actions[key].most_common())}
-            for key, c in sorted(counts.items())}
+    return {
+        key: {
+            **c,
+            "share_out_of_view": round(c["lead_out_of_view"] / c["samples"], 4),
+            "visible_ahead_m": None if key == "all" else visible_ahead_m(key),
+            "actions": dict(actions[key].most_common()),
+        }
+        for key, c in sorted(counts.items())
+    }
 
 
 def main() -> None:

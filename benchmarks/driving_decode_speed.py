@@ -29,9 +29,12 @@ from vfm.plugins.driving.decode import CommentaryRuntime
 from vfm.plugins.driving.export import export_commentary
 from vfm.plugins.driving.training import CommentaryTrainSettings, build_model
 
-TEXTS = [f"{verb} because the lead vehicle is {gap} m ahead and {speed} m/s slower."
-         for verb in ("Slowing down", "Keeping speed", "Changing lane left", "Braking", "Yielding")
-         for gap in range(5, 80, 7) for speed in range(1, 9)]
+TEXTS = [
+    f"{verb} because the lead vehicle is {gap} m ahead and {speed} m/s slower."
+    for verb in ("Slowing down", "Keeping speed", "Changing lane left", "Braking", "Yielding")
+    for gap in range(5, 80, 7)
+    for speed in range(1, 9)
+]
 TEXTS += ["Accelerating because the road ahead is free.", "What is the car doing?", "Why is it slowing down?"]
 
 
@@ -61,8 +64,9 @@ def main() -> None:
         os.environ["VFM_NUM_THREADS"] = str(args.threads)
         torch.set_num_threads(args.threads)
 
-    settings = CommentaryTrainSettings(encoder=args.encoder, decoder=args.decoder,
-                                       max_new_tokens=max(args.new_tokens, 40))
+    settings = CommentaryTrainSettings(
+        encoder=args.encoder, decoder=args.decoder, max_new_tokens=max(args.new_tokens, 40)
+    )
     torch.manual_seed(0)
     model, tokenizer = build_model(settings, args.frames, args.image_size, TEXTS)
     model.eval()
@@ -81,25 +85,32 @@ def main() -> None:
         @torch.no_grad()
         def torch_greedy() -> int:
             pixels = torch.from_numpy(clip[None]).permute(0, 1, 4, 2, 3).float() / 255.0
-            return len(model.generate(pixels, torch.from_numpy(speed[None]), tokenizer.prompt(None), tokenizer.eos_id,
-                                      args.new_tokens)[0])
+            return len(
+                model.generate(
+                    pixels, torch.from_numpy(speed[None]), tokenizer.prompt(None), tokenizer.eos_id, args.new_tokens
+                )[0]
+            )
 
         def encoder_only() -> int:
             runtime.backend.encode(runtime.preprocess(clip), speed[None], np.full((1, 2), np.nan, np.float32))
             return 0
 
-        rows = [("ONNX, KV cache", *timed(onnx(True), args.repeats)),
-                ("ONNX, no cache", *timed(onnx(False), args.repeats)),
-                ("torch (eager, KV cache)", *timed(torch_greedy, args.repeats)),
-                ("ONNX vision encoder only", *timed(encoder_only, args.repeats))]
+        rows = [
+            ("ONNX, KV cache", *timed(onnx(True), args.repeats)),
+            ("ONNX, no cache", *timed(onnx(False), args.repeats)),
+            ("torch (eager, KV cache)", *timed(torch_greedy, args.repeats)),
+            ("ONNX vision encoder only", *timed(encoder_only, args.repeats)),
+        ]
 
     cfg = model.config
-    print(f"Driving commentary latency per clip: k={cfg.frames} frames {cfg.image_size}x{cfg.image_size}, "
-          f"ViT {args.encoder} ({model.vit.embed_dim} wide, {len(model.vit.blocks)} blocks, {cfg.grid}x{cfg.grid} "
-          f"patches), decoder {args.decoder} ({model.decoder.config.n_embd} wide, {model.decoder.config.n_layer} "
-          f"layers), prefix {cfg.prefix_length} tokens, vocabulary {tokenizer.vocab_size}; "
-          f"threads: {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
-          f"median of {args.repeats} runs.\n")
+    print(
+        f"Driving commentary latency per clip: k={cfg.frames} frames {cfg.image_size}x{cfg.image_size}, "
+        f"ViT {args.encoder} ({model.vit.embed_dim} wide, {len(model.vit.blocks)} blocks, {cfg.grid}x{cfg.grid} "
+        f"patches), decoder {args.decoder} ({model.decoder.config.n_embd} wide, {model.decoder.config.n_layer} "
+        f"layers), prefix {cfg.prefix_length} tokens, vocabulary {tokenizer.vocab_size}; "
+        f"threads: {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
+        f"median of {args.repeats} runs.\n"
+    )
     print("| mode | ms per clip (median) | p90 ms | tokens generated | ms per token |")
     print("|---|---|---|---|---|")
     for name, median, p90, tokens in rows:

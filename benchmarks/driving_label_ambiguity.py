@@ -93,8 +93,9 @@ def perceived(facts: dict, rng: np.random.Generator, sd_distance: float, sd_spee
     return read
 
 
-def noisy_labels(sample, rng: np.random.Generator, draws: int, sd_distance: float,
-                 sd_speed: float) -> list[tuple[str, str]]:
+def noisy_labels(
+    sample, rng: np.random.Generator, draws: int, sd_distance: float, sd_speed: float
+) -> list[tuple[str, str]]:
     """The episode's own driver's labels on ``draws`` noisy readings of the sample's scene."""
     scenario = get_scenario(sample.scenario)
     driver = ScriptedDriver(scenario, DriverStyle.draw(scenario, sample.seed))
@@ -107,12 +108,16 @@ def noisy_labels(sample, rng: np.random.Generator, draws: int, sd_distance: floa
 
 def summarise(rows: list[tuple[str, list[str]]]) -> dict:
     """rows: (true label, the other drivers' labels) -> the three shares, overall and per true label."""
+
     def shares(part):
         agreement = [np.mean([o == gold for o in others]) for gold, others in part]
         majority = [Counter(others).most_common(1)[0][0] == gold for gold, others in part]
-        return {"agreement": round(float(np.mean(agreement)), 4),
-                "scene_determined": round(float(np.mean([a == 1.0 for a in agreement])), 4),
-                "majority_accuracy": round(float(np.mean(majority)), 4), "count": len(part)}
+        return {
+            "agreement": round(float(np.mean(agreement)), 4),
+            "scene_determined": round(float(np.mean([a == 1.0 for a in agreement])), 4),
+            "majority_accuracy": round(float(np.mean(majority)), 4),
+            "count": len(part),
+        }
 
     by_label = defaultdict(list)
     for row in rows:
@@ -124,8 +129,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", help="a folder of samples.jsonl written by the driving simulator")
     parser.add_argument("--styles", type=int, default=50, help="other driver styles per sample")
-    parser.add_argument("--noise", nargs="*", default=["0.5/0.25", "1/0.5", "2/1", "4/2"],
-                        help="perception errors to try, each 'DISTANCE_SD/SPEED_SD' in metres and m/s")
+    parser.add_argument(
+        "--noise",
+        nargs="*",
+        default=["0.5/0.25", "1/0.5", "2/1", "4/2"],
+        help="perception errors to try, each 'DISTANCE_SD/SPEED_SD' in metres and m/s",
+    )
     parser.add_argument("--draws", type=int, default=20, help="noisy readings per sample and noise level")
     args = parser.parse_args()
     try:
@@ -137,23 +146,39 @@ def main() -> None:
     samples = [s for s in load_generic(args.data) if s.seed is not None and s.action and s.facts]
     if not samples:
         raise SystemExit(f"error: {args.data} has no simulated samples (with seed, action and facts)")
-    reproduced = np.mean([decided(s, DriverStyle.draw(get_scenario(s.scenario), s.seed)) == (s.action, s.cause)
-                          for s in samples])
-    report = {"data": args.data, "samples": len(samples), "styles": args.styles,
-              "reproduced": round(float(reproduced), 4)}
+    reproduced = np.mean(
+        [decided(s, DriverStyle.draw(get_scenario(s.scenario), s.seed)) == (s.action, s.cause) for s in samples]
+    )
+    report = {
+        "data": args.data,
+        "samples": len(samples),
+        "styles": args.styles,
+        "reproduced": round(float(reproduced), 4),
+    }
     for name, keep in (("settings_unknown", False), ("settings_known", True)):
         others = [other_labels(sample, args.styles, keep) for sample in samples]
-        report[name] = {key: summarise([(getattr(sample, key), [pair[i] for pair in labels])
-                                        for sample, labels in zip(samples, others, strict=True)])
-                        for i, key in enumerate(("action", "cause"))}
+        report[name] = {
+            key: summarise(
+                [
+                    (getattr(sample, key), [pair[i] for pair in labels])
+                    for sample, labels in zip(samples, others, strict=True)
+                ]
+            )
+            for i, key in enumerate(("action", "cause"))
+        }
     report["perception_noise"] = {}
     for sd_distance, sd_speed in levels:
         rng = np.random.default_rng([round(1000 * sd_distance), round(1000 * sd_speed)])  # the same draws in any order
         read = [noisy_labels(sample, rng, args.draws, sd_distance, sd_speed) for sample in samples]
         report["perception_noise"][f"{sd_distance:g} m / {sd_speed:g} m/s"] = {
-            key: summarise([(getattr(sample, key), [pair[i] for pair in labels])
-                            for sample, labels in zip(samples, read, strict=True)])
-            for i, key in enumerate(("action", "cause"))}
+            key: summarise(
+                [
+                    (getattr(sample, key), [pair[i] for pair in labels])
+                    for sample, labels in zip(samples, read, strict=True)
+                ]
+            )
+            for i, key in enumerate(("action", "cause"))
+        }
     print(json.dumps(report, indent=1))
 
 

@@ -15,7 +15,7 @@ in ``checkpoints/last.ckpt``). On a simulated split this reports:
     python benchmarks/driving_scene_reading.py RUN DATA_DIR [--max-samples N]
 
 ``RUN`` is a ``vfm finetune driving`` output folder; ``DATA_DIR`` a folder of ``samples.jsonl``
-written by the simulator with the run's camera and frame size (e.g. a split of its data cache).
+written by the simulator at the run's frame size (e.g. a split of its data cache).
 """
 
 from __future__ import annotations
@@ -42,8 +42,11 @@ COUNTS = frozenset({"vehicles_ahead", "vehicles_ahead_in_lane", "crossing_vehicl
 def fact_head(run: Path) -> torch.nn.Linear:
     """The run's scene-fact head from its training checkpoint."""
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
-    weights = {key.removeprefix("fact_head."): value for key, value in checkpoint["state_dict"].items()
-               if key.startswith("fact_head.")}
+    weights = {
+        key.removeprefix("fact_head."): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith("fact_head.")
+    }
     if not weights:
         raise SystemExit(f"error: {run} was trained without scene facts (finetune.fact_weight=0): nothing to read")
     head = torch.nn.Linear(weights["weight"].shape[1], weights["weight"].shape[0])
@@ -63,10 +66,16 @@ def read_facts(run: Path, samples: list, batch: int = 64) -> np.ndarray:
     prompt = torch.tensor([tokenizer.prompt("")])  # <bos> <sep>: the commentary's prompt
     readings = []
     for start in range(0, len(samples), batch):
-        clip = torch.from_numpy(frames[start:start + batch]).permute(0, 1, 4, 2, 3).float() / 255.0
+        clip = torch.from_numpy(frames[start : start + batch]).permute(0, 1, 4, 2, 3).float() / 255.0
         tokens = prompt.expand(len(clip), -1)
-        _, state = model(clip, torch.from_numpy(speeds[start:start + batch]), tokens, torch.full_like(tokens, -100),
-                         settings[start:start + batch], with_state=True)  # state [B, D]
+        _, state = model(
+            clip,
+            torch.from_numpy(speeds[start : start + batch]),
+            tokens,
+            torch.full_like(tokens, -100),
+            settings[start : start + batch],
+            with_state=True,
+        )  # state [B, D]
         readings.append(head(state).numpy())
     scale = np.array([1.0 if f.binary else f.scale for f in SCENE_FACTS], dtype=np.float32)
     return np.concatenate(readings) * scale
@@ -95,7 +104,7 @@ def main() -> None:
     parser.add_argument("--max-samples", type=int, default=None)
     args = parser.parse_args()
     samples = [s for s in load_generic(args.data) if s.seed is not None and s.frames is not None and s.facts]
-    samples = samples[:args.max_samples]
+    samples = samples[: args.max_samples]
     if not samples:
         raise SystemExit(f"error: {args.data} has no simulated samples (with seed, frames and facts)")
     readings = read_facts(args.run, samples)  # [N, F]
@@ -109,8 +118,10 @@ def main() -> None:
             right = (readings[known, j] > 0) == (targets[known, j] > 0.5)
             report["facts"][fact.name] = {"count": int(known.sum()), "accuracy": round(float(right.mean()), 4)}
         else:  # the targets are clipped to +-limit * scale: compare within that range
-            error = np.abs(np.clip(readings[known, j], -fact.limit * fact.scale, fact.limit * fact.scale)
-                           - targets[known, j] * fact.scale)
+            error = np.abs(
+                np.clip(readings[known, j], -fact.limit * fact.scale, fact.limit * fact.scale)
+                - targets[known, j] * fact.scale
+            )
             report["facts"][fact.name] = {"count": int(known.sum()), "mae": round(float(error.mean()), 3)}
     hits = np.zeros(2)
     for sample, reading in zip(samples, readings, strict=True):
@@ -118,7 +129,10 @@ def main() -> None:
         facts = as_facts(sample.facts, reading)
         decided = label(ScriptedDriver(scenario, DriverStyle.draw(scenario, sample.seed)).decide(facts), facts)
         hits += [decided[0] == sample.action, decided[1] == sample.cause]
-    report["rules_on_readings"] = {"action": round(hits[0] / len(samples), 4), "cause": round(hits[1] / len(samples), 4)}
+    report["rules_on_readings"] = {
+        "action": round(hits[0] / len(samples), 4),
+        "cause": round(hits[1] / len(samples), 4),
+    }
     print(json.dumps(report, indent=1))
 
 

@@ -23,21 +23,38 @@ from vfm.pretrain.text_corpus import build_corpus
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the BDD-X folder (CSV + split files)")
-    parser.add_argument("--sim", type=Path, required=True,
-                        help="a simulated dataset folder with train/ and test_seeds/ (written by the driving pipeline)")
+    parser.add_argument(
+        "--sim",
+        type=Path,
+        required=True,
+        help="a simulated dataset folder with train/ and test_seeds/ (written by the driving pipeline)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--base", default="fresh:gpt2-mini")
     parser.add_argument("--steps", type=int, default=800)
     args = parser.parse_args()
 
     csv = args.data / "BDD-X-Annotations_v1.csv"
-    corpus = driving_text_corpus(load_generic(args.sim / "train"), bddx_csv=csv, bddx_split_file=args.data / "train.txt")
-    held_out = {"sim_test_seeds": driving_text_corpus(load_generic(args.sim / "test_seeds")),
-                "bddx_val": driving_text_corpus(bddx_csv=csv, bddx_split_file=args.data / "val.txt")}
-    settings = TextAdaptSettings(max_steps=args.steps, lr=1e-3, warmup_steps=args.steps // 10, block_size=64,
-                                 batch_size=32, vocab_size=2000, precision="32", checkpoint_every_n_steps=200)
-    metrics = adapt_text_model(args.base, build_corpus(corpus), None, settings, args.out, progress=False,
-                               extra_eval=held_out)
+    corpus = driving_text_corpus(
+        load_generic(args.sim / "train"), bddx_csv=csv, bddx_split_file=args.data / "train.txt"
+    )
+    held_out = {
+        "sim_test_seeds": driving_text_corpus(load_generic(args.sim / "test_seeds")),
+        "bddx_val": driving_text_corpus(bddx_csv=csv, bddx_split_file=args.data / "val.txt"),
+    }
+    settings = TextAdaptSettings(
+        max_steps=args.steps,
+        lr=1e-3,
+        warmup_steps=args.steps // 10,
+        block_size=64,
+        batch_size=32,
+        vocab_size=2000,
+        precision="32",
+        checkpoint_every_n_steps=200,
+    )
+    metrics = adapt_text_model(
+        args.base, build_corpus(corpus), None, settings, args.out, progress=False, extra_eval=held_out
+    )
     print(json.dumps({"perplexity": metrics["perplexity"], "train": metrics["train"]}, indent=2, default=str))
 
 

@@ -27,8 +27,9 @@ TEXT = "slowing down: the car ahead is 30 m away and closing, and the left lane 
 """Text the tokenizer is trained on (the timing does not depend on it)."""
 
 
-def seconds_per_step(preset: str, frames: int, size: int, batch: int, tokens: int, precision: str,
-                     warmup: int, steps: int) -> dict:
+def seconds_per_step(
+    preset: str, frames: int, size: int, batch: int, tokens: int, precision: str, warmup: int, steps: int
+) -> dict:
     """Median seconds per training step of the model with the ``preset`` encoder."""
     model, tokenizer = build_model(CommentaryTrainSettings(encoder=preset), frames, size, [TEXT] * 50)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -37,16 +38,17 @@ def seconds_per_step(preset: str, frames: int, size: int, batch: int, tokens: in
     times = []
     for _ in range(warmup + steps):
         started = time.perf_counter()
-        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
-                    else contextlib.nullcontext())
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
         with autocast:
             loss = model(clip, speed, text, text)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         times.append(time.perf_counter() - started)
-    return {"parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
-            "seconds_per_step": round(statistics.median(times[warmup:]), 3)}
+    return {
+        "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "seconds_per_step": round(statistics.median(times[warmup:]), 3),
+    }
 
 
 def main() -> None:
@@ -62,11 +64,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    report = {"frames": args.frames, "size": args.size, "batch": args.batch, "precision": args.precision,
-              "threads": args.threads}
+    report = {
+        "frames": args.frames,
+        "size": args.size,
+        "batch": args.batch,
+        "precision": args.precision,
+        "threads": args.threads,
+    }
     for preset in args.presets:
-        report[preset] = seconds_per_step(preset, args.frames, args.size, args.batch, args.tokens, args.precision,
-                                          args.warmup, args.steps)
+        report[preset] = seconds_per_step(
+            preset, args.frames, args.size, args.batch, args.tokens, args.precision, args.warmup, args.steps
+        )
     print(json.dumps(report, indent=1))
 
 

@@ -63,8 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     real = load_real_data(args.data_dir)
     sets = {"finqa_dev": real.finqa_dev, "tatqa_held_out": real.tatqa_held_out}
     folders = {str(folder): score_folder(folder, sets) for folder in args.model}
-    means = {mode: {measure: round(float(np.mean([f[mode][measure] for f in folders.values()])), 2)
-                    for measure in MEASURES} for mode in ("all_routes", "programs_only")}
+    means = {
+        mode: {measure: round(float(np.mean([f[mode][measure] for f in folders.values()])), 2) for measure in MEASURES}
+        for mode in ("all_routes", "programs_only")
+    }
     print(json.dumps({"folders": folders, "mean": means}, indent=2))
     return 0
 

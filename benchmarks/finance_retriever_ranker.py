@@ -29,9 +29,18 @@ from vfm.plugins.finance.records import QARecord
 from vfm.plugins.finance.retriever import EvidenceRetriever, record_row_names, unit_features
 from vfm.plugins.finance.synthetic import generate
 
-RANKER_PARAMS = {"objective": "lambdarank", "num_leaves": 15, "learning_rate": 0.03, "min_data_in_leaf": 20,
-                 "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.8,
-                 "lambdarank_truncation_level": 5, "num_threads": 1, "verbose": -1}
+RANKER_PARAMS = {
+    "objective": "lambdarank",
+    "num_leaves": 15,
+    "learning_rate": 0.03,
+    "min_data_in_leaf": 20,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "feature_fraction": 0.8,
+    "lambdarank_truncation_level": 5,
+    "num_threads": 1,
+    "verbose": -1,
+}
 ROUNDS = 300
 
 
@@ -58,9 +67,11 @@ def fit_ranker(records: Sequence[QARecord], seed: int) -> lightgbm.Booster:
 
 def ranker_order(ranker: lightgbm.Booster) -> Callable[[QARecord], list[str]]:
     """A record's evidence ids, best first by ``ranker``'s score (ties in document order)."""
+
     def rank(record: QARecord) -> list[str]:
         ids, features = features_of(record)
         return [ids[i] for i in np.argsort(-ranker.predict(features), kind="stable")]
+
     return rank
 
 

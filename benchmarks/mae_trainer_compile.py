@@ -49,12 +49,22 @@ def main() -> None:
     for backend in (None, "inductor"):
         name = backend or "eager"
         stamps.clear()
-        settings = PretrainSettings(max_steps=args.steps, batch_size=args.batch, precision=args.precision, devices=1,
-                                    figure_every_n_epochs=0, checkpoint_every_n_steps=10_000, compile=backend)
+        settings = PretrainSettings(
+            max_steps=args.steps,
+            batch_size=args.batch,
+            precision=args.precision,
+            devices=1,
+            figure_every_n_epochs=0,
+            checkpoint_every_n_steps=10_000,
+            compile=backend,
+        )
         pretrain_mae(images, cfg, settings, f"{args.out}/{name}", progress=False)
         step = float(np.median(np.diff(stamps)[5:]))
-        results[name] = {"median_step_ms": round(step * 1e3, 1), "images_per_s": round(args.batch / step),
-                         "steps_timed": len(stamps) - 6}
+        results[name] = {
+            "median_step_ms": round(step * 1e3, 1),
+            "images_per_s": round(args.batch / step),
+            "steps_timed": len(stamps) - 6,
+        }
         print(name, results[name], flush=True)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(json.dumps({"args": vars(args), "device": device, "torch": torch.__version__, "results": results}))

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from vfm.finetune.image_pipeline import ImageClassificationPipeline
 from vfm.finetune.label_fraction import stratified_subset
 from vfm.platform.config import deep_merge, parse_override
@@ -51,9 +52,16 @@ def write_study_npz(source: Path, out: Path, seed: int) -> Path:
     select = stratified_subset(labels, SELECTION_SIZE / len(labels), seed=seed)
     pool = np.setdiff1d(np.arange(len(labels)), select)
     path = out / "study.npz"
-    np.savez(path, train_images=images[pool], train_labels=labels[pool], select_images=images[select],
-             select_labels=labels[select], test_images=data["val_images"], test_labels=data["val_labels"].reshape(-1),
-             all_images=np.concatenate([images, data["val_images"]]))
+    np.savez(
+        path,
+        train_images=images[pool],
+        train_labels=labels[pool],
+        select_images=images[select],
+        select_labels=labels[select],
+        test_images=data["val_images"],
+        test_labels=data["val_labels"].reshape(-1),
+        all_images=np.concatenate([images, data["val_images"]]),
+    )
     return path
 
 
@@ -61,9 +69,17 @@ def study_config(npz: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "data": {"source": str(npz), "train_split": "train", "val_split": "select"},
         "preprocessing": {"image_size": 28, "mean": MEAN, "std": STD, "crop_fov": False},
-        "pretrain": {"preset": "tiny", "max_steps": args.pretrain_steps, "batch_size": 128, "base_lr": 1.5e-3,
-                     "warmup_steps": 100, "precision": "32", "checkpoint_every_n_steps": 200,
-                     "augment": args.pretrain_augment, "figure_every_n_epochs": 25},
+        "pretrain": {
+            "preset": "tiny",
+            "max_steps": args.pretrain_steps,
+            "batch_size": 128,
+            "base_lr": 1.5e-3,
+            "warmup_steps": 100,
+            "precision": "32",
+            "checkpoint_every_n_steps": 200,
+            "augment": args.pretrain_augment,
+            "figure_every_n_epochs": 25,
+        },
         "finetune": {"batch_size": 32, "precision": "32", "max_epochs": args.epochs},
     }
 
@@ -86,14 +102,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=["mae", "scratch", "cnn"], choices=["mae", "scratch", "cnn"])
     parser.add_argument("--pretrain-steps", type=int, default=3000)
-    parser.add_argument("--pretrain-augment", action="store_true",
-                        help="MAE's random resized crop + flip during pretraining")
+    parser.add_argument(
+        "--pretrain-augment", action="store_true", help="MAE's random resized crop + flip during pretraining"
+    )
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--min-steps", type=int, default=400)
     parser.add_argument("--recipe", default="default", help="name under which this call's fine-tuning runs are kept")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="finetune.* override of this recipe (e.g. finetune.layer_decay=0.5), or pretrain.* "
-                             "override of this folder's MAE pretraining (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="finetune.* override of this recipe (e.g. finetune.layer_decay=0.5), or pretrain.* "
+        "override of this folder's MAE pretraining (repeatable)",
+    )
     parser.add_argument("--curve", type=Path, help="also write the label-efficiency curve (PNG) of the default recipe")
     parser.add_argument("--report-only", action="store_true", help="only print the table (and curve) of <out>")
     args = parser.parse_args()
@@ -109,13 +132,18 @@ def main() -> None:
         recipe = deep_merge(recipe, parse_override(text))
     if set(recipe) - {"finetune", "pretrain"}:
         raise SystemExit(f"--set takes finetune.KEY=VALUE or pretrain.KEY=VALUE, not {sorted(set(recipe))}")
-    pretrain_overrides = {"pretrain": recipe.pop("pretrain", {}), "pretrain_steps": args.pretrain_steps,
-                          "pretrain_augment": args.pretrain_augment}
+    pretrain_overrides = {
+        "pretrain": recipe.pop("pretrain", {}),
+        "pretrain_steps": args.pretrain_steps,
+        "pretrain_augment": args.pretrain_augment,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = args.out / "pretrain_settings.json"
     if stamp.exists() and (earlier := json.loads(stamp.read_text())) != pretrain_overrides:
-        raise SystemExit(f"{args.out} was pretrained with {earlier}, not {pretrain_overrides}: "
-                         "use a new --out for another pretraining")
+        raise SystemExit(
+            f"{args.out} was pretrained with {earlier}, not {pretrain_overrides}: "
+            "use a new --out for another pretraining"
+        )
     atomic_write_json(stamp, pretrain_overrides)
     npz = write_study_npz(args.data, args.out, seed=0)
     plugin = get_plugin("retina")
@@ -140,9 +168,12 @@ def main() -> None:
                     continue
                 prefix = "" if args.recipe == "default" else f"{args.recipe}-"
                 run = args.out / f"{prefix}{model}-f{fraction}-s{seed}"
-                finetune = {"label_fraction": fraction, "seed": seed,
-                            "max_epochs": epochs_for(n_used, 32, args.epochs, args.min_steps),
-                            "pretrained": str(encoder) if model == "mae" else None}
+                finetune = {
+                    "label_fraction": fraction,
+                    "seed": seed,
+                    "max_epochs": epochs_for(n_used, 32, args.epochs, args.min_steps),
+                    "pretrained": str(encoder) if model == "mae" else None,
+                }
                 if model == "cnn":
                     finetune |= {"layer_decay": 1.0, "drop_path": 0.0, "base_lr": 2e-3}
                 if model == "scratch":
@@ -152,12 +183,21 @@ def main() -> None:
                 t0 = time.perf_counter()
                 val = runner.finetune(config, run, progress=False)
                 test = runner.evaluate(run, source=str(npz), split="test")
-                results.append({"recipe": args.recipe, "overrides": args.overrides,
-                                "model": model, "fraction": fraction, "seed": seed, "n_train": n_used,
-                                "selection": {k: val[k] for k in ("auroc_macro_ovr", "accuracy", "qwk")},
-                                "test": {k: test.get(k) for k in ("auroc_macro_ovr", "aupr_macro_ovr", "accuracy",
-                                                                  "qwk", "ece")},
-                                "seconds": round(time.perf_counter() - t0, 1)})
+                results.append(
+                    {
+                        "recipe": args.recipe,
+                        "overrides": args.overrides,
+                        "model": model,
+                        "fraction": fraction,
+                        "seed": seed,
+                        "n_train": n_used,
+                        "selection": {k: val[k] for k in ("auroc_macro_ovr", "accuracy", "qwk")},
+                        "test": {
+                            k: test.get(k) for k in ("auroc_macro_ovr", "aupr_macro_ovr", "accuracy", "qwk", "ece")
+                        },
+                        "seconds": round(time.perf_counter() - t0, 1),
+                    }
+                )
                 atomic_write_json(results_path, results)
                 print(json.dumps(results[-1]), flush=True)
     summary = {"pretrain": pretrain, "seconds": round(time.perf_counter() - started, 1), "runs": len(results)}
@@ -180,8 +220,10 @@ def plot_curve(results: list[dict[str, Any]], path: Path) -> None:
         fractions = sorted({r["fraction"] for r in results if r["model"] == model})
         if not fractions:
             continue
-        scores = [[r["test"]["auroc_macro_ovr"] for r in results if r["model"] == model and r["fraction"] == f]
-                  for f in fractions]
+        scores = [
+            [r["test"]["auroc_macro_ovr"] for r in results if r["model"] == model and r["fraction"] == f]
+            for f in fractions
+        ]
         means = [float(np.mean(v)) for v in scores]
         sds = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in scores]
         axis.errorbar([f * 100 for f in fractions], means, yerr=sds, marker="o", capsize=3, label=label)
@@ -199,20 +241,24 @@ def plot_curve(results: list[dict[str, Any]], path: Path) -> None:
 def render_table(results: list[dict[str, Any]]) -> str:
     """Markdown: per recipe, model and fraction, the mean selection AUROC and mean ± sd over seeds of
     test AUROC / accuracy / QWK."""
-    lines = ["| labels | recipe | model | n | seeds | selection AUROC | test AUROC | test accuracy | test QWK |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| labels | recipe | model | n | seeds | selection AUROC | test AUROC | test accuracy | test QWK |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     models = ["mae", "scratch", "cnn"]
-    keys = sorted({(r["fraction"], recipe_of(r), r["model"]) for r in results},
-                  key=lambda k: (k[0], k[1] != "default", k[1], models.index(k[2])))
+    keys = sorted(
+        {(r["fraction"], recipe_of(r), r["model"]) for r in results},
+        key=lambda k: (k[0], k[1] != "default", k[1], models.index(k[2])),
+    )
     for fraction, recipe, model in keys:
-        runs = [r for r in results
-                if (r["fraction"], recipe_of(r), r["model"]) == (fraction, recipe, model)]
+        runs = [r for r in results if (r["fraction"], recipe_of(r), r["model"]) == (fraction, recipe, model)]
         cells = [f"{np.mean([r['selection']['auroc_macro_ovr'] for r in runs]):.3f}"]
         for metric in ("auroc_macro_ovr", "accuracy", "qwk"):
             values = np.array([r["test"][metric] for r in runs if r["test"][metric] is not None], dtype=float)
             cells.append(f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}")
-        lines.append(f"| {fraction:.0%} | {recipe} | {model} | {runs[0]['n_train']} | {len(runs)} | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| {fraction:.0%} | {recipe} | {model} | {runs[0]['n_train']} | {len(runs)} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)
 
 

@@ -42,8 +42,9 @@ def augment_batch(x: torch.Tensor, min_area: float = 0.8) -> torch.Tensor:
     return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def rand_augment(x: torch.Tensor, *, mean: Sequence[float], std: Sequence[float], num_ops: int = 2,
-                 magnitude: int = 9) -> torch.Tensor:
+def rand_augment(
+    x: torch.Tensor, *, mean: Sequence[float], std: Sequence[float], num_ops: int = 2, magnitude: int = 9
+) -> torch.Tensor:
     """RandAugment with its own random ops per image, in pixel space.
 
     x: [N, 3, S, S] normalised as ``(pixel - mean) / std`` with pixels in [0, 1] -> the same.
@@ -68,15 +69,29 @@ class BatchAugment:
         mean, std: the normalisation of the batches (3 values each); None: pixels in [0, 1].
     """
 
-    def __init__(self, num_classes: int, *, crop_flip: bool = True, rand_augment: bool = False, num_ops: int = 2,
-                 magnitude: int = 9, mixup: float = 0.0, cutmix: float = 0.0, label_smoothing: float = 0.0,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        crop_flip: bool = True,
+        rand_augment: bool = False,
+        num_ops: int = 2,
+        magnitude: int = 9,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+        label_smoothing: float = 0.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ):
         self.num_classes, self.crop_flip, self.rand_augment = num_classes, crop_flip, rand_augment
         self.num_ops, self.magnitude, self.label_smoothing = num_ops, magnitude, label_smoothing
         self.mean = [0.0, 0.0, 0.0] if mean is None else list(mean)
         self.std = [1.0, 1.0, 1.0] if std is None else list(std)
-        self.mixup = (Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing,
-                            num_classes=num_classes) if mixup > 0 or cutmix > 0 else None)
+        self.mixup = (
+            Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing, num_classes=num_classes)
+            if mixup > 0 or cutmix > 0
+            else None
+        )
 
     @property
     def soft_targets(self) -> bool:

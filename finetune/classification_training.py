@@ -80,35 +80,56 @@ class FinetuneSettings(TrainSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.check(("mode", self.mode in ("full", "linear", "lora"), '"full", "linear" or "lora"'),
-                  ("batch_size", self.batch_size >= 1, "a batch size >= 1"),
-                  ("base_lr", self.base_lr > 0, "a learning rate > 0, e.g. 5e-3"),
-                  ("warmup_epochs", self.warmup_epochs >= 0, "epochs >= 0"),
-                  ("num_workers", self.num_workers >= 0, "a count >= 0"),
-                  ("class_weights", self.class_weights in (None, "balanced"), 'null or "balanced"'),
-                  ("layer_decay", 0.0 < self.layer_decay <= 1.0, "a value in (0, 1]"),
-                  ("label_fraction", 0.0 < self.label_fraction <= 1.0, "a value in (0, 1], e.g. 0.1 for 10 %"),
-                  ("rand_augment_ops", self.rand_augment_ops >= 0, "a count >= 0"),
-                  ("rand_augment_magnitude", 0 <= self.rand_augment_magnitude <= 30, "a value in 0..30"),
-                  ("mixup", self.mixup >= 0, "an alpha >= 0 (0 disables)"),
-                  ("cutmix", self.cutmix >= 0, "an alpha >= 0 (0 disables)"),
-                  ("class_weights", self.class_weights is None or self.mixup == self.cutmix == 0,
-                   "null when mixup or cutmix is on (their soft targets carry no class weights)"),
-                  ("lora_r", self.lora_r >= 1, "a rank >= 1"),
-                  ("lora_dropout", 0.0 <= self.lora_dropout < 1.0, "a value in [0, 1)"))
+        self.check(
+            ("mode", self.mode in ("full", "linear", "lora"), '"full", "linear" or "lora"'),
+            ("batch_size", self.batch_size >= 1, "a batch size >= 1"),
+            ("base_lr", self.base_lr > 0, "a learning rate > 0, e.g. 5e-3"),
+            ("warmup_epochs", self.warmup_epochs >= 0, "epochs >= 0"),
+            ("num_workers", self.num_workers >= 0, "a count >= 0"),
+            ("class_weights", self.class_weights in (None, "balanced"), 'null or "balanced"'),
+            ("layer_decay", 0.0 < self.layer_decay <= 1.0, "a value in (0, 1]"),
+            ("label_fraction", 0.0 < self.label_fraction <= 1.0, "a value in (0, 1], e.g. 0.1 for 10 %"),
+            ("rand_augment_ops", self.rand_augment_ops >= 0, "a count >= 0"),
+            ("rand_augment_magnitude", 0 <= self.rand_augment_magnitude <= 30, "a value in 0..30"),
+            ("mixup", self.mixup >= 0, "an alpha >= 0 (0 disables)"),
+            ("cutmix", self.cutmix >= 0, "an alpha >= 0 (0 disables)"),
+            (
+                "class_weights",
+                self.class_weights is None or self.mixup == self.cutmix == 0,
+                "null when mixup or cutmix is on (their soft targets carry no class weights)",
+            ),
+            ("lora_r", self.lora_r >= 1, "a rank >= 1"),
+            ("lora_dropout", 0.0 <= self.lora_dropout < 1.0, "a value in [0, 1)"),
+        )
 
-    def batch_augment(self, num_classes: int, mean: Sequence[float] | None,
-                      std: Sequence[float] | None) -> BatchAugment:
+    def batch_augment(
+        self, num_classes: int, mean: Sequence[float] | None, std: Sequence[float] | None
+    ) -> BatchAugment:
         """The training-batch augmentation these settings ask for."""
-        return BatchAugment(num_classes, crop_flip=self.augment, rand_augment=self.rand_augment,
-                            num_ops=self.rand_augment_ops, magnitude=self.rand_augment_magnitude,
-                            mixup=self.mixup, cutmix=self.cutmix, label_smoothing=self.label_smoothing,
-                            mean=mean, std=std)
+        return BatchAugment(
+            num_classes,
+            crop_flip=self.augment,
+            rand_augment=self.rand_augment,
+            num_ops=self.rand_augment_ops,
+            magnitude=self.rand_augment_magnitude,
+            mixup=self.mixup,
+            cutmix=self.cutmix,
+            label_smoothing=self.label_smoothing,
+            mean=mean,
+            std=std,
+        )
 
 
 class ClassifierModule(L.LightningModule):
-    def __init__(self, model: torch.nn.Module, settings: FinetuneSettings, class_weights: torch.Tensor | None,
-                 label_names: list[str], augment: BatchAugment, metrics_fn: MetricsFn = classification_metrics):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        settings: FinetuneSettings,
+        class_weights: torch.Tensor | None,
+        label_names: list[str],
+        augment: BatchAugment,
+        metrics_fn: MetricsFn = classification_metrics,
+    ):
         super().__init__()
         self.model, self.settings, self.label_names, self.metrics_fn = model, settings, label_names, metrics_fn
         self.augment = augment
@@ -122,8 +143,9 @@ class ClassifierModule(L.LightningModule):
         if self.augment.soft_targets:
             loss = SoftTargetCrossEntropy()(logits, target)  # label smoothing is in the targets
         else:
-            loss = F.cross_entropy(logits, target, weight=self.class_weights,
-                                   label_smoothing=self.settings.label_smoothing)
+            loss = F.cross_entropy(
+                logits, target, weight=self.class_weights, label_smoothing=self.settings.label_smoothing
+            )
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -138,9 +160,15 @@ class ClassifierModule(L.LightningModule):
         self._val_labels.clear()
         m = self.metrics_fn(labels.numpy(), probs.numpy(), self.label_names)
         auroc = m["auroc_macro_ovr"]
-        self.log_dict({"val/auroc_macro_ovr": float("nan") if auroc is None else auroc,
-                       "val/accuracy": m["accuracy"], "val/qwk": float("nan") if m["qwk"] is None else m["qwk"],
-                       MONITOR: m["accuracy"] if auroc is None else auroc}, prog_bar=True)
+        self.log_dict(
+            {
+                "val/auroc_macro_ovr": float("nan") if auroc is None else auroc,
+                "val/accuracy": m["accuracy"],
+                "val/qwk": float("nan") if m["qwk"] is None else m["qwk"],
+                MONITOR: m["accuracy"] if auroc is None else auroc,
+            },
+            prog_bar=True,
+        )
 
     def configure_optimizers(self):
         s = self.settings
@@ -148,8 +176,12 @@ class ClassifierModule(L.LightningModule):
         if s.mode == "lora":
             groups = decay_groups(self.model.named_parameters(), weight_decay=s.weight_decay, lr=lr)
         else:  # timm's layer-wise lr decay (RETFound): deeper blocks get larger lrs
-            groups = param_groups_layer_decay(self.model, weight_decay=s.weight_decay, layer_decay=s.layer_decay,
-                                              no_weight_decay_list=self.model.no_weight_decay())
+            groups = param_groups_layer_decay(
+                self.model,
+                weight_decay=s.weight_decay,
+                layer_decay=s.layer_decay,
+                no_weight_decay_list=self.model.no_weight_decay(),
+            )
             for group in groups:
                 group["lr"] = lr * group.pop("lr_scale")
         total = int(self.trainer.estimated_stepping_batches)
@@ -163,8 +195,13 @@ def predict_proba(model: torch.nn.Module, images: np.ndarray, batch_size: int = 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    probs = [model(torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32)).to(device))
-             .float().softmax(dim=-1).cpu() for i in range(0, len(images), batch_size)]  # [n, C] each
+    probs = [
+        model(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size], dtype=np.float32)).to(device))
+        .float()
+        .softmax(dim=-1)
+        .cpu()
+        for i in range(0, len(images), batch_size)
+    ]  # [n, C] each
     model.train(was_training)
     return torch.cat(probs).numpy()
 
@@ -179,8 +216,11 @@ def _class_weights(labels: np.ndarray, num_classes: int, how: str | None) -> tor
 def _check_split(split, num_classes: int, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = split
     if images.ndim != 4 or images.shape[1] != 3 or len(images) != len(labels) or len(labels) == 0:
-        raise VfmError(f"{name} images {list(images.shape)} do not match {len(labels)} labels",
-                       where=f"finetune_classifier({name})", fix="pass (float32 [N, 3, S, S], int64 [N])")
+        raise VfmError(
+            f"{name} images {list(images.shape)} do not match {len(labels)} labels",
+            where=f"finetune_classifier({name})",
+            fix="pass (float32 [N, 3, S, S], int64 [N])",
+        )
     if labels.min() < 0 or labels.max() >= num_classes:
         raise VfmError(f"{name} labels must lie in 0..{num_classes - 1}", where=f"finetune_classifier({name})")
     return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)), torch.from_numpy(labels.astype(np.int64))
@@ -188,14 +228,18 @@ def _check_split(split, num_classes: int, name: str) -> tuple[torch.Tensor, torc
 
 def _check_normalisation(mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
     if (mean is None) != (std is None) or (mean is not None and (len(mean) != 3 or len(std) != 3)):
-        raise VfmError(f"mean {mean!r} and std {std!r} must both be 3 values, or both None",
-                       where="finetune_classifier(mean, std)", fix="pass the preprocessing's mean and std")
+        raise VfmError(
+            f"mean {mean!r} and std {std!r} must both be 3 values, or both None",
+            where="finetune_classifier(mean, std)",
+            fix="pass the preprocessing's mean and std",
+        )
     if std is not None and min(std) <= 0:
         raise VfmError(f"std {std!r} must be positive", where="finetune_classifier(std)")
 
 
-def _build(build_model: ModelBuilder, encoder_cfg: dict, num_classes: int, settings: FinetuneSettings,
-           pretrained: Path | None) -> tuple[torch.nn.Module, dict | None]:
+def _build(
+    build_model: ModelBuilder, encoder_cfg: dict, num_classes: int, settings: FinetuneSettings, pretrained: Path | None
+) -> tuple[torch.nn.Module, dict | None]:
     """The model to train (frozen as ``settings.mode`` says) and the encoder-load report (or None)."""
     linear = settings.mode == "linear"
     model = build_model(encoder_cfg, num_classes, drop_path_rate=0.0 if linear else settings.drop_path)
@@ -222,12 +266,22 @@ def _trained(module: ClassifierModule, best_path: str) -> tuple[torch.nn.Module,
     return model.cpu().eval(), int(state["epoch"]) + 1  # 1 = the first epoch
 
 
-def finetune_classifier(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
-                        encoder_cfg: dict, num_classes: int, settings: FinetuneSettings, out_dir: Path,
-                        pretrained: Path | None, label_names: list[str], progress: bool = True,
-                        build_model: ModelBuilder = build_vit_classifier,
-                        metrics_fn: MetricsFn = classification_metrics,
-                        mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> dict:
+def finetune_classifier(
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    *,
+    encoder_cfg: dict,
+    num_classes: int,
+    settings: FinetuneSettings,
+    out_dir: Path,
+    pretrained: Path | None,
+    label_names: list[str],
+    progress: bool = True,
+    build_model: ModelBuilder = build_vit_classifier,
+    metrics_fn: MetricsFn = classification_metrics,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> dict:
     """Fine-tune a ViT classifier and keep its best epoch by validation macro AUROC.
 
     train, val: (images float32 [N, 3, S, S], labels int64 [N]). ``pretrained``: an encoder
@@ -256,15 +310,26 @@ def finetune_classifier(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndar
         x_train, y_train = x_train[used], y_train[used]
     L.seed_everything(settings.seed, workers=True, verbose=False)
     model, report = _build(build_model, encoder_cfg, num_classes, settings, pretrained)
-    module = ClassifierModule(model, settings, _class_weights(y_train.numpy(), num_classes, settings.class_weights),
-                              label_names, settings.batch_augment(num_classes, mean, std), metrics_fn)
+    module = ClassifierModule(
+        model,
+        settings,
+        _class_weights(y_train.numpy(), num_classes, settings.class_weights),
+        label_names,
+        settings.batch_augment(num_classes, mean, std),
+        metrics_fn,
+    )
 
-    loader = DataLoader(TensorDataset(x_train, y_train), batch_size=settings.batch_size, shuffle=True,
-                        drop_last=len(y_train) > settings.batch_size, num_workers=settings.num_workers)
-    val_loader = DataLoader(TensorDataset(x_val, y_val), batch_size=settings.batch_size,
-                            num_workers=settings.num_workers)
-    run = fit(module, settings, out_dir, train=loader, val=val_loader, monitor=MONITOR, mode="max",
-              progress=progress)
+    loader = DataLoader(
+        TensorDataset(x_train, y_train),
+        batch_size=settings.batch_size,
+        shuffle=True,
+        drop_last=len(y_train) > settings.batch_size,
+        num_workers=settings.num_workers,
+    )
+    val_loader = DataLoader(
+        TensorDataset(x_val, y_val), batch_size=settings.batch_size, num_workers=settings.num_workers
+    )
+    run = fit(module, settings, out_dir, train=loader, val=val_loader, monitor=MONITOR, mode="max", progress=progress)
 
     model, best_epoch = _trained(module, str(run.best))
     probs = predict_proba(model, x_val.numpy())  # [N_val, C]
@@ -272,10 +337,17 @@ def finetune_classifier(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndar
     metrics |= {"best_epoch": best_epoch, "n_train_used": len(y_train), "label_fraction": settings.label_fraction}
     plots = []
     if run.trainer.is_global_zero:
-        save_classifier(model, encoder_cfg, num_classes, out_dir,
-                        meta={"label_names": label_names, "mode": settings.mode})
+        save_classifier(
+            model, encoder_cfg, num_classes, out_dir, meta={"label_names": label_names, "mode": settings.mode}
+        )
         atomic_write_json(out_dir / "metrics.json", metrics)
         plots = write_classification_plots(y_val.numpy(), probs, label_names, out_dir / "plots")
-    return {**metrics, "epochs": int(run.trainer.current_epoch), "seconds": round(run.seconds, 3),
-            "steps": run.steps, "resumed_from_step": run.resumed_from_step, "encoder_load": report,
-            "plots": [str(p) for p in plots]}
+    return {
+        **metrics,
+        "epochs": int(run.trainer.current_epoch),
+        "seconds": round(run.seconds, 3),
+        "steps": run.steps,
+        "resumed_from_step": run.resumed_from_step,
+        "encoder_load": report,
+        "plots": [str(p) for p in plots],
+    }

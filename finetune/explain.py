@@ -41,16 +41,29 @@ _ZERO_SPREAD = 1e-12  # a map that is 0 everywhere (Grad-CAM after ReLU) stays 0
 def _check_vit(vit: VisionTransformer) -> None:
     """VfmError unless ``vit`` is a plain timm ViT with a class token and an average-pooled linear head."""
     fix = "build the classifier with vfm.finetune.vit_classifier.build_vit_classifier (global_pool='avg')"
-    plain = all(type(b) is Block and type(b.attn) is Attention and getattr(b.attn, "gate", None) is None
-                for b in vit.blocks)
+    plain = all(
+        type(b) is Block and type(b.attn) is Attention and getattr(b.attn, "gate", None) is None for b in vit.blocks
+    )
     if not (plain and vit.has_class_token and not vit.dynamic_img_size):
-        raise VfmError("attention rollout needs a timm ViT with a class token, plain Attention blocks and a "
-                       "fixed image size", where=type(vit).__name__, fix=fix)
-    avg_head = (vit.global_pool == "avg" and vit.attn_pool is None and not vit.pool_include_prefix
-                and isinstance(vit.head, nn.Linear) and isinstance(vit.fc_norm, (nn.LayerNorm, nn.Identity)))
+        raise VfmError(
+            "attention rollout needs a timm ViT with a class token, plain Attention blocks and a fixed image size",
+            where=type(vit).__name__,
+            fix=fix,
+        )
+    avg_head = (
+        vit.global_pool == "avg"
+        and vit.attn_pool is None
+        and not vit.pool_include_prefix
+        and isinstance(vit.head, nn.Linear)
+        and isinstance(vit.fc_norm, (nn.LayerNorm, nn.Identity))
+    )
     if not avg_head:
-        raise VfmError(f"Grad-CAM in closed form needs average pooling of the patch tokens into a linear head, "
-                       f"not global_pool={vit.global_pool!r}", where=type(vit).__name__, fix=fix)
+        raise VfmError(
+            f"Grad-CAM in closed form needs average pooling of the patch tokens into a linear head, "
+            f"not global_pool={vit.global_pool!r}",
+            where=type(vit).__name__,
+            fix=fix,
+        )
 
 
 def _layer_norm_vjp(norm: nn.Module, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -112,7 +125,7 @@ class ExplainedClassifier(nn.Module):
         logits: [N, C], ``vit.forward_head(features)`` -> [N, P] with P = T - prefix tokens, >= 0.
         """
         vit = self.vit
-        patches = features[:, vit.num_prefix_tokens:]  # [N, P, D], A
+        patches = features[:, vit.num_prefix_tokens :]  # [N, P, D], A
         pooled = patches.mean(dim=1)  # [N, D]
         w = vit.head.weight[logits.argmax(dim=-1)]  # [N, D], the predicted class's head row
         g = _layer_norm_vjp(vit.fc_norm, pooled, w) / patches.shape[1]  # [N, D], dy_c / dA_t for every t
@@ -131,6 +144,6 @@ class ExplainedClassifier(nn.Module):
         logits = vit.forward_head(features)  # [N, C]
 
         grid, size = vit.patch_embed.grid_size, pixels.shape[-2:]
-        heatmap = _to_image(rollout[:, 0, vit.num_prefix_tokens:], grid, size)  # [N, S, S], cls -> patches
+        heatmap = _to_image(rollout[:, 0, vit.num_prefix_tokens :], grid, size)  # [N, S, S], cls -> patches
         gradcam = _to_image(self.gradcam_tokens(features, logits), grid, size)  # [N, S, S]
         return logits.softmax(dim=-1), heatmap, gradcam

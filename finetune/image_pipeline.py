@@ -29,7 +29,6 @@ from vfm.platform.datasets import ImageSet, SplitNotFound
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json, read_json_if_any
 from vfm.platform.plugin import Plugin
-from vfm.platform.registry import vfm_version
 
 if TYPE_CHECKING:
     from vfm.pretrain.mae import MaeConfig
@@ -92,15 +91,22 @@ class ImageClassificationPipeline:
             n = int(data["n_train"] if which == "train" else data["n_val"])
             seed = int(data["seed"]) + (0 if which == "train" else VAL_SEED_OFFSET)
             images, labels = generate(n, seed=seed, image_size=int(config["preprocessing"].get("image_size", 64)))
-            return ImageSet(images=images, labels=labels, names=[f"synthetic:{which}[{i}]" for i in range(n)],
-                            source=f"synthetic(seed={seed})")
+            return ImageSet(
+                images=images,
+                labels=labels,
+                names=[f"synthetic:{which}[{i}]" for i in range(n)],
+                source=f"synthetic(seed={seed})",
+            )
         key = f"{which}_split"
         try:
             return self.load_source(data["source"], split=data[key], labels_csv=data.get("labels_csv"))
         except SplitNotFound as err:
-            raise VfmError(err.what, where=err.where,
-                           fix=f"point data.{key} at one of your splits (--set data.{key}=NAME), or use the whole "
-                               f"source with --set data.{key}=null") from None
+            raise VfmError(
+                err.what,
+                where=err.where,
+                fix=f"point data.{key} at one of your splits (--set data.{key}=NAME), or use the whole "
+                f"source with --set data.{key}=null",
+            ) from None
 
     @staticmethod
     def _external(config: dict[str, Any]) -> bool:
@@ -120,8 +126,11 @@ class ImageClassificationPipeline:
 
     def _labelled(self, image_set: ImageSet, what: str) -> np.ndarray:
         if image_set.labels is None:
-            raise VfmError(f"the {what} data has no labels", where=image_set.source,
-                           fix="give labels (npz <split>_labels, labels.csv or class sub-folders)")
+            raise VfmError(
+                f"the {what} data has no labels",
+                where=image_set.source,
+                fix="give labels (npz <split>_labels, labels.csv or class sub-folders)",
+            )
         labels = np.asarray(image_set.labels, dtype=np.int64).reshape(-1)
         if labels.min() < 0 or labels.max() >= len(self.labels):
             raise VfmError(f"{what} labels must lie in 0..{len(self.labels) - 1}", where=image_set.source)
@@ -130,8 +139,8 @@ class ImageClassificationPipeline:
     # ---------------------------------------------------------------- pretrain
     def pretrain(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         """MAE-pretrain the encoder on the unlabelled train (+ val) images."""
-        from vfm.pretrain.mae import SHAPE_FIELDS
         from vfm.platform.training.checkpoints import keep_trained_result
+        from vfm.pretrain.mae import SHAPE_FIELDS
         from vfm.pretrain.mae_training import PretrainSettings, pretrain_mae
 
         config = self.resolve(config)
@@ -142,10 +151,15 @@ class ImageClassificationPipeline:
         images = np.concatenate([self.prepare(self.load_split(config, w), config) for w in parts])
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, out_dir)
-        meta = {"mean": config["preprocessing"].get("mean"), "std": config["preprocessing"].get("std"),
-                "plugin": self.plugin.name}
-        metrics = keep_trained_result(pretrain_mae(images, mae, settings, out_dir, progress=progress, extra_meta=meta),
-                                      read_json_if_any(out_dir / "metrics.json"))
+        meta = {
+            "mean": config["preprocessing"].get("mean"),
+            "std": config["preprocessing"].get("std"),
+            "plugin": self.plugin.name,
+        }
+        metrics = keep_trained_result(
+            pretrain_mae(images, mae, settings, out_dir, progress=progress, extra_meta=meta),
+            read_json_if_any(out_dir / "metrics.json"),
+        )
         atomic_write_json(out_dir / "metrics.json", metrics)
         return metrics
 
@@ -160,19 +174,30 @@ class ImageClassificationPipeline:
         settings = build_settings(FinetuneSettings, section, "finetune")
         encoder_cfg = self._encoder_config(config, pretrained)
         if self._external(config) and config["data"]["val_split"] is None:
-            raise VfmError("fine-tuning needs a validation split for model selection", where=config["data"]["source"],
-                           fix="set data.val_split to a split of your data, e.g. --set data.val_split=val")
+            raise VfmError(
+                "fine-tuning needs a validation split for model selection",
+                where=config["data"]["source"],
+                fix="set data.val_split to a split of your data, e.g. --set data.val_split=val",
+            )
         train_set, val_set = self.load_split(config, "train"), self.load_split(config, "val")
         train = (self.prepare(train_set, config), self._labelled(train_set, "train"))
         val = (self.prepare(val_set, config), self._labelled(val_set, "validation"))
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, out_dir)
         return finetune_classifier(
-            train, val, encoder_cfg=encoder_cfg, num_classes=len(self.labels), settings=settings,
-            out_dir=out_dir, pretrained=Path(pretrained) if pretrained else None,
-            label_names=self.labels, progress=progress,
-            build_model=self.plugin.component("model"), metrics_fn=self.plugin.component("metrics"),
-            mean=config["preprocessing"].get("mean"), std=config["preprocessing"].get("std"),
+            train,
+            val,
+            encoder_cfg=encoder_cfg,
+            num_classes=len(self.labels),
+            settings=settings,
+            out_dir=out_dir,
+            pretrained=Path(pretrained) if pretrained else None,
+            label_names=self.labels,
+            progress=progress,
+            build_model=self.plugin.component("model"),
+            metrics_fn=self.plugin.component("metrics"),
+            mean=config["preprocessing"].get("mean"),
+            std=config["preprocessing"].get("std"),
         ) | {"n_train": len(train[1]), "n_val": len(val[1])}
 
     def _encoder_config(self, config: dict[str, Any], pretrained: str | None) -> dict[str, Any]:
@@ -185,8 +210,14 @@ class ImageClassificationPipeline:
         return mae_config(config).encoder_config()
 
     # ---------------------------------------------------------------- evaluate
-    def evaluate(self, run_dir: Path, config_overrides: dict[str, Any] | None = None, *,
-                 source: str | None = None, split: str | None = None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        run_dir: Path,
+        config_overrides: dict[str, Any] | None = None,
+        *,
+        source: str | None = None,
+        split: str | None = None,
+    ) -> dict[str, Any]:
         """Score a fine-tuned run on its validation data, or on any labelled source by path."""
         config = self._run_config(run_dir, config_overrides)
         from vfm.finetune.classification_training import predict_proba
@@ -206,16 +237,21 @@ class ImageClassificationPipeline:
         from vfm.platform.config import load_yaml_file
 
         if not (run_dir / "classifier.safetensors").is_file():
-            raise VfmError("not a fine-tuned run (no classifier.safetensors)", where=str(run_dir),
-                           fix="pass the --out directory of 'vfm finetune'")
+            raise VfmError(
+                "not a fine-tuned run (no classifier.safetensors)",
+                where=str(run_dir),
+                fix="pass the --out directory of 'vfm finetune'",
+            )
         return deep_merge(self.resolve(load_yaml_file(run_dir / "config.yaml")), overrides or {})
 
     # ------------------------------------------------------- demo and validate
     def smoke_config(self) -> dict[str, Any]:
         """A seconds-long config for ``vfm plugins validate``: same code path, tiny sizes."""
-        return {"data": {"n_train": 20, "n_val": 10},
-                "pretrain": {"max_steps": 2, "batch_size": 8, "warmup_steps": 1},
-                "finetune": {"max_epochs": 1, "batch_size": 8}}
+        return {
+            "data": {"n_train": 20, "n_val": 10},
+            "pretrain": {"max_steps": 2, "batch_size": 8, "warmup_steps": 1},
+            "finetune": {"max_epochs": 1, "batch_size": 8},
+        }
 
     def check_forward(self) -> dict[str, Any]:
         """Fake-input forward pass: random pixels through an untrained model, shapes checked."""
@@ -230,8 +266,10 @@ class ImageClassificationPipeline:
             outputs = model(torch.randn(2, 3, size, size))
         names = [spec.name for spec in self.manifest.outputs]
         if len(outputs) != len(names):
-            raise VfmError(f"the model returns {len(outputs)} outputs but the manifest declares {names}",
-                           fix="declare one manifest output per model output, in order")
+            raise VfmError(
+                f"the model returns {len(outputs)} outputs but the manifest declares {names}",
+                fix="declare one manifest output per model output, in order",
+            )
         expected = {"probabilities": (2, len(self.labels)), "heatmap": (2, size, size), "gradcam": (2, size, size)}
         expected = {name: expected[name] for name in names if name in expected}
         got = {name: tuple(out.shape) for name, out in zip(names, outputs) if name in expected}
@@ -239,8 +277,7 @@ class ImageClassificationPipeline:
             raise VfmError(f"model output shapes {got} differ from the manifest's {expected}")
         return {"outputs": {k: list(v) for k, v in got.items()}}
 
-    def build_demo_bundle(self, work_dir: Path, *, config: dict[str, Any] | None = None,
-                          progress: bool = True) -> Path:
+    def build_demo_bundle(self, work_dir: Path, *, config: dict[str, Any] | None = None, progress: bool = True) -> Path:
         """Pretrain, fine-tune from the pretrained encoder and export, in ``work_dir``.
 
         Steps already completed (their outputs present) are not run again, and an
@@ -261,10 +298,9 @@ class ImageClassificationPipeline:
         config = self._run_config(run_dir, None)
         import torch
 
+        from vfm.finetune.export import export_onnx
         from vfm.finetune.vit_classifier import load_classifier
-        from vfm.platform.bundle import write_bundle
-        from vfm.platform.model_card import render_model_card
-        from vfm.serve.export import export_onnx
+        from vfm.platform.pipeline import ParityReport, write_run_bundle
 
         metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
         val_set = self.load_split(config, "val")
@@ -276,24 +312,31 @@ class ImageClassificationPipeline:
         staging = out.parent / f".{out.name}.onnx-staging"
         staging.mkdir(parents=True, exist_ok=True)
         try:
-            parity = export_onnx(
-                wrapped, {self.manifest.inputs[0].name: pixels[:2]}, names, staging / "model.onnx",
-                opset=spec.opset, atol=spec.atol, rtol=spec.rtol,
+            report = export_onnx(
+                wrapped,
+                {self.manifest.inputs[0].name: pixels[:2]},
+                names,
+                staging / "model.onnx",
+                opset=spec.opset,
+                atol=spec.atol,
+                rtol=spec.rtol,
                 parity_inputs={self.manifest.inputs[0].name: pixels},
             )
-            parity["files"] = [Path(name).name for name in parity.get("files", [])]
             files: dict[str, Any] = {
                 "model.onnx": staging / "model.onnx",  # copied, never held in memory
                 "preprocessing.json": json.dumps(config["preprocessing"], indent=2),
                 "labels.json": json.dumps(self.labels, indent=2),
-                "metrics.json": json.dumps(metrics, indent=2),
-                "parity.json": json.dumps(parity, indent=2),
-                "config.yaml": (run_dir / "config.yaml").read_text("utf-8"),
-                "MODEL_CARD.md": render_model_card(self.manifest, metrics=metrics, parity=parity, config=config),
             }
             files.update(self._example_files())
-            return write_bundle(out, plugin_manifest=self.manifest, models={"model": "model.onnx"},
-                                files=files, vfm_version=vfm_version())
+            return write_run_bundle(
+                out,
+                self.manifest,
+                models={"model": "model.onnx"},
+                model_files=files,
+                metrics=metrics,
+                parity=ParityReport.from_graphs({"": report}),
+                config_file=run_dir / "config.yaml",
+            )
         finally:
             for leftover in staging.glob("*"):
                 leftover.unlink()

@@ -32,14 +32,23 @@ def stratified_subset(labels, fraction: float, *, seed: int, min_per_class: int 
     """
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
-        raise VfmError(f"labels must be a non-empty 1-D integer array, got {labels.dtype} {list(labels.shape)}",
-                       where="stratified_subset(labels)", fix="pass int labels [N]")
+        raise VfmError(
+            f"labels must be a non-empty 1-D integer array, got {labels.dtype} {list(labels.shape)}",
+            where="stratified_subset(labels)",
+            fix="pass int labels [N]",
+        )
     if not 0.0 < fraction <= 1.0:
-        raise VfmError(f"label fraction {fraction!r} is not in (0, 1]", where="stratified_subset(fraction)",
-                       fix="use e.g. 0.05 for 5 % of the labels, 1.0 for all")
+        raise VfmError(
+            f"label fraction {fraction!r} is not in (0, 1]",
+            where="stratified_subset(fraction)",
+            fix="use e.g. 0.05 for 5 % of the labels, 1.0 for all",
+        )
     if min_per_class < 1:
-        raise VfmError(f"min_per_class {min_per_class!r} is below 1", where="stratified_subset(min_per_class)",
-                       fix="keep at least one sample per class")
+        raise VfmError(
+            f"min_per_class {min_per_class!r} is below 1",
+            where="stratified_subset(min_per_class)",
+            fix="keep at least one sample per class",
+        )
     chosen = []
     for cls in np.unique(labels):
         members = np.flatnonzero(labels == cls)  # [count_c]

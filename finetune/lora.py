@@ -33,8 +33,11 @@ def add_lora(model: torch.nn.Module, *, r: int = 8, alpha: int = 16, dropout: fl
     try:
         wrapped = get_peft_model(model, config)
     except ValueError as err:
-        raise VfmError(f"no LoRA target layers in {type(model).__name__}: {err}", where="FinetuneSettings.mode",
-                       fix="LoRA needs timm ViT blocks (blocks.N.attn.qkv, ...); use mode full or linear") from err
+        raise VfmError(
+            f"no LoRA target layers in {type(model).__name__}: {err}",
+            where="FinetuneSettings.mode",
+            fix="LoRA needs timm ViT blocks (blocks.N.attn.qkv, ...); use mode full or linear",
+        ) from err
     for name, p in wrapped.get_base_model().named_parameters():
         if name.startswith(HEAD):
             p.requires_grad = True

@@ -20,9 +20,14 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_auroc,
-                                                    multiclass_average_precision, multiclass_calibration_error,
-                                                    multiclass_cohen_kappa, multiclass_f1_score)
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_auroc,
+    multiclass_average_precision,
+    multiclass_calibration_error,
+    multiclass_cohen_kappa,
+    multiclass_f1_score,
+)
 
 from vfm.platform.errors import VfmError
 
@@ -48,19 +53,26 @@ def _macro(values: torch.Tensor, defined: torch.Tensor) -> float | None:
     return float(values[defined].mean()) if defined.any() else None
 
 
-def check_scores(y_true, probs, label_names: list[str] | None,
-                 where: str = "classification_metrics") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def check_scores(
+    y_true, probs, label_names: list[str] | None, where: str = "classification_metrics"
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """-> (target long [N], preds float32 [N, C], C names), or VfmError naming the mismatch at ``where``."""
     target = torch.as_tensor(np.asarray(y_true), dtype=torch.long).reshape(-1)  # [N]
     preds = torch.as_tensor(np.asarray(probs), dtype=torch.float32)  # [N, C]
     if preds.ndim != 2 or preds.shape[0] != target.shape[0] or target.numel() == 0:
-        raise VfmError(f"probs {list(preds.shape)} do not match {target.numel()} labels",
-                       where=where, fix="pass probs [N, C] for N labels")
+        raise VfmError(
+            f"probs {list(preds.shape)} do not match {target.numel()} labels",
+            where=where,
+            fix="pass probs [N, C] for N labels",
+        )
     num_classes = preds.shape[1]
     names = list(label_names) if label_names is not None else [str(c) for c in range(num_classes)]
     if len(names) != num_classes:
-        raise VfmError(f"{len(names)} label names for {num_classes} classes", where=where,
-                       fix="give one name per probability column")
+        raise VfmError(
+            f"{len(names)} label names for {num_classes} classes",
+            where=where,
+            fix="give one name per probability column",
+        )
     if target.min() < 0 or target.max() >= num_classes:
         raise VfmError(f"labels must lie in 0..{num_classes - 1}", where=where)
     return target, preds, names

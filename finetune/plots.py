@@ -41,8 +41,13 @@ def roc_figure(target: torch.Tensor, preds: torch.Tensor, names: list[str]) -> F
         else:
             ax.plot([], [], label=f"{name} (AUROC undefined: {'no' if counts[c] == 0 else 'only'} positives)")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.02),
-           title="ROC, one class vs rest")
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title="ROC, one class vs rest",
+    )
     ax.legend(loc="lower right", fontsize="small")
     return fig
 
@@ -51,7 +56,7 @@ def confusion_figure(target: torch.Tensor, preds: torch.Tensor, names: list[str]
     """Counts of (true, predicted arg-max) pairs, coloured by the share of each true class (row)."""
     num_classes = preds.shape[1]
     pairs = target * num_classes + preds.argmax(dim=1)  # [N]
-    counts = torch.bincount(pairs, minlength=num_classes ** 2).reshape(num_classes, num_classes).numpy()  # [C, C]
+    counts = torch.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes).numpy()  # [C, C]
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # [C, C], rows sum to 1 (or 0)
     side = 2.5 + 0.6 * num_classes
     fig = Figure(figsize=(side + 1, side))
@@ -95,8 +100,13 @@ def reliability_figure(target: torch.Tensor, preds: torch.Tensor) -> Figure:
     ax.bar(centres[filled], acc[filled], width=1 / n_bins, edgecolor="black", label="accuracy")
     ax.scatter(conf[filled], acc[filled], color="tab:orange", zorder=3, s=12, label="mean confidence")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
-    ax.set(xlabel="confidence (top-class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
-           title=f"Reliability, ECE {ece:.3f} ({n_bins} bins)")
+    ax.set(
+        xlabel="confidence (top-class probability)",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title=f"Reliability, ECE {ece:.3f} ({n_bins} bins)",
+    )
     ax.legend(loc="upper left", fontsize="small")
     return fig
 
@@ -109,7 +119,9 @@ def write_classification_plots(y_true, probs, label_names: list[str] | None, out
     """
     target, preds, names = check_scores(y_true, probs, label_names, where="write_classification_plots")
     out_dir = Path(out_dir)
-    figures = {"roc_curves.png": roc_figure(target, preds, names),
-               "confusion_matrix.png": confusion_figure(target, preds, names),
-               "reliability_diagram.png": reliability_figure(target, preds)}
+    figures = {
+        "roc_curves.png": roc_figure(target, preds, names),
+        "confusion_matrix.png": confusion_figure(target, preds, names),
+        "reliability_diagram.png": reliability_figure(target, preds),
+    }
     return [_save(fig, out_dir / name) for name, fig in figures.items()]

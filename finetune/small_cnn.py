@@ -22,9 +22,15 @@ class SmallCnn(nn.Module):
         layers: list[nn.Module] = []
         channels = 3
         for out in (width, width * 2, width * 4, width * 4):
-            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(),
-                       nn.Conv2d(out, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(),
-                       nn.MaxPool2d(2, ceil_mode=True)]
+            layers += [
+                nn.Conv2d(channels, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+                nn.Conv2d(out, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+                nn.MaxPool2d(2, ceil_mode=True),
+            ]
             channels = out
         self.features = nn.Sequential(*layers)
         self.global_pool = "avg"
@@ -37,7 +43,8 @@ class SmallCnn(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3)))  # [N, C]
 
 
-def build_small_cnn(encoder_cfg: dict, num_classes: int, drop_path_rate: float = 0.0,
-                    global_pool: str = "avg") -> SmallCnn:
+def build_small_cnn(
+    encoder_cfg: dict, num_classes: int, drop_path_rate: float = 0.0, global_pool: str = "avg"
+) -> SmallCnn:
     """The ``model`` component signature; the CNN ignores the ViT shape and drop path."""
     return SmallCnn(num_classes)

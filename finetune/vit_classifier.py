@@ -39,8 +39,9 @@ _DECODER = ("decoder_", "mask_token")
 _ALLOWED_MISSING = ("head.", "fc_norm.")
 
 
-def build_vit_classifier(encoder_cfg: dict, num_classes: int, drop_path_rate: float = 0.0,
-                         global_pool: str = "avg") -> VisionTransformer:
+def build_vit_classifier(
+    encoder_cfg: dict, num_classes: int, drop_path_rate: float = 0.0, global_pool: str = "avg"
+) -> VisionTransformer:
     """A randomly initialised timm ``VisionTransformer`` with the encoder's shape and a new head.
 
     encoder_cfg: ViT keyword arguments (``MaskedAutoencoderViT.encoder_config()``, or the
@@ -48,18 +49,25 @@ def build_vit_classifier(encoder_cfg: dict, num_classes: int, drop_path_rate: fl
     """
     unknown = sorted(set(encoder_cfg) - _VIT_ARGS)
     if unknown:
-        raise VfmError(f"unknown ViT setting(s) {unknown}", where="encoder_cfg",
-                       fix="pass the 'encoder' entry of encoder.json, not the whole file")
-    return VisionTransformer(**encoder_cfg, num_classes=num_classes, drop_path_rate=drop_path_rate,
-                             global_pool=global_pool)
+        raise VfmError(
+            f"unknown ViT setting(s) {unknown}",
+            where="encoder_cfg",
+            fix="pass the 'encoder' entry of encoder.json, not the whole file",
+        )
+    return VisionTransformer(
+        **encoder_cfg, num_classes=num_classes, drop_path_rate=drop_path_rate, global_pool=global_pool
+    )
 
 
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     """The tensors in ``path`` and the format they came in."""
     if not path.is_file():
         raise VfmError("checkpoint file not found", where=str(path), fix="check the --pretrained path")
-    not_a_checkpoint = VfmError("not a model checkpoint (expected .safetensors or a torch state dict)",
-                                where=str(path), fix="pass encoder.safetensors or a RETFound .pth file")
+    not_a_checkpoint = VfmError(
+        "not a model checkpoint (expected .safetensors or a torch state dict)",
+        where=str(path),
+        fix="pass encoder.safetensors or a RETFound .pth file",
+    )
     if path.suffix == ".safetensors":
         try:
             return load_file(path), "safetensors"
@@ -70,8 +78,11 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "Weights only load failed" in str(err):
-            raise VfmError("the checkpoint holds Python objects that safe (weights-only) loading refuses",
-                           where=str(path), fix="re-save it as {'model': state_dict} or as .safetensors") from err
+            raise VfmError(
+                "the checkpoint holds Python objects that safe (weights-only) loading refuses",
+                where=str(path),
+                fix="re-save it as {'model': state_dict} or as .safetensors",
+            ) from err
         raise not_a_checkpoint from err
     except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as err:
         raise not_a_checkpoint from err
@@ -84,7 +95,7 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         raise not_a_checkpoint
     for prefix in ("module.", "model."):
         if all(k.startswith(prefix) for k in ckpt):
-            ckpt = {k[len(prefix):]: v for k, v in ckpt.items()}
+            ckpt = {k[len(prefix) :]: v for k, v in ckpt.items()}
     return ckpt, fmt
 
 
@@ -100,52 +111,81 @@ def load_encoder_weights(model: VisionTransformer, path: str | Path) -> dict:
     state, fmt = _read_state_dict(path)
     own = model.state_dict()
     drop_norm = isinstance(model.norm, torch.nn.Identity)  # avg pooling: fc_norm replaces norm
-    kept = {k: v for k, v in state.items() if not (k.startswith(_DECODER) or k.startswith("head.")
-                                                   or (drop_norm and k.startswith("norm.")))}
+    kept = {
+        k: v
+        for k, v in state.items()
+        if not (k.startswith(_DECODER) or k.startswith("head.") or (drop_norm and k.startswith("norm.")))
+    }
     dropped, state = sorted(set(state) - set(kept)), kept
 
     theirs, ours = state.get("pos_embed"), own.get("pos_embed")
-    interpolated = (theirs is not None and ours is not None and theirs.shape[2] == ours.shape[2]
-                    and theirs.shape[1] != ours.shape[1])
+    interpolated = (
+        theirs is not None
+        and ours is not None
+        and theirs.shape[2] == ours.shape[2]
+        and theirs.shape[1] != ours.shape[1]
+    )
     if interpolated:
         state["pos_embed"] = _resize_pos_embed(theirs, ours, path)
     for key, value in state.items():
         if key in own and value.shape != own[key].shape:
-            raise VfmError(f"checkpoint tensor '{key}' has shape {list(value.shape)}, the model expects "
-                           f"{list(own[key].shape)}", where=str(path),
-                           fix="build the classifier with the encoder's own config (its encoder.json)")
+            raise VfmError(
+                f"checkpoint tensor '{key}' has shape {list(value.shape)}, the model expects {list(own[key].shape)}",
+                where=str(path),
+                fix="build the classifier with the encoder's own config (its encoder.json)",
+            )
 
     result = model.load_state_dict(state, strict=False)
     missing = sorted(result.missing_keys)
     not_allowed = [k for k in missing if not k.startswith(_ALLOWED_MISSING)]
     if not_allowed:
-        raise VfmError(f"checkpoint lacks {len(not_allowed)} encoder tensor(s), e.g. {not_allowed[:3]}",
-                       where=str(path), fix="pass a ViT encoder checkpoint of the same architecture")
+        raise VfmError(
+            f"checkpoint lacks {len(not_allowed)} encoder tensor(s), e.g. {not_allowed[:3]}",
+            where=str(path),
+            fix="pass a ViT encoder checkpoint of the same architecture",
+        )
     if isinstance(model.head, torch.nn.Linear):
         trunc_normal_(model.head.weight, std=2e-5)
         torch.nn.init.zeros_(model.head.bias)
-    return {"format": fmt, "missing": missing, "unexpected": sorted(result.unexpected_keys),
-            "dropped": dropped, "interpolated_pos_embed": interpolated}
+    return {
+        "format": fmt,
+        "missing": missing,
+        "unexpected": sorted(result.unexpected_keys),
+        "dropped": dropped,
+        "interpolated_pos_embed": interpolated,
+    }
 
 
 def _resize_pos_embed(theirs: torch.Tensor, ours: torch.Tensor, path: Path) -> torch.Tensor:
     """theirs: [1, 1+G0*G0, D] -> [1, 1+G*G, D], bicubic on the grid, cls position unchanged."""
     old_grid, new_grid = round((theirs.shape[1] - 1) ** 0.5), round((ours.shape[1] - 1) ** 0.5)
-    if old_grid ** 2 + 1 != theirs.shape[1] or new_grid ** 2 + 1 != ours.shape[1]:
-        raise VfmError(f"checkpoint pos_embed {list(theirs.shape)} cannot be resized to {list(ours.shape)}",
-                       where=str(path), fix="use a ViT encoder with one cls token and a square patch grid")
-    return resample_abs_pos_embed(theirs.float(), new_size=[new_grid, new_grid], old_size=[old_grid, old_grid],
-                                  num_prefix_tokens=1, interpolation="bicubic", antialias=False)
+    if old_grid**2 + 1 != theirs.shape[1] or new_grid**2 + 1 != ours.shape[1]:
+        raise VfmError(
+            f"checkpoint pos_embed {list(theirs.shape)} cannot be resized to {list(ours.shape)}",
+            where=str(path),
+            fix="use a ViT encoder with one cls token and a square patch grid",
+        )
+    return resample_abs_pos_embed(
+        theirs.float(),
+        new_size=[new_grid, new_grid],
+        old_size=[old_grid, old_grid],
+        num_prefix_tokens=1,
+        interpolation="bicubic",
+        antialias=False,
+    )
 
 
-def save_classifier(model: VisionTransformer, encoder_cfg: dict, num_classes: int, path_dir: str | Path,
-                    meta: dict | None = None) -> list[Path]:
+def save_classifier(
+    model: VisionTransformer, encoder_cfg: dict, num_classes: int, path_dir: str | Path, meta: dict | None = None
+) -> list[Path]:
     """Write ``classifier.safetensors`` and ``classifier.json`` (encoder config, classes, pooling, meta)."""
     path_dir = Path(path_dir)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     info = {"encoder": encoder_cfg, "num_classes": num_classes, "global_pool": model.global_pool, **(meta or {})}
-    return [atomic_write_bytes(path_dir / "classifier.safetensors", save(tensors)),
-            atomic_write_json(path_dir / "classifier.json", info)]
+    return [
+        atomic_write_bytes(path_dir / "classifier.safetensors", save(tensors)),
+        atomic_write_json(path_dir / "classifier.json", info),
+    ]
 
 
 def load_classifier(path_dir: str | Path, build_model: ModelBuilder | None = None) -> VisionTransformer:
@@ -156,8 +196,11 @@ def load_classifier(path_dir: str | Path, build_model: ModelBuilder | None = Non
     path_dir = Path(path_dir)
     info_path, weights = path_dir / "classifier.json", path_dir / "classifier.safetensors"
     if not info_path.is_file() or not weights.is_file():
-        raise VfmError("no classifier.json + classifier.safetensors", where=str(path_dir),
-                       fix="pass the output directory of a fine-tuning run")
+        raise VfmError(
+            "no classifier.json + classifier.safetensors",
+            where=str(path_dir),
+            fix="pass the output directory of a fine-tuning run",
+        )
     info = json.loads(info_path.read_text("utf-8"))
     model = (build_model or build_vit_classifier)(info["encoder"], info["num_classes"], global_pool=info["global_pool"])
     model.load_state_dict(load_file(weights), strict=True)

@@ -88,7 +88,7 @@ def write_bundle(
                 "task": plugin_manifest.task,
             },
             "vfm_version": vfm_version,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "models": models,
             "plugin_manifest": plugin_manifest.model_dump(mode="json"),
         }

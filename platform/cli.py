@@ -24,10 +24,18 @@ EXIT_INTERNAL_ERROR = 1
 def _add_run_options(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument("plugin", help="plugin name (see 'vfm plugins list')")
     parser.add_argument("--config", type=Path, help="YAML config file (defaults come from the plugin)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value, e.g. --set pretrain.max_steps=50 (repeatable)")
-    parser.add_argument("--data", help="data source path (npz, image folder, CSV/JSONL manifest); "
-                        "default: the plugin's synthetic generator")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. --set pretrain.max_steps=50 (repeatable)",
+    )
+    parser.add_argument(
+        "--data",
+        help="data source path (npz, image folder, CSV/JSONL manifest); default: the plugin's synthetic generator",
+    )
     parser.add_argument("--out", type=Path, help=f"output directory (default: runs/<plugin>/{verb})")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -47,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = plugin_verbs.add_parser("show", help="print a plugin's manifest")
     show.add_argument("name")
     validate = plugin_verbs.add_parser(
-        "validate", help="schema, imports, fake-input forward, export + ONNX parity, demo smoke call")
+        "validate", help="schema, imports, fake-input forward, export + ONNX parity, demo smoke call"
+    )
     validate.add_argument("name")
     new = plugin_verbs.add_parser("new", help="write a working plugin package for a new domain")
     new.add_argument("name", help="plugin name: lower case letters, digits, underscores")
@@ -59,17 +68,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(pretrain, "pretrain")
     finetune = verbs.add_parser("finetune", help="fine-tune a task model from a pretrained encoder")
     _add_run_options(finetune, "finetune")
-    finetune.add_argument("--pretrained", help="pretrained encoder: our encoder.safetensors or a RETFound-style "
-                          "checkpoint (default: train from scratch)")
+    finetune.add_argument(
+        "--pretrained",
+        help="pretrained encoder: our encoder.safetensors or a RETFound-style checkpoint (default: train from scratch)",
+    )
 
     evaluate = verbs.add_parser("evaluate", help="score a fine-tuned run; prints metrics as JSON")
     evaluate.add_argument("plugin", help="plugin name")
-    evaluate.add_argument("--run", type=Path, help="the fine-tune run directory (default: runs/<plugin>/finetune, "
-                          "where 'vfm finetune' writes)")
+    evaluate.add_argument(
+        "--run",
+        type=Path,
+        help="the fine-tune run directory (default: runs/<plugin>/finetune, where 'vfm finetune' writes)",
+    )
     evaluate.add_argument("--data", help="labelled data to score (default: the run's validation data)")
     evaluate.add_argument("--split", help="split name inside --data (e.g. val, test)")
-    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                          help="override one config value (repeatable)")
+    evaluate.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value (repeatable)",
+    )
     evaluate.add_argument("--output", type=Path, help="also write the JSON to this file")
 
     export = verbs.add_parser("export", help="export a fine-tuned run to a verified ONNX bundle")
@@ -80,21 +100,32 @@ def build_parser() -> argparse.ArgumentParser:
     predict = verbs.add_parser("predict", help="run a bundle on inputs (torch-free); prints JSON")
     predict.add_argument("bundle", type=Path, help="bundle directory")
     predict.add_argument("inputs", nargs="+", help="input files (e.g. images)")
-    predict.add_argument("--explain-dir", type=Path, default=Path("explanations"),
-                         help="where heat-map images are written (default: ./explanations)")
+    predict.add_argument(
+        "--explain-dir",
+        type=Path,
+        default=Path("explanations"),
+        help="where heat-map images are written (default: ./explanations)",
+    )
 
     serve = verbs.add_parser("serve", help="serve bundles in a Gradio app (one tab per bundle)")
     serve.add_argument("bundles", type=Path, nargs="+", help="bundle directories")
     _add_server_options(serve)
 
-    demo = verbs.add_parser("demo", help="build small bundles for every plugin from synthetic data (cached), "
-                            "then serve them")
+    demo = verbs.add_parser(
+        "demo", help="build small bundles for every plugin from synthetic data (cached), then serve them"
+    )
     demo.add_argument("--plugins", help="comma-separated plugin names (default: all installed)")
     demo.add_argument("--cache-dir", type=Path, help="cache directory (default: $VFM_CACHE_DIR or ~/.cache/vfm)")
     demo.add_argument("--rebuild", action="store_true", help="ignore cached bundles")
     demo.add_argument("--build-only", action="store_true", help="build the bundles, print their paths, exit")
-    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a training config value for every plugin's demo build (repeatable)")
+    demo.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a training config value for every plugin's demo build (repeatable)",
+    )
     _add_server_options(demo)
     return parser
 
@@ -114,18 +145,35 @@ def _plugins(args: argparse.Namespace) -> Outcome:
         from vfm.platform.scaffold import create_plugin
 
         target = create_plugin(args.name, args.path, domain=args.domain, force=args.force)
-        return 0, f"wrote plugin '{args.name}' to {target}\nnext: pip install -e {target} && vfm plugins validate {args.name}"
+        return (
+            0,
+            f"wrote plugin '{args.name}' to {target}\nnext: pip install -e {target} && vfm plugins validate {args.name}",
+        )
     registry = discover()
     if args.plugins_verb == "list":
-        rows = [{"name": n, "version": p.manifest.version, "task": p.manifest.task, "domain": p.manifest.domain,
-                 "distribution": registry.distributions[n], "status": "ok"} for n, p in sorted(registry.plugins.items())]
-        rows += [{"name": b.name, "distribution": b.distribution, "status": "broken", "reason": b.reason}
-                 for b in registry.broken]
+        rows = [
+            {
+                "name": n,
+                "version": p.manifest.version,
+                "task": p.manifest.task,
+                "domain": p.manifest.domain,
+                "distribution": registry.distributions[n],
+                "status": "ok",
+            }
+            for n, p in sorted(registry.plugins.items())
+        ]
+        rows += [
+            {"name": b.name, "distribution": b.distribution, "status": "broken", "reason": b.reason}
+            for b in registry.broken
+        ]
         if args.json:
             return 0, rows
-        lines = [f"{r['name']:<12} {r['version']:<8} {r['task']:<22} {r['domain']:<16} ({r['distribution']})"
-                 if r["status"] == "ok" else f"{r['name']:<12} BROKEN   ({r['distribution']}): {r['reason']}"
-                 for r in rows]
+        lines = [
+            f"{r['name']:<12} {r['version']:<8} {r['task']:<22} {r['domain']:<16} ({r['distribution']})"
+            if r["status"] == "ok"
+            else f"{r['name']:<12} BROKEN   ({r['distribution']}): {r['reason']}"
+            for r in rows
+        ]
         return 0, "\n".join(lines) or "no plugins installed"
     plugin = registry.get(args.name)
     if args.plugins_verb == "show":
@@ -148,8 +196,11 @@ def _pipeline_and_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]
         overrides.append(f"data.source={args.data}")
     if getattr(args, "pretrained", None):
         if not Path(args.pretrained).exists():
-            raise VfmError("pretrained checkpoint not found", where=args.pretrained,
-                           fix="pass the encoder.safetensors written by 'vfm pretrain'")
+            raise VfmError(
+                "pretrained checkpoint not found",
+                where=args.pretrained,
+                fix="pass the encoder.safetensors written by 'vfm pretrain'",
+            )
         overrides.append(f"finetune.pretrained={args.pretrained}")
     config = resolve_config({}, getattr(args, "config", None), overrides)
     return plugin.component("pipeline")(plugin), config
@@ -172,8 +223,11 @@ def _evaluate(args: argparse.Namespace) -> Outcome:
     pipeline, config = _pipeline_and_config(argparse.Namespace(plugin=args.plugin, overrides=args.overrides))
     run = args.run or Path("runs") / args.plugin / "finetune"
     if not run.is_dir():
-        raise VfmError("run directory not found", where=str(run),
-                       fix=f"pass --run with the --out folder of 'vfm finetune {args.plugin}'")
+        raise VfmError(
+            "run directory not found",
+            where=str(run),
+            fix=f"pass --run with the --out folder of 'vfm finetune {args.plugin}'",
+        )
     _verify_if_bundle(run, args.plugin)
     metrics = pipeline.evaluate(run, config, source=args.data, split=args.split)
     if args.output:
@@ -190,8 +244,11 @@ def _verify_if_bundle(run: Path, plugin: str) -> None:
         return
     bundle = load_bundle(run)
     if bundle.plugin_name != plugin:
-        raise VfmError(f"the bundle is a {bundle.plugin_name} bundle, not a {plugin} one", where=str(run),
-                       fix=f"run 'vfm evaluate {bundle.plugin_name} --run {run}', or pass a {plugin} bundle")
+        raise VfmError(
+            f"the bundle is a {bundle.plugin_name} bundle, not a {plugin} one",
+            where=str(run),
+            fix=f"run 'vfm evaluate {bundle.plugin_name} --run {run}', or pass a {plugin} bundle",
+        )
 
 
 def _export(args: argparse.Namespace) -> Outcome:
@@ -234,8 +291,16 @@ def _demo(args: argparse.Namespace) -> Outcome:
     return 0, None
 
 
-HANDLERS = {"plugins": _plugins, "pretrain": _train, "finetune": _train, "evaluate": _evaluate,
-            "export": _export, "predict": _predict, "serve": _serve, "demo": _demo}
+HANDLERS = {
+    "plugins": _plugins,
+    "pretrain": _train,
+    "finetune": _train,
+    "evaluate": _evaluate,
+    "export": _export,
+    "predict": _predict,
+    "serve": _serve,
+    "demo": _demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,15 +323,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vfm: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("vfm: interrupted (checkpoints written so far are kept; re-run the same command to resume)",
-              file=sys.stderr)
+        print(
+            "vfm: interrupted (checkpoints written so far are kept; re-run the same command to resume)", file=sys.stderr
+        )
         return 130
     except Exception as err:
         if args.debug:
             raise
         first_line = (str(err).splitlines() or [""])[0]
-        print(f"vfm: internal error: {type(err).__name__}: {first_line} (re-run with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"vfm: internal error: {type(err).__name__}: {first_line} (re-run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL_ERROR
 
 

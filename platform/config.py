@@ -111,9 +111,7 @@ def build_settings(cls: type, data: dict[str, Any] | None, section: str) -> Any:
     try:
         return TypeAdapter(cls).validate_python(data)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{section}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        )
+        problems = "; ".join(f"{section}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         raise VfmError(f"invalid config: {problems}", fix="correct the named fields") from None
 
 

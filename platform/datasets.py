@@ -24,7 +24,7 @@ import numpy as np
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import read_jsonl_objects
-from vfm.serve.image_io import read_image
+from vfm.platform.image_io import read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 """File suffixes (lower case) read from image folders."""
@@ -276,6 +276,7 @@ def _load_folder(folder: Path, split: str | None, labels_csv: Path | None, label
                 fix=f"create {root}, pass an existing split, or pass split=None to load the whole folder",
             )
     csv_path = labels_csv if labels_csv is not None else root / "labels.csv"
+    labels: np.ndarray | None
     if labels_csv is not None or csv_path.is_file():
         relative, labels = _read_labels_csv(csv_path, root, label_names)
     else:

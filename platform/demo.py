@@ -26,8 +26,13 @@ def demo_key(recipe_json: str) -> str:
     return hashlib.sha256(f"{vfm_version()}\n{recipe_json}".encode()).hexdigest()[:12]
 
 
-def build_demo_bundles(names: list[str] | None = None, *, cache_dir: str | Path | None = None,
-                       rebuild: bool = False, config: dict | None = None) -> dict[str, Path]:
+def build_demo_bundles(
+    names: list[str] | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    rebuild: bool = False,
+    config: dict | None = None,
+) -> dict[str, Path]:
     """Build (or reuse) one demo bundle per plugin; returns plugin name -> bundle path.
 
     Args:
@@ -48,8 +53,9 @@ def build_demo_bundles(names: list[str] | None = None, *, cache_dir: str | Path 
     plugins = [registry.get(name) for name in names]
     bundles: dict[str, Path] = {}
     for step, plugin in enumerate(plugins, start=1):
-        recipe = json.dumps({"manifest": plugin.manifest.model_dump(mode="json"), "config": config or {}},
-                            sort_keys=True)
+        recipe = json.dumps(
+            {"manifest": plugin.manifest.model_dump(mode="json"), "config": config or {}}, sort_keys=True
+        )
         work = cache_root(cache_dir) / "demo" / f"{plugin.name}-{plugin.manifest.version}-{demo_key(recipe)}"
         bundle = work / "bundle"
         if bundle.exists() and not rebuild:
@@ -59,13 +65,22 @@ def build_demo_bundles(names: list[str] | None = None, *, cache_dir: str | Path 
                 bundles[plugin.name] = bundle
                 continue
             except VfmError as err:
-                print(f"[{step}/{len(plugins)}] {plugin.name}: cached bundle unusable ({err}); rebuilding",
-                      file=sys.stderr)
-        print(f"[{step}/{len(plugins)}] {plugin.name}: building the demo bundle from synthetic data in {work} "
-              "(first run only; interrupted builds resume)", file=sys.stderr, flush=True)
+                print(
+                    f"[{step}/{len(plugins)}] {plugin.name}: cached bundle unusable ({err}); rebuilding",
+                    file=sys.stderr,
+                )
+        print(
+            f"[{step}/{len(plugins)}] {plugin.name}: building the demo bundle from synthetic data in {work} "
+            "(first run only; interrupted builds resume)",
+            file=sys.stderr,
+            flush=True,
+        )
         started = time.perf_counter()
         pipeline = plugin.component("pipeline")(plugin)
         bundles[plugin.name] = pipeline.build_demo_bundle(work, config=config, progress=True)
-        print(f"[{step}/{len(plugins)}] {plugin.name}: bundle ready in {time.perf_counter() - started:.0f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"[{step}/{len(plugins)}] {plugin.name}: bundle ready in {time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     return bundles

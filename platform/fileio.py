@@ -91,10 +91,12 @@ def read_format_json(path: str | Path, fmt: str, *, what: str, written_by: str) 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        raise VfmError(f"cannot read the model settings: {err}", where=str(path),
-                       fix=f"pass a folder written by {written_by}") from None
+        raise VfmError(
+            f"cannot read the model settings: {err}", where=str(path), fix=f"pass a folder written by {written_by}"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != fmt:
         found = data.get("format") if isinstance(data, dict) else None
-        raise VfmError(f"not {what} (format {found!r})", where=str(path),
-                       fix=f"pass a folder whose {path.name} has format {fmt}")
+        raise VfmError(
+            f"not {what} (format {found!r})", where=str(path), fix=f"pass a folder whose {path.name} has format {fmt}"
+        )
     return data

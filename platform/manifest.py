@@ -138,9 +138,7 @@ def parse_manifest(data: Any, *, source: str) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors())
         raise VfmError(
             f"invalid manifest: {problems}",
             where=source,

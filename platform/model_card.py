@@ -24,8 +24,11 @@ def render_model_card(
     data = config.get("data", {})
     source = data.get("source", "unknown")
     if source == "synthetic":
-        counts = (f" (seed {data.get('seed')}, {data.get('n_train')} training and {data.get('n_val')} validation "
-                  "samples)" if "n_train" in data else "")
+        counts = (
+            f" (seed {data.get('seed')}, {data.get('n_train')} training and {data.get('n_val')} validation samples)"
+            if "n_train" in data
+            else ""
+        )
         data_text = f"Synthetic data from the plugin's generator{counts}. No real patient, client or vehicle data."
     elif "train_split" in data:
         data_text = f"`{source}` (train split `{data.get('train_split')}`, validation split `{data.get('val_split')}`)."

@@ -17,7 +17,7 @@ import yaml
 
 from vfm.platform.errors import VfmError
 from vfm.platform.manifest import Manifest, parse_manifest
-from vfm.platform.tasks import REQUIRED_COMPONENTS, TASK_DEFAULTS
+from vfm.platform.tasks import REQUIRED_COMPONENTS, TASK_DEFAULTS, TASK_REQUIRED, task_components
 
 
 def import_object(path: str) -> Any:
@@ -58,9 +58,7 @@ class Plugin:
         try:
             text = resources.files(self.package).joinpath(self.manifest_file).read_text("utf-8")
         except (FileNotFoundError, ModuleNotFoundError) as err:
-            raise VfmError(
-                "plugin manifest not found", where=source, fix="ship manifest.yaml as package data"
-            ) from err
+            raise VfmError("plugin manifest not found", where=source, fix="ship manifest.yaml as package data") from err
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:
@@ -79,8 +77,7 @@ class Plugin:
         default = TASK_DEFAULTS.get(self.manifest.task, {}).get(name)
         if default is None:
             raise VfmError(
-                f"plugin '{self.name}' has no '{name}' component and task "
-                f"'{self.manifest.task}' has no default for it",
+                f"plugin '{self.name}' has no '{name}' component and task '{self.manifest.task}' has no default for it",
                 where=f"{self.package}/{self.manifest_file}",
                 fix=f"declare components.{name}: 'package.module:attribute' in the manifest",
             )
@@ -94,8 +91,7 @@ class Plugin:
                 self._loaded[name] = import_object(path)
             except Exception as err:
                 raise VfmError(
-                    f"plugin '{self.name}': component '{name}' ({path}) failed to import: "
-                    f"{type(err).__name__}: {err}",
+                    f"plugin '{self.name}': component '{name}' ({path}) failed to import: {type(err).__name__}: {err}",
                     fix="install the plugin's dependencies (pip install 'vfm[train]') or fix the import path",
                 ) from err
         return self._loaded[name]
@@ -103,9 +99,14 @@ class Plugin:
     def check_components(self) -> list[str]:
         """Names of required components that cannot be resolved (without importing them)."""
         missing = []
-        for name in REQUIRED_COMPONENTS:
+        for name in (*REQUIRED_COMPONENTS, *TASK_REQUIRED.get(self.manifest.task, ())):
             try:
                 self.component_path(name)
             except VfmError:
                 missing.append(name)
         return missing
+
+    def unused_components(self) -> list[str]:
+        """Components the manifest declares that the platform never resolves for its task."""
+        declared = {name for name, path in self.manifest.components.model_dump().items() if path}
+        return sorted(declared - task_components(self.manifest.task))

@@ -78,8 +78,11 @@ def _render(template: str, values: dict[str, str]) -> dict[Path, bytes]:
     """The rendered tree: relative path -> file content."""
     root = _template_root(template)
     if not root.is_dir():
-        raise VfmError(f"plugin template '{template}' is missing from the vfm installation", where=str(root),
-                       fix="reinstall vfm (the templates are package data)")
+        raise VfmError(
+            f"plugin template '{template}' is missing from the vfm installation",
+            where=str(root),
+            fix="reinstall vfm (the templates are package data)",
+        )
     rendered: dict[Path, bytes] = {}
     for parts, source in _walk(root):
         relative = Path(*(values["package"] if part == _PACKAGE_SEGMENT else part for part in parts))
@@ -113,18 +116,25 @@ def create_plugin(name: str, path: str | Path, *, domain: str = "custom", force:
         VfmError: an invalid name or domain, or a non-empty target without ``force``.
     """
     if not _name_pattern().match(name):
-        raise VfmError(f"invalid plugin name {name!r}",
-                       fix="use 2-40 characters: a lower-case letter, then lower-case letters, digits or '_'")
+        raise VfmError(
+            f"invalid plugin name {name!r}",
+            fix="use 2-40 characters: a lower-case letter, then lower-case letters, digits or '_'",
+        )
     if not _DOMAIN.match(domain):
-        raise VfmError(f"invalid domain {domain!r}",
-                       fix="use up to 64 letters, digits, spaces or _.-&+/() starting with a letter or digit")
+        raise VfmError(
+            f"invalid domain {domain!r}",
+            fix="use up to 64 letters, digits, spaces or _.-&+/() starting with a letter or digit",
+        )
     dist = "vfm-plugin-" + name.replace("_", "-")
     target = Path(path) / dist
     if target.exists() and not target.is_dir():
         raise VfmError("the target exists and is not a directory", where=str(target), fix="choose another --path")
     if target.is_dir() and any(target.iterdir()) and not force:
-        raise VfmError("the target directory is not empty", where=str(target),
-                       fix="choose another --path, or pass --force to overwrite the template's files")
+        raise VfmError(
+            "the target directory is not empty",
+            where=str(target),
+            fix="choose another --path, or pass --force to overwrite the template's files",
+        )
     values = {
         "name": name,
         "package": f"vfm_plugin_{name}",

@@ -22,4 +22,14 @@ TASK_DEFAULTS: dict[str, dict[str, str]] = {
 }
 
 # Components every plugin must be able to resolve (from its manifest or its task).
-REQUIRED_COMPONENTS = ("generator", "pipeline", "predictor", "demo_tab")
+REQUIRED_COMPONENTS = ("pipeline", "predictor", "demo_tab")
+
+# What a task's default pipeline resolves through the plugin beyond its defaults: the plugin must bring these.
+TASK_REQUIRED: dict[str, tuple[str, ...]] = {"image-classification": ("generator",)}
+
+
+def task_components(task: str) -> set[str]:
+    """The components the platform resolves for a plugin of ``task``: a manifest may declare these
+    and no others (a declared component nothing resolves would be an override that changes nothing).
+    A task without platform defaults brings its own pipeline, which imports what it needs itself."""
+    return set(REQUIRED_COMPONENTS) | set(TASK_DEFAULTS.get(task, {})) | set(TASK_REQUIRED.get(task, ()))

@@ -16,7 +16,7 @@ from typing import Any
 
 from vfm.platform.errors import VfmError
 from vfm.platform.plugin import Plugin
-from vfm.platform.tasks import REQUIRED_COMPONENTS, TASK_DEFAULTS
+from vfm.platform.tasks import task_components
 
 
 def _free_port() -> int:
@@ -50,14 +50,19 @@ def validate_plugin(plugin: Plugin, *, progress: bool = False, work_dir: Path | 
     state: dict[str, Any] = {}
 
     def schema() -> dict[str, Any]:
-        missing = plugin.check_components()
+        missing, unused = plugin.check_components(), plugin.unused_components()
         if missing:
             raise VfmError(f"components cannot be resolved: {', '.join(missing)}")
+        if unused:
+            raise VfmError(
+                f"components declared but never used by task '{plugin.manifest.task}': {', '.join(unused)}",
+                fix="remove them from the manifest's components",
+            )
         return {"schema_version": plugin.manifest.schema_version, "task": plugin.manifest.task}
 
     def imports() -> dict[str, Any]:
         declared = {name for name, path in plugin.manifest.components.model_dump().items() if path}
-        names = sorted(declared | set(TASK_DEFAULTS.get(plugin.manifest.task, {})) | set(REQUIRED_COMPONENTS))
+        names = sorted(declared | task_components(plugin.manifest.task))
         return {name: plugin.component_path(name) for name in names if plugin.component(name) is not None}
 
     def forward() -> dict[str, Any]:
@@ -77,19 +82,26 @@ def validate_plugin(plugin: Plugin, *, progress: bool = False, work_dir: Path | 
         return _demo_smoke(state["bundle"])
 
     checks: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("schema", schema), ("imports", imports), ("forward", forward), ("export_parity", export), ("demo", demo)]
+        ("schema", schema),
+        ("imports", imports),
+        ("forward", forward),
+        ("export_parity", export),
+        ("demo", demo),
+    ]
     with tempfile.TemporaryDirectory(prefix="vfm-validate-") as tmp:
         work = Path(work_dir or tmp)
         for name, check in checks:
             started = time.perf_counter()
             try:
                 detail = check()
-                steps.append({"step": name, "ok": True, "seconds": round(time.perf_counter() - started, 2),
-                              "detail": detail})
+                steps.append(
+                    {"step": name, "ok": True, "seconds": round(time.perf_counter() - started, 2), "detail": detail}
+                )
             except Exception as err:  # the report must name the failing step, whatever broke
                 reason = str(err) if isinstance(err, VfmError) else f"{type(err).__name__}: {err}"
-                steps.append({"step": name, "ok": False, "seconds": round(time.perf_counter() - started, 2),
-                              "error": reason})
+                steps.append(
+                    {"step": name, "ok": False, "seconds": round(time.perf_counter() - started, 2), "error": reason}
+                )
                 break
     passed = len(steps) == len(checks) and all(s["ok"] for s in steps)
     return {"plugin": plugin.name, "passed": passed, "steps": steps}

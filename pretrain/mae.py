@@ -32,8 +32,15 @@ _PRESETS = {
     "large": (16, 1024, 24, 16, 512, 8, 16),
 }
 
-PRESET_FIELDS = ("patch_size", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth",
-                 "decoder_num_heads")
+PRESET_FIELDS = (
+    "patch_size",
+    "embed_dim",
+    "depth",
+    "num_heads",
+    "decoder_embed_dim",
+    "decoder_depth",
+    "decoder_num_heads",
+)
 """The :class:`MaeConfig` fields a preset sets (the rows of ``_PRESETS``, in order)."""
 
 SHAPE_FIELDS = (*PRESET_FIELDS, "mask_ratio")
@@ -57,22 +64,40 @@ class MaeConfig:
 
     def __post_init__(self):
         if self.img_size % self.patch_size:
-            raise VfmError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}",
-                           where="MaeConfig.img_size", fix="pick an img_size divisible by the patch size")
-        for dim, heads, field in ((self.embed_dim, self.num_heads, "num_heads"),
-                                  (self.decoder_embed_dim, self.decoder_num_heads, "decoder_num_heads")):
+            raise VfmError(
+                f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}",
+                where="MaeConfig.img_size",
+                fix="pick an img_size divisible by the patch size",
+            )
+        for dim, heads, field in (
+            (self.embed_dim, self.num_heads, "num_heads"),
+            (self.decoder_embed_dim, self.decoder_num_heads, "decoder_num_heads"),
+        ):
             if dim % heads:
-                raise VfmError(f"width {dim} is not divisible by {heads} heads", where=f"MaeConfig.{field}",
-                               fix="choose a head count that divides the width")
+                raise VfmError(
+                    f"width {dim} is not divisible by {heads} heads",
+                    where=f"MaeConfig.{field}",
+                    fix="choose a head count that divides the width",
+                )
         if not 0.0 <= self.mask_ratio < 1.0:
-            raise VfmError(f"mask_ratio {self.mask_ratio} is outside [0, 1)", where="MaeConfig.mask_ratio",
-                           fix="use a ratio such as 0.75")
+            raise VfmError(
+                f"mask_ratio {self.mask_ratio} is outside [0, 1)",
+                where="MaeConfig.mask_ratio",
+                fix="use a ratio such as 0.75",
+            )
 
     def encoder_config(self) -> dict:
         """Keyword arguments for ``timm.models.vision_transformer.VisionTransformer``."""
-        return dict(img_size=self.img_size, patch_size=self.patch_size, in_chans=self.in_chans,
-                    embed_dim=self.embed_dim, depth=self.depth, num_heads=self.num_heads,
-                    mlp_ratio=self.mlp_ratio, qkv_bias=True)
+        return dict(
+            img_size=self.img_size,
+            patch_size=self.patch_size,
+            in_chans=self.in_chans,
+            embed_dim=self.embed_dim,
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_ratio=self.mlp_ratio,
+            qkv_bias=True,
+        )
 
     @classmethod
     def preset(cls, name: str, img_size: int = 224, **overrides) -> MaeConfig:
@@ -82,14 +107,18 @@ class MaeConfig:
         if name == "tiny":
             patch = next((p for p in (8, 4, 16, 32) if img_size % p == 0 and 16 <= (img_size // p) ** 2 <= 64), None)
             if patch is None:
-                raise VfmError(f"no patch size gives 16-64 tokens for img_size {img_size}",
-                               where="MaeConfig.preset('tiny')", fix="use img_size 16, 32, 64, 128 or 224")
+                raise VfmError(
+                    f"no patch size gives 16-64 tokens for img_size {img_size}",
+                    where="MaeConfig.preset('tiny')",
+                    fix="use img_size 16, 32, 64, 128 or 224",
+                )
             shape = (patch, 64, 4, 4, 64, 2, 4)
         elif name in _PRESETS:
             shape = _PRESETS[name]
         else:
-            raise VfmError(f"unknown MAE preset {name!r}", where="MaeConfig.preset",
-                           fix=f"use one of {['tiny', *_PRESETS]}")
+            raise VfmError(
+                f"unknown MAE preset {name!r}", where="MaeConfig.preset", fix=f"use one of {['tiny', *_PRESETS]}"
+            )
         chosen = {k: v for k, v in overrides.items() if v is not None}
         return cls(img_size=img_size, **{**dict(zip(PRESET_FIELDS, shape, strict=True)), **chosen})
 
@@ -101,11 +130,13 @@ def sincos_pos_embed(dim: int, grid: int, cls_token: bool = True) -> torch.Tenso
     the position times frequencies 1 / 10000^(k / (dim/4)).
     """
     if dim % 4:
-        raise VfmError(f"width {dim} is not a multiple of 4", where="sincos_pos_embed",
-                       fix="use an embedding width divisible by 4")
+        raise VfmError(
+            f"width {dim} is not a multiple of 4", where="sincos_pos_embed", fix="use an embedding width divisible by 4"
+        )
     omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))  # [D/4]
-    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float64),
-                                torch.arange(grid, dtype=torch.float64), indexing="ij")  # [G, G] each
+    rows, cols = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij"
+    )  # [G, G] each
 
     def encode(pos: torch.Tensor) -> torch.Tensor:
         angles = pos.reshape(-1, 1) * omega  # [G*G, D/4]
@@ -134,12 +165,12 @@ class MaskedAutoencoderViT(nn.Module):
         # decoder: its own width and depth
         self.decoder_embed = nn.Linear(cfg.embed_dim, cfg.decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.decoder_embed_dim))
-        self.decoder_pos_embed = nn.Parameter(sincos_pos_embed(cfg.decoder_embed_dim, grid)[None],
-                                              requires_grad=False)
+        self.decoder_pos_embed = nn.Parameter(sincos_pos_embed(cfg.decoder_embed_dim, grid)[None], requires_grad=False)
         self.decoder_blocks = nn.ModuleList(
-            [Block(cfg.decoder_embed_dim, cfg.decoder_num_heads, **block) for _ in range(cfg.decoder_depth)])
+            [Block(cfg.decoder_embed_dim, cfg.decoder_num_heads, **block) for _ in range(cfg.decoder_depth)]
+        )
         self.decoder_norm = LayerNorm(cfg.decoder_embed_dim)
-        self.decoder_pred = nn.Linear(cfg.decoder_embed_dim, cfg.patch_size ** 2 * cfg.in_chans)
+        self.decoder_pred = nn.Linear(cfg.decoder_embed_dim, cfg.patch_size**2 * cfg.in_chans)
         self._init_weights()
 
     def _init_weights(self):
@@ -162,8 +193,11 @@ class MaskedAutoencoderViT(nn.Module):
 
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         """The encoder's weights under timm names (``pos_embed`` includes the cls position)."""
-        return {k: v.detach().clone() for k, v in self.state_dict().items()
-                if not (k.startswith("decoder_") or k == "mask_token")}
+        return {
+            k: v.detach().clone()
+            for k, v in self.state_dict().items()
+            if not (k.startswith("decoder_") or k == "mask_token")
+        }
 
     def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
         """imgs: [N, C, H, W] -> [N, L, p*p*C], patches in row-major order, pixels (p, q, c)."""

@@ -70,19 +70,25 @@ class PretrainSettings(TrainSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.check(("batch_size", self.batch_size >= 1, "a batch size >= 1"),
-                   ("base_lr", self.base_lr > 0, "a learning rate > 0, e.g. 1.5e-4"),
-                   ("warmup_steps", self.warmup_steps >= 0, "a number of steps >= 0"),
-                   ("accumulate_grad_batches", self.accumulate_grad_batches >= 1, "a count >= 1"))
+        self.check(
+            ("batch_size", self.batch_size >= 1, "a batch size >= 1"),
+            ("base_lr", self.base_lr > 0, "a learning rate > 0, e.g. 1.5e-4"),
+            ("warmup_steps", self.warmup_steps >= 0, "a number of steps >= 0"),
+            ("accumulate_grad_batches", self.accumulate_grad_batches >= 1, "a count >= 1"),
+        )
         if self.compile is not None and self.compile not in torch.compiler.list_backends(exclude_tags=()):
-            raise VfmError(f"unknown torch.compile backend {self.compile!r}", where="PretrainSettings.compile",
-                           fix="use null (eager), inductor, or another name in torch.compiler.list_backends()")
+            raise VfmError(
+                f"unknown torch.compile backend {self.compile!r}",
+                where="PretrainSettings.compile",
+                fix="use null (eager), inductor, or another name in torch.compiler.list_backends()",
+            )
 
 
 def masking_noise(keys: torch.Tensor, seed: int, length: int) -> torch.Tensor:
     """Masking noise for image visits ``keys`` [N] -> float32 [N, L]; row i depends only on (seed, keys[i])."""
-    return torch.from_numpy(np.stack(
-        [np.random.default_rng([seed, key, _MASK]).random(length, dtype=np.float32) for key in keys.tolist()]))
+    return torch.from_numpy(
+        np.stack([np.random.default_rng([seed, key, _MASK]).random(length, dtype=np.float32) for key in keys.tolist()])
+    )
 
 
 def augment_seeds(keys: torch.Tensor, seed: int) -> list[int]:
@@ -120,8 +126,9 @@ class MaeModule(L.LightningModule):
         super().__init__()
         self.model = MaskedAutoencoderViT(mae)
         # a compiled bound method, not a submodule: the state dict keeps the model's own keys
-        self.compiled_forward = (torch.compile(self.model.forward, backend=settings.compile)
-                                 if settings.compile else None)
+        self.compiled_forward = (
+            torch.compile(self.model.forward, backend=settings.compile) if settings.compile else None
+        )
         self.settings = settings
         self.images = images  # [N, 3, S, S] on the CPU; Lightning moves each batch to the device
         self.augment = mae_augment(mae.img_size) if settings.augment else None
@@ -133,8 +140,11 @@ class MaeModule(L.LightningModule):
 
     def train_dataloader(self) -> ImageBatches:
         if self.batch_size == 0:
-            raise VfmError(f"{len(self.images)} images cannot fill a batch on {self.trainer.world_size} devices",
-                           where="pretrain_mae(images)", fix="use more images or fewer devices")
+            raise VfmError(
+                f"{len(self.images)} images cannot fill a batch on {self.trainer.world_size} devices",
+                where="pretrain_mae(images)",
+                fix="use more images or fewer devices",
+            )
         s = self.settings
         sampler = EpochSampler(len(self.images), self.batch_size, s.seed, self.global_rank, self.trainer.world_size)
         return ImageBatches(self.images, sampler)
@@ -158,16 +168,27 @@ class MaeModule(L.LightningModule):
         s = self.settings
         effective_batch = self.batch_size * s.accumulate_grad_batches * self.trainer.world_size
         lr = s.base_lr * effective_batch / 256
-        groups = decay_groups(self.model.named_parameters(), weight_decay=s.weight_decay, lr=lr,
-                              no_decay=_NO_DECAY.__contains__)
-        return adamw_with_schedule(groups, lr=lr, betas=(0.9, 0.95), warmup_steps=s.warmup_steps,
-                                   total_steps=int(self.trainer.estimated_stepping_batches))
+        groups = decay_groups(
+            self.model.named_parameters(), weight_decay=s.weight_decay, lr=lr, no_decay=_NO_DECAY.__contains__
+        )
+        return adamw_with_schedule(
+            groups,
+            lr=lr,
+            betas=(0.9, 0.95),
+            warmup_steps=s.warmup_steps,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+        )
 
 
 @torch.no_grad()
-def save_reconstruction_figure(model: MaskedAutoencoderViT, imgs: torch.Tensor, path: Path,
-                               mean: list[float] | None = None, std: list[float] | None = None,
-                               seed: int = 0) -> None:
+def save_reconstruction_figure(
+    model: MaskedAutoencoderViT,
+    imgs: torch.Tensor,
+    path: Path,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+    seed: int = 0,
+) -> None:
     """One row per image: original | masked | reconstruction (prediction with visible patches pasted in).
 
     imgs: [N, 3, S, S] as the model sees them; un-normalised with ``mean``/``std`` when given,
@@ -189,8 +210,11 @@ def save_reconstruction_figure(model: MaskedAutoencoderViT, imgs: torch.Tensor, 
         lo = imgs.amin(dim=(1, 2, 3), keepdim=True)  # [N, 1, 1, 1]
         hi = imgs.amax(dim=(1, 2, 3), keepdim=True)
         to_rgb = lambda x: (x - lo) / (hi - lo).clamp_min(1e-6)  # noqa: E731
-    columns = {"original": to_rgb(imgs), "masked": to_rgb(masked) * (1 - patch_mask) + 0.5 * patch_mask,
-               "reconstruction": to_rgb(recon)}
+    columns = {
+        "original": to_rgb(imgs),
+        "masked": to_rgb(masked) * (1 - patch_mask) + 0.5 * patch_mask,
+        "reconstruction": to_rgb(recon),
+    }
 
     fig = Figure(figsize=(3 * len(columns), 3 * len(imgs)))
     axes = fig.subplots(len(imgs), len(columns), squeeze=False)
@@ -217,12 +241,19 @@ class _FigureEveryNEpochs(Callback):
         if self.every and (trainer.current_epoch + 1) % self.every == 0 and trainer.is_global_zero:
             path = self.out_dir / "reconstructions" / f"epoch_{trainer.current_epoch + 1:04d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_reconstruction_figure(pl_module.model, self.imgs.to(pl_module.device), path,
-                                       self.meta.get("mean"), self.meta.get("std"))
+            save_reconstruction_figure(
+                pl_module.model, self.imgs.to(pl_module.device), path, self.meta.get("mean"), self.meta.get("std")
+            )
 
 
-def pretrain_mae(images: np.ndarray, mae: MaeConfig, settings: PretrainSettings, out_dir: Path,
-                 progress: bool = True, extra_meta: dict | None = None) -> dict:
+def pretrain_mae(
+    images: np.ndarray,
+    mae: MaeConfig,
+    settings: PretrainSettings,
+    out_dir: Path,
+    progress: bool = True,
+    extra_meta: dict | None = None,
+) -> dict:
     """Pretrain an MAE on ``images`` [N, 3, S, S] float32 (already preprocessed).
 
     Writes into ``out_dir``: ``checkpoints/last.ckpt`` (atomically, every
@@ -239,26 +270,47 @@ def pretrain_mae(images: np.ndarray, mae: MaeConfig, settings: PretrainSettings,
     meta = dict(extra_meta or {})
     expected = (mae.in_chans, mae.img_size, mae.img_size)
     if images.ndim != 4 or tuple(images.shape[1:]) != expected:
-        raise VfmError(f"images have shape {tuple(images.shape)}, expected [N, {', '.join(map(str, expected))}]",
-                       where="pretrain_mae(images)", fix="resize the images to the MaeConfig.img_size")
+        raise VfmError(
+            f"images have shape {tuple(images.shape)}, expected [N, {', '.join(map(str, expected))}]",
+            where="pretrain_mae(images)",
+            fix="resize the images to the MaeConfig.img_size",
+        )
     L.seed_everything(settings.seed, verbose=False)  # the model's initial weights
     data = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))  # [N, 3, S, S]
     module = MaeModule(mae, settings, data)
-    run = fit(module, settings, out_dir, progress=progress,
-              callbacks=[_FigureEveryNEpochs(data[:4], settings.figure_every_n_epochs, out_dir, meta)],
-              accumulate_grad_batches=settings.accumulate_grad_batches)
+    run = fit(
+        module,
+        settings,
+        out_dir,
+        progress=progress,
+        callbacks=[_FigureEveryNEpochs(data[:4], settings.figure_every_n_epochs, out_dir, meta)],
+        accumulate_grad_batches=settings.accumulate_grad_batches,
+    )
 
     model = module.model.cpu().eval()
     files = []
     if run.trainer.is_global_zero:
-        atomic_write_bytes(out_dir / "encoder.safetensors",
-                           save({k: v.contiguous() for k, v in model.encoder_state_dict().items()}))
-        atomic_write_bytes(out_dir / "mae.safetensors",
-                           save({k: v.detach().contiguous() for k, v in model.state_dict().items()}))
+        atomic_write_bytes(
+            out_dir / "encoder.safetensors", save({k: v.contiguous() for k, v in model.encoder_state_dict().items()})
+        )
+        atomic_write_bytes(
+            out_dir / "mae.safetensors", save({k: v.detach().contiguous() for k, v in model.state_dict().items()})
+        )
         atomic_write_json(out_dir / "encoder.json", {"encoder": model.encoder_config(), "mae": asdict(mae), **meta})
         save_reconstruction_figure(model, data[:4], out_dir / "reconstruction.png", meta.get("mean"), meta.get("std"))
-        files = [str(out_dir / n) for n in ("encoder.safetensors", "encoder.json", "mae.safetensors",
-                                            "reconstruction.png", "checkpoints/last.ckpt")]
+        files = [
+            str(out_dir / n)
+            for n in (
+                "encoder.safetensors",
+                "encoder.json",
+                "mae.safetensors",
+                "reconstruction.png",
+                "checkpoints/last.ckpt",
+            )
+        ]
     images_run = (run.steps - run.resumed_from_step) * module.batch_size * settings.accumulate_grad_batches
-    return {**run.summary(), "images_per_s": round(images_run * run.trainer.world_size / max(run.seconds, 1e-9), 2),
-            "files": files}
+    return {
+        **run.summary(),
+        "images_per_s": round(images_run * run.trainer.world_size / max(run.seconds, 1e-9), 2),
+        "files": files,
+    }

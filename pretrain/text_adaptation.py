@@ -62,17 +62,22 @@ class TextAdaptSettings(TrainSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.check(("max_steps", self.max_steps is not None, "a number of optimiser steps (text adaptation counts "
-                                                              "steps, not epochs)"),
-                   ("objective", self.objective in ("auto", "mlm", "clm"), '"auto", "mlm" or "clm"'),
-                   ("lr_schedule", self.lr_schedule in ("linear", "cosine"), '"linear" or "cosine"'),
-                   ("batch_size", self.batch_size >= 1, "a batch size >= 1"),
-                   ("lr", self.lr > 0, "a learning rate > 0, e.g. 5e-5"),
-                   ("accumulate_grad_batches", self.accumulate_grad_batches >= 1, "a count >= 1"),
-                   ("block_size", self.block_size >= 8, "e.g. 128"),
-                   ("mlm_probability", 0 < self.mlm_probability < 1, "e.g. 0.15"),
-                   ("mix_ratio_general", 0 <= self.mix_ratio_general < 1, "0 (domain only) up to e.g. 0.5"),
-                   ("heldout_fraction", 0 <= self.heldout_fraction < 1, "e.g. 0.05"))
+        self.check(
+            (
+                "max_steps",
+                self.max_steps is not None,
+                "a number of optimiser steps (text adaptation counts steps, not epochs)",
+            ),
+            ("objective", self.objective in ("auto", "mlm", "clm"), '"auto", "mlm" or "clm"'),
+            ("lr_schedule", self.lr_schedule in ("linear", "cosine"), '"linear" or "cosine"'),
+            ("batch_size", self.batch_size >= 1, "a batch size >= 1"),
+            ("lr", self.lr > 0, "a learning rate > 0, e.g. 5e-5"),
+            ("accumulate_grad_batches", self.accumulate_grad_batches >= 1, "a count >= 1"),
+            ("block_size", self.block_size >= 8, "e.g. 128"),
+            ("mlm_probability", 0 < self.mlm_probability < 1, "e.g. 0.15"),
+            ("mix_ratio_general", 0 <= self.mix_ratio_general < 1, "0 (domain only) up to e.g. 0.5"),
+            ("heldout_fraction", 0 <= self.heldout_fraction < 1, "e.g. 0.05"),
+        )
 
 
 def _documents(corpus: Corpus | list[Document] | None) -> tuple[list[Document], dict]:
@@ -87,16 +92,23 @@ def _evaluate(model, sets: dict[str, torch.Tensor], objective: str, tokenizer, s
     """Perplexity on each set, on the GPU when training may use one; the model returns to the CPU."""
     use_gpu = torch.cuda.is_available() and s.accelerator in ("auto", "gpu", "cuda")
     model.to("cuda" if use_gpu else "cpu")
-    result = {name: perplexity(model, blocks, objective, tokenizer, s.eval_batch_size, s.mlm_probability,
-                               s.seed + 1234) for name, blocks in sets.items()}
+    result = {
+        name: perplexity(model, blocks, objective, tokenizer, s.eval_batch_size, s.mlm_probability, s.seed + 1234)
+        for name, blocks in sets.items()
+    }
     model.cpu()
     return result
 
 
-def adapt_text_model(base: str, domain_corpus: Corpus | list[Document],
-                     general_corpus: Corpus | list[Document] | None, settings: TextAdaptSettings,
-                     out_dir: str | Path, progress: bool = True,
-                     extra_eval: dict[str, list[Document]] | None = None) -> dict:
+def adapt_text_model(
+    base: str,
+    domain_corpus: Corpus | list[Document],
+    general_corpus: Corpus | list[Document] | None,
+    settings: TextAdaptSettings,
+    out_dir: str | Path,
+    progress: bool = True,
+    extra_eval: dict[str, list[Document]] | None = None,
+) -> dict:
     """Continue pretraining ``base`` (a Hub id, a local folder or ``fresh:<name>``) on the domain
     corpus, mixing in ``mix_ratio_general`` of general text by tokens.
 
@@ -120,29 +132,46 @@ def adapt_text_model(base: str, domain_corpus: Corpus | list[Document],
     d_train, d_held = split_heldout(domain_docs, s.heldout_fraction, s.seed)
     g_train, g_held = split_heldout(general_docs, s.heldout_fraction, s.seed)
     if not d_train:
-        raise VfmError("the domain corpus has no training documents", where="domain_corpus",
-                       fix="pass a non-empty corpus (check the exclusions)")
+        raise VfmError(
+            "the domain corpus has no training documents",
+            where="domain_corpus",
+            fix="pass a non-empty corpus (check the exclusions)",
+        )
     trained_on = d_train + (g_train if s.mix_ratio_general > 0 else [])  # what a fresh tokenizer learns from
-    model, tokenizer, objective, vocab = prepare_model(base, s, [d.text for d in trained_on], out_dir,
-                                                       resume=last.exists())
+    model, tokenizer, objective, vocab = prepare_model(
+        base, s, [d.text for d in trained_on], out_dir, resume=last.exists()
+    )
     if s.block_size > max_positions(model):
-        raise VfmError(f"block_size {s.block_size} exceeds the model's {max_positions(model)} positions",
-                       where="TextAdaptSettings.block_size", fix=f"use at most {max_positions(model)}")
+        raise VfmError(
+            f"block_size {s.block_size} exceeds the model's {max_positions(model)} positions",
+            where="TextAdaptSettings.block_size",
+            fix=f"use at most {max_positions(model)}",
+        )
     separator = tokenizer.sep_token_id if objective == "mlm" else tokenizer.eos_token_id
     wrap = (tokenizer.cls_token_id, tokenizer.sep_token_id) if objective == "mlm" else None
     if separator is None or (wrap and None in wrap):
-        raise VfmError("the tokenizer lacks the separator/[CLS] tokens packing needs", where=base,
-                       fix="use a tokenizer with sep/cls tokens (MLM) or an eos token (CLM)")
+        raise VfmError(
+            "the tokenizer lacks the separator/[CLS] tokens packing needs",
+            where=base,
+            fix="use a tokenizer with sep/cls tokens (MLM) or an eos token (CLM)",
+        )
 
     def blocks(docs: list[Document]) -> torch.Tensor:  # [N, block_size]
         return pack_blocks(tokenize(tokenizer, [d.text for d in docs]), s.block_size, separator, wrap)
 
-    mixed, mix = mix_by_tokens(tokenize(tokenizer, [d.text for d in d_train]),
-                               tokenize(tokenizer, [d.text for d in g_train]), s.mix_ratio_general, s.seed)
+    mixed, mix = mix_by_tokens(
+        tokenize(tokenizer, [d.text for d in d_train]),
+        tokenize(tokenizer, [d.text for d in g_train]),
+        s.mix_ratio_general,
+        s.seed,
+    )
     train_blocks = pack_blocks(mixed, s.block_size, separator, wrap)  # [N, T]
     if len(train_blocks) == 0:
-        raise VfmError(f"the training text does not fill one block of {s.block_size} tokens",
-                       where="domain_corpus", fix="pass more text or lower block_size")
+        raise VfmError(
+            f"the training text does not fill one block of {s.block_size} tokens",
+            where="domain_corpus",
+            fix="pass more text or lower block_size",
+        )
     eval_sets = {"domain": blocks(d_held)}
     if general_docs:
         eval_sets["general"] = blocks(g_held)
@@ -159,25 +188,48 @@ def adapt_text_model(base: str, domain_corpus: Corpus | list[Document],
     stream = BlockStream(train_blocks, s.batch_size, objective, tokenizer, s.mlm_probability, s.seed)
     module = TextLmModule(model.train(), s, stream)  # from_pretrained returns eval mode: dropout off
     loader = torch.utils.data.DataLoader(stream, batch_size=None)
-    run = fit(module, s, out_dir, train=loader, progress=progress, log_every_n_steps=10,
-              accumulate_grad_batches=s.accumulate_grad_batches, gradient_clip_val=s.gradient_clip,
-              use_distributed_sampler=False)
+    run = fit(
+        module,
+        s,
+        out_dir,
+        train=loader,
+        progress=progress,
+        log_every_n_steps=10,
+        accumulate_grad_batches=s.accumulate_grad_batches,
+        gradient_clip_val=s.gradient_clip,
+        use_distributed_sampler=False,
+    )
 
     model = module.model.cpu()
     after = _evaluate(model, eval_sets, objective, tokenizer, s)
     tokens_run = (run.steps - run.resumed_from_step) * s.batch_size * s.accumulate_grad_batches * s.block_size
     metrics = {
-        "base": base, "objective": objective,
-        "perplexity": {name: {"before": before[name]["perplexity"], "after": after[name]["perplexity"]}
-                       for name in eval_sets},
-        "before": before, "after": after,
-        "train": {**run.summary(), "blocks": len(train_blocks),
-                  "tokens_per_s": round(tokens_run * run.trainer.world_size / max(run.seconds, 1e-9), 1)},
-        "corpus": {"domain": domain_report, "general": general_report,
-                   "general_sources": sorted({d.source for d in general_docs}),
-                   "documents": {"domain_train": len(d_train), "domain_heldout": len(d_held),
-                                 "general_train": len(g_train), "general_heldout": len(g_held)}, "mix": mix},
-        "vocabulary": vocab, "files": [],
+        "base": base,
+        "objective": objective,
+        "perplexity": {
+            name: {"before": before[name]["perplexity"], "after": after[name]["perplexity"]} for name in eval_sets
+        },
+        "before": before,
+        "after": after,
+        "train": {
+            **run.summary(),
+            "blocks": len(train_blocks),
+            "tokens_per_s": round(tokens_run * run.trainer.world_size / max(run.seconds, 1e-9), 1),
+        },
+        "corpus": {
+            "domain": domain_report,
+            "general": general_report,
+            "general_sources": sorted({d.source for d in general_docs}),
+            "documents": {
+                "domain_train": len(d_train),
+                "domain_heldout": len(d_held),
+                "general_train": len(g_train),
+                "general_heldout": len(g_held),
+            },
+            "mix": mix,
+        },
+        "vocabulary": vocab,
+        "files": [],
     }
     if run.trainer.is_global_zero:
         save_pretrained_atomic(model, tokenizer, out_dir / "model")

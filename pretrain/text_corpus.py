@@ -90,8 +90,11 @@ def read_text(path: str | Path, unit: str = "file", source: str = "text") -> lis
         text = file.read_text(encoding="utf-8", errors="replace")
         name = str(file.relative_to(path)) if path.is_dir() else file.name
         parts = {"file": [text], "paragraph": re.split(r"\n\s*\n", text), "line": text.splitlines()}[unit]
-        docs += [Document(f"{name}#{i}" if unit != "file" else name, part.strip(), source)
-                 for i, part in enumerate(parts) if part.strip()]
+        docs += [
+            Document(f"{name}#{i}" if unit != "file" else name, part.strip(), source)
+            for i, part in enumerate(parts)
+            if part.strip()
+        ]
     return docs
 
 
@@ -101,8 +104,11 @@ def read_jsonl(path: str | Path, field_name: str = "text", source: str = "jsonl"
     docs = []
     for number, item in read_jsonl_objects(path, fix="write one JSON object per line"):
         if not isinstance(item.get(field_name), str):
-            raise VfmError(f"line {number} has no string field {field_name!r}", where=str(path),
-                           fix=f"give every line a {field_name!r} field, or pass the field's name")
+            raise VfmError(
+                f"line {number} has no string field {field_name!r}",
+                where=str(path),
+                fix=f"give every line a {field_name!r} field, or pass the field's name",
+            )
         docs.append(Document(str(item.get("id", f"{path.name}:{number}")), item[field_name], source))
     return docs
 
@@ -146,28 +152,22 @@ def read_phrasebank(path: str | Path, agreement: str = "50Agree") -> list[Docume
     with zipfile.ZipFile(path) as archive:
         names = [n for n in archive.namelist() if n.endswith(f"Sentences_{agreement}.txt") and "__MACOSX" not in n]
         if not names:
-            raise VfmError(f"no Sentences_{agreement}.txt inside the zip", where=str(path),
-                           fix="use agreement 50Agree, 66Agree, 75Agree or AllAgree")
+            raise VfmError(
+                f"no Sentences_{agreement}.txt inside the zip",
+                where=str(path),
+                fix="use agreement 50Agree, 66Agree, 75Agree or AllAgree",
+            )
         raw = archive.read(names[0]).decode("latin-1")
     lines = [line.rsplit("@", 1)[0].strip() for line in raw.splitlines() if "@" in line]
     return [Document(f"phrasebank-{i}", line, "phrasebank") for i, line in enumerate(lines) if line]
 
 
-def read_any(path: str | Path) -> list[Document]:
-    """Dispatch on the path: a ``.zip`` is PhraseBank, ``.jsonl`` JSON Lines, ``.json`` a finance
-    QA file, anything else text files."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".zip":
-        return read_phrasebank(path)
-    if suffix == ".jsonl":
-        return read_jsonl(path)
-    if suffix == ".json":
-        return read_finance(path)
-    return read_text(path)
-
-
-def build_corpus(documents: Iterable[Document], exclude_ids: Iterable[str] = (),
-                 exclude_documents: Sequence[Document] = (), min_words: int = 8) -> Corpus:
+def build_corpus(
+    documents: Iterable[Document],
+    exclude_ids: Iterable[str] = (),
+    exclude_documents: Sequence[Document] = (),
+    min_words: int = 8,
+) -> Corpus:
     """Keep the first copy of each distinct text, minus the excluded documents.
 
     Args:
@@ -186,7 +186,7 @@ def build_corpus(documents: Iterable[Document], exclude_ids: Iterable[str] = (),
         key = text_hash(doc.text)
         if key in seen:
             counts["duplicates"] += 1
-        elif ({doc.id, finance_document_id(doc.id), *doc.record_ids} & ids):
+        elif {doc.id, finance_document_id(doc.id), *doc.record_ids} & ids:
             counts["excluded_by_id"] += 1
         elif key in banned_texts or _sentence_hashes(doc.text, min_words) & banned_sentences:
             counts["excluded_by_content"] += 1
@@ -198,19 +198,12 @@ def build_corpus(documents: Iterable[Document], exclude_ids: Iterable[str] = (),
         entry = by_source.setdefault(doc.source, {"documents": 0, "characters": 0})
         entry["documents"] += 1
         entry["characters"] += len(doc.text)
-    report = {"read": counts["read"], "kept": len(kept), "duplicates": counts["duplicates"],
-              "excluded_by_id": counts["excluded_by_id"], "excluded_by_content": counts["excluded_by_content"],
-              "by_source": by_source}
+    report = {
+        "read": counts["read"],
+        "kept": len(kept),
+        "duplicates": counts["duplicates"],
+        "excluded_by_id": counts["excluded_by_id"],
+        "excluded_by_content": counts["excluded_by_content"],
+        "by_source": by_source,
+    }
     return Corpus(kept, report)
-
-
-def load_corpus(paths: Iterable[str | Path], exclude_ids: Iterable[str] = (),
-                exclude_files: Iterable[str | Path] = (), min_words: int = 8) -> Corpus:
-    """Read every path with :func:`read_any` and :func:`build_corpus` them, excluding the ids
-    and every document of ``exclude_files`` (read the same way)."""
-    exclude_files = [str(path) for path in exclude_files]
-    documents = [doc for path in paths for doc in read_any(path)]
-    excluded = [doc for path in exclude_files for doc in read_any(path)]
-    corpus = build_corpus(documents, exclude_ids, excluded, min_words)
-    corpus.report["exclude_files"] = exclude_files
-    return corpus

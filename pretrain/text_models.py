@@ -20,10 +20,20 @@ import torch.nn.functional as F
 from vfm.platform.errors import VfmError
 
 FRESH_CONFIGS: dict[str, dict] = {
-    "bert-tiny": {"family": "bert", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                  "intermediate_size": 256},
-    "bert-mini": {"family": "bert", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
-                  "intermediate_size": 1024},
+    "bert-tiny": {
+        "family": "bert",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 256,
+    },
+    "bert-mini": {
+        "family": "bert",
+        "hidden_size": 256,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "intermediate_size": 1024,
+    },
     "gpt2-tiny": {"family": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 2},
     "gpt2-mini": {"family": "gpt2", "n_embd": 256, "n_layer": 4, "n_head": 4},
 }
@@ -43,8 +53,11 @@ def fresh_family(base: str) -> str:
     """``"bert"`` or ``"gpt2"`` for a ``fresh:<name>`` base."""
     name = base.removeprefix("fresh:")
     if name not in FRESH_CONFIGS:
-        raise VfmError(f"unknown fresh config {name!r}", where="base",
-                       fix=f"use one of {', '.join('fresh:' + n for n in FRESH_CONFIGS)}")
+        raise VfmError(
+            f"unknown fresh config {name!r}",
+            where="base",
+            fix=f"use one of {', '.join('fresh:' + n for n in FRESH_CONFIGS)}",
+        )
     return FRESH_CONFIGS[name]["family"]
 
 
@@ -55,11 +68,17 @@ def fresh_model(base: str, tokenizer, seed: int = 0):
     spec = {k: v for k, v in FRESH_CONFIGS[base.removeprefix("fresh:")].items() if k != "family"}
     torch.manual_seed(seed)
     if fresh_family(base) == "bert":
-        config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512,
-                            pad_token_id=tokenizer.pad_token_id, **spec)
+        config = BertConfig(
+            vocab_size=len(tokenizer), max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id, **spec
+        )
         return BertForMaskedLM(config)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=512, bos_token_id=tokenizer.eos_token_id,
-                        eos_token_id=tokenizer.eos_token_id, **spec)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=512,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **spec,
+    )
     return GPT2LMHeadModel(config)
 
 
@@ -73,16 +92,21 @@ def load_tokenizer(base: str):
     try:
         return AutoTokenizer.from_pretrained(base, **_hub_kwargs(base))
     except (OSError, ValueError) as err:
-        raise VfmError(f"cannot load a tokenizer: {str(err).splitlines()[0]}", where=base,
-                       fix="pass a local model folder, a cached Hub id, or unset HF_HUB_OFFLINE to download") from None
+        raise VfmError(
+            f"cannot load a tokenizer: {str(err).splitlines()[0]}",
+            where=base,
+            fix="pass a local model folder, a cached Hub id, or unset HF_HUB_OFFLINE to download",
+        ) from None
 
 
 def resolve_objective(config, tokenizer, requested: str = "auto") -> str:
     """``"mlm"`` or ``"clm"`` for a model config. ``"auto"``: masked LM when the checkpoint was
     trained that way (``*ForMaskedLM``/``*ForPreTraining``) and the tokenizer has a mask token,
     else causal LM when the architecture has one."""
-    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
     can_mlm = config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and tokenizer.mask_token is not None
     can_clm = config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -92,8 +116,11 @@ def resolve_objective(config, tokenizer, requested: str = "auto") -> str:
     if requested not in ("mlm", "clm"):
         raise VfmError(f"unknown objective {requested!r}", where="objective", fix='use "mlm", "clm" or "auto"')
     if (requested == "mlm" and not can_mlm) or (requested == "clm" and not can_clm):
-        raise VfmError(f"a {config.model_type} model cannot be trained as {requested}", where="objective",
-                       fix="use the other objective, or auto")
+        raise VfmError(
+            f"a {config.model_type} model cannot be trained as {requested}",
+            where="objective",
+            fix="use the other objective, or auto",
+        )
     return requested
 
 
@@ -105,8 +132,11 @@ def load_pretrained(base: str, objective: str = "auto"):
     try:
         config = AutoConfig.from_pretrained(base, **_hub_kwargs(base))
     except (OSError, ValueError) as err:
-        raise VfmError(f"cannot load a model config: {str(err).splitlines()[0]}", where=base,
-                       fix="pass a local model folder, a cached Hub id, or unset HF_HUB_OFFLINE to download") from None
+        raise VfmError(
+            f"cannot load a model config: {str(err).splitlines()[0]}",
+            where=base,
+            fix="pass a local model folder, a cached Hub id, or unset HF_HUB_OFFLINE to download",
+        ) from None
     objective = resolve_objective(config, tokenizer, objective)
     cls = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
     model = cls.from_pretrained(base, config=config, **_hub_kwargs(base))
@@ -137,8 +167,15 @@ def lm_batch(blocks: torch.Tensor, objective: str, collator=None) -> dict[str, t
 
 
 @torch.no_grad()
-def perplexity(model, blocks: torch.Tensor, objective: str, tokenizer, batch_size: int = 16,
-               mlm_probability: float = 0.15, seed: int = 1234) -> dict:
+def perplexity(
+    model,
+    blocks: torch.Tensor,
+    objective: str,
+    tokenizer,
+    batch_size: int = 16,
+    mlm_probability: float = 0.15,
+    seed: int = 1234,
+) -> dict:
     """``{"perplexity", "loss", "tokens", "blocks"}`` of ``model`` on blocks [N, T] (eval mode,
     float32 logits); for MLM the masks come from ``seed``."""
     if len(blocks) == 0:
@@ -149,13 +186,14 @@ def perplexity(model, blocks: torch.Tensor, objective: str, tokenizer, batch_siz
     collator = mlm_collator(tokenizer, mlm_probability, seed) if objective == "mlm" else None
     nll, count = 0.0, 0
     for start in range(0, len(blocks), batch_size):
-        batch = lm_batch(blocks[start:start + batch_size], objective, collator)
+        batch = lm_batch(blocks[start : start + batch_size], objective, collator)
         logits = model(input_ids=batch["input_ids"].to(device)).logits.float()  # [B, T, V]
         labels = batch["labels"].to(device)  # [B, T]
         if objective == "clm":
             logits, labels = logits[:, :-1], labels[:, 1:]  # predict token t+1 from tokens <= t
-        nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
-                               reduction="sum").item()
+        nll += F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+        ).item()
         count += int((labels != -100).sum())
     model.train(was_training)
     loss = nll / max(count, 1)

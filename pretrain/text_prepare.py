@@ -19,8 +19,7 @@ from pathlib import Path
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.pretrain.text_blocks import tokenize
-from vfm.pretrain.text_models import (FRESH_OBJECTIVE, FRESH_TOKENIZER, fresh_family, fresh_model,
-                                      load_pretrained)
+from vfm.pretrain.text_models import FRESH_OBJECTIVE, FRESH_TOKENIZER, fresh_family, fresh_model, load_pretrained
 from vfm.pretrain.text_vocab import add_domain_tokens, find_domain_tokens, train_tokenizer
 
 
@@ -39,14 +38,22 @@ def prepare_model(base: str, settings, train_texts: list[str], out_dir: Path, re
 
     tok_dir, prepared = out_dir / "tokenizer", out_dir / "prepared.json"
     fresh = base.startswith("fresh:")
-    key = {"base": base, "objective": settings.objective, "vocab_size": settings.vocab_size if fresh else None,
-           "add_domain_tokens": 0 if fresh else settings.add_domain_tokens, "min_token_count": settings.min_token_count}
+    key = {
+        "base": base,
+        "objective": settings.objective,
+        "vocab_size": settings.vocab_size if fresh else None,
+        "add_domain_tokens": 0 if fresh else settings.add_domain_tokens,
+        "min_token_count": settings.min_token_count,
+    }
     if _rank() > 0:  # other processes of a distributed run use what rank 0 prepares
         _wait_for(prepared, key, tok_dir)
     info = json.loads(prepared.read_text()) if prepared.is_file() else {}
     if resume and not (tok_dir.is_dir() and info.get("key") == key):
-        raise VfmError(f"the checkpoint here was trained from {info.get('key')}, not {key}", where=str(out_dir),
-                       fix="resume with the same base and vocabulary settings, or use a new output folder")
+        raise VfmError(
+            f"the checkpoint here was trained from {info.get('key')}, not {key}",
+            where=str(out_dir),
+            fix="resume with the same base and vocabulary settings, or use a new output folder",
+        )
     if tok_dir.is_dir() and info.get("key") == key:
         tokenizer = AutoTokenizer.from_pretrained(tok_dir, trust_remote_code=False, local_files_only=True)
         if fresh:
@@ -60,8 +67,11 @@ def prepare_model(base: str, settings, train_texts: list[str], out_dir: Path, re
         family = fresh_family(base)
         objective = FRESH_OBJECTIVE[family]
         if settings.objective not in ("auto", objective):
-            raise VfmError(f"{base} trains as {objective}, not {settings.objective}", where="objective",
-                           fix=f'use "auto" or "{objective}"')
+            raise VfmError(
+                f"{base} trains as {objective}, not {settings.objective}",
+                where="objective",
+                fix=f'use "auto" or "{objective}"',
+            )
         tokenizer = train_tokenizer(train_texts, FRESH_TOKENIZER[family], settings.vocab_size)
         model = fresh_model(base, tokenizer, settings.seed)
         vocab = {"size": len(tokenizer), "trained_on_corpus": True, "added": []}
@@ -73,8 +83,12 @@ def prepare_model(base: str, settings, train_texts: list[str], out_dir: Path, re
             found = find_domain_tokens(tokenizer, train_texts, settings.add_domain_tokens, settings.min_token_count)
             added = add_domain_tokens(model, tokenizer, found)
             after = sum(map(len, tokenize(tokenizer, train_texts)))
-            vocab.update(size=len(tokenizer), added=[{k: a[k] for k in ("token", "count", "pieces")} for a in added],
-                         corpus_tokens_before=before, corpus_tokens_after=after)
+            vocab.update(
+                size=len(tokenizer),
+                added=[{k: a[k] for k in ("token", "count", "pieces")} for a in added],
+                corpus_tokens_before=before,
+                corpus_tokens_after=after,
+            )
     save_dir_atomic(lambda path: tokenizer.save_pretrained(path), tok_dir)
     atomic_write_json(prepared, {"key": key, "objective": objective, "vocabulary": vocab})
     return model, tokenizer, objective, vocab
@@ -98,8 +112,11 @@ def _wait_for(prepared: Path, key: dict, tok_dir: Path, timeout_s: float = 3600.
         except (OSError, json.JSONDecodeError):
             pass
         time.sleep(1.0)
-    raise VfmError("rank 0 did not prepare the tokenizer in time", where=str(prepared),
-                   fix="check rank 0's log; all ranks need the same base, settings and output folder")
+    raise VfmError(
+        "rank 0 did not prepare the tokenizer in time",
+        where=str(prepared),
+        fix="check rank 0's log; all ranks need the same base, settings and output folder",
+    )
 
 
 def save_dir_atomic(write, path: Path) -> Path:

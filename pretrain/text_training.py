@@ -20,8 +20,9 @@ class BlockStream(torch.utils.data.IterableDataset):
     positions ``(m*w + r)*B ...`` of a per-epoch seeded permutation, masked (MLM) by a generator
     seeded with ``(seed, m, r)``: the stream is a function of ``start``, so a resume repeats it."""
 
-    def __init__(self, blocks: torch.Tensor, batch_size: int, objective: str, tokenizer,
-                 mlm_probability: float, seed: int):
+    def __init__(
+        self, blocks: torch.Tensor, batch_size: int, objective: str, tokenizer, mlm_probability: float, seed: int
+    ):
         self.blocks, self.batch_size, self.objective = blocks, batch_size, objective  # blocks [N, T]
         self.tokenizer, self.mlm_probability, self.seed = tokenizer, mlm_probability, seed
         self.start = 0  # first micro-batch, set on resume
@@ -65,5 +66,12 @@ class TextLmModule(L.LightningModule):
     def configure_optimizers(self):
         s = self.settings
         groups = decay_groups(self.model.named_parameters(), weight_decay=s.weight_decay, lr=s.lr)
-        return adamw_with_schedule(groups, lr=s.lr, betas=(0.9, 0.98), eps=1e-6, warmup_steps=s.warmup_steps,
-                                   total_steps=s.schedule_steps or s.max_steps, shape=s.lr_schedule)
+        return adamw_with_schedule(
+            groups,
+            lr=s.lr,
+            betas=(0.9, 0.98),
+            eps=1e-6,
+            warmup_steps=s.warmup_steps,
+            total_steps=s.schedule_steps or s.max_steps,
+            shape=s.lr_schedule,
+        )

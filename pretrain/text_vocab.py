@@ -24,7 +24,8 @@ _CANDIDATES = re.compile(
     r"|[$€£]\s?\d[\d,]*(?:\.\d+)?(?:\s(?:thousand|million|billion))?"  # money with a unit
     r"|\b\d+(?:\.\d+)?\s?%"  # percentages
     r"|\b[a-z][a-z\-]{2,}[a-z]\b",  # words
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 GPT2_EOS = "<|endoftext|>"
@@ -55,17 +56,24 @@ def train_tokenizer(texts: Sequence[str], kind: str, vocab_size: int, lowercase:
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(BERT_SPECIALS),
-                                            show_progress=False)
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size, special_tokens=list(BERT_SPECIALS), show_progress=False
+        )
         tok.train_from_iterator(texts, trainer)
         return BertTokenizer(vocab=tok.get_vocab(), do_lower_case=lowercase)
     if kind == "bpe":
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        tok.train_from_iterator(texts, trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=[GPT2_EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False))
+        tok.train_from_iterator(
+            texts,
+            trainers.BpeTrainer(
+                vocab_size=vocab_size,
+                special_tokens=[GPT2_EOS],
+                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                show_progress=False,
+            ),
+        )
         model = json.loads(tok.to_str())["model"]
         return GPT2Tokenizer(vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]])
     raise VfmError(f"unknown tokenizer kind {kind!r}", where="train_tokenizer(kind)", fix='use "wordpiece" or "bpe"')
@@ -112,8 +120,16 @@ def add_domain_tokens(model, tokenizer, tokens: Sequence[DomainToken]) -> list[d
 
     piece_ids = [tokenizer.convert_tokens_to_ids(list(t.pieces)) for t in tokens]
     before = len(tokenizer)
-    tokenizer.add_tokens([AddedToken(_surface(tokenizer, t.text), single_word=not _is_byte_level(tokenizer),
-                                     normalized=not _is_byte_level(tokenizer)) for t in tokens])
+    tokenizer.add_tokens(
+        [
+            AddedToken(
+                _surface(tokenizer, t.text),
+                single_word=not _is_byte_level(tokenizer),
+                normalized=not _is_byte_level(tokenizer),
+            )
+            for t in tokens
+        ]
+    )
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
     untied = outputs is not None and outputs.weight.data_ptr() != inputs.weight.data_ptr()
@@ -129,6 +145,13 @@ def add_domain_tokens(model, tokenizer, tokens: Sequence[DomainToken]) -> list[d
             outputs.weight[new_id] = outputs.weight[rows].mean(dim=0)
         if bias is not None and bias.shape[0] == len(tokenizer):
             bias[new_id] = bias[rows].mean()
-        added.append({"token": token.text, "id": int(new_id), "pieces": list(token.pieces),
-                      "piece_ids": [int(i) for i in ids], "count": token.count})
+        added.append(
+            {
+                "token": token.text,
+                "id": int(new_id),
+                "pieces": list(token.pieces),
+                "piece_ids": [int(i) for i in ids],
+                "count": token.count,
+            }
+        )
     return added

@@ -12,10 +12,9 @@ import numpy as np
 
 from vfm.platform.bundle import Bundle
 from vfm.platform.errors import VfmError
+from vfm.platform.image_io import read_image
 from vfm.platform.plugin import Plugin
-from vfm.serve.image_io import read_image
 from vfm.serve.runtime import onnx_session
-
 
 EXPLANATIONS = {"heatmap": "attention rollout", "gradcam": "Grad-CAM"}
 """Heat-map outputs a bundle's model may have, and how to call them."""
@@ -62,8 +61,10 @@ class ImageClassifierPredictor:
         outputs = dict(zip(self.output_names, self.session.run(None, {self.input_name: pixels})))
         probs = outputs["probabilities"][0]  # [C]
         if not np.all(np.isfinite(probs)):
-            raise VfmError("the model produced non-finite probabilities for this image",
-                           fix="check the image; re-export the bundle if this happens for every image")
+            raise VfmError(
+                "the model produced non-finite probabilities for this image",
+                fix="check the image; re-export the bundle if this happens for every image",
+            )
         index = int(np.argmax(probs))
         return {
             "label": self.labels[index],

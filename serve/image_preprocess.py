@@ -7,8 +7,7 @@ identically in training, in the ONNX runtime and in the demo.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -18,23 +17,30 @@ from vfm.platform.errors import VfmError
 
 def check_image(image: np.ndarray, where: str = "preprocess") -> None:
     """Require a non-empty uint8 [H, W, 3] array, else raise VfmError."""
-    if (not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3
-            or image.shape[2] != 3 or 0 in image.shape):
+    if (
+        not isinstance(image, np.ndarray)
+        or image.dtype != np.uint8
+        or image.ndim != 3
+        or image.shape[2] != 3
+        or 0 in image.shape
+    ):
         shape = getattr(image, "shape", None)
         dtype = getattr(image, "dtype", type(image).__name__)
         raise VfmError(
             f"expected a uint8 [H, W, 3] RGB image, got {dtype} with shape {shape}",
             where=where,
-            fix="decode images with vfm.serve.image_io.read_image, which always returns uint8 RGB",
+            fix="decode images with vfm.platform.image_io.read_image, which always returns uint8 RGB",
         )
 
 
-def check_normalisation(image_size: int, mean: Sequence[float], std: Sequence[float],
-                        where: str = "preprocess") -> tuple[np.ndarray, np.ndarray]:
+def check_normalisation(
+    image_size: int, mean: Sequence[float], std: Sequence[float], where: str = "preprocess"
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate the target size and per-channel statistics; returns mean, std as float32 [3]."""
     if int(image_size) != image_size or image_size < 1:
-        raise VfmError(f"image_size must be a positive integer, got {image_size!r}", where=where,
-                       fix="set image_size, e.g. 224")
+        raise VfmError(
+            f"image_size must be a positive integer, got {image_size!r}", where=where, fix="set image_size, e.g. 224"
+        )
     mean_arr = np.asarray(mean, dtype=np.float32).reshape(-1)
     std_arr = np.asarray(std, dtype=np.float32).reshape(-1)
     if mean_arr.shape != (3,) or std_arr.shape != (3,) or not np.all(std_arr > 0):
@@ -46,8 +52,9 @@ def check_normalisation(image_size: int, mean: Sequence[float], std: Sequence[fl
     return mean_arr, std_arr
 
 
-def resize_normalise(image: np.ndarray, *, image_size: int, mean: Sequence[float], std: Sequence[float],
-                     where: str = "preprocess") -> np.ndarray:
+def resize_normalise(
+    image: np.ndarray, *, image_size: int, mean: Sequence[float], std: Sequence[float], where: str = "preprocess"
+) -> np.ndarray:
     """Resize an RGB image and normalise it per channel.
 
     Args:
@@ -66,32 +73,8 @@ def resize_normalise(image: np.ndarray, *, image_size: int, mean: Sequence[float
     return np.ascontiguousarray(((scaled - mean_arr) / std_arr).transpose(2, 0, 1))  # [3, S, S]
 
 
-def preprocess(image: np.ndarray, *, image_size: int, mean: Sequence[float], std: Sequence[float],
-               **_plugin_specific: object) -> np.ndarray:
+def preprocess(
+    image: np.ndarray, *, image_size: int, mean: Sequence[float], std: Sequence[float], **_plugin_specific: object
+) -> np.ndarray:
     """Default preprocessing: uint8 [H, W, 3] -> float32 [3, S, S]; ignores plugin-specific keys."""
     return resize_normalise(image, image_size=image_size, mean=mean, std=std)
-
-
-def preprocess_many(preprocess_one: Callable[..., np.ndarray], images: np.ndarray | Sequence[np.ndarray],
-                    *, image_size: int, **params: Any) -> np.ndarray:
-    """Apply a per-image ``preprocess_one`` to a batch whose images may differ in size.
-
-    Args:
-        images: uint8 [N, H, W, 3], or a sequence of N uint8 [H_i, W_i, 3] arrays.
-
-    Returns:
-        float32 [N, 3, S, S].
-
-    Raises:
-        VfmError: a malformed image, named by its index.
-    """
-    if isinstance(images, np.ndarray) and images.ndim != 4:
-        raise VfmError(f"expected a batch uint8 [N, H, W, 3], got shape {images.shape}", where="preprocess",
-                       fix="stack the images along a new first axis, or pass a list of [H, W, 3] arrays")
-    batch = np.empty((len(images), 3, image_size, image_size), dtype=np.float32)
-    for index, image in enumerate(images):
-        try:
-            batch[index] = preprocess_one(image, image_size=image_size, **params)
-        except VfmError as err:
-            raise VfmError(err.what, where=f"batch item {index}", fix=err.fix) from err
-    return batch

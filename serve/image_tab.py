@@ -33,11 +33,17 @@ def build_image_classification_tab(predictor: Any) -> None:
         except VfmError as err:
             raise gr.Error(str(err)) from None
         view = np.asarray(result["view"])
-        overlays = [overlay_heatmap(view, result["explanations"][name]) if name in result["explanations"]
-                    else resize_image(view) for name in EXPLANATIONS]
+        overlays = [
+            overlay_heatmap(view, result["explanations"][name])
+            if name in result["explanations"]
+            else resize_image(view)
+            for name in EXPLANATIONS
+        ]
         top = result["probabilities"][result["label"]]
-        summary = (f"### {result['label']}\nprobability {top:.2f} · heat-maps: where the model looked "
-                   "(attention rollout) and what supports this grade (Grad-CAM)")
+        summary = (
+            f"### {result['label']}\nprobability {top:.2f} · heat-maps: where the model looked "
+            "(attention rollout) and what supports this grade (Grad-CAM)"
+        )
         return resize_image(view), result["probabilities"], *overlays, summary
 
     manifest = predictor.plugin.manifest
@@ -54,7 +60,11 @@ def build_image_classification_tab(predictor: Any) -> None:
             probabilities = gr.Label(label="Probabilities", num_top_classes=len(labels))
             with gr.Row():
                 view = gr.Image(label="Model input", type="numpy", interactive=False)
-                heats = [gr.Image(label=f"Heat-map: {title}", type="numpy", interactive=False)
-                         for title in EXPLANATIONS.values()]
-    gr.Markdown("**Intended use.** " + manifest.intended_use.strip() + "\n\n**Limits.** " + " ".join(manifest.limitations))
+                heats = [
+                    gr.Image(label=f"Heat-map: {title}", type="numpy", interactive=False)
+                    for title in EXPLANATIONS.values()
+                ]
+    gr.Markdown(
+        "**Intended use.** " + manifest.intended_use.strip() + "\n\n**Limits.** " + " ".join(manifest.limitations)
+    )
     button.click(classify, inputs=upload, outputs=[view, probabilities, *heats, summary], api_name=f"{name}_predict")

@@ -21,7 +21,7 @@ def colourise(heatmap: np.ndarray) -> np.ndarray:
 
 def resize_image(image: np.ndarray, size: int = 256) -> np.ndarray:
     """uint8 [H, W, 3] -> uint8 [size, size, 3] (bilinear), for display."""
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45, size: int = 256) -> np.ndarray:
@@ -35,6 +35,8 @@ def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.
         uint8 [size, size, 3].
     """
     base = resize_image(image, size).astype(np.float32)
-    heat = Image.fromarray((np.clip(heatmap, 0, 1) * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+    heat = Image.fromarray((np.clip(heatmap, 0, 1) * 255).astype(np.uint8)).resize(
+        (size, size), Image.Resampling.BILINEAR
+    )
     colour = colourise(np.asarray(heat, dtype=np.float32) / 255.0).astype(np.float32)
     return (base * (1 - alpha) + colour * alpha).clip(0, 255).astype(np.uint8)

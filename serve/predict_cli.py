@@ -15,8 +15,12 @@ from vfm.serve.runtime import open_predictor
 
 def jsonable(result: dict[str, Any]) -> dict[str, Any]:
     """The result without its arrays (heat-maps, views), for printing."""
-    return {k: v for k, v in result.items()
-            if not isinstance(v, np.ndarray) and not (isinstance(v, dict) and any(isinstance(x, np.ndarray) for x in v.values()))}
+    return {
+        k: v
+        for k, v in result.items()
+        if not isinstance(v, np.ndarray)
+        and not (isinstance(v, dict) and any(isinstance(x, np.ndarray) for x in v.values()))
+    }
 
 
 def predict_files(bundle: str | Path, inputs: list[str], *, explain_dir: Path) -> list[dict[str, Any]]:

@@ -69,5 +69,8 @@ def onnx_session(model_path: Path) -> Any:
     try:
         return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for corrupt models
-        raise VfmError(f"onnxruntime cannot load the model: {err}".splitlines()[0], where=str(model_path),
-                       fix="re-export the bundle") from None
+        raise VfmError(
+            f"onnxruntime cannot load the model: {err}".splitlines()[0],
+            where=str(model_path),
+            fix="re-export the bundle",
+        ) from None

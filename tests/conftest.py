@@ -20,16 +20,39 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("VFM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "vfm-cache"))
 
 
-def run_vfm(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_vfm(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``vfm`` command in a subprocess and capture its output."""
-    return subprocess.run([sys.executable, "-m", "vfm.platform.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "vfm.platform.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-TINY_RUN = ["--set", "preprocessing.image_size=32", "--set", "data.n_train=40", "--set", "data.n_val=20",
-            "--set", "pretrain.max_steps=4", "--set", "pretrain.batch_size=16", "--set", "pretrain.warmup_steps=1",
-            "--set", "finetune.max_epochs=2", "--set", "finetune.batch_size=16", "--no-progress"]
+TINY_RUN = [
+    "--set",
+    "preprocessing.image_size=32",
+    "--set",
+    "data.n_train=40",
+    "--set",
+    "data.n_val=20",
+    "--set",
+    "pretrain.max_steps=4",
+    "--set",
+    "pretrain.batch_size=16",
+    "--set",
+    "pretrain.warmup_steps=1",
+    "--set",
+    "finetune.max_epochs=2",
+    "--set",
+    "finetune.batch_size=16",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +63,15 @@ def retina_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths = {"pretrain": root / "pretrain", "finetune": root / "finetune", "bundle": root / "bundle"}
     steps = [
         ("pretrain", "retina", "--out", str(paths["pretrain"]), *TINY_RUN),
-        ("finetune", "retina", "--out", str(paths["finetune"]),
-         "--pretrained", str(paths["pretrain"] / "encoder.safetensors"), *TINY_RUN),
+        (
+            "finetune",
+            "retina",
+            "--out",
+            str(paths["finetune"]),
+            "--pretrained",
+            str(paths["pretrain"] / "encoder.safetensors"),
+            *TINY_RUN,
+        ),
         ("export", "retina", "--run", str(paths["finetune"]), "--out", str(paths["bundle"])),
     ]
     for args in steps:

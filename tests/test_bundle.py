@@ -11,10 +11,18 @@ from vfm.platform.registry import get_plugin
 
 
 def _write(out: Path, **extra) -> Path:
-    files = {"model.onnx": b"\x08\x01fake-onnx", "labels.json": json.dumps(["a", "b"]),
-             "examples/00.png": b"png"} | extra
-    return write_bundle(out, plugin_manifest=get_plugin("retina").manifest, models={"model": "model.onnx"},
-                        files=files, vfm_version="0.1.0")
+    files = {
+        "model.onnx": b"\x08\x01fake-onnx",
+        "labels.json": json.dumps(["a", "b"]),
+        "examples/00.png": b"png",
+    } | extra
+    return write_bundle(
+        out,
+        plugin_manifest=get_plugin("retina").manifest,
+        models={"model": "model.onnx"},
+        files=files,
+        vfm_version="0.1.0",
+    )
 
 
 def test_roundtrip(tmp_path):

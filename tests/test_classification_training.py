@@ -33,19 +33,36 @@ def settings(**overrides) -> FinetuneSettings:
 
 def test_separable_problem_is_learned_saved_and_resumed(tmp_path):
     train, val = colour_data(64, 0), colour_data(30, 1)
-    result = finetune_classifier(train, val, encoder_cfg=ENCODER, num_classes=3, settings=settings(),
-                                 out_dir=tmp_path, pretrained=None, label_names=LABELS, progress=False)
+    result = finetune_classifier(
+        train,
+        val,
+        encoder_cfg=ENCODER,
+        num_classes=3,
+        settings=settings(),
+        out_dir=tmp_path,
+        pretrained=None,
+        label_names=LABELS,
+        progress=False,
+    )
     assert result["accuracy"] > 0.9 and result["epochs"] == 3 and result["encoder_load"] is None
     assert 1 <= result["best_epoch"] <= 3
-    for name in ("classifier.safetensors", "classifier.json", "metrics.json", "checkpoints/last.ckpt",
-                 "checkpoints/best.ckpt"):
+    for name in (
+        "classifier.safetensors",
+        "classifier.json",
+        "metrics.json",
+        "checkpoints/last.ckpt",
+        "checkpoints/best.ckpt",
+    ):
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["accuracy"] == result["accuracy"] and set(saved["per_class_f1"]) == set(LABELS)
     assert saved["n_train_used"] == 64 and saved["label_fraction"] == 1.0
     assert {"aupr_macro_ovr", "ece", "per_class_aupr"} <= set(saved)
-    assert [p.split("/")[-1] for p in result["plots"]] == ["roc_curves.png", "confusion_matrix.png",
-                                                          "reliability_diagram.png"]
+    assert [p.split("/")[-1] for p in result["plots"]] == [
+        "roc_curves.png",
+        "confusion_matrix.png",
+        "reliability_diagram.png",
+    ]
     assert all((tmp_path / "plots" / name).is_file() for name in ("roc_curves.png", "reliability_diagram.png"))
 
     probs = predict_proba(load_classifier(tmp_path), val[0], batch_size=7)
@@ -53,18 +70,34 @@ def test_separable_problem_is_learned_saved_and_resumed(tmp_path):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert (probs.argmax(axis=1) == val[1]).mean() == pytest.approx(result["accuracy"])
 
-    again = finetune_classifier(train, val, encoder_cfg=ENCODER, num_classes=3, settings=settings(max_epochs=4),
-                                out_dir=tmp_path, pretrained=None, label_names=LABELS, progress=False)
+    again = finetune_classifier(
+        train,
+        val,
+        encoder_cfg=ENCODER,
+        num_classes=3,
+        settings=settings(max_epochs=4),
+        out_dir=tmp_path,
+        pretrained=None,
+        label_names=LABELS,
+        progress=False,
+    )
     assert again["epochs"] == 4  # resumed after epoch 3, trained one more
 
 
 def test_linear_probe_trains_only_the_head_of_a_pretrained_encoder(tmp_path):
     mae = MaskedAutoencoderViT(MaeConfig(**ENCODER, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2))
     save_file(mae.encoder_state_dict(), tmp_path / "encoder.safetensors")
-    result = finetune_classifier(colour_data(32, 2), colour_data(12, 3), encoder_cfg=ENCODER, num_classes=3,
-                                 settings=settings(mode="linear", max_epochs=1, class_weights="balanced"),
-                                 out_dir=tmp_path / "run", pretrained=tmp_path / "encoder.safetensors",
-                                 label_names=LABELS, progress=False)
+    result = finetune_classifier(
+        colour_data(32, 2),
+        colour_data(12, 3),
+        encoder_cfg=ENCODER,
+        num_classes=3,
+        settings=settings(mode="linear", max_epochs=1, class_weights="balanced"),
+        out_dir=tmp_path / "run",
+        pretrained=tmp_path / "encoder.safetensors",
+        label_names=LABELS,
+        progress=False,
+    )
     assert result["encoder_load"]["format"] == "safetensors"
     model = load_classifier(tmp_path / "run")
     assert torch.equal(model.blocks[1].mlp.fc2.weight, mae.blocks[1].mlp.fc2.weight)  # frozen
@@ -74,11 +107,19 @@ def test_linear_probe_trains_only_the_head_of_a_pretrained_encoder(tmp_path):
 def test_label_fraction_rand_augment_and_mixup_train_on_a_stratified_subset(tmp_path):
     train = colour_data(61, 4)
     mean, std = [0.1, 0.2, 0.3], [0.9, 0.8, 0.7]
-    result = finetune_classifier(train, colour_data(12, 5), encoder_cfg=ENCODER, num_classes=3,
-                                 settings=settings(max_epochs=1, label_fraction=0.25, rand_augment=True,
-                                                   mixup=0.8, cutmix=1.0),
-                                 out_dir=tmp_path, pretrained=None, label_names=LABELS, progress=False,
-                                 mean=mean, std=std)
+    result = finetune_classifier(
+        train,
+        colour_data(12, 5),
+        encoder_cfg=ENCODER,
+        num_classes=3,
+        settings=settings(max_epochs=1, label_fraction=0.25, rand_augment=True, mixup=0.8, cutmix=1.0),
+        out_dir=tmp_path,
+        pretrained=None,
+        label_names=LABELS,
+        progress=False,
+        mean=mean,
+        std=std,
+    )
     assert result["n_train_used"] == len(stratified_subset(train[1], 0.25, seed=0)) < 20
     assert result["label_fraction"] == 0.25 and result["epochs"] == 1
 
@@ -86,10 +127,17 @@ def test_label_fraction_rand_augment_and_mixup_train_on_a_stratified_subset(tmp_
 def test_lora_trains_adapters_and_saves_a_merged_plain_classifier(tmp_path):
     mae = MaskedAutoencoderViT(MaeConfig(**ENCODER, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2))
     save_file(mae.encoder_state_dict(), tmp_path / "encoder.safetensors")
-    result = finetune_classifier(colour_data(32, 6), colour_data(12, 7), encoder_cfg=ENCODER, num_classes=3,
-                                 settings=settings(mode="lora", max_epochs=2, lora_r=4, lora_alpha=8),
-                                 out_dir=tmp_path / "run", pretrained=tmp_path / "encoder.safetensors",
-                                 label_names=LABELS, progress=False)
+    result = finetune_classifier(
+        colour_data(32, 6),
+        colour_data(12, 7),
+        encoder_cfg=ENCODER,
+        num_classes=3,
+        settings=settings(mode="lora", max_epochs=2, lora_r=4, lora_alpha=8),
+        out_dir=tmp_path / "run",
+        pretrained=tmp_path / "encoder.safetensors",
+        label_names=LABELS,
+        progress=False,
+    )
     assert result["epochs"] == 2
     model = load_classifier(tmp_path / "run")  # strict load: no LoRA keys left
     assert json.loads((tmp_path / "run" / "classifier.json").read_text())["mode"] == "lora"
@@ -115,6 +163,15 @@ def test_invalid_settings_raise_vfm_error():
 
 def test_mean_without_std_is_refused(tmp_path):
     with pytest.raises(VfmError, match="mean .* and std"):
-        finetune_classifier(colour_data(8, 0), colour_data(4, 1), encoder_cfg=ENCODER, num_classes=3,
-                            settings=settings(), out_dir=tmp_path, pretrained=None, label_names=LABELS,
-                            progress=False, mean=[0.5, 0.5, 0.5])
+        finetune_classifier(
+            colour_data(8, 0),
+            colour_data(4, 1),
+            encoder_cfg=ENCODER,
+            num_classes=3,
+            settings=settings(),
+            out_dir=tmp_path,
+            pretrained=None,
+            label_names=LABELS,
+            progress=False,
+            mean=[0.5, 0.5, 0.5],
+        )

@@ -1,16 +1,17 @@
 """The CLI shell: --help everywhere, one-line errors with non-zero exits."""
 
 import pytest
+from conftest import run_vfm
 
 from vfm.platform.cli import build_parser, main
-
-from conftest import run_vfm
 
 VERBS = ["plugins", "pretrain", "finetune", "evaluate", "export", "predict", "serve", "demo"]
 
 
-@pytest.mark.parametrize("verb", [[], *[[v] for v in VERBS],
-                                  ["plugins", "list"], ["plugins", "show"], ["plugins", "validate"], ["plugins", "new"]])
+@pytest.mark.parametrize(
+    "verb",
+    [[], *[[v] for v in VERBS], ["plugins", "list"], ["plugins", "show"], ["plugins", "validate"], ["plugins", "new"]],
+)
 def test_help_on_every_verb(verb, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([*verb, "--help"])

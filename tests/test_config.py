@@ -4,7 +4,6 @@ import dataclasses
 
 import pytest
 
-
 from vfm.platform.config import build_settings, parse_override, resolve_config, write_config
 from vfm.platform.errors import VfmError
 
@@ -12,10 +11,16 @@ from vfm.platform.errors import VfmError
 def test_precedence_and_written_config_reproduces(tmp_path):
     file = tmp_path / "c.yaml"
     file.write_text("pretrain: {max_steps: 10, batch_size: 4}\ndata: {seed: 1}\n")
-    config = resolve_config({"pretrain": {"max_steps": 1, "preset": "tiny"}}, file,
-                            ["pretrain.max_steps=50", "data.source=/x/y.npz", "finetune.lr=1e-3"])
-    assert config == {"pretrain": {"max_steps": 50, "preset": "tiny", "batch_size": 4},
-                      "data": {"seed": 1, "source": "/x/y.npz"}, "finetune": {"lr": 1e-3}}
+    config = resolve_config(
+        {"pretrain": {"max_steps": 1, "preset": "tiny"}},
+        file,
+        ["pretrain.max_steps=50", "data.source=/x/y.npz", "finetune.lr=1e-3"],
+    )
+    assert config == {
+        "pretrain": {"max_steps": 50, "preset": "tiny", "batch_size": 4},
+        "data": {"seed": 1, "source": "/x/y.npz"},
+        "finetune": {"lr": 1e-3},
+    }
     written = write_config(config, tmp_path / "run")
     assert resolve_config({}, written) == config
 

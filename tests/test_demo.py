@@ -3,18 +3,21 @@
 import json
 
 import pytest
+from conftest import run_vfm
 
 from vfm.finetune.image_pipeline import ImageClassificationPipeline
 from vfm.platform.bundle import load_bundle
 from vfm.platform.registry import get_plugin
 
-from conftest import run_vfm
-
 pytestmark = pytest.mark.slow
 
 SMOKE = ImageClassificationPipeline(get_plugin("retina")).smoke_config()
-SETS = [arg for section, values in SMOKE.items() for key, value in values.items()
-        for arg in ("--set", f"{section}.{key}={value}")]
+SETS = [
+    arg
+    for section, values in SMOKE.items()
+    for key, value in values.items()
+    for arg in ("--set", f"{section}.{key}={value}")
+]
 
 
 def test_demo_bundles_are_cached_verified_and_rebuilt_when_tampered(tmp_path):

@@ -7,9 +7,9 @@ from monai.visualize import GradCAM
 from timm.models.vision_transformer import VisionTransformer
 
 from vfm.finetune.explain import OUTPUT_NAMES, ExplainedClassifier
+from vfm.finetune.export import export_onnx
 from vfm.finetune.vit_classifier import build_vit_classifier
 from vfm.platform.errors import VfmError
-from vfm.serve.export import export_onnx
 
 ENCODER = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
 
@@ -30,9 +30,9 @@ def autograd_gradcam(vit: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
     features = vit.forward_features(x)  # [N, T, D]
     logits = vit.forward_head(features)  # [N, C]
     score = logits.gather(1, logits.argmax(dim=1, keepdim=True)).sum()
-    grad = torch.autograd.grad(score, features)[0][:, vit.num_prefix_tokens:]  # [N, P, D]
+    grad = torch.autograd.grad(score, features)[0][:, vit.num_prefix_tokens :]  # [N, P, D]
     weights = grad.mean(dim=1, keepdim=True)  # [N, 1, D], channel weights: gradients averaged over positions
-    return torch.relu((weights * features[:, vit.num_prefix_tokens:]).sum(dim=-1)).detach()
+    return torch.relu((weights * features[:, vit.num_prefix_tokens :]).sum(dim=-1)).detach()
 
 
 def test_probabilities_match_the_plain_model_and_maps_are_normalised():
@@ -66,7 +66,7 @@ class GridViT(torch.nn.Module):
         self.vit, self.grid = vit, torch.nn.Identity()
 
     def forward(self, x):
-        features = self.vit.forward_features(x)[:, self.vit.num_prefix_tokens:]  # [N, P, D]
+        features = self.vit.forward_features(x)[:, self.vit.num_prefix_tokens :]  # [N, P, D]
         g = self.vit.patch_embed.grid_size
         grid = self.grid(features.transpose(1, 2).reshape(len(x), -1, *g))  # [N, D, G, G]
         return self.vit.head(self.vit.fc_norm(grid.flatten(2).mean(dim=2)))  # [N, C]
@@ -75,8 +75,7 @@ class GridViT(torch.nn.Module):
 def test_closed_form_gradcam_equals_monai():
     vit = tiny_vit()
     x = torch.randn(3, 3, 32, 32)
-    cam = GradCAM(GridViT(vit), target_layers="grid", upsampler=lambda size: (lambda m: m),
-                  postprocessing=lambda m: m)
+    cam = GradCAM(GridViT(vit), target_layers="grid", upsampler=lambda size: lambda m: m, postprocessing=lambda m: m)
     # one image per call: on a batch MONAI back-propagates the sum of every image's score for
     # every predicted class (logits[:, class_idx] is [N, N])
     reference = torch.cat([cam(image[None]) for image in x])[:, 0].flatten(1)  # [N, G*G], raw
@@ -133,8 +132,13 @@ def test_class_token_pooling_is_refused_for_gradcam():
 
 def test_export_parity_with_another_batch_size(tmp_path):
     model = ExplainedClassifier(tiny_vit())
-    report = export_onnx(model, {"pixels": torch.randn(2, 3, 32, 32)}, list(OUTPUT_NAMES),
-                         tmp_path / "model.onnx", parity_inputs={"pixels": torch.randn(5, 3, 32, 32)})
+    report = export_onnx(
+        model,
+        {"pixels": torch.randn(2, 3, 32, 32)},
+        list(OUTPUT_NAMES),
+        tmp_path / "model.onnx",
+        parity_inputs={"pixels": torch.randn(5, 3, 32, 32)},
+    )
     assert report["passed"] and report["n_inputs"] == 5 and report["opset"] == 18
     assert report["files"] == [str(tmp_path / "model.onnx")]
     assert report["outputs"]["probabilities"]["shape"] == [5, 4]

@@ -1,14 +1,95 @@
-"""MONAI fundus transforms: the same pixels as the numpy serving preprocessing; seedable MAE augmentation."""
+"""MONAI fundus transforms: the same pixels as the numpy serving preprocessing; seedable MAE augmentation.
+
+``fundus_preprocess`` (here, not in the library: nothing trains on it) computes on tensors what the
+torch-free serving code ``vfm.plugins.retina.preprocess.preprocess`` computes with numpy and Pillow:
+crop the black border around the field of view (``CropForeground``), pad to a centred square
+(``SpatialPad``), resize, scale to [0, 1] and normalise per channel. It checks that the library's
+``AntialiasedResize`` (the resize of the MAE augmentation) reproduces Pillow's ``BILINEAR``.
+"""
+
+import math
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 import torch
+from monai.transforms import (
+    Compose,
+    CropForeground,
+    EnsureChannelFirst,
+    EnsureType,
+    NormalizeIntensity,
+    ScaleIntensityRange,
+    SpatialPad,
+    Transform,
+)
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.retina.preprocess import crop_to_field_of_view, preprocess
+from vfm.plugins.retina.preprocess import ROW_TOLERANCE, crop_to_field_of_view, preprocess
 from vfm.plugins.retina.synthetic import generate
-from vfm.pretrain.fundus_transforms import (CropFieldOfView, RandResizedCrop, augment_batch, fundus_preprocess,
-                                            mae_augment)
+from vfm.pretrain.fundus_transforms import AntialiasedResize, RandResizedCrop, augment_batch, mae_augment
+from vfm.serve.image_preprocess import check_normalisation
+
+
+class CropFieldOfView(Transform):
+    """Crop the black border around the field of view, then pad with black to a centred square.
+
+    As ``vfm.plugins.retina.preprocess.crop_to_field_of_view``: a pixel is bright when its
+    brightest channel exceeds ``threshold``; a row (column) belongs to the field of view when more
+    than 1% of it is bright. An image with no such row or column is returned unchanged.
+
+    Args:
+        threshold: brightness (0-255) above which a pixel is part of the field of view.
+    """
+
+    def __init__(self, threshold: int = 10):
+        self.threshold = threshold
+        self.crop = CropForeground(select_fn=self.field_of_view, allow_smaller=True)
+
+    def field_of_view(self, img: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """img: [C, H, W] -> bool [1, H, W], True on the rows x columns of the field of view."""
+        bright = (img > self.threshold).any(0)  # [H, W]
+        height, width = bright.shape
+        rows = bright.sum(1) >= max(1, math.ceil(ROW_TOLERANCE * width))  # [H]
+        cols = bright.sum(0) >= max(1, math.ceil(ROW_TOLERANCE * height))  # [W]
+        return (rows[:, None] & cols[None, :])[None]  # [1, H, W]
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        """img: [C, H, W] -> [C, s, s], s the longer side of the field of view's bounding box."""
+        if not self.field_of_view(img).any():
+            return img
+        cropped = self.crop(img)  # [C, h, w]
+        side = max(cropped.shape[1:])
+        return SpatialPad((side, side), method="symmetric")(cropped)  # [C, s, s], (s - h) // 2 rows on top
+
+
+def fundus_preprocess(
+    *, image_size: int, mean: Sequence[float], std: Sequence[float], crop_fov: bool = True, threshold: int = 10
+) -> Compose:
+    """The serving preprocessing as MONAI transforms: uint8 [H, W, 3] -> float32 [3, S, S].
+
+    Args:
+        image_size: side S of the model input.
+        mean: per-channel mean on the [0, 1] scale.
+        std: per-channel standard deviation on the [0, 1] scale.
+        crop_fov: crop the black border around the field of view first.
+        threshold: brightness above which a pixel is part of the field of view.
+
+    Raises:
+        VfmError: a malformed ``image_size`` or ``mean``/``std``.
+    """
+    check_normalisation(image_size, mean, std, "fundus_preprocess")
+    return Compose(
+        [
+            EnsureChannelFirst(channel_dim=-1),  # [3, H, W] uint8
+            *([CropFieldOfView(threshold)] if crop_fov else []),  # [3, s, s]
+            AntialiasedResize(image_size),  # [3, S, S] uint8
+            ScaleIntensityRange(a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0),  # float32 in [0, 1]
+            NormalizeIntensity(subtrahend=list(mean), divisor=list(std), channel_wise=True),
+            EnsureType(data_type="tensor", track_meta=False),  # a plain torch.Tensor
+        ]
+    )
+
 
 NORM = dict(mean=[0.45, 0.3, 0.2], std=[0.25, 0.2, 0.15])
 GREY_LEVEL = 1 / 255 / min(NORM["std"])  # one 8-bit step after normalisation

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vfm.platform import image_io
 from vfm.platform.errors import VfmError
-from vfm.serve import image_io
-from vfm.serve.image_io import read_image
+from vfm.platform.image_io import read_image
 
 
 def _rgb(height: int = 12, width: int = 16) -> np.ndarray:

@@ -6,11 +6,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
-FOLDERS = {"platform": "vfm/platform", "pretrain": "vfm/pretrain", "finetune": "vfm/finetune",
-           "serve": "vfm/serve", "plugins": "vfm/plugins"}
+FOLDERS = {
+    "platform": "vfm/platform",
+    "pretrain": "vfm/pretrain",
+    "finetune": "vfm/finetune",
+    "serve": "vfm/serve",
+    "plugins": "vfm/plugins",
+}
 
 
 def _modules() -> list[str]:
@@ -25,8 +29,13 @@ def _modules() -> list[str]:
 def test_root_folders_do_not_shadow_the_standard_library():
     for folder in FOLDERS:
         assert not (REPO / folder / "__init__.py").exists(), f"{folder}/__init__.py would shadow '{folder}'"
-    out = subprocess.run([sys.executable, "-c", "import platform; print(platform.system())"], cwd=REPO,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import platform; print(platform.system())"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "Linux"
 
 
@@ -40,12 +49,30 @@ def test_every_module_imports():
 
 @pytest.mark.slow
 def test_wheel_contains_every_module_and_the_entry_points(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next(tmp_path.glob("vfm-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    missing = [m for m in _modules() if f"{m.replace('.', '/')}.py" not in names
-               and f"{m.replace('.', '/')}/__init__.py" not in names]
+    missing = [
+        m
+        for m in _modules()
+        if f"{m.replace('.', '/')}.py" not in names and f"{m.replace('.', '/')}/__init__.py" not in names
+    ]
     assert not missing, f"modules missing from the wheel: {missing}"
     assert "vfm/plugins/retina/manifest.yaml" in names
     templates = [n for n in names if n.startswith("vfm/platform/templates/")]

@@ -9,11 +9,11 @@ from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer
 
 from vfm.platform.errors import VfmError
-from vfm.pretrain.mae import MaeConfig, MaskedAutoencoderViT, sincos_pos_embed
 from vfm.platform.training.checkpoints import keep_trained_result
 from vfm.platform.training.optim import warmup_decay
 from vfm.platform.training.sampling import EpochSampler
 from vfm.platform.training.trainer import resolve_precision
+from vfm.pretrain.mae import MaeConfig, MaskedAutoencoderViT, sincos_pos_embed
 from vfm.pretrain.mae_training import PretrainSettings, masking_noise, pretrain_mae
 
 
@@ -154,13 +154,25 @@ def test_schedule_warms_up_then_decays():
 def test_pretrain_writes_artifacts_and_resumes(tmp_path):
     images = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
     cfg = tiny_cfg()
-    settings = PretrainSettings(max_steps=4, batch_size=4, warmup_steps=1, precision="32",
-                                accelerator="cpu", devices=1, checkpoint_every_n_steps=2)
+    settings = PretrainSettings(
+        max_steps=4,
+        batch_size=4,
+        warmup_steps=1,
+        precision="32",
+        accelerator="cpu",
+        devices=1,
+        checkpoint_every_n_steps=2,
+    )
     meta = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
     first = pretrain_mae(images, cfg, settings, tmp_path, progress=False, extra_meta=meta)
     assert first["steps"] == 4 and first["resumed_from_step"] == 0 and np.isfinite(first["final_loss"])
-    for name in ("encoder.safetensors", "encoder.json", "mae.safetensors", "reconstruction.png",
-                 "checkpoints/last.ckpt"):
+    for name in (
+        "encoder.safetensors",
+        "encoder.json",
+        "mae.safetensors",
+        "reconstruction.png",
+        "checkpoints/last.ckpt",
+    ):
         assert (tmp_path / name).is_file(), name
     info = json.loads((tmp_path / "encoder.json").read_text())
     assert info["mean"] == meta["mean"] and info["encoder"]["patch_size"] == 8
@@ -169,8 +181,14 @@ def test_pretrain_writes_artifacts_and_resumes(tmp_path):
     assert not any(name.startswith(".") for name in (p.name for p in tmp_path.iterdir()))  # no temp files
     assert sorted(p.name for p in (tmp_path / "reconstructions").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
 
-    again = pretrain_mae(images, cfg, PretrainSettings(**{**settings.__dict__, "max_steps": 6}), tmp_path,
-                         progress=False, extra_meta=meta)
+    again = pretrain_mae(
+        images,
+        cfg,
+        PretrainSettings(**{**settings.__dict__, "max_steps": 6}),
+        tmp_path,
+        progress=False,
+        extra_meta=meta,
+    )
     assert again["resumed_from_step"] == 4 and again["steps"] == 6
     assert again["seconds_all_calls"] > again["seconds"] > 0 and first["seconds_all_calls"] >= first["seconds"]
 

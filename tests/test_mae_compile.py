@@ -21,15 +21,25 @@ from vfm.pretrain.mae_training import PretrainSettings, pretrain_mae
 
 pytestmark = pytest.mark.slow
 
-CFG = MaeConfig.preset("tiny", img_size=32, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32,
-                       decoder_depth=1, decoder_num_heads=2)
+CFG = MaeConfig.preset(
+    "tiny", img_size=32, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2
+)
 
 
 def run(out_dir: Path, compile_backend: str | None) -> list[float]:
     """Pretrain 4 steps; the per-step training losses from the CSV log."""
     images = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
-    settings = PretrainSettings(max_steps=4, batch_size=4, warmup_steps=1, precision="32", accelerator="cpu",
-                                devices=1, figure_every_n_epochs=0, seed=1, compile=compile_backend)
+    settings = PretrainSettings(
+        max_steps=4,
+        batch_size=4,
+        warmup_steps=1,
+        precision="32",
+        accelerator="cpu",
+        devices=1,
+        figure_every_n_epochs=0,
+        seed=1,
+        compile=compile_backend,
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -54,8 +64,10 @@ def test_compiled_training_step_matches_eager_and_keeps_the_checkpoint_keys(tmp_
     assert weights["eager"].keys() == weights["compiled"].keys()
     for key, value in weights["eager"].items():
         torch.testing.assert_close(weights["compiled"][key], value, rtol=1e-4, atol=1e-5)
-    checkpoints = {name: torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-                   for name in ("eager", "compiled")}
+    checkpoints = {
+        name: torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for name in ("eager", "compiled")
+    }
     assert checkpoints["eager"].keys() == checkpoints["compiled"].keys()
 
 

@@ -33,15 +33,26 @@ from vfm.pretrain.mae_training import PretrainSettings, pretrain_mae
 pytestmark = pytest.mark.slow
 
 STEPS, N_IMAGES, SEED = 6, 24, 5  # 3 global batches of 8 per epoch: the run crosses an epoch
-CFG = MaeConfig.preset("tiny", img_size=32, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32,
-                       decoder_depth=1, decoder_num_heads=2)
+CFG = MaeConfig.preset(
+    "tiny", img_size=32, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2
+)
 
 
 def run(out_dir: Path, devices: int, batch_size: int) -> dict:
     images = np.random.default_rng(1).standard_normal((N_IMAGES, 3, 32, 32)).astype(np.float32)
-    settings = PretrainSettings(max_steps=STEPS, batch_size=batch_size, base_lr=0.1, warmup_steps=2, precision="32",
-                                accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
-                                augment=True, figure_every_n_epochs=0, seed=SEED)
+    settings = PretrainSettings(
+        max_steps=STEPS,
+        batch_size=batch_size,
+        base_lr=0.1,
+        warmup_steps=2,
+        precision="32",
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        augment=True,
+        figure_every_n_epochs=0,
+        seed=SEED,
+    )
     return pretrain_mae(images, CFG, settings, out_dir, progress=False)
 
 

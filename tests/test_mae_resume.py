@@ -21,9 +21,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vfm.pretrain.mae import MaeConfig
 from vfm.platform.training.checkpoints import AtomicCheckpointIO
 from vfm.platform.training.optim import warmup_decay
+from vfm.pretrain.mae import MaeConfig
 from vfm.pretrain.mae_training import PretrainSettings, pretrain_mae
 
 pytestmark = pytest.mark.slow
@@ -41,11 +41,28 @@ def run(out_dir: Path, die_at: int | None = None, sleep: float = 0.0) -> dict:
         time.sleep(sleep)
 
     images = np.random.default_rng(0).standard_normal((N_IMAGES, 3, 32, 32)).astype(np.float32)
-    cfg = MaeConfig.preset("tiny", img_size=32, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32,
-                           decoder_depth=1, decoder_num_heads=2)
-    settings = PretrainSettings(max_steps=MAX_STEPS, batch_size=BATCH, warmup_steps=WARMUP, precision="32",
-                                accelerator="cpu", devices=1, checkpoint_every_n_steps=2, augment=True,
-                                figure_every_n_epochs=0, seed=3)
+    cfg = MaeConfig.preset(
+        "tiny",
+        img_size=32,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        decoder_embed_dim=32,
+        decoder_depth=1,
+        decoder_num_heads=2,
+    )
+    settings = PretrainSettings(
+        max_steps=MAX_STEPS,
+        batch_size=BATCH,
+        warmup_steps=WARMUP,
+        precision="32",
+        accelerator="cpu",
+        devices=1,
+        checkpoint_every_n_steps=2,
+        augment=True,
+        figure_every_n_epochs=0,
+        seed=3,
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     original = mae_training.MaeModule.on_train_batch_start
@@ -58,15 +75,21 @@ def run(out_dir: Path, die_at: int | None = None, sleep: float = 0.0) -> dict:
 
 
 def start_killable(out_dir: Path, die_at: int = -1, sleep: float = 0.0) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, str(out_dir), str(die_at), str(sleep)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, __file__, str(out_dir), str(die_at), str(sleep)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def logged(out_dir: Path, version: int) -> dict[int, tuple[float, float]]:
     """step -> (train/loss, train/lr) from the CSV log of one fit."""
     with open(out_dir / "logs" / f"version_{version}" / "metrics.csv", newline="") as handle:
-        return {int(row["step"]): (float(row["train/loss"]), float(row["train/lr"]))
-                for row in csv.DictReader(handle) if row["train/loss"]}
+        return {
+            int(row["step"]): (float(row["train/loss"]), float(row["train/lr"]))
+            for row in csv.DictReader(handle)
+            if row["train/loss"]
+        }
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,11 @@ import copy
 
 import pytest
 import yaml
+from conftest import REPO
 
 from vfm.platform.errors import VfmError
 from vfm.platform.manifest import parse_manifest
 from vfm.platform.registry import get_plugin
-
-from conftest import REPO
 
 RETINA = yaml.safe_load((REPO / "plugins/retina/manifest.yaml").read_text())
 

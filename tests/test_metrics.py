@@ -9,7 +9,7 @@ from vfm.finetune.metrics import classification_metrics
 from vfm.platform.errors import VfmError
 
 Y = np.array([0, 0, 1, 1, 2, 2])
-P = np.array([[.8, .1, .1], [.4, .5, .1], [.2, .7, .1], [.3, .3, .4], [.1, .2, .7], [.1, .1, .8]])
+P = np.array([[0.8, 0.1, 0.1], [0.4, 0.5, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.1, 0.2, 0.7], [0.1, 0.1, 0.8]])
 
 
 def test_hand_computed_three_class_case():

@@ -10,7 +10,7 @@ from vfm.finetune.plots import reliability_bins, roc_figure, write_classificatio
 from vfm.platform.errors import VfmError
 
 Y = np.array([0, 0, 1, 1, 2, 2])
-P = np.array([[.8, .1, .1], [.4, .5, .1], [.2, .7, .1], [.3, .3, .4], [.1, .2, .7], [.1, .1, .8]])
+P = np.array([[0.8, 0.1, 0.1], [0.4, 0.5, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.1, 0.2, 0.7], [0.1, 0.1, 0.8]])
 
 
 def test_three_png_files_and_nothing_else(tmp_path):
@@ -26,8 +26,11 @@ def test_roc_legend_has_each_class_auroc_or_says_why_not():
     m = classification_metrics(Y[:4], P[:4], ["a", "b", "c"])
     fig = roc_figure(torch.as_tensor(Y[:4]), torch.as_tensor(P[:4], dtype=torch.float32), ["a", "b", "c"])
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert legend == [f"a (AUROC {m['per_class_auroc']['a']:.3f})", f"b (AUROC {m['per_class_auroc']['b']:.3f})",
-                      "c (AUROC undefined: no positives)"]
+    assert legend == [
+        f"a (AUROC {m['per_class_auroc']['a']:.3f})",
+        f"b (AUROC {m['per_class_auroc']['b']:.3f})",
+        "c (AUROC undefined: no positives)",
+    ]
 
 
 def test_reliability_bins_give_the_metrics_ece():

@@ -4,11 +4,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import run_vfm
 
 from vfm.platform.errors import VfmError
 from vfm.platform.registry import discover
-
-from conftest import run_vfm
 
 
 def test_retina_is_discovered_through_its_entry_point():
@@ -23,9 +22,11 @@ def test_unknown_plugin_names_the_installed_ones():
 
 
 def test_listing_imports_no_torch():
-    code = ("import sys; from vfm.platform.registry import discover; r = discover(); "
-            "[p.manifest for p in r.plugins.values()]; "
-            "print('torch' in sys.modules, sorted(r.plugins))")
+    code = (
+        "import sys; from vfm.platform.registry import discover; r = discover(); "
+        "[p.manifest for p in r.plugins.values()]; "
+        "print('torch' in sys.modules, sorted(r.plugins))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("False"), out.stdout
 

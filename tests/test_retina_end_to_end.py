@@ -10,11 +10,10 @@ import zlib
 import numpy as np
 import pytest
 import yaml
+from conftest import run_vfm
 from PIL import Image
 
 from vfm.plugins.retina.synthetic import generate
-
-from conftest import run_vfm
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +32,17 @@ def test_runs_write_resolved_config_metrics_and_checkpoints(retina_run):
 
 def test_bundle_has_every_part_and_passes_parity(retina_run):
     bundle = retina_run["bundle"]
-    for name in ("manifest.json", "model.onnx", "preprocessing.json", "labels.json", "metrics.json",
-                 "parity.json", "MODEL_CARD.md", "config.yaml", "SHA256SUMS"):
+    for name in (
+        "manifest.json",
+        "model.onnx",
+        "preprocessing.json",
+        "labels.json",
+        "metrics.json",
+        "parity.json",
+        "MODEL_CARD.md",
+        "config.yaml",
+        "SHA256SUMS",
+    ):
         assert (bundle / name).is_file(), name
     parity = json.loads((bundle / "parity.json").read_text())
     assert parity["passed"] and parity["n_inputs"] >= 10
@@ -47,8 +55,18 @@ def test_bundle_has_every_part_and_passes_parity(retina_run):
 def test_evaluate_scores_any_npz_split_and_image_folder(retina_run, tmp_path):
     images, labels = generate(25, seed=777, image_size=48)
     np.savez(tmp_path / "held_out.npz", test_images=images, test_labels=labels[:, None])
-    out = run_vfm("evaluate", "retina", "--run", str(retina_run["finetune"]), "--data",
-                  str(tmp_path / "held_out.npz"), "--split", "test", "--output", str(tmp_path / "m.json"))
+    out = run_vfm(
+        "evaluate",
+        "retina",
+        "--run",
+        str(retina_run["finetune"]),
+        "--data",
+        str(tmp_path / "held_out.npz"),
+        "--split",
+        "test",
+        "--output",
+        str(tmp_path / "m.json"),
+    )
     assert out.returncode == 0, out.stderr
     metrics = json.loads(out.stdout)
     assert metrics["n"] == 25 and 0.0 <= metrics["auroc_macro_ovr"] <= 1.0 and metrics["split"] == "test"
@@ -65,8 +83,16 @@ def test_evaluate_scores_any_npz_split_and_image_folder(retina_run, tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["n"] == 10
 
-    missing_split = run_vfm("evaluate", "retina", "--run", str(retina_run["finetune"]), "--data",
-                            str(tmp_path / "held_out.npz"), "--split", "val")
+    missing_split = run_vfm(
+        "evaluate",
+        "retina",
+        "--run",
+        str(retina_run["finetune"]),
+        "--data",
+        str(tmp_path / "held_out.npz"),
+        "--split",
+        "val",
+    )
     assert missing_split.returncode == 2 and "test" in missing_split.stderr
 
 
@@ -87,13 +113,18 @@ def test_predict_handles_good_and_bad_images(retina_run, tmp_path):
     Image.fromarray(image).save(good)
     Image.fromarray(image).convert("L").save(tmp_path / "gray.png")
     Image.fromarray(image).convert("RGBA").save(tmp_path / "rgba.png")
-    Image.fromarray((image[..., 0].astype(np.uint16) * 257)).save(tmp_path / "deep16.png")
+    Image.fromarray(image[..., 0].astype(np.uint16) * 257).save(tmp_path / "deep16.png")
     Image.new("RGB", (1, 1)).save(tmp_path / "tiny.png")
     (tmp_path / "corrupt.png").write_bytes(good.read_bytes()[:60] + b"\x00garbage" * 10)
     _huge_png(tmp_path / "huge.png")
     names = ["good", "gray", "rgba", "deep16", "tiny", "corrupt", "huge", "missing"]
-    out = run_vfm("predict", str(retina_run["bundle"]), *[str(tmp_path / f"{n}.png") for n in names],
-                  "--explain-dir", str(tmp_path / "explain"))
+    out = run_vfm(
+        "predict",
+        str(retina_run["bundle"]),
+        *[str(tmp_path / f"{n}.png") for n in names],
+        "--explain-dir",
+        str(tmp_path / "explain"),
+    )
     assert out.returncode == 2  # some inputs failed; the others were still predicted
     results = {r["input"].rsplit("/", 1)[-1][:-4]: r for r in json.loads(out.stdout)}
     for name in ("good", "gray", "rgba", "deep16"):
@@ -118,20 +149,26 @@ def test_tampered_and_incompatible_bundles_are_refused(retina_run, tmp_path):
 
     original = load_bundle(retina_run["bundle"])
     future = original.plugin_manifest.model_copy(update={"version": "9.0.0"})
-    files = {p.relative_to(original.path).as_posix(): p for p in original.path.rglob("*")
-             if p.is_file() and p.name not in ("SHA256SUMS", "manifest.json")}
-    write_bundle(tmp_path / "future", plugin_manifest=future, models={"model": "model.onnx"}, files=files,
-                 vfm_version="0.1.0")
+    files = {
+        p.relative_to(original.path).as_posix(): p
+        for p in original.path.rglob("*")
+        if p.is_file() and p.name not in ("SHA256SUMS", "manifest.json")
+    }
+    write_bundle(
+        tmp_path / "future", plugin_manifest=future, models={"model": "model.onnx"}, files=files, vfm_version="0.1.0"
+    )
     out = run_vfm("predict", str(tmp_path / "future"), str(tampered / "examples" / "00_label0.png"))
     assert out.returncode == 2 and "made by plugin retina 9.0.0" in out.stderr
 
 
 def test_runtime_imports_no_torch(retina_run):
     example = next((retina_run["bundle"] / "examples").iterdir())
-    code = ("import sys; from vfm.serve.runtime import open_predictor; import vfm.serve.app; "
-            "import vfm.platform.cli; "
-            f"r = open_predictor({str(retina_run['bundle'])!r}).predict({str(example)!r}); "
-            "assert 'torch' not in sys.modules, 'torch was imported'; print(r['label'])")
+    code = (
+        "import sys; from vfm.serve.runtime import open_predictor; import vfm.serve.app; "
+        "import vfm.platform.cli; "
+        f"r = open_predictor({str(retina_run['bundle'])!r}).predict({str(example)!r}); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; print(r['label'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip()
@@ -148,15 +185,40 @@ def test_pretrain_on_a_flat_folder_then_finetune_on_an_npz(tmp_path):
         Image.fromarray(image).save(folder / f"eye{i:02d}.png")
     flat = run_vfm("pretrain", "retina", "--data", str(folder), "--out", str(tmp_path / "pre"), *TINY_RUN)
     assert flat.returncode == 2 and "train" in flat.stderr and "data.train_split" in flat.stderr, flat.stderr
-    pre = run_vfm("pretrain", "retina", "--data", str(folder), "--out", str(tmp_path / "pre"), *TINY_RUN,
-                  "--set", "data.train_split=null", "--set", "data.val_split=null")
+    pre = run_vfm(
+        "pretrain",
+        "retina",
+        "--data",
+        str(folder),
+        "--out",
+        str(tmp_path / "pre"),
+        *TINY_RUN,
+        "--set",
+        "data.train_split=null",
+        "--set",
+        "data.val_split=null",
+    )
     assert pre.returncode == 0, pre.stderr[-3000:]
     assert json.loads(pre.stdout)["steps"] == 4
 
-    np.savez(tmp_path / "eyes.npz", train_images=images[:20], train_labels=labels[:20, None],
-             val_images=images[20:], val_labels=labels[20:, None])
-    fine = run_vfm("finetune", "retina", "--data", str(tmp_path / "eyes.npz"), "--out", str(tmp_path / "ft"),
-                   "--pretrained", str(tmp_path / "pre" / "encoder.safetensors"), *TINY_RUN)
+    np.savez(
+        tmp_path / "eyes.npz",
+        train_images=images[:20],
+        train_labels=labels[:20, None],
+        val_images=images[20:],
+        val_labels=labels[20:, None],
+    )
+    fine = run_vfm(
+        "finetune",
+        "retina",
+        "--data",
+        str(tmp_path / "eyes.npz"),
+        "--out",
+        str(tmp_path / "ft"),
+        "--pretrained",
+        str(tmp_path / "pre" / "encoder.safetensors"),
+        *TINY_RUN,
+    )
     assert fine.returncode == 0, fine.stderr[-3000:]
     result = json.loads(fine.stdout)
     assert result["n_train"] == 20 and result["n_val"] == 10

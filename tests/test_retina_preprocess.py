@@ -6,11 +6,36 @@ import numpy as np
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.retina.preprocess import crop_to_field_of_view, preprocess, preprocess_batch
+from vfm.plugins.retina.preprocess import crop_to_field_of_view, preprocess
 from vfm.plugins.retina.synthetic import generate
 
 MEAN = (0.5, 0.3, 0.2)
 STD = (0.25, 0.2, 0.15)
+
+
+def preprocess_batch(
+    images: np.ndarray | list[np.ndarray],
+    *,
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    crop_fov: bool = True,
+) -> np.ndarray:
+    """A batch of photographs (uint8 [N, H, W, 3] or a list of [H_i, W_i, 3]) -> float32 [N, 3, S, S],
+    a malformed one named by its index (a test helper: the library preprocesses one image at a time)."""
+    if isinstance(images, np.ndarray) and images.ndim != 4:
+        raise VfmError(
+            f"expected a batch uint8 [N, H, W, 3], got shape {images.shape}",
+            where="preprocess",
+            fix="stack the images along a new first axis, or pass a list of [H, W, 3] arrays",
+        )
+    batch = np.empty((len(images), 3, image_size, image_size), dtype=np.float32)
+    for index, image in enumerate(images):
+        try:
+            batch[index] = preprocess(image, image_size=image_size, mean=mean, std=std, crop_fov=crop_fov)
+        except VfmError as err:
+            raise VfmError(err.what, where=f"batch item {index}", fix=err.fix) from err
+    return batch
 
 
 def _fundus(size: int = 48) -> np.ndarray:

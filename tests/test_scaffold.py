@@ -67,7 +67,8 @@ def _write_dist(site: Path, dist: str, entry_points: dict[str, str], files: dict
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
-        "[vfm.plugins]\n" + "".join(f"{name} = {value}\n" for name, value in entry_points.items()))
+        "[vfm.plugins]\n" + "".join(f"{name} = {value}\n" for name, value in entry_points.items())
+    )
     for relative, text in files.items():
         (site / relative).parent.mkdir(parents=True, exist_ok=True)
         (site / relative).write_text(text)
@@ -79,8 +80,20 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("scaffold")
     package = create_plugin(NAME, root / "src", domain="testing")
     site = root / "site"
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-           "--disable-pip-version-check", "--target", str(site), str(package)]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--disable-pip-version-check",
+        "--target",
+        str(site),
+        str(package),
+    ]
     proc = subprocess.run(pip, cwd=root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return SimpleNamespace(root=root, package=package, site=site)
@@ -91,9 +104,14 @@ def test_create_plugin_writes_the_documented_tree(tmp_path: Path):
 
     assert package == tmp_path / "vfm-plugin-my-domain"
     files = sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file())
-    assert files == ["README.md", "pyproject.toml", "src/vfm_plugin_my_domain/__init__.py",
-                     "src/vfm_plugin_my_domain/manifest.yaml", "src/vfm_plugin_my_domain/synthetic.py",
-                     "tests/test_plugin.py"]
+    assert files == [
+        "README.md",
+        "pyproject.toml",
+        "src/vfm_plugin_my_domain/__init__.py",
+        "src/vfm_plugin_my_domain/manifest.yaml",
+        "src/vfm_plugin_my_domain/synthetic.py",
+        "tests/test_plugin.py",
+    ]
     project = tomllib.loads((package / "pyproject.toml").read_text())
     assert project["project"]["name"] == "vfm-plugin-my-domain"
     assert "vfm>=0.1,<0.2" in project["project"]["dependencies"]
@@ -138,23 +156,32 @@ def test_installed_plugin_is_discovered_through_its_entry_point(installed: Simpl
 
 
 def test_installed_plugin_passes_its_own_tests(installed: SimpleNamespace):
-    proc = _python(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], sites=[installed.site],
-                   cwd=installed.package)
+    proc = _python(
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], sites=[installed.site], cwd=installed.package
+    )
 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
 
 
-def test_broken_outside_plugins_are_reported_and_the_others_still_load(installed: SimpleNamespace,
-                                                                        tmp_path: Path):
+def test_broken_outside_plugins_are_reported_and_the_others_still_load(installed: SimpleNamespace, tmp_path: Path):
     site = tmp_path / "broken-site"
-    _write_dist(site, "vfm-plugin-boom", {"boom": "vfm_boom_plugin:plugin"},
-                {"vfm_boom_plugin.py": "raise RuntimeError('boom on import')\n"})
+    _write_dist(
+        site,
+        "vfm-plugin-boom",
+        {"boom": "vfm_boom_plugin:plugin"},
+        {"vfm_boom_plugin.py": "raise RuntimeError('boom on import')\n"},
+    )
     plugin_module = "from vfm.platform.plugin import Plugin\n\nplugin = Plugin.from_package(__name__)\n"
-    _write_dist(site, "vfm-plugin-bad-manifest", {"bad_manifest": "vfm_bad_manifest:plugin"}, {
-        "vfm_bad_manifest/__init__.py": plugin_module,
-        "vfm_bad_manifest/manifest.yaml": "schema_version: 1\nname: bad_manifest\nmodality: sound\n",
-    })
+    _write_dist(
+        site,
+        "vfm-plugin-bad-manifest",
+        {"bad_manifest": "vfm_bad_manifest:plugin"},
+        {
+            "vfm_bad_manifest/__init__.py": plugin_module,
+            "vfm_bad_manifest/manifest.yaml": "schema_version: 1\nname: bad_manifest\nmodality: sound\n",
+        },
+    )
 
     registry = _registry([installed.site, site], tmp_path)
     broken = _broken(registry)
@@ -171,8 +198,12 @@ def test_broken_outside_plugins_are_reported_and_the_others_still_load(installed
 
 def test_a_duplicate_name_makes_both_plugins_broken(tmp_path: Path):
     site = tmp_path / "dup-site"
-    _write_dist(site, "vfm-plugin-retina-clone", {"retina": "vfm_retina_clone:plugin"},
-                {"vfm_retina_clone.py": "from vfm.plugins.retina import plugin\n"})
+    _write_dist(
+        site,
+        "vfm-plugin-retina-clone",
+        {"retina": "vfm_retina_clone:plugin"},
+        {"vfm_retina_clone.py": "from vfm.plugins.retina import plugin\n"},
+    )
 
     registry = _registry([site], tmp_path)
 
@@ -189,8 +220,7 @@ def test_a_duplicate_name_makes_both_plugins_broken(tmp_path: Path):
 def test_installed_plugin_passes_vfm_plugins_validate(installed: SimpleNamespace):
     """The generated plugin goes through every validate step: schema, imports, fake-input forward,
     export + ONNX parity, and a demo smoke call on a real local Gradio server."""
-    proc = _python(["-m", "vfm.platform.cli", "plugins", "validate", NAME], sites=[installed.site],
-                   cwd=installed.root)
+    proc = _python(["-m", "vfm.platform.cli", "plugins", "validate", NAME], sites=[installed.site], cwd=installed.root)
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and report["passed"], proc.stdout[-3000:] + proc.stderr[-3000:]
     assert [step["step"] for step in report["steps"]] == ["schema", "imports", "forward", "export_parity", "demo"]
@@ -203,11 +233,16 @@ def test_validate_names_the_failing_step(tmp_path: Path):
     manifest = yaml.safe_load((Path(__file__).parents[1] / "plugins/retina/manifest.yaml").read_text())
     manifest["name"] = "halfbuilt"
     manifest["components"] = {"generator": "halfbuilt_pkg.synthetic:generate"}
-    _write_dist(site, "halfbuilt-dist", {"halfbuilt": "halfbuilt_pkg:plugin"}, {
-        "halfbuilt_pkg/__init__.py": "from vfm.platform.plugin import Plugin\nplugin = Plugin.from_package(__name__)\n",
-        "halfbuilt_pkg/manifest.yaml": yaml.safe_dump(manifest),
-        "halfbuilt_pkg/synthetic.py": "import not_installed_anywhere\n",
-    })
+    _write_dist(
+        site,
+        "halfbuilt-dist",
+        {"halfbuilt": "halfbuilt_pkg:plugin"},
+        {
+            "halfbuilt_pkg/__init__.py": "from vfm.platform.plugin import Plugin\nplugin = Plugin.from_package(__name__)\n",
+            "halfbuilt_pkg/manifest.yaml": yaml.safe_dump(manifest),
+            "halfbuilt_pkg/synthetic.py": "import not_installed_anywhere\n",
+        },
+    )
     proc = _python(["-m", "vfm.platform.cli", "plugins", "validate", "halfbuilt"], sites=[site], cwd=tmp_path)
     report = json.loads(proc.stdout)
     assert proc.returncode == 2 and not report["passed"]

@@ -23,7 +23,11 @@ def server(retina_run):
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "vfm.platform.cli", "serve", str(retina_run["bundle"]), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -52,8 +56,9 @@ def test_binds_to_loopback_only(server):
 def test_predicts_an_example_and_keeps_serving_after_bad_input(server, tmp_path):
     client = Client(server["url"], verbose=False)
     example = sorted((server["bundle"] / "examples").iterdir())[0]
-    view, probabilities, rollout, gradcam, summary = client.predict(handle_file(str(example)),
-                                                                     api_name="/retina_predict")
+    view, probabilities, rollout, gradcam, summary = client.predict(
+        handle_file(str(example)), api_name="/retina_predict"
+    )
     assert probabilities["label"] in summary
     assert len(probabilities["confidences"]) == 5
     assert all(os.path.getsize(path) > 0 for path in (view, rollout, gradcam))

@@ -15,8 +15,11 @@ def test_cnn_baseline_trains_saves_and_evaluates_through_the_pipeline(tmp_path):
     assert plugin.component_path("model") == "vfm.finetune.small_cnn:build_small_cnn"
     assert get_plugin("retina").component_path("model").endswith("build_vit_classifier")
     pipeline = ImageClassificationPipeline(plugin)
-    config = {"preprocessing": {"image_size": 32}, "data": {"n_train": 30, "n_val": 15},
-              "finetune": {"max_epochs": 1, "batch_size": 16, "precision": "32"}}
+    config = {
+        "preprocessing": {"image_size": 32},
+        "data": {"n_train": 30, "n_val": 15},
+        "finetune": {"max_epochs": 1, "batch_size": 16, "precision": "32"},
+    }
     metrics = pipeline.finetune(config, tmp_path / "cnn", progress=False)
     assert metrics["n_train"] == 30 and 0 <= metrics["accuracy"] <= 1
     scored = pipeline.evaluate(tmp_path / "cnn")

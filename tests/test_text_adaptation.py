@@ -9,13 +9,13 @@ import warnings
 import pytest
 import torch
 from safetensors.torch import load_file
+from text_general_sample import general_english_sample
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
 from vfm.platform.errors import VfmError
-from vfm.pretrain.text_adaptation import TextAdaptSettings, adapt_text_model
 from vfm.platform.training.optim import warmup_decay
+from vfm.pretrain.text_adaptation import TextAdaptSettings, adapt_text_model
 from vfm.pretrain.text_corpus import Document
-from vfm.pretrain.text_general_sample import general_english_sample
 
 pytestmark = pytest.mark.slow
 
@@ -23,13 +23,25 @@ pytestmark = pytest.mark.slow
 def finance_docs(n: int = 240) -> list[Document]:
     """Repetitive finance-like notes: a tiny model learns them within a few dozen steps."""
     tail = "as adjusted EBITDA improved and amortization of intangibles fell. The board declared a dividend."
-    return [Document(f"note-{i}", f"Revenue rose {i % 9}.5% to ${i % 4}.2 million in {2010 + i % 10} {tail}", "notes")
-            for i in range(n)]
+    return [
+        Document(f"note-{i}", f"Revenue rose {i % 9}.5% to ${i % 4}.2 million in {2010 + i % 10} {tail}", "notes")
+        for i in range(n)
+    ]
 
 
 def tiny(**overrides) -> TextAdaptSettings:
-    base = dict(block_size=32, batch_size=8, max_steps=6, lr=2e-3, warmup_steps=2, vocab_size=300,
-                precision="32", checkpoint_every_n_steps=3, heldout_fraction=0.1, eval_max_blocks=16)
+    base = dict(
+        block_size=32,
+        batch_size=8,
+        max_steps=6,
+        lr=2e-3,
+        warmup_steps=2,
+        vocab_size=300,
+        precision="32",
+        checkpoint_every_n_steps=3,
+        heldout_fraction=0.1,
+        eval_max_blocks=16,
+    )
     return TextAdaptSettings(**{**base, **overrides})
 
 
@@ -44,16 +56,21 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def mlm_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("mlm")
-    metrics = adapt_text_model("fresh:bert-tiny", finance_docs(), general_english_sample(40),
-                               tiny(mix_ratio_general=0.2), out, progress=False)
+    metrics = adapt_text_model(
+        "fresh:bert-tiny", finance_docs(), general_english_sample(40), tiny(mix_ratio_general=0.2), out, progress=False
+    )
     return out, metrics
 
 
-@pytest.mark.parametrize("base,auto_cls", [("fresh:bert-tiny", AutoModelForMaskedLM),
-                                           ("fresh:gpt2-tiny", AutoModelForCausalLM)])
+@pytest.mark.parametrize(
+    "base,auto_cls", [("fresh:bert-tiny", AutoModelForMaskedLM), ("fresh:gpt2-tiny", AutoModelForCausalLM)]
+)
 def test_fresh_runs_write_loadable_models(tmp_path, base, auto_cls, mlm_run):
-    out, metrics = mlm_run if base == "fresh:bert-tiny" else (
-        tmp_path, adapt_text_model(base, finance_docs(), None, tiny(), tmp_path, progress=False))
+    out, metrics = (
+        mlm_run
+        if base == "fresh:bert-tiny"
+        else (tmp_path, adapt_text_model(base, finance_docs(), None, tiny(), tmp_path, progress=False))
+    )
     assert metrics["objective"] == ("mlm" if "bert" in base else "clm")
     assert metrics["train"]["steps"] == 6
     model = auto_cls.from_pretrained(out / "model")
@@ -75,8 +92,9 @@ def test_mixing_is_reported(mlm_run):
 
 def test_resume_continues_the_step_counter_and_repeats_the_uninterrupted_run(tmp_path):
     docs = finance_docs(120)
-    first = adapt_text_model("fresh:bert-tiny", docs, None, tiny(max_steps=3, schedule_steps=6), tmp_path / "b",
-                             progress=False)
+    first = adapt_text_model(
+        "fresh:bert-tiny", docs, None, tiny(max_steps=3, schedule_steps=6), tmp_path / "b", progress=False
+    )
     (tmp_path / "a").mkdir()  # the same tokenizer: a second training could number its tokens differently
     for name in ("tokenizer", "prepared.json"):
         (shutil.copytree if name == "tokenizer" else shutil.copy)(tmp_path / "b" / name, tmp_path / "a" / name)
@@ -94,8 +112,9 @@ def test_resume_continues_the_step_counter_and_repeats_the_uninterrupted_run(tmp
 
 
 def test_perplexity_falls_on_a_repetitive_corpus(tmp_path):
-    metrics = adapt_text_model("fresh:gpt2-tiny", finance_docs(), None, tiny(max_steps=40, warmup_steps=4),
-                               tmp_path, progress=False)
+    metrics = adapt_text_model(
+        "fresh:gpt2-tiny", finance_docs(), None, tiny(max_steps=40, warmup_steps=4), tmp_path, progress=False
+    )
     domain = metrics["perplexity"]["domain"]
     assert domain["after"] < 0.25 * domain["before"]
     assert metrics["train"]["final_loss"] < math.log(domain["before"])
@@ -103,12 +122,19 @@ def test_perplexity_falls_on_a_repetitive_corpus(tmp_path):
 
 def test_local_base_gains_domain_tokens(tmp_path, mlm_run):
     out, _ = mlm_run
-    words = [Document(f"w{i}", "The marlintonic derasolines of the plentarium were recorded. " * 3, "odd")
-             for i in range(60)]
+    words = [
+        Document(f"w{i}", "The marlintonic derasolines of the plentarium were recorded. " * 3, "odd") for i in range(60)
+    ]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        metrics = adapt_text_model(str(out / "model"), words, None,
-                                   tiny(max_steps=2, add_domain_tokens=3, min_token_count=2), tmp_path, progress=False)
+        metrics = adapt_text_model(
+            str(out / "model"),
+            words,
+            None,
+            tiny(max_steps=2, add_domain_tokens=3, min_token_count=2),
+            tmp_path,
+            progress=False,
+        )
     assert not [w for w in caught if "eval mode" in str(w.message)]  # from_pretrained's eval mode: trained with dropout
     vocab = metrics["vocabulary"]
     assert metrics["objective"] == "mlm" and vocab["size"] == vocab["base_size"] + 3
@@ -125,9 +151,11 @@ def test_settings_and_inputs_fail_with_one_line_errors(tmp_path):
     with pytest.raises(VfmError, match="unknown fresh config"):
         adapt_text_model("fresh:bert-huge", finance_docs(20), None, tiny(), tmp_path, progress=False)
     with pytest.raises(VfmError, match="fresh:gpt2-tiny trains as clm"):
-        adapt_text_model("fresh:gpt2-tiny", finance_docs(20), None, tiny(objective="mlm"), tmp_path / "x",
-                         progress=False)
+        adapt_text_model(
+            "fresh:gpt2-tiny", finance_docs(20), None, tiny(objective="mlm"), tmp_path / "x", progress=False
+        )
     with pytest.raises(VfmError, match="cannot load a tokenizer"):
-        adapt_text_model(str(tmp_path / "no-such-model"), finance_docs(20), None, tiny(), tmp_path / "y",
-                         progress=False)
+        adapt_text_model(
+            str(tmp_path / "no-such-model"), finance_docs(20), None, tiny(), tmp_path / "y", progress=False
+        )
     assert warmup_decay(2, 10, shape="linear")(0) == 0.5 and warmup_decay(2, 10, shape="linear")(10) == 0.0

@@ -7,20 +7,55 @@ from pathlib import Path
 
 import pytest
 import torch
+from text_general_sample import SOURCE, general_english_sample
 
 from vfm.platform.errors import VfmError
 from vfm.pretrain.text_blocks import mix_by_tokens, pack_blocks, split_heldout
-from vfm.pretrain.text_corpus import (Document, build_corpus, finance_document_id, load_corpus, normalise,
-                                      read_jsonl, read_phrasebank, read_text)
-from vfm.pretrain.text_general_sample import SOURCE, general_english_sample
+from vfm.pretrain.text_corpus import (
+    Corpus,
+    Document,
+    build_corpus,
+    finance_document_id,
+    normalise,
+    read_finance,
+    read_jsonl,
+    read_phrasebank,
+    read_text,
+)
 
 DATA = Path(os.environ.get("VFM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+def read_any(path: str | Path) -> list[Document]:
+    """Dispatch on the path: a ``.zip`` is PhraseBank, ``.jsonl`` JSON Lines, ``.json`` a finance
+    QA file, anything else text files."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".zip":
+        return read_phrasebank(path)
+    if suffix == ".jsonl":
+        return read_jsonl(path)
+    if suffix == ".json":
+        return read_finance(path)
+    return read_text(path)
+
+
+def load_corpus(
+    paths: list[Path], exclude_ids: tuple[str, ...] | list[str] = (), exclude_files: list[Path] | tuple[Path, ...] = ()
+) -> Corpus:
+    """Every path read with :func:`read_any`, through :func:`build_corpus`, excluding the ids and
+    every document of ``exclude_files`` (read the same way)."""
+    documents = [doc for path in paths for doc in read_any(path)]
+    return build_corpus(documents, exclude_ids, [doc for path in exclude_files for doc in read_any(path)])
+
+
 def finqa_record(doc: str, n: int, sentence: str) -> dict:
-    return {"id": f"{doc}-{n}", "pre_text": [sentence, "the company reports in millions ."],
-            "table": [["", "2019", "2018"], ["revenue", "$ 1,452", "$ 1,300"]], "post_text": ["end of note ."],
-            "qa": {"question": "what is the change?", "program": "subtract(1452, 1300)", "exe_ans": 152.0}}
+    return {
+        "id": f"{doc}-{n}",
+        "pre_text": [sentence, "the company reports in millions ."],
+        "table": [["", "2019", "2018"], ["revenue", "$ 1,452", "$ 1,300"]],
+        "post_text": ["end of note ."],
+        "qa": {"question": "what is the change?", "program": "subtract(1452, 1300)", "exe_ans": 152.0},
+    }
 
 
 def test_readers(tmp_path):
@@ -42,8 +77,10 @@ def test_readers(tmp_path):
 def test_phrasebank_reads_sentences_inside_the_zip_without_labels(tmp_path):
     path = tmp_path / "FinancialPhraseBank-v1.0.zip"
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("FinancialPhraseBank-v1.0/Sentences_50Agree.txt",
-                         "Profit rose to EUR 5 mn .@positive\r\nSales were flat .@neutral\r\n".encode("latin-1"))
+        archive.writestr(
+            "FinancialPhraseBank-v1.0/Sentences_50Agree.txt",
+            "Profit rose to EUR 5 mn .@positive\r\nSales were flat .@neutral\r\n".encode("latin-1"),
+        )
         archive.writestr("__MACOSX/FinancialPhraseBank-v1.0/._Sentences_50Agree.txt", b"\x00junk")
     docs = read_phrasebank(path)
     assert [d.text for d in docs] == ["Profit rose to EUR 5 mn .", "Sales were flat ."]
@@ -52,10 +89,12 @@ def test_phrasebank_reads_sentences_inside_the_zip_without_labels(tmp_path):
 
 def test_finance_contexts_dedupe_and_exclusion_by_id_and_content(tmp_path):
     shared = "the board declared a quarterly dividend of $ 0.13 per share payable to shareholders of record ."
-    train = [finqa_record("AAA/2019/page_1.pdf", 1, "aaa makes widgets in many countries around the world ."),
-             finqa_record("AAA/2019/page_1.pdf", 2, "aaa makes widgets in many countries around the world ."),
-             finqa_record("BBB/2018/page_7.pdf", 1, shared),
-             finqa_record("CCC/2017/page_3.pdf", 1, "ccc sells services to hospitals and clinics in europe .")]
+    train = [
+        finqa_record("AAA/2019/page_1.pdf", 1, "aaa makes widgets in many countries around the world ."),
+        finqa_record("AAA/2019/page_1.pdf", 2, "aaa makes widgets in many countries around the world ."),
+        finqa_record("BBB/2018/page_7.pdf", 1, shared),
+        finqa_record("CCC/2017/page_3.pdf", 1, "ccc sells services to hospitals and clinics in europe ."),
+    ]
     dev = [finqa_record("DDD/2016/page_9.pdf", 4, shared)]
     (tmp_path / "train.json").write_text(json.dumps(train))
     (tmp_path / "dev.json").write_text(json.dumps(dev))

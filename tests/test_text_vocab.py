@@ -8,9 +8,11 @@ from vfm.platform.errors import VfmError
 from vfm.pretrain.text_models import fresh_model
 from vfm.pretrain.text_vocab import add_domain_tokens, find_domain_tokens, train_tokenizer
 
-FINANCE = ["Adjusted EBITDA rose 12.5% to $1.2 million while amortization of intangibles fell.",
-           "The shares trade as NYSE: XYZ and amortization expense was $1.2 million in 2019.",
-           "Revenue grew 12.5% and EBITDA margins widened, the company said."]
+FINANCE = [
+    "Adjusted EBITDA rose 12.5% to $1.2 million while amortization of intangibles fell.",
+    "The shares trade as NYSE: XYZ and amortization expense was $1.2 million in 2019.",
+    "Revenue grew 12.5% and EBITDA margins widened, the company said.",
+]
 GENERAL = ["the cat sat on the mat and the dog ran in the park with a ball"] * 40
 TEXTS = FINANCE * 6 + GENERAL
 BASE = GENERAL + ["abcdefghijklmnopqrstuvwxyz zabcdefghijklmnopqrstuvwxy 0123456789 9012345678 $ % . , :"]
@@ -67,8 +69,9 @@ def test_new_rows_are_the_mean_of_their_pieces_and_text_gets_shorter():
 
 def test_untied_byte_level_model_extends_both_embeddings():
     tokenizer = train_tokenizer(BASE, "bpe", 280)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64,
-                                       tie_word_embeddings=False))
+    model = GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64, tie_word_embeddings=False)
+    )
     old_in = model.get_input_embeddings().weight.detach().clone()
     old_out = model.get_output_embeddings().weight.detach().clone()
     n_before = len(tokenizer(FINANCE[1])["input_ids"])

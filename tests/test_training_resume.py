@@ -28,12 +28,23 @@ def _command(plugin: str, verb: str, tmp_path: Path) -> list[str]:
     registry = discover()
     pipeline = registry.get(plugin).component("pipeline")(registry.get(plugin))
     # only fields every run has (TrainSettings): the test needs nothing plugin-specific
-    config = deep_merge(pipeline.smoke_config(), {verb: {"max_steps": STEPS, "checkpoint_every_n_steps": 1,
-                                                         "max_minutes": None}})
+    config = deep_merge(
+        pipeline.smoke_config(), {verb: {"max_steps": STEPS, "checkpoint_every_n_steps": 1, "max_minutes": None}}
+    )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    return [sys.executable, "-m", "vfm.platform.cli", verb, plugin, "--config", str(path), "--out",
-            str(tmp_path / "run"), "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "vfm.platform.cli",
+        verb,
+        plugin,
+        "--config",
+        str(path),
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+    ]
 
 
 def _found(result: Any, key: str) -> list[Any]:

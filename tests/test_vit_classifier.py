@@ -6,8 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vfm.finetune.vit_classifier import (build_vit_classifier, load_classifier, load_encoder_weights,
-                                         save_classifier)
+from vfm.finetune.vit_classifier import build_vit_classifier, load_classifier, load_encoder_weights, save_classifier
 from vfm.platform.errors import VfmError
 from vfm.pretrain.mae import MaeConfig, MaskedAutoencoderViT
 
@@ -23,9 +22,13 @@ def test_our_encoder_loads_with_only_head_and_fc_norm_missing(tmp_path):
     save_file(encoder.encoder_state_dict(), tmp_path / "encoder.safetensors")
     model = build_vit_classifier(encoder.encoder_config(), num_classes=3)
     report = load_encoder_weights(model, tmp_path / "encoder.safetensors")
-    assert report == {"format": "safetensors", "missing": ["fc_norm.bias", "fc_norm.weight", "head.bias",
-                                                           "head.weight"],
-                      "unexpected": [], "dropped": ["norm.bias", "norm.weight"], "interpolated_pos_embed": False}
+    assert report == {
+        "format": "safetensors",
+        "missing": ["fc_norm.bias", "fc_norm.weight", "head.bias", "head.weight"],
+        "unexpected": [],
+        "dropped": ["norm.bias", "norm.weight"],
+        "interpolated_pos_embed": False,
+    }
     assert torch.equal(model.blocks[1].attn.qkv.weight, encoder.blocks[1].attn.qkv.weight)
     assert torch.all(model.head.bias == 0) and model.head.weight.abs().max() < 1e-4
 

@@ -70,8 +70,11 @@ def keep_trained_result(result: dict[str, Any], previous: dict[str, Any] | None)
     trained nothing (its checkpoint had already reached the last step, so its ``seconds`` are 0)
     and ``previous`` (the run's recorded result, or None) is the call that reached that step;
     then ``previous``, whose timing and throughput are the run's."""
-    if (result["steps"] > result["resumed_from_step"] or not isinstance(previous, dict)
-            or previous.get("steps") != result["steps"]):
+    if (
+        result["steps"] > result["resumed_from_step"]
+        or not isinstance(previous, dict)
+        or previous.get("steps") != result["steps"]
+    ):
         return result
     return previous
 
@@ -87,17 +90,23 @@ def resumable_checkpoint(module: torch.nn.Module, path: Path) -> Path | None:
     """
     if not path.exists():
         return None
-    fix = (f"resume with the settings and vfm version that wrote it, or start again: a new --out folder, "
-           f"or delete {path}")
+    fix = (
+        f"resume with the settings and vfm version that wrote it, or start again: a new --out folder, or delete {path}"
+    )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     except Exception as err:  # a damaged file: zip, unpickling or key errors
-        raise VfmError(f"cannot read the checkpoint to resume from ({str(err).splitlines()[0][:120]})",
-                       where=str(path), fix=fix) from None
+        raise VfmError(
+            f"cannot read the checkpoint to resume from ({str(err).splitlines()[0][:120]})", where=str(path), fix=fix
+        ) from None
     own = module.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     reshaped = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
     if missing or unexpected or reshaped:
-        raise VfmError(f"the checkpoint to resume from does not fit this model (missing {missing[:2]}, "
-                       f"unexpected {unexpected[:2]}, other shapes {reshaped[:2]})", where=str(path), fix=fix)
+        raise VfmError(
+            f"the checkpoint to resume from does not fit this model (missing {missing[:2]}, "
+            f"unexpected {unexpected[:2]}, other shapes {reshaped[:2]})",
+            where=str(path),
+            fix=fix,
+        )
     return path

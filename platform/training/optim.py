@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable
 import torch
 
 
-def warmup_decay(warmup_steps: int, total_steps: int, *, shape: str = "cosine",
-                 floor: float = 0.0) -> Callable[[int], float]:
+def warmup_decay(
+    warmup_steps: int, total_steps: int, *, shape: str = "cosine", floor: float = 0.0
+) -> Callable[[int], float]:
     """Multiplier of the peak lr at optimiser step ``s``: linear warmup over ``warmup_steps``, then a
     ``"cosine"`` (or ``"linear"``) decay from 1 to ``floor`` at ``total_steps``."""
     if shape not in ("cosine", "linear"):
@@ -25,9 +26,14 @@ def warmup_decay(warmup_steps: int, total_steps: int, *, shape: str = "cosine",
     return factor
 
 
-def decay_groups(named_parameters: Iterable[tuple[str, torch.nn.Parameter]], *, weight_decay: float, lr: float,
-                 no_decay: Callable[[str], bool] = lambda name: False,
-                 lr_of: Callable[[str], float] | None = None) -> list[dict]:
+def decay_groups(
+    named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
+    *,
+    weight_decay: float,
+    lr: float,
+    no_decay: Callable[[str], bool] = lambda name: False,
+    lr_of: Callable[[str], float] | None = None,
+) -> list[dict]:
     """The trainable parameters as AdamW groups: weight decay on matrices (``ndim >= 2``) unless
     ``no_decay(name)`` (position tables, tokens); none on biases and norms. ``lr_of(name)`` gives a
     parameter its own peak lr (e.g. a lower one for a pretrained encoder); default ``lr``. One group
@@ -37,13 +43,23 @@ def decay_groups(named_parameters: Iterable[tuple[str, torch.nn.Parameter]], *, 
         if param.requires_grad:
             decays = param.ndim >= 2 and not no_decay(name)
             groups.setdefault((lr_of(name) if lr_of else lr, decays), []).append(param)
-    return [{"params": params, "lr": group_lr, "weight_decay": weight_decay if decays else 0.0}
-            for (group_lr, decays), params in sorted(groups.items(), key=lambda item: not item[0][1])]
+    return [
+        {"params": params, "lr": group_lr, "weight_decay": weight_decay if decays else 0.0}
+        for (group_lr, decays), params in sorted(groups.items(), key=lambda item: not item[0][1])
+    ]
 
 
-def adamw_with_schedule(groups: list[dict], *, lr: float, warmup_steps: int, total_steps: int,
-                        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, shape: str = "cosine",
-                        floor: float = 0.0) -> dict:
+def adamw_with_schedule(
+    groups: list[dict],
+    *,
+    lr: float,
+    warmup_steps: int,
+    total_steps: int,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    shape: str = "cosine",
+    floor: float = 0.0,
+) -> dict:
     """What a LightningModule's ``configure_optimizers`` returns: AdamW over ``groups`` (each may
     carry its own ``lr``; ``lr`` for those that do not) and :func:`warmup_decay` stepped per
     optimiser step."""

@@ -45,24 +45,36 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         self.check(
-            ("max_steps", self.max_steps is not None or self.max_epochs is not None,
-             "set max_steps (e.g. 1000) or max_epochs"),
+            (
+                "max_steps",
+                self.max_steps is not None or self.max_epochs is not None,
+                "set max_steps (e.g. 1000) or max_epochs",
+            ),
             ("max_steps", self.max_steps is None or self.max_steps >= 1, "a number of optimiser steps >= 1"),
             ("max_epochs", self.max_epochs is None or self.max_epochs >= 1, "a number of epochs >= 1"),
             ("max_minutes", self.max_minutes is None or self.max_minutes > 0, "minutes > 0, or null (no cap)"),
             ("precision", self.precision in PRECISIONS, '"auto", "32" or "bf16-mixed"'),
-            ("devices", self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1),
-             '"auto" or a count >= 1'),
+            (
+                "devices",
+                self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1),
+                '"auto" or a count >= 1',
+            ),
             ("num_nodes", self.num_nodes >= 1, "a count >= 1"),
             ("strategy", self.strategy in STRATEGIES, " or ".join(f'"{s}"' for s in STRATEGIES)),
             ("seed", self.seed >= 0, "a seed >= 0"),
-            ("checkpoint_every_n_steps", self.checkpoint_every_n_steps is None or self.checkpoint_every_n_steps >= 1,
-             "a number of steps >= 1, or null (every epoch)"),
+            (
+                "checkpoint_every_n_steps",
+                self.checkpoint_every_n_steps is None or self.checkpoint_every_n_steps >= 1,
+                "a number of steps >= 1, or null (every epoch)",
+            ),
         )
 
     def check(self, *checks: tuple[str, Any, str]) -> None:
         """Raise a one-line :class:`VfmError` for the first ``(field, ok, expected)`` whose ``ok`` is false."""
         for name, ok, expected in checks:
             if not ok:
-                raise VfmError(f"invalid {name} {getattr(self, name)!r}", where=f"{type(self).__name__}.{name}",
-                               fix=f"use {expected}")
+                raise VfmError(
+                    f"invalid {name} {getattr(self, name)!r}",
+                    where=f"{type(self).__name__}.{name}",
+                    fix=f"use {expected}",
+                )

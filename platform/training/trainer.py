@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -30,8 +30,16 @@ from vfm.platform.training.settings import TrainSettings
 log = logging.getLogger("vfm.training")
 
 CHECKPOINTS, LAST, BEST = "checkpoints", "last.ckpt", "best.ckpt"
-_QUIET = (".*does not have many workers.*", ".*exists and is not empty.*", ".*resuming from a checkpoint.*",
-          ".*mid-epoch.*", ".*litlogger.*", ".*LitLogger.*", ".*LeafSpec.*", ".*smaller than the logging interval.*")
+_QUIET = (
+    ".*does not have many workers.*",
+    ".*exists and is not empty.*",
+    ".*resuming from a checkpoint.*",
+    ".*mid-epoch.*",
+    ".*litlogger.*",
+    ".*LitLogger.*",
+    ".*LeafSpec.*",
+    ".*smaller than the logging interval.*",
+)
 
 
 def resolve_precision(precision: str) -> str:
@@ -79,9 +87,15 @@ class FitResult:
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able record every run's metrics carry."""
-        return {"final_loss": self.final_loss, "steps": self.steps, "resumed_from_step": self.resumed_from_step,
-                "seconds": round(self.seconds, 3), "seconds_all_calls": round(self.seconds_all_calls, 3),
-                "precision": self.precision, "stopped_by_time": self.stopped_by_time}
+        return {
+            "final_loss": self.final_loss,
+            "steps": self.steps,
+            "resumed_from_step": self.resumed_from_step,
+            "seconds": round(self.seconds, 3),
+            "seconds_all_calls": round(self.seconds_all_calls, 3),
+            "precision": self.precision,
+            "stopped_by_time": self.stopped_by_time,
+        }
 
 
 class _BatchSamplerEpoch(Callback):
@@ -94,9 +108,19 @@ class _BatchSamplerEpoch(Callback):
             set_epoch(trainer.current_epoch)
 
 
-def fit(module: L.LightningModule, settings: TrainSettings, out_dir: str | Path, *, train: Any = None,
-        val: Any = None, monitor: str | None = None, mode: str = "max", callbacks: Sequence[Callback] = (),
-        progress: bool = True, **options: Any) -> FitResult:
+def fit(
+    module: L.LightningModule,
+    settings: TrainSettings,
+    out_dir: str | Path,
+    *,
+    train: Any = None,
+    val: Any = None,
+    monitor: str | None = None,
+    mode: str = "max",
+    callbacks: Sequence[Callback] = (),
+    progress: bool = True,
+    **options: Any,
+) -> FitResult:
     """Train ``module`` on ``train`` (None: its own ``train_dataloader``), validating on ``val``.
 
     Args:
@@ -118,39 +142,71 @@ def fit(module: L.LightningModule, settings: TrainSettings, out_dir: str | Path,
         stale.unlink(missing_ok=True)
     last = ckpt_dir / LAST
     if settings.checkpoint_every_n_steps:
-        keep_last = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=settings.checkpoint_every_n_steps,
-                                    save_top_k=0, save_last=True, enable_version_counter=False)
+        keep_last = ModelCheckpoint(
+            dirpath=ckpt_dir,
+            every_n_train_steps=settings.checkpoint_every_n_steps,
+            save_top_k=0,
+            save_last=True,
+            enable_version_counter=False,
+        )
     else:  # every epoch (a monitored checkpoint's save_last only refreshes when the metric improves)
         keep_last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
-    best = (ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode,
-                            enable_version_counter=False) if monitor else None)
+    best = (
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, enable_version_counter=False)
+        if monitor
+        else None
+    )
     clock = TrainingClock()
+    # the wall-clock cap: Lightning's Timer, whose elapsed time travels in the checkpoints
+    timer = Timer(duration=timedelta(minutes=settings.max_minutes), interval="step") if settings.max_minutes else None
     precision = resolve_precision(settings.precision)
     options.setdefault("log_every_n_steps", 1)
     trainer = L.Trainer(
-        max_steps=settings.max_steps or -1, max_epochs=-1 if settings.max_steps else settings.max_epochs,
-        max_time=timedelta(minutes=settings.max_minutes) if settings.max_minutes else None,
-        accelerator=settings.accelerator, devices=settings.devices, num_nodes=settings.num_nodes,
-        strategy=settings.strategy, precision=precision, logger=CSVLogger(out_dir, name="logs"),
-        callbacks=[keep_last, *([best] if best else []), clock, _BatchSamplerEpoch(), *callbacks],
-        plugins=[AtomicCheckpointIO()], num_sanity_val_steps=0, enable_progress_bar=progress,
-        enable_model_summary=False, **options)
+        max_steps=settings.max_steps or -1,
+        max_epochs=-1 if settings.max_steps else settings.max_epochs,
+        accelerator=settings.accelerator,
+        devices=settings.devices,
+        num_nodes=settings.num_nodes,
+        strategy=settings.strategy,
+        precision=cast(Any, precision),
+        logger=CSVLogger(out_dir, name="logs"),
+        callbacks=[
+            keep_last,
+            *([best] if best else []),
+            *([timer] if timer else []),
+            clock,
+            _BatchSamplerEpoch(),
+            *callbacks,
+        ],
+        plugins=[AtomicCheckpointIO()],
+        num_sanity_val_steps=0,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        **options,
+    )
     with warnings.catch_warnings():
         for message in _QUIET:
             warnings.filterwarnings("ignore", message)
         trainer.fit(module, train, val, ckpt_path=resumable_checkpoint(module, last), weights_only=True)
         trainer.save_checkpoint(last, weights_only=False)  # with optimiser and loop state, to resume
 
-    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     stopped_by_time = timer is not None and (timer.time_remaining("train") or 0.0) <= 0
     if stopped_by_time:
-        log.warning("training stopped by the wall-clock cap of %s minutes at step %d (epoch %d): the model may be "
-                    "under-trained; raise max_minutes or set it to null", settings.max_minutes, trainer.global_step,
-                    trainer.current_epoch)
+        log.warning(
+            "training stopped by the wall-clock cap of %s minutes at step %d (epoch %d): the model may be "
+            "under-trained; raise max_minutes or set it to null",
+            settings.max_minutes,
+            trainer.global_step,
+            trainer.current_epoch,
+        )
     trained = clock.start_step is not None  # False when the checkpoint had already reached the end
     return FitResult(
-        trainer=trainer, steps=int(trainer.global_step),
+        trainer=trainer,
+        steps=int(trainer.global_step),
         resumed_from_step=int(clock.start_step if trained else trainer.global_step),
-        seconds=clock.this_call(), seconds_all_calls=clock.seconds(), precision=precision,
+        seconds=clock.this_call(),
+        seconds_all_calls=clock.seconds(),
+        precision=precision,
         best=Path(best.best_model_path) if best and best.best_model_path else None,
-        stopped_by_time=stopped_by_time)
+        stopped_by_time=stopped_by_time,
+    )

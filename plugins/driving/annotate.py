@@ -71,16 +71,34 @@ ACCEL_THRESHOLD = 0.5
 GIVE_WAY_NODES = frozenset({"ir0", "ir1", "ir2", "ir3", "se", "ee", "ne", "we"})
 """Road-network nodes where a give-way line is: the intersection's and the roundabout's entries."""
 
-JUNCTION_NODES = frozenset({"ir0", "ir1", "ir2", "ir3", "il0", "il1", "il2", "il3",
-                            "se", "ex", "ee", "nx", "ne", "wx", "we", "sx"})
+JUNCTION_NODES = frozenset(
+    {"ir0", "ir1", "ir2", "ir3", "il0", "il1", "il2", "il3", "se", "ex", "ee", "nx", "ne", "wx", "we", "sx"}
+)
 """Nodes inside a junction: a lane between two of them is inside the junction."""
 
 VALID_PAIRS: dict[str, frozenset[str]] = {
     "accelerate": frozenset({"free_road"}),
-    "keep_speed": frozenset({"target_speed_reached", "slower_lead_vehicle", "close_lead_vehicle", "cut_in",
-                             "merging_vehicle", "lane_blocked"}),
-    "slow_down": frozenset({"slower_lead_vehicle", "close_lead_vehicle", "cut_in", "merging_vehicle",
-                            "lane_blocked", "end_of_lane", "target_speed_reached"}),
+    "keep_speed": frozenset(
+        {
+            "target_speed_reached",
+            "slower_lead_vehicle",
+            "close_lead_vehicle",
+            "cut_in",
+            "merging_vehicle",
+            "lane_blocked",
+        }
+    ),
+    "slow_down": frozenset(
+        {
+            "slower_lead_vehicle",
+            "close_lead_vehicle",
+            "cut_in",
+            "merging_vehicle",
+            "lane_blocked",
+            "end_of_lane",
+            "target_speed_reached",
+        }
+    ),
     "stop": frozenset({"close_lead_vehicle", "crossing_traffic", "end_of_lane"}),
     "yield": frozenset({"crossing_traffic"}),
     "change_lane_left": frozenset({"free_lane_to_overtake", "merging_vehicle", "end_of_lane"}),
@@ -148,8 +166,13 @@ def _side_facts(env: AbstractEnv, ego: Vehicle, side: int, prefix: str) -> dict[
     """Whether the lane beside us is free to move into: nothing beside us, enough room ahead
     (more for oncoming traffic, which closes at the sum of the speeds) and behind."""
     lane_index = _side_lane(env, ego, side)
-    facts = {f"{prefix}_lane_exists": lane_index is not None, f"{prefix}_lane_free": False,
-             f"{prefix}_front_gap_m": None, f"{prefix}_rear_gap_m": None, f"{prefix}_front_speed_mps": None}
+    facts = {
+        f"{prefix}_lane_exists": lane_index is not None,
+        f"{prefix}_lane_free": False,
+        f"{prefix}_front_gap_m": None,
+        f"{prefix}_rear_gap_m": None,
+        f"{prefix}_front_speed_mps": None,
+    }
     if lane_index is None:
         return facts
     front, rear = env.road.neighbour_vehicles(ego, lane_index)
@@ -167,8 +190,12 @@ def _side_facts(env: AbstractEnv, ego: Vehicle, side: int, prefix: str) -> dict[
         facts[f"{prefix}_rear_gap_m"] = _round(gap)
         free &= gap > 5.0 + 0.3 * max(rear_speed, 0.0) and (rear_speed - speed <= 0 or gap / (rear_speed - speed) > 3.0)
     for vehicle in env.road.vehicles:  # a car already moving into that lane next to us
-        if (vehicle is not ego and getattr(vehicle, "target_lane_index", None) == lane_index
-                and vehicle.lane_index != lane_index and abs(ego.front_distance_to(vehicle)) < 15.0):
+        if (
+            vehicle is not ego
+            and getattr(vehicle, "target_lane_index", None) == lane_index
+            and vehicle.lane_index != lane_index
+            and abs(ego.front_distance_to(vehicle)) < 15.0
+        ):
             free = False
     facts[f"{prefix}_lane_free"] = bool(free)
     return facts
@@ -182,7 +209,8 @@ def _moved_in(env: AbstractEnv, ego: Vehicle, vehicle: Vehicle, tracker: SceneTr
     changing = getattr(vehicle, "target_lane_index", vehicle.lane_index) != vehicle.lane_index
     cut_in = not from_ramp and (
         any(lane is not None and lane[2] != ego_lane[2] for lane in history)
-        or (changing and vehicle.target_lane_index == ego_lane))
+        or (changing and vehicle.target_lane_index == ego_lane)
+    )
     return cut_in, from_ramp
 
 
@@ -191,8 +219,9 @@ def _predict_ego(env: AbstractEnv, ego: Any, speed: float, times: np.ndarray) ->
     (highway-env's ``predict_trajectory_constant_speed`` with a chosen speed)."""
     longitudinal = ego.lane.local_coordinates(ego.position)[0]
     route = ego.route or [ego.lane_index]
-    return [env.road.network.position_heading_along_route(route, longitudinal + speed * t, 0, ego.lane_index)
-            for t in times]
+    return [
+        env.road.network.position_heading_along_route(route, longitudinal + speed * t, 0, ego.lane_index) for t in times
+    ]
 
 
 def _predict_other(vehicle: Vehicle, times: np.ndarray) -> list[np.ndarray]:
@@ -230,8 +259,13 @@ def _junction_facts(env: AbstractEnv, ego: Any) -> dict[str, Any]:
     priority, or (equal priority) nearer the conflict (``RegulatedRoad.respect_priorities``)."""
     in_junction = _in_junction(ego.lane_index)
     stop_distance = None if in_junction else _distance_to_give_way(env, ego)
-    facts = {"in_junction": in_junction, "distance_to_stop_m": _round(stop_distance), "crossing_vehicles": 0,
-             "crossing_gap_m": None, "must_yield": False}
+    facts = {
+        "in_junction": in_junction,
+        "distance_to_stop_m": _round(stop_distance),
+        "crossing_vehicles": 0,
+        "crossing_gap_m": None,
+        "must_yield": False,
+    }
     if stop_distance is None or stop_distance > 40.0:
         return facts
     times = np.arange(0.25, CONFLICT_HORIZON_S, 0.25)
@@ -243,13 +277,17 @@ def _junction_facts(env: AbstractEnv, ego: Any) -> dict[str, Any]:
         heading_gap = abs((other.heading - ego.heading + np.pi) % (2 * np.pi) - np.pi)
         if heading_gap < np.radians(30) and ego.front_distance_to(other) > 0:
             continue  # same-direction traffic ahead is a car to follow, not crossing traffic
-        meets = any(np.linalg.norm(p_ego - p_other) < 1.5 * Vehicle.LENGTH
-                    for (p_ego, _), p_other in zip(ours, _predict_other(other, times), strict=True))
+        meets = any(
+            np.linalg.norm(p_ego - p_other) < 1.5 * Vehicle.LENGTH
+            for (p_ego, _), p_other in zip(ours, _predict_other(other, times), strict=True)
+        )
         if not meets:
             continue
-        has_priority = (_in_junction(other.lane_index) or other.lane.priority > ego.lane.priority
-                        or (other.lane.priority == ego.lane.priority
-                            and RegulatedRoad.respect_priorities(ego, other) is ego))
+        has_priority = (
+            _in_junction(other.lane_index)
+            or other.lane.priority > ego.lane.priority
+            or (other.lane.priority == ego.lane.priority and RegulatedRoad.respect_priorities(ego, other) is ego)
+        )
         if has_priority:
             gaps.append(_bumper_gap(ego, other))
     if gaps:
@@ -279,37 +317,60 @@ def observe(env: AbstractEnv, tracker: SceneTracker) -> dict[str, Any]:
     oncoming = in_range and _along(ego, front) < -0.8 * front.speed  # heading towards us (within ~35 degrees)
     lead = front if in_range and not oncoming else None
     facts["oncoming_gap_m"] = _round(_bumper_gap(ego, front)) if oncoming else None
-    obstacles = [o for o in road.objects if isinstance(o, Obstacle) and _is_ramp(env, o.lane_index)
-                 and ego.front_distance_to(o) > 0]
-    facts["lane_end_m"] = (_round(min(_bumper_gap(ego, o) for o in obstacles))
-                           if facts["on_ramp"] and obstacles else None)
+    obstacles = [
+        o
+        for o in road.objects
+        if isinstance(o, Obstacle) and _is_ramp(env, o.lane_index) and ego.front_distance_to(o) > 0
+    ]
+    facts["lane_end_m"] = (
+        _round(min(_bumper_gap(ego, o) for o in obstacles)) if facts["on_ramp"] and obstacles else None
+    )
     facts["lead_present"] = lead is not None
     if lead is not None:
         gap, lead_speed = _bumper_gap(ego, lead), _along(ego, lead)
         closing = speed - lead_speed
         cut_in, from_ramp = _moved_in(env, ego, lead, tracker)
-        facts.update(gap_m=_round(gap), lead_speed_mps=_round(lead_speed), closing_speed_mps=_round(closing),
-                     time_headway_s=_round(gap / speed) if speed > 0.5 else None,
-                     ttc_s=_round(gap / closing) if closing > 0.1 else None,
-                     lead_cut_in=cut_in, lead_from_ramp=from_ramp)
+        facts.update(
+            gap_m=_round(gap),
+            lead_speed_mps=_round(lead_speed),
+            closing_speed_mps=_round(closing),
+            time_headway_s=_round(gap / speed) if speed > 0.5 else None,
+            ttc_s=_round(gap / closing) if closing > 0.1 else None,
+            lead_cut_in=cut_in,
+            lead_from_ramp=from_ramp,
+        )
     else:
-        facts.update(gap_m=None, lead_speed_mps=None, closing_speed_mps=None, time_headway_s=None, ttc_s=None,
-                     lead_cut_in=False, lead_from_ramp=False)
+        facts.update(
+            gap_m=None,
+            lead_speed_mps=None,
+            closing_speed_mps=None,
+            time_headway_s=None,
+            ttc_s=None,
+            lead_cut_in=False,
+            lead_from_ramp=False,
+        )
 
-    ahead = [v for v in road.vehicles if v is not ego and 0 < ego.front_distance_to(v) <= AHEAD_M
-             and abs(_lateral(ego, v)) < 12.0]
+    ahead = [
+        v
+        for v in road.vehicles
+        if v is not ego and 0 < ego.front_distance_to(v) <= AHEAD_M and abs(_lateral(ego, v)) < 12.0
+    ]
     facts["vehicles_ahead"] = len(ahead)
     facts["vehicles_ahead_in_lane"] = sum(abs(_lateral(ego, v)) < 2.0 for v in ahead)
 
     facts.update(_side_facts(env, ego, -1, "left"))
     facts.update(_side_facts(env, ego, +1, "right"))
 
-    merging = [v for v in road.vehicles if v is not ego and _is_ramp(env, v.lane_index)
-               and -10.0 <= ego.front_distance_to(v) <= 60.0]
+    merging = [
+        v
+        for v in road.vehicles
+        if v is not ego and _is_ramp(env, v.lane_index) and -10.0 <= ego.front_distance_to(v) <= 60.0
+    ]
     rightmost = not facts["on_ramp"] and not facts["right_lane_exists"]
     facts["merging_vehicle"] = bool(merging) and rightmost
-    facts["merging_gap_m"] = (_round(min(ego.front_distance_to(v) for v in merging))
-                              if facts["merging_vehicle"] else None)
+    facts["merging_gap_m"] = (
+        _round(min(ego.front_distance_to(v) for v in merging)) if facts["merging_vehicle"] else None
+    )
 
     facts.update(_junction_facts(env, ego))
     return facts

@@ -45,8 +45,13 @@ def caption_scores(predictions: Sequence[str], references: Sequence[Sequence[str
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     cider, _ = Cider().compute_score(gts, res)
     meteor, note = _meteor(gts, res)
-    return {**{f"bleu_{n + 1}": float(b) for n, b in enumerate(bleu)}, "cider": float(cider), "meteor": meteor,
-            "meteor_note": note, "count": len(predictions)}
+    return {
+        **{f"bleu_{n + 1}": float(b) for n, b in enumerate(bleu)},
+        "cider": float(cider),
+        "meteor": meteor,
+        "meteor_note": note,
+        "count": len(predictions),
+    }
 
 
 def _meteor(gts: Mapping[int, list[str]], res: Mapping[int, list[str]]) -> tuple[float | None, str]:

@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from vfm.platform.errors import VfmError
-from vfm.serve.image_io import read_image
+from vfm.platform.image_io import read_image
 
 FRAME_INTERVAL_S = 0.5
 """Seconds between the model's frames (the simulator's decision rate, ``scenarios.DECISION_HZ`` = 2)."""
@@ -51,12 +51,13 @@ while it is read, so a long video never ties up the server."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 ANIMATION_SUFFIXES = (".gif", ".png", ".apng", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".webm", ".mkv", ".m4v")
-_VIDEO_FIX = ("pip install 'imageio[ffmpeg]' (or av, or opencv-python-headless), or convert the video "
-              "to an animated GIF or a folder of PNG frames")
+_VIDEO_FIX = (
+    "pip install 'imageio[ffmpeg]' (or av, or opencv-python-headless), or convert the video "
+    "to an animated GIF or a folder of PNG frames"
+)
 
 
-def read_clip(source: Any, *, size: int | None = None,
-              max_frames: int = MAX_FRAMES) -> tuple[np.ndarray, np.ndarray]:
+def read_clip(source: Any, *, size: int | None = None, max_frames: int = MAX_FRAMES) -> tuple[np.ndarray, np.ndarray]:
     """Read a clip (see the module docstring for the sources).
 
     Args:
@@ -76,8 +77,11 @@ def read_clip(source: Any, *, size: int | None = None,
     """
     if isinstance(source, Mapping):
         if "frames" not in source:
-            raise VfmError(f"the clip mapping has no 'frames' (keys: {sorted(map(str, source))})", where="frames",
-                           fix="pass {'frames': uint8 [N, H, W, 3] or a clip file, 'ego_speed': m/s}")
+            raise VfmError(
+                f"the clip mapping has no 'frames' (keys: {sorted(map(str, source))})",
+                where="frames",
+                fix="pass {'frames': uint8 [N, H, W, 3] or a clip file, 'ego_speed': m/s}",
+            )
         frames, speed = read_clip(source["frames"], size=size, max_frames=max_frames)
         if source.get("ego_speed") is not None:
             speed = check_speed(source["ego_speed"], len(frames), "ego_speed")
@@ -90,8 +94,11 @@ def read_clip(source: Any, *, size: int | None = None,
         if len(source) == 1:
             return read_clip(source[0], size=size, max_frames=max_frames)
         return _read_images([Path(p) for p in source], size, max_frames, "<file list>")
-    raise VfmError(f"cannot read a clip from a {type(source).__name__}", where="read_clip",
-                   fix="pass a clip file (.npz, GIF, video), a folder or list of images, or an array [N, H, W, 3]")
+    raise VfmError(
+        f"cannot read a clip from a {type(source).__name__}",
+        where="read_clip",
+        fix="pass a clip file (.npz, GIF, video), a folder or list of images, or an array [N, H, W, 3]",
+    )
 
 
 def fit_frames(frames: np.ndarray, size: int) -> np.ndarray:
@@ -115,18 +122,27 @@ def check_speed(value: Any, n: int, where: str) -> np.ndarray:
     try:
         speed = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
-        raise VfmError(f"ego_speed must be numbers in m/s, not {value!r}"[:200], where=where,
-                       fix="pass one speed in m/s, or one per frame") from None
+        raise VfmError(
+            f"ego_speed must be numbers in m/s, not {value!r}"[:200],
+            where=where,
+            fix="pass one speed in m/s, or one per frame",
+        ) from None
     if speed.ndim == 0:
         speed = np.full(n, speed, np.float32)
     if speed.shape != (n,):
-        raise VfmError(f"ego_speed has shape {list(speed.shape)} but the clip has {n} frames", where=where,
-                       fix="pass one speed (m/s) for the whole clip, or exactly one per frame")
+        raise VfmError(
+            f"ego_speed has shape {list(speed.shape)} but the clip has {n} frames",
+            where=where,
+            fix="pass one speed (m/s) for the whole clip, or exactly one per frame",
+        )
     known = speed[~np.isnan(speed)]
     if np.any(known < 0) or not np.all(np.isfinite(known)):
         bad = float(known[(known < 0) | ~np.isfinite(known)][0])
-        raise VfmError(f"ego_speed holds {bad:g} m/s; speeds are non-negative and finite", where=where,
-                       fix="pass the speed's magnitude in m/s, NaN where it is unknown")
+        raise VfmError(
+            f"ego_speed holds {bad:g} m/s; speeds are non-negative and finite",
+            where=where,
+            fix="pass the speed's magnitude in m/s, NaN where it is unknown",
+        )
     return speed
 
 
@@ -134,11 +150,17 @@ def _read_path(path: Path, size: int | None, max_frames: int) -> tuple[np.ndarra
     if not path.exists():
         raise VfmError("clip file not found", where=str(path), fix="check the path and the working directory")
     if path.is_dir():
-        files = sorted(p for p in path.iterdir()
-                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+        )
         if not files:
-            raise VfmError("the folder holds no image files", where=str(path),
-                           fix=f"put the frames in it as {', '.join(IMAGE_SUFFIXES[:3])} files, named in time order")
+            raise VfmError(
+                "the folder holds no image files",
+                where=str(path),
+                fix=f"put the frames in it as {', '.join(IMAGE_SUFFIXES[:3])} files, named in time order",
+            )
         return _read_images(files, size, max_frames, str(path))
     if path.stat().st_size == 0:
         raise VfmError("the clip file is empty (0 bytes)", where=str(path), fix="re-export or re-upload the clip")
@@ -156,40 +178,60 @@ def _read_npz(path: Path, size: int | None, max_frames: int) -> tuple[np.ndarray
     try:
         with np.load(path, allow_pickle=False) as data:
             if "frames" not in data.files:
-                raise VfmError(f"the .npz has no 'frames' array (arrays: {sorted(data.files)})", where=str(path),
-                               fix="save the clip as np.savez(path, frames=uint8 [N, H, W, 3], ego_speed=[N])")
+                raise VfmError(
+                    f"the .npz has no 'frames' array (arrays: {sorted(data.files)})",
+                    where=str(path),
+                    fix="save the clip as np.savez(path, frames=uint8 [N, H, W, 3], ego_speed=[N])",
+                )
             frames = data["frames"]
             speed = data["ego_speed"] if "ego_speed" in data.files else None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise VfmError(f"cannot read the .npz ({_first_line(err)})", where=str(path),
-                       fix="the file is corrupt or not a numpy .npz; re-save it with np.savez") from None
+        raise VfmError(
+            f"cannot read the .npz ({_first_line(err)})",
+            where=str(path),
+            fix="the file is corrupt or not a numpy .npz; re-save it with np.savez",
+        ) from None
     frames = _from_array(frames, size, max_frames, str(path))
-    return frames, (np.full(len(frames), np.nan, np.float32) if speed is None
-                    else check_speed(speed, len(frames), f"{path}:ego_speed"))
+    return frames, (
+        np.full(len(frames), np.nan, np.float32)
+        if speed is None
+        else check_speed(speed, len(frames), f"{path}:ego_speed")
+    )
 
 
 def _from_array(frames: np.ndarray, size: int | None, max_frames: int, where: str) -> np.ndarray:
     """Check an array clip and fit it to ``size``."""
     if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise VfmError(f"the clip array has shape {list(frames.shape)}, expected RGB frames [N, H, W, 3]",
-                       where=where, fix="stack the frames, channels last, RGB (drop alpha, replicate greyscale)")
+        raise VfmError(
+            f"the clip array has shape {list(frames.shape)}, expected RGB frames [N, H, W, 3]",
+            where=where,
+            fix="stack the frames, channels last, RGB (drop alpha, replicate greyscale)",
+        )
     if frames.dtype != np.uint8:
-        raise VfmError(f"the clip array is {frames.dtype}, expected uint8", where=where,
-                       fix="convert with (frames * 255).round().astype(np.uint8) for values in [0, 1]")
+        raise VfmError(
+            f"the clip array is {frames.dtype}, expected uint8",
+            where=where,
+            fix="convert with (frames * 255).round().astype(np.uint8) for values in [0, 1]",
+        )
     _check_count(len(frames), max_frames, where)
     if len(frames) == 0 or min(frames.shape[1:3]) < 1:
-        raise VfmError(f"the clip has no {'frames' if len(frames) == 0 else 'pixels'} (shape {list(frames.shape)})",
-                       where=where, fix="pass at least one frame [N, H, W, 3]")
+        raise VfmError(
+            f"the clip has no {'frames' if len(frames) == 0 else 'pixels'} (shape {list(frames.shape)})",
+            where=where,
+            fix="pass at least one frame [N, H, W, 3]",
+        )
     return frames if size is None else fit_frames(frames, size)
 
 
-def _read_images(paths: list[Path], size: int | None, max_frames: int,
-                 where: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_images(paths: list[Path], size: int | None, max_frames: int, where: str) -> tuple[np.ndarray, np.ndarray]:
     _check_count(len(paths), max_frames, where)
     for path in paths:
         if path.suffix.lower() in VIDEO_SUFFIXES or path.suffix.lower() == ".npz":
-            raise VfmError(f"{path.name} is a clip, not a frame; several files must all be image frames",
-                           where=where, fix="pass one clip file on its own, or only image files")
+            raise VfmError(
+                f"{path.name} is a clip, not a frame; several files must all be image frames",
+                where=where,
+                fix="pass one clip file on its own, or only image files",
+            )
     frames = _collect(((read_image(path), str(path)) for path in paths), size, max_frames, where)
     return frames, np.full(len(frames), np.nan, np.float32)
 
@@ -209,8 +251,11 @@ def _animation_frames(path: Path) -> Iterator[tuple[Image.Image, str]]:
     except VfmError:
         raise
     except Exception as err:  # Pillow raises many types (UnidentifiedImageError, OSError, EOFError, ...)
-        raise VfmError(f"cannot decode the clip ({_first_line(err)})", where=str(path),
-                       fix="the file is corrupt, truncated or not an image or animation; re-export it") from None
+        raise VfmError(
+            f"cannot decode the clip ({_first_line(err)})",
+            where=str(path),
+            fix="the file is corrupt, truncated or not an image or animation; re-export it",
+        ) from None
 
 
 def _timed_frames(image: Image.Image, path: Path) -> Iterator[tuple[float, Image.Image, str]]:
@@ -261,6 +306,7 @@ def _imageio_frames(path: Path) -> Iterator[tuple[float, np.ndarray, str]] | Non
             fps = float(iio.immeta(path).get("fps") or 0)
             for index, frame in enumerate(iio.imiter(path)):
                 yield _timed(index, fps, frame, path)
+
     return frames()
 
 
@@ -276,6 +322,7 @@ def _av_frames(path: Path) -> Iterator[tuple[float, np.ndarray, str]] | None:
             fps = float(stream.average_rate or 0)
             for index, frame in enumerate(container.decode(stream)):
                 yield _timed(index, fps, frame.to_ndarray(format="rgb24"), path)
+
     return frames()
 
 
@@ -289,8 +336,11 @@ def _cv2_frames(path: Path) -> Iterator[tuple[float, np.ndarray, str]] | None:
         capture = cv2.VideoCapture(str(path))
         try:
             if not capture.isOpened():
-                raise VfmError("cannot open the video", where=str(path),
-                               fix="the file is corrupt or its codec unsupported; re-encode it as H.264 MP4")
+                raise VfmError(
+                    "cannot open the video",
+                    where=str(path),
+                    fix="the file is corrupt or its codec unsupported; re-encode it as H.264 MP4",
+                )
             fps, index = float(capture.get(cv2.CAP_PROP_FPS) or 0), 0
             while True:
                 ok, frame = capture.read()
@@ -300,6 +350,7 @@ def _cv2_frames(path: Path) -> Iterator[tuple[float, np.ndarray, str]] | None:
                 index += 1
         finally:
             capture.release()
+
     return frames()
 
 
@@ -317,8 +368,11 @@ def _video_errors(path: Path) -> Iterator[None]:
     except VfmError:
         raise
     except Exception as err:  # each reader raises its own types
-        raise VfmError(f"cannot decode the video ({_first_line(err)})", where=str(path),
-                       fix="the file is corrupt or its codec unsupported; re-encode it as H.264 MP4") from None
+        raise VfmError(
+            f"cannot decode the video ({_first_line(err)})",
+            where=str(path),
+            fix="the file is corrupt or its codec unsupported; re-encode it as H.264 MP4",
+        ) from None
 
 
 def _collect(frames: Iterable[tuple[Any, str]], size: int | None, max_frames: int, where: str) -> np.ndarray:
@@ -332,9 +386,11 @@ def _collect(frames: Iterable[tuple[Any, str]], size: int | None, max_frames: in
         if first is None:
             first = pixels.shape[:2]
         elif pixels.shape[:2] != first:
-            raise VfmError(f"frame {len(out)} is {pixels.shape[1]}x{pixels.shape[0]} (WxH) but frame 0 is "
-                           f"{first[1]}x{first[0]}", where=name,
-                           fix="give every frame the same size (resize or crop them alike)")
+            raise VfmError(
+                f"frame {len(out)} is {pixels.shape[1]}x{pixels.shape[0]} (WxH) but frame 0 is {first[1]}x{first[0]}",
+                where=name,
+                fix="give every frame the same size (resize or crop them alike)",
+            )
         out.append(pixels if size is None else _fit(pixels, size))
     if not out:
         raise VfmError("the clip has no frames", where=where, fix="pass a clip with at least one frame")
@@ -344,8 +400,11 @@ def _collect(frames: Iterable[tuple[Any, str]], size: int | None, max_frames: in
 def _rgb(frame: np.ndarray, name: str) -> np.ndarray:
     """A decoded video frame as uint8 [H, W, 3]."""
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise VfmError(f"the video frame has shape {list(frame.shape)} {frame.dtype}, expected uint8 RGB",
-                       where=name, fix="re-encode the video as 8-bit colour (yuv420p H.264 MP4)")
+        raise VfmError(
+            f"the video frame has shape {list(frame.shape)} {frame.dtype}, expected uint8 RGB",
+            where=name,
+            fix="re-encode the video as 8-bit colour (yuv420p H.264 MP4)",
+        )
     return frame
 
 
@@ -356,7 +415,7 @@ def _fit(frame: np.ndarray, size: int) -> np.ndarray:
         return frame
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    square = Image.fromarray(np.ascontiguousarray(frame[top: top + side, left: left + side]))
+    square = Image.fromarray(np.ascontiguousarray(frame[top : top + side, left : left + side]))
     return np.asarray(square.resize((size, size), Image.BILINEAR))
 
 
@@ -369,6 +428,8 @@ def _first_line(err: Exception) -> str:
 def _check_count(n: int, max_frames: int, where: str) -> None:
     if n > max_frames:
         seconds = max_frames * FRAME_INTERVAL_S
-        raise VfmError(f"the clip has more than {max_frames} frames ({seconds:g} s at one frame per "
-                       f"{FRAME_INTERVAL_S:g} s)", where=where,
-                       fix=f"cut the clip to at most {seconds:g} s")
+        raise VfmError(
+            f"the clip has more than {max_frames} frames ({seconds:g} s at one frame per {FRAME_INTERVAL_S:g} s)",
+            where=where,
+            fix=f"cut the clip to at most {seconds:g} s",
+        )

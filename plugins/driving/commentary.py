@@ -26,34 +26,70 @@ ACTION_PHRASES: dict[str, tuple[str, ...]] = {
     "slow_down": ("Slowing down", "Easing off", "Braking gently", "Reducing speed"),
     "stop": ("Stopping", "Coming to a stop", "Bringing the car to a halt", "Staying stopped"),
     "yield": ("Giving way", "Yielding", "Holding back to give way", "Letting the other traffic go first"),
-    "change_lane_left": ("Changing lanes to the left", "Moving into the left lane", "Pulling out to the left",
-                         "Switching to the left lane"),
-    "change_lane_right": ("Changing lanes to the right", "Moving into the right lane", "Pulling back to the right",
-                          "Switching to the right lane"),
+    "change_lane_left": (
+        "Changing lanes to the left",
+        "Moving into the left lane",
+        "Pulling out to the left",
+        "Switching to the left lane",
+    ),
+    "change_lane_right": (
+        "Changing lanes to the right",
+        "Moving into the right lane",
+        "Pulling back to the right",
+        "Switching to the right lane",
+    ),
 }
 """How each action is said (the start of a commentary, and the answer to "What are you doing?")."""
 
 CAUSE_PHRASES: dict[str, tuple[str, ...]] = {
-    "free_road": ("the road ahead is clear", "there is nothing in front of us", "the lane ahead is open",
-                  "nothing is holding us back"),
-    "target_speed_reached": ("we are at our cruising speed of {cruise_kmh} km/h", "we have reached the speed we want",
-                             "we are already at our target speed"),
-    "slower_lead_vehicle": ("the car ahead is slower, at {lead_kmh} km/h",
-                            "we are following a slower car {gap} m ahead",
-                            "the car ahead is {gap} m away and closing", "a slower vehicle is ahead in our lane"),
-    "close_lead_vehicle": ("the car in front is only {gap} m away", "we are too close to the car ahead ({gap} m)",
-                           "the gap to the car ahead is down to {gap} m", "the car ahead is stopped {gap} m away"),
-    "cut_in": ("a car cut in front of us", "a vehicle just moved into our lane {gap} m ahead",
-               "someone pulled into our lane ahead"),
-    "merging_vehicle": ("a car is merging from the on-ramp", "traffic is joining from the slip road",
-                        "a vehicle from the ramp is moving into our lane"),
-    "crossing_traffic": ("{crossing} with priority is crossing our path", "traffic is coming through the junction",
-                         "another car has right of way here"),
-    "free_lane_to_overtake": ("the {side} lane is free to pass the slower car",
-                              "there is room to overtake on the {side}",
-                              "the {side} lane is clear for overtaking"),
-    "lane_blocked": ("the {side} lane is blocked", "a car in the {side} lane stops us changing lanes",
-                     "the {side} lane is occupied"),
+    "free_road": (
+        "the road ahead is clear",
+        "there is nothing in front of us",
+        "the lane ahead is open",
+        "nothing is holding us back",
+    ),
+    "target_speed_reached": (
+        "we are at our cruising speed of {cruise_kmh} km/h",
+        "we have reached the speed we want",
+        "we are already at our target speed",
+    ),
+    "slower_lead_vehicle": (
+        "the car ahead is slower, at {lead_kmh} km/h",
+        "we are following a slower car {gap} m ahead",
+        "the car ahead is {gap} m away and closing",
+        "a slower vehicle is ahead in our lane",
+    ),
+    "close_lead_vehicle": (
+        "the car in front is only {gap} m away",
+        "we are too close to the car ahead ({gap} m)",
+        "the gap to the car ahead is down to {gap} m",
+        "the car ahead is stopped {gap} m away",
+    ),
+    "cut_in": (
+        "a car cut in front of us",
+        "a vehicle just moved into our lane {gap} m ahead",
+        "someone pulled into our lane ahead",
+    ),
+    "merging_vehicle": (
+        "a car is merging from the on-ramp",
+        "traffic is joining from the slip road",
+        "a vehicle from the ramp is moving into our lane",
+    ),
+    "crossing_traffic": (
+        "{crossing} with priority is crossing our path",
+        "traffic is coming through the junction",
+        "another car has right of way here",
+    ),
+    "free_lane_to_overtake": (
+        "the {side} lane is free to pass the slower car",
+        "there is room to overtake on the {side}",
+        "the {side} lane is clear for overtaking",
+    ),
+    "lane_blocked": (
+        "the {side} lane is blocked",
+        "a car in the {side} lane stops us changing lanes",
+        "the {side} lane is occupied",
+    ),
     "end_of_lane": ("our lane ends in {lane_end} m", "the on-ramp is running out", "our lane ends ahead"),
 }
 """How each cause is said; ``{...}`` are filled from the facts (see :func:`_slots`)."""
@@ -71,9 +107,15 @@ QUESTIONS = {
 }
 """The fixed questions (plus "Why are you <doing this>?", worded per action: :data:`WHY_GERUNDS`)."""
 
-WHY_GERUNDS = {"accelerate": "speeding up", "keep_speed": "keeping this speed", "slow_down": "braking",
-               "stop": "stopping", "yield": "giving way", "change_lane_left": "changing lanes to the left",
-               "change_lane_right": "changing lanes to the right"}
+WHY_GERUNDS = {
+    "accelerate": "speeding up",
+    "keep_speed": "keeping this speed",
+    "slow_down": "braking",
+    "stop": "stopping",
+    "yield": "giving way",
+    "change_lane_left": "changing lanes to the left",
+    "change_lane_right": "changing lanes to the right",
+}
 
 _CAUSE_KEYWORDS: tuple[tuple[str, str], ...] = (
     (r"cut(?:s|ting)? in|pulled into our lane|moved into our lane", "cut_in"),
@@ -146,8 +188,12 @@ def cause_clause(action: str, cause: str, facts: dict[str, Any], rng: random.Ran
 
 def _context(action: str, cause: str, facts: dict[str, Any]) -> str:
     """A trailing remark on the left lane when we follow a car and cannot pass on the left."""
-    if cause in ("slower_lead_vehicle", "close_lead_vehicle") and facts.get("left_lane_exists") \
-            and not facts.get("left_lane_free") and action in ("slow_down", "keep_speed"):
+    if (
+        cause in ("slower_lead_vehicle", "close_lead_vehicle")
+        and facts.get("left_lane_exists")
+        and not facts.get("left_lane_free")
+        and action in ("slow_down", "keep_speed")
+    ):
         return ", and the left lane is blocked"
     return ""
 
@@ -168,8 +214,13 @@ def _lane_answer(side: str, facts: dict[str, Any]) -> str:
     if facts.get(f"{side}_lane_free"):
         return f"Yes, the {side} lane is clear."
     rear, front = facts.get(f"{side}_rear_gap_m"), facts.get(f"{side}_front_gap_m")
-    where = (f"a car is {round(front)} m ahead in it" if front is not None and (rear is None or front <= rear)
-             else f"a car is {round(rear)} m behind in it" if rear is not None else "a car is next to us")
+    where = (
+        f"a car is {round(front)} m ahead in it"
+        if front is not None and (rear is None or front <= rear)
+        else f"a car is {round(rear)} m behind in it"
+        if rear is not None
+        else "a car is next to us"
+    )
     return f"No, the {side} lane is occupied: {where}."
 
 
@@ -183,16 +234,28 @@ def qa_pairs(action: str, cause: str, facts: dict[str, Any], rng: random.Random)
         QAPair(f"Why are you {WHY_GERUNDS[action]}?", "Because " + cause_clause(action, cause, facts, rng) + "."),
         QAPair(QUESTIONS["left"], _lane_answer("left", facts)),
         QAPair(QUESTIONS["right"], _lane_answer("right", facts)),
-        QAPair(QUESTIONS["ahead"], "None within 60 m." if ahead == 0 else
-               f"{ahead} vehicle{'s' if ahead > 1 else ''} within 60 m ahead."),
+        QAPair(
+            QUESTIONS["ahead"],
+            "None within 60 m." if ahead == 0 else f"{ahead} vehicle{'s' if ahead > 1 else ''} within 60 m ahead.",
+        ),
         QAPair(QUESTIONS["speed"], f"{_kmh(speed)} km/h ({speed:.1f} m/s)."),
-        QAPair(QUESTIONS["gap"], "There is no car ahead in our lane within 100 m." if facts.get("gap_m") is None
-               else f"{round(facts['gap_m'])} m."),
+        QAPair(
+            QUESTIONS["gap"],
+            "There is no car ahead in our lane within 100 m."
+            if facts.get("gap_m") is None
+            else f"{round(facts['gap_m'])} m.",
+        ),
     ]
     if facts.get("distance_to_stop_m") is not None or facts.get("in_junction"):
         count = facts.get("crossing_vehicles", 0)
-        pairs.append(QAPair(QUESTIONS["crossing"], "No, our path is clear." if not count else
-                            f"Yes, {count} vehicle{'s' if count > 1 else ''} with priority."))
+        pairs.append(
+            QAPair(
+                QUESTIONS["crossing"],
+                "No, our path is clear."
+                if not count
+                else f"Yes, {count} vehicle{'s' if count > 1 else ''} with priority.",
+            )
+        )
     return pairs
 
 
@@ -213,8 +276,9 @@ def _pattern(phrase: str) -> str:
 
 
 def _compile(bank: dict[str, tuple[str, ...]]) -> list[tuple[re.Pattern, str]]:
-    return [(re.compile(_pattern(phrase), re.IGNORECASE), label) for label, phrases in bank.items()
-            for phrase in phrases]
+    return [
+        (re.compile(_pattern(phrase), re.IGNORECASE), label) for label, phrases in bank.items() for phrase in phrases
+    ]
 
 
 _ACTION_RES = _compile(ACTION_PHRASES)
@@ -249,7 +313,7 @@ def parse_commentary(text: str) -> tuple[str | None, str | None]:
     cause, _ = _earliest(text, _CAUSE_RES, end)
     if action is None:
         split = _CONNECTOR.search(text)
-        head, end = (text[:split.start()], split.end()) if split else (text, 0)
+        head, end = (text[: split.start()], split.end()) if split else (text, 0)
         action = _keyword(head, _ACTION_KEYWORDS)
     if cause is None:
         cause = _keyword(text[end:], _CAUSE_KEYWORDS)

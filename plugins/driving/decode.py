@@ -44,8 +44,9 @@ class Backend(Protocol):
         saliency [B, k, G, G])."""
         ...
 
-    def full(self, prefix: np.ndarray, tokens: np.ndarray,
-             with_cache: bool) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+    def full(
+        self, prefix: np.ndarray, tokens: np.ndarray, with_cache: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
         """prefix [B, P, D], tokens int64 [B, T] -> (logits [B, V], prefix_attention [B, P],
         the cache (key_0, value_0, ...) each [B, H, P+T, hd], or None unless ``with_cache``)."""
         ...
@@ -69,8 +70,9 @@ class OnnxBackend:
         self.present_names = [o.name for o in self.decoder_step.get_outputs() if o.name.startswith("present_")]
 
     def encode(self, frames, speed, settings):
-        prefix, saliency = self.encoder.run(["prefix", "saliency"],
-                                            {"frames": frames, "speed": speed, "settings": settings})
+        prefix, saliency = self.encoder.run(
+            ["prefix", "saliency"], {"frames": frames, "speed": speed, "settings": settings}
+        )
         return prefix, saliency
 
     def full(self, prefix, tokens, with_cache):
@@ -81,7 +83,8 @@ class OnnxBackend:
     def step(self, tokens, past):
         logits, attention, *present = self.decoder_step.run(
             ["logits", "prefix_attention", *self.present_names],
-            {"tokens": tokens, **dict(zip(self.past_names, past, strict=True))})
+            {"tokens": tokens, **dict(zip(self.past_names, past, strict=True))},
+        )
         return logits, attention, present
 
 
@@ -102,8 +105,17 @@ class Hypothesis:
         return self.log_prob / max(len(self.tokens) + self.finished, 1) ** length_penalty
 
 
-def beam_decode(backend: Backend, prefix: np.ndarray, prompt: list[int], *, eos_id: int, max_new_tokens: int,
-                beam_size: int = 1, use_cache: bool = True, length_penalty: float = 1.0) -> list[Hypothesis]:
+def beam_decode(
+    backend: Backend,
+    prefix: np.ndarray,
+    prompt: list[int],
+    *,
+    eos_id: int,
+    max_new_tokens: int,
+    beam_size: int = 1,
+    use_cache: bool = True,
+    length_penalty: float = 1.0,
+) -> list[Hypothesis]:
     """Beam search after ``prompt`` for one clip: up to ``beam_size`` hypotheses, best first.
 
     Args:
@@ -118,8 +130,7 @@ def beam_decode(backend: Backend, prefix: np.ndarray, prompt: list[int], *, eos_
         length_penalty: exponent of the length normalisation (0: raw log-probability).
     """
     if beam_size < 1:
-        raise VfmError(f"beam_size must be at least 1, got {beam_size}", where="beam_decode",
-                       fix="pass beam_size >= 1")
+        raise VfmError(f"beam_size must be at least 1, got {beam_size}", where="beam_decode", fix="pass beam_size >= 1")
     live, finished = [Hypothesis()], []
     cache: list[np.ndarray] | None = None
     for step in range(max_new_tokens):
@@ -128,20 +139,26 @@ def beam_decode(backend: Backend, prefix: np.ndarray, prompt: list[int], *, eos_
             sequences = np.array([prompt + h.tokens for h in live], dtype=np.int64)  # [n, T]
             logits, attention, present = backend.full(np.repeat(prefix, n, axis=0), sequences, use_cache)
         else:
-            logits, attention, present = backend.step(np.array([[h.tokens[-1]] for h in live], dtype=np.int64),
-                                                      cache)
+            logits, attention, present = backend.step(np.array([[h.tokens[-1]] for h in live], dtype=np.int64), cache)
         log_p = log_softmax(logits)  # [n, V]
         best = np.argsort(-log_p, axis=1, kind="stable")[:, :beam_size]  # [n, beam]
-        candidates = sorted(((live[i].log_prob + log_p[i, t], i, int(t)) for i in range(n) for t in best[i]),
-                            key=lambda c: -c[0])
+        candidates = sorted(
+            ((live[i].log_prob + log_p[i, t], i, int(t)) for i in range(n) for t in best[i]), key=lambda c: -c[0]
+        )
         survivors, parents = [], []
         for total, i, token in candidates[: beam_size - len(finished)]:
             parent = live[i]
             if token == eos_id:
                 finished.append(Hypothesis(parent.tokens, parent.log_probs, parent.attention, total, True))
             else:
-                survivors.append(Hypothesis([*parent.tokens, token], [*parent.log_probs, float(log_p[i, token])],
-                                            [*parent.attention, attention[i]], total))
+                survivors.append(
+                    Hypothesis(
+                        [*parent.tokens, token],
+                        [*parent.log_probs, float(log_p[i, token])],
+                        [*parent.attention, attention[i]],
+                        total,
+                    )
+                )
                 parents.append(i)
         live = survivors
         if not live:
@@ -203,12 +220,16 @@ def check_driver_settings(value: Any) -> np.ndarray:
             raise TypeError
         settings = np.array([np.nan if v is None else v for v in value], dtype=np.float32)
     except (TypeError, ValueError):
-        raise VfmError(f"driver_settings must be two numbers, not {value!r}"[:200], where="driver_settings",
-                       fix=fix) from None
+        raise VfmError(
+            f"driver_settings must be two numbers, not {value!r}"[:200], where="driver_settings", fix=fix
+        ) from None
     known = settings[~np.isnan(settings)]
     if settings.shape != (2,) or np.any(known < 0) or not np.all(np.isfinite(known)):
-        raise VfmError(f"driver_settings {value!r} is not (set speed, set time gap), each non-negative"[:200],
-                       where="driver_settings", fix=fix)
+        raise VfmError(
+            f"driver_settings {value!r} is not (set speed, set time gap), each non-negative"[:200],
+            where="driver_settings",
+            fix=fix,
+        )
     return settings
 
 
@@ -218,9 +239,12 @@ def read_settings(folder: str | Path) -> dict[str, Any]:
     Raises:
         VfmError: the file is missing or not a driving commentary model's.
     """
-    return read_format_json(Path(folder) / SETTINGS_FILE, SETTINGS_FORMAT,
-                            what="an exported driving commentary model",
-                            written_by="vfm.plugins.driving.export.export_commentary")
+    return read_format_json(
+        Path(folder) / SETTINGS_FILE,
+        SETTINGS_FORMAT,
+        what="an exported driving commentary model",
+        written_by="vfm.plugins.driving.export.export_commentary",
+    )
 
 
 class CommentaryRuntime:
@@ -246,17 +270,27 @@ class CommentaryRuntime:
         k, size = self.settings["frames"], self.settings["image_size"]
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3:
-            raise VfmError(f"the clip has shape {list(frames.shape)}, expected [k, H, W, 3] RGB", where="frames",
-                           fix=f"pass {k} RGB frames as one uint8 array [{k}, {size}, {size}, 3]")
+            raise VfmError(
+                f"the clip has shape {list(frames.shape)}, expected [k, H, W, 3] RGB",
+                where="frames",
+                fix=f"pass {k} RGB frames as one uint8 array [{k}, {size}, {size}, 3]",
+            )
         if frames.shape[0] != k:
-            raise VfmError(f"the clip has {frames.shape[0]} frames, the model reads {k}", where="frames",
-                           fix=f"pass the last {k} frames of the drive, oldest first")
+            raise VfmError(
+                f"the clip has {frames.shape[0]} frames, the model reads {k}",
+                where="frames",
+                fix=f"pass the last {k} frames of the drive, oldest first",
+            )
         if frames.shape[1:3] != (size, size):
-            raise VfmError(f"frames are {frames.shape[1]}x{frames.shape[2]} (HxW), the model reads {size}x{size}",
-                           where="frames", fix=f"resize the frames to {size}x{size} before decoding")
+            raise VfmError(
+                f"frames are {frames.shape[1]}x{frames.shape[2]} (HxW), the model reads {size}x{size}",
+                where="frames",
+                fix=f"resize the frames to {size}x{size} before decoding",
+            )
         if frames.dtype != np.uint8:
-            raise VfmError(f"frames are {frames.dtype}, expected uint8", where="frames",
-                           fix="pass uint8 RGB frames (0-255)")
+            raise VfmError(
+                f"frames are {frames.dtype}, expected uint8", where="frames", fix="pass uint8 RGB frames (0-255)"
+            )
         return (frames.transpose(0, 3, 1, 2)[None] / np.float32(255.0)).astype(np.float32)
 
     def speed_trace(self, ego_speed: Any) -> np.ndarray:
@@ -283,9 +317,18 @@ class CommentaryRuntime:
         """The answer to ``question`` about the clip. ``options``: see :meth:`run`."""
         return self.run(frames, ego_speed, question, **options)
 
-    def run(self, frames: np.ndarray, ego_speed: Any, question: str | None = None, *,
-            driver_settings: Any = None, beam_size: int = 1, use_cache: bool = True,
-            max_new_tokens: int | None = None, length_penalty: float = 1.0) -> Commentary:
+    def run(
+        self,
+        frames: np.ndarray,
+        ego_speed: Any,
+        question: str | None = None,
+        *,
+        driver_settings: Any = None,
+        beam_size: int = 1,
+        use_cache: bool = True,
+        max_new_tokens: int | None = None,
+        length_penalty: float = 1.0,
+    ) -> Commentary:
         """Decode for one clip.
 
         Args:
@@ -303,34 +346,58 @@ class CommentaryRuntime:
         prompt = self._prompt(question)
         limit = self.settings["max_new_tokens"] if max_new_tokens is None else max_new_tokens
         if not 1 <= limit <= self.settings["max_new_tokens"]:
-            raise VfmError(f"max_new_tokens {limit} is outside 1..{self.settings['max_new_tokens']}",
-                           where="max_new_tokens", fix="use at most the exported model's max_new_tokens")
+            raise VfmError(
+                f"max_new_tokens {limit} is outside 1..{self.settings['max_new_tokens']}",
+                where="max_new_tokens",
+                fix="use at most the exported model's max_new_tokens",
+            )
         speed = self.speed_trace(ego_speed)[None]  # [1, k]
         settings = check_driver_settings(driver_settings)[None]  # [1, 2]
         prefix, saliency = self.backend.encode(self.preprocess(frames), speed, settings)  # [1, P, D], [1, k, G, G]
-        beams = beam_decode(self.backend, prefix, prompt, eos_id=self.tokenizer.eos_id, max_new_tokens=limit,
-                            beam_size=beam_size, use_cache=use_cache, length_penalty=length_penalty)
+        beams = beam_decode(
+            self.backend,
+            prefix,
+            prompt,
+            eos_id=self.tokenizer.eos_id,
+            max_new_tokens=limit,
+            beam_size=beam_size,
+            use_cache=use_cache,
+            length_penalty=length_penalty,
+        )
         best = beams[0]
         k, slots = self.settings["frames"], self.settings["slots"]
-        attention = np.stack(best.attention) if best.attention else np.zeros((0, self.settings["prefix_length"]),
-                                                                             np.float32)  # [n, P]
+        attention = (
+            np.stack(best.attention) if best.attention else np.zeros((0, self.settings["prefix_length"]), np.float32)
+        )  # [n, P]
         per_frame = attention[:, : k * slots].reshape(len(attention), k, slots).sum(axis=2)  # [n, k]
         return Commentary(
-            text=self.tokenizer.decode(best.tokens), tokens=tuple(best.tokens),
-            token_probs=tuple(math.exp(lp) for lp in best.log_probs), log_prob=best.log_prob,
-            finished=best.finished, prefix_attention=attention,
+            text=self.tokenizer.decode(best.tokens),
+            tokens=tuple(best.tokens),
+            token_probs=tuple(math.exp(lp) for lp in best.log_probs),
+            log_prob=best.log_prob,
+            finished=best.finished,
+            prefix_attention=attention,
             frame_attention=per_frame.mean(axis=0) if len(attention) else np.zeros(k, np.float32),
-            speed_attention=float(attention[:, -1].mean()) if len(attention) else 0.0, saliency=saliency[0],
-            alternatives=tuple((self.tokenizer.decode(h.tokens), math.exp(h.log_prob)) for h in beams))
+            speed_attention=float(attention[:, -1].mean()) if len(attention) else 0.0,
+            saliency=saliency[0],
+            alternatives=tuple((self.tokenizer.decode(h.tokens), math.exp(h.log_prob)) for h in beams),
+        )
 
     def _prompt(self, question: str | None) -> list[int]:
         if question is None:
             return self.tokenizer.prompt(None)
         if not question.strip():
-            raise VfmError("the question is empty", where="question",
-                           fix="type a question about the clip, or ask for commentary (no question)")
+            raise VfmError(
+                "the question is empty",
+                where="question",
+                fix="type a question about the clip, or ask for commentary (no question)",
+            )
         prompt = self.tokenizer.prompt(question.strip())
         if len(prompt) - 2 > self.settings["max_question_tokens"]:
-            raise VfmError(f"the question has {len(prompt) - 2} tokens, the model reads at most "
-                           f"{self.settings['max_question_tokens']}", where="question", fix="shorten the question")
+            raise VfmError(
+                f"the question has {len(prompt) - 2} tokens, the model reads at most "
+                f"{self.settings['max_question_tokens']}",
+                where="question",
+                fix="shorten the question",
+            )
         return prompt

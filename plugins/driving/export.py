@@ -32,6 +32,7 @@ import onnxruntime as ort
 import torch
 import torch.nn as nn
 
+from vfm.finetune.export import export_onnx, write_onnx
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.plugins.driving.decode import (
@@ -44,7 +45,6 @@ from vfm.plugins.driving.decode import (
 )
 from vfm.plugins.driving.model import CommentaryModel
 from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer
-from vfm.serve.export import export_onnx, write_onnx
 
 PARITY_FILE = "parity.json"
 
@@ -82,18 +82,32 @@ def _cache_names(prefix: str, layers: int) -> list[str]:
     return [f"{prefix}_{kind}_{i}" for i in range(layers) for kind in ("key", "value")]
 
 
-def _export_decoder_graph(module: nn.Module, example: dict[str, torch.Tensor], output_names: list[str],
-                          dynamic_shapes: tuple, check: dict[str, torch.Tensor], path: Path, opset: int,
-                          atol: float) -> dict:
+def _export_decoder_graph(
+    module: nn.Module,
+    example: dict[str, torch.Tensor],
+    output_names: list[str],
+    dynamic_shapes: tuple,
+    check: dict[str, torch.Tensor],
+    path: Path,
+    opset: int,
+    atol: float,
+) -> dict:
     """Export with the symbolic axes ``dynamic_shapes`` (structured as ``module.forward``'s
     arguments) and compare onnxruntime with torch on ``check``."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message="# The axis name")  # axes merged by their shared constraints
-        program = torch.onnx.export(module, tuple(example.values()), input_names=list(example),
-                                    output_names=output_names, opset_version=opset, dynamo=True,
-                                    dynamic_shapes=dynamic_shapes,
-                                    optimize=True, verbose=False)
+        program = torch.onnx.export(
+            module,
+            tuple(example.values()),
+            input_names=list(example),
+            output_names=output_names,
+            opset_version=opset,
+            dynamo=True,
+            dynamic_shapes=dynamic_shapes,
+            optimize=True,
+            verbose=False,
+        )
     files = write_onnx(program, path)
     with torch.no_grad():
         expected = [t.numpy() for t in module(*check.values())]
@@ -101,21 +115,37 @@ def _export_decoder_graph(module: nn.Module, example: dict[str, torch.Tensor], o
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         got = session.run(output_names, {name: t.numpy() for name, t in check.items()})
     except Exception as err:  # onnxruntime's own exception types, e.g. an axis the exporter fixed
-        raise VfmError(f"the exported graph fails on another batch or length: {str(err).splitlines()[0]}",
-                       where=str(path),
-                       fix="make the model's shapes symbolic (no Python ints from tensor sizes)") from None
-    errors = {name: float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
-              for name, a, b in zip(output_names, got, expected, strict=True)}
+        raise VfmError(
+            f"the exported graph fails on another batch or length: {str(err).splitlines()[0]}",
+            where=str(path),
+            fix="make the model's shapes symbolic (no Python ints from tensor sizes)",
+        ) from None
+    errors = {
+        name: float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
+        for name, a, b in zip(output_names, got, expected, strict=True)
+    }
     worst = max(errors, key=errors.get)
     if errors[worst] > atol:
-        raise VfmError(f"ONNX output '{worst}' differs from torch by {errors[worst]:.3g} (atol {atol})",
-                       where=str(path), fix="check the decoder for ops that ONNX computes differently")
+        raise VfmError(
+            f"ONNX output '{worst}' differs from torch by {errors[worst]:.3g} (atol {atol})",
+            where=str(path),
+            fix="check the decoder for ops that ONNX computes differently",
+        )
     return {"max_abs_err": errors, "files": files}
 
 
-def export_commentary(model: CommentaryModel, tokenizer: DrivingTokenizer, folder: str | Path,
-                      clips: np.ndarray, speeds: np.ndarray, questions: Sequence[str] = (), *,
-                      settings: np.ndarray | None = None, opset: int = 18, atol: float = 1e-4) -> dict:
+def export_commentary(
+    model: CommentaryModel,
+    tokenizer: DrivingTokenizer,
+    folder: str | Path,
+    clips: np.ndarray,
+    speeds: np.ndarray,
+    questions: Sequence[str] = (),
+    *,
+    settings: np.ndarray | None = None,
+    opset: int = 18,
+    atol: float = 1e-4,
+) -> dict:
     """Export ``model`` into ``folder`` (see the module docstring) and check parity.
 
     Args:
@@ -146,10 +176,15 @@ def export_commentary(model: CommentaryModel, tokenizer: DrivingTokenizer, folde
     speed = torch.stack([speed, torch.full_like(speed, float("nan")), speed.flip(0) / 4])  # [3, k]
     speed[2, 0] = float("nan")  # a partly known trace
     wanted = torch.tensor([[25.0, 1.5], [float("nan"), float("nan")], [8.0, float("nan")]])  # [3, 2]
-    encoder = export_onnx(_EncoderGraph(model).eval(),
-                          {"frames": frames[:2], "speed": speed[:2], "settings": wanted[:2]},
-                          ["prefix", "saliency"], folder / ENCODER_ONNX, opset=opset, atol=atol,
-                          parity_inputs={"frames": frames, "speed": speed, "settings": wanted})
+    encoder = export_onnx(
+        _EncoderGraph(model).eval(),
+        {"frames": frames[:2], "speed": speed[:2], "settings": wanted[:2]},
+        ["prefix", "saliency"],
+        folder / ENCODER_ONNX,
+        opset=opset,
+        atol=atol,
+        parity_inputs={"frames": frames, "speed": speed, "settings": wanted},
+    )
 
     tokens = torch.randint(4, tokenizer.vocab_size, (3, 7), generator=generator)  # [3, 7]
     with torch.no_grad():
@@ -158,32 +193,65 @@ def export_commentary(model: CommentaryModel, tokenizer: DrivingTokenizer, folde
     layers = len(past) // 2
     length = torch.export.Dim("length", min=1)
     outputs = ["logits", "prefix_attention"]
-    full = _export_decoder_graph(_FullGraph(model).eval(), {"prefix": prefix[:2], "tokens": tokens[:2, :3]},
-                                 [*outputs, *_cache_names("present", layers)],
-                                 ({0: batch}, {0: batch, 1: length}),
-                                 {"prefix": prefix, "tokens": tokens}, folder / DECODER_ONNX, opset, atol)
+    full = _export_decoder_graph(
+        _FullGraph(model).eval(),
+        {"prefix": prefix[:2], "tokens": tokens[:2, :3]},
+        [*outputs, *_cache_names("present", layers)],
+        ({0: batch}, {0: batch, 1: length}),
+        {"prefix": prefix, "tokens": tokens},
+        folder / DECODER_ONNX,
+        opset,
+        atol,
+    )
 
     past_names = _cache_names("past", layers)
     past_len = torch.export.Dim("past", min=1)
     example = {"tokens": tokens[:2, -1:], **{n: t[:2, :, :-2] for n, t in zip(past_names, past, strict=True)}}
-    step = _export_decoder_graph(_StepGraph(model).eval(), example, [*outputs, *_cache_names("present", layers)],
-                                 ({0: batch}, tuple({0: batch, 2: past_len} for _ in past_names)),
-                                 {"tokens": tokens[:, -1:], **dict(zip(past_names, past, strict=True))},
-                                 folder / STEP_ONNX, opset, atol)
+    step = _export_decoder_graph(
+        _StepGraph(model).eval(),
+        example,
+        [*outputs, *_cache_names("present", layers)],
+        ({0: batch}, tuple({0: batch, 2: past_len} for _ in past_names)),
+        {"tokens": tokens[:, -1:], **dict(zip(past_names, past, strict=True))},
+        folder / STEP_ONNX,
+        opset,
+        atol,
+    )
 
     tokenizer.save(folder / TOKENIZER_FILE)
-    atomic_write_json(folder / SETTINGS_FILE, {
-        "format": SETTINGS_FORMAT, "frames": cfg.frames, "image_size": cfg.image_size, "grid": cfg.grid,
-        "slots": cfg.slots, "prefix_length": cfg.prefix_length, "layers": layers,
-        "max_question_tokens": cfg.max_question_tokens, "max_new_tokens": cfg.max_new_tokens})
-    report = {"encoder": encoder, "decoder": full, "decoder_step": step,
-              "tokens": token_parity(model, tokenizer, folder, clips, speeds, questions, settings)}
+    atomic_write_json(
+        folder / SETTINGS_FILE,
+        {
+            "format": SETTINGS_FORMAT,
+            "frames": cfg.frames,
+            "image_size": cfg.image_size,
+            "grid": cfg.grid,
+            "slots": cfg.slots,
+            "prefix_length": cfg.prefix_length,
+            "layers": layers,
+            "max_question_tokens": cfg.max_question_tokens,
+            "max_new_tokens": cfg.max_new_tokens,
+        },
+    )
+    report = {
+        "encoder": encoder,
+        "decoder": full,
+        "decoder_step": step,
+        "tokens": token_parity(model, tokenizer, folder, clips, speeds, questions, settings),
+    }
     atomic_write_json(folder / PARITY_FILE, report)
     return report
 
 
-def token_parity(model: CommentaryModel, tokenizer: DrivingTokenizer, folder: Path, clips: np.ndarray,
-                 speeds: np.ndarray, questions: Sequence[str], settings: np.ndarray | None = None) -> dict:
+def token_parity(
+    model: CommentaryModel,
+    tokenizer: DrivingTokenizer,
+    folder: Path,
+    clips: np.ndarray,
+    speeds: np.ndarray,
+    questions: Sequence[str],
+    settings: np.ndarray | None = None,
+) -> dict:
     """Greedy tokens of the exported runtime (cached and uncached) against torch's
     :meth:`CommentaryModel.generate`: commentary on every clip (with its driver ``settings``
     [N, 2], and on the first also without them), and each question on the first."""
@@ -197,16 +265,27 @@ def token_parity(model: CommentaryModel, tokenizer: DrivingTokenizer, folder: Pa
     matches, compared = {"cached": 0, "uncached": 0}, 0
     for clip, speed, wanted, question in cases:
         pixels = torch.from_numpy(runtime.preprocess(clip))  # [1, k, 3, H, W]
-        expected = model.generate(pixels, torch.from_numpy(speed[None]),  # [1, k]
-                                  tokenizer.prompt(question), tokenizer.eos_id,
-                                  settings=torch.from_numpy(wanted[None]))[0]  # [1, 2]
+        expected = model.generate(
+            pixels,
+            torch.from_numpy(speed[None]),  # [1, k]
+            tokenizer.prompt(question),
+            tokenizer.eos_id,
+            settings=torch.from_numpy(wanted[None]),
+        )[0]  # [1, 2]
         compared += len(expected)
         for mode, use_cache in (("cached", True), ("uncached", False)):
             got = runtime.run(clip, speed, question, driver_settings=wanted, use_cache=use_cache)
             if list(got.tokens) != expected:
-                raise VfmError(f"{mode} ONNX greedy decoding gives {list(got.tokens)[:8]}..., torch gives "
-                               f"{expected[:8]}... (question {question!r})", where=str(folder),
-                               fix="re-export; if it persists, report the model config as a bug")
+                raise VfmError(
+                    f"{mode} ONNX greedy decoding gives {list(got.tokens)[:8]}..., torch gives "
+                    f"{expected[:8]}... (question {question!r})",
+                    where=str(folder),
+                    fix="re-export; if it persists, report the model config as a bug",
+                )
             matches[mode] += 1
-    return {"cases": len(cases), "cached_match": matches["cached"], "uncached_match": matches["uncached"],
-            "tokens_compared": compared}
+    return {
+        "cases": len(cases),
+        "cached_match": matches["cached"],
+        "uncached_match": matches["uncached"],
+        "tokens_compared": compared,
+    }

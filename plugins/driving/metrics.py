@@ -52,11 +52,15 @@ def _accuracy(predicted: Sequence[str | None], gold: Sequence[str]) -> dict[str,
     confusion: dict[str, Counter] = defaultdict(Counter)
     for p, g in zip(predicted, gold, strict=True):
         confusion[g]["unparsed" if p is None else p] += 1
-    return {"accuracy": sum(right) / len(right) if right else None,
-            "balanced_accuracy": sum(recall.values()) / len(recall) if recall else None,
-            "per_class_recall": recall, "support": dict(sorted(Counter(gold).items())),
-            "unparsed": sum(p is None for p in predicted), "count": len(right),
-            "confusion": {g: dict(sorted(said.items())) for g, said in sorted(confusion.items())}}
+    return {
+        "accuracy": sum(right) / len(right) if right else None,
+        "balanced_accuracy": sum(recall.values()) / len(recall) if recall else None,
+        "per_class_recall": recall,
+        "support": dict(sorted(Counter(gold).items())),
+        "unparsed": sum(p is None for p in predicted),
+        "count": len(right),
+        "confusion": {g: dict(sorted(said.items())) for g, said in sorted(confusion.items())},
+    }
 
 
 def commentary_metrics(predicted: Sequence[str], samples: Sequence[DrivingSample]) -> dict[str, Any]:
@@ -96,8 +100,10 @@ def qa_metrics(predicted: Sequence[str], questions: Sequence[str], answers: Sequ
     ``meaning_accuracy`` by meaning for the :data:`MEANING_KINDS` (exact match for the rest)."""
     kinds = [question_kind(question) for question in questions]
     exact = [normalise_answer(p) == normalise_answer(a) for p, a in zip(predicted, answers, strict=True)]
-    meaning = [_same_meaning(p, a, kind) if kind in MEANING_KINDS else ok
-               for p, a, kind, ok in zip(predicted, answers, kinds, exact, strict=True)]
+    meaning = [
+        _same_meaning(p, a, kind) if kind in MEANING_KINDS else ok
+        for p, a, kind, ok in zip(predicted, answers, kinds, exact, strict=True)
+    ]
     by_kind: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     for kind, pair in zip(kinds, zip(exact, meaning, strict=True), strict=True):
         by_kind[kind].append(pair)
@@ -106,6 +112,9 @@ def qa_metrics(predicted: Sequence[str], questions: Sequence[str], answers: Sequ
         per_kind[kind] = {"accuracy": sum(e for e, _ in pairs) / len(pairs), "count": len(pairs)}
         if kind in MEANING_KINDS:
             per_kind[kind]["meaning_accuracy"] = sum(m for _, m in pairs) / len(pairs)
-    return {"accuracy": sum(exact) / len(exact) if exact else None,
-            "meaning_accuracy": sum(meaning) / len(meaning) if meaning else None,
-            "per_kind": per_kind, "count": len(exact)}
+    return {
+        "accuracy": sum(exact) / len(exact) if exact else None,
+        "meaning_accuracy": sum(meaning) / len(meaning) if meaning else None,
+        "per_kind": per_kind,
+        "count": len(exact),
+    }

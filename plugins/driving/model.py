@@ -64,8 +64,14 @@ def decoder_config(tokenizer: DrivingTokenizer, preset: str = "gpt2-mini", n_pos
         names = [name for name, s in FRESH_CONFIGS.items() if s["family"] == "gpt2"]
         raise VfmError(f"unknown decoder preset {preset!r}", where="decoder", fix=f"use one of {names}")
     sizes = {k: v for k, v in spec.items() if k != "family"}
-    return GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=n_positions, bos_token_id=tokenizer.bos_id,
-                      eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id, **sizes).to_dict()
+    return GPT2Config(
+        vocab_size=tokenizer.vocab_size,
+        n_positions=n_positions,
+        bos_token_id=tokenizer.bos_id,
+        eos_token_id=tokenizer.eos_id,
+        pad_token_id=tokenizer.pad_id,
+        **sizes,
+    ).to_dict()
 
 
 @dataclass
@@ -78,12 +84,6 @@ class CommentaryConfig:
         decoder: the causal LM's ``transformers`` config as a dict (``config.to_dict()``, with
             ``model_type``); see :func:`decoder_config`.
         frames: k, the frames of a clip (oldest first).
-        motion: also embed each frame's difference from the frame before (zero for the first)
-            with a second patch embedding, added to the frame's own; it starts at zero, so a
-            pretrained encoder starts unchanged. The ViT reads every frame alone, so without it
-            the other cars' motion (their speed, a pixel or less between frames) has to be
-            compared across frames after 4 blocks and pooling; with it, a patch sees the
-            displacement itself. Measured at 96 px: no gain (docs/results/driving.md).
         patch_grid: side of the pooled patch-token grid per frame (0: class token only); must
             divide the encoder's patch grid.
         speed_scale: m/s that map to 1.0 at the speed embedding's input.
@@ -98,7 +98,6 @@ class CommentaryConfig:
     encoder: dict
     decoder: dict
     frames: int = 4
-    motion: bool = False
     patch_grid: int = 2
     speed_scale: float = 30.0
     speed_change_scale: float = 2.0
@@ -115,11 +114,17 @@ class CommentaryConfig:
             raise VfmError(f"frames {self.frames} < 1", where="CommentaryConfig.frames", fix="use e.g. 4")
         grid = self.grid
         if self.patch_grid < 0 or (self.patch_grid and grid % self.patch_grid):
-            raise VfmError(f"patch_grid {self.patch_grid} does not divide the encoder's {grid}x{grid} patch grid",
-                           where="CommentaryConfig.patch_grid", fix=f"use 0 or a divisor of {grid}")
+            raise VfmError(
+                f"patch_grid {self.patch_grid} does not divide the encoder's {grid}x{grid} patch grid",
+                where="CommentaryConfig.patch_grid",
+                fix=f"use 0 or a divisor of {grid}",
+            )
         if "model_type" not in self.decoder:
-            raise VfmError("the decoder config has no model_type", where="CommentaryConfig.decoder",
-                           fix="pass a transformers config's to_dict(), e.g. decoder_config(tokenizer)")
+            raise VfmError(
+                "the decoder config has no model_type",
+                where="CommentaryConfig.decoder",
+                fix="pass a transformers config's to_dict(), e.g. decoder_config(tokenizer)",
+            )
 
     @property
     def image_size(self) -> int:
@@ -134,7 +139,7 @@ class CommentaryConfig:
     @property
     def slots(self) -> int:
         """S: prefix tokens per frame (class token + pooled patch cells)."""
-        return 1 + self.patch_grid ** 2
+        return 1 + self.patch_grid**2
 
     @property
     def prefix_length(self) -> int:
@@ -203,19 +208,16 @@ class CommentaryModel(nn.Module):
         self.decoder = decoder
         self.cache_keyword = _cache_keyword(decoder)  # once: decode_step runs per generated token
         if config.max_length > max_positions(decoder):
-            raise VfmError(f"sequences reach {config.max_length} tokens, the decoder has {max_positions(decoder)} "
-                           "positions", where="CommentaryConfig",
-                           fix="lower frames, patch_grid, max_question_tokens or max_new_tokens, or use a decoder "
-                               "with more positions")
+            raise VfmError(
+                f"sequences reach {config.max_length} tokens, the decoder has {max_positions(decoder)} positions",
+                where="CommentaryConfig",
+                fix="lower frames, patch_grid, max_question_tokens or max_new_tokens, or use a decoder "
+                "with more positions",
+            )
         width = decoder.get_input_embeddings().embedding_dim
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
         self.project = nn.Sequential(nn.LayerNorm(self.vit.embed_dim), nn.Linear(self.vit.embed_dim, width))
-        self.motion_embed = None
-        if config.motion:
-            patch = self.vit.patch_embed.proj
-            self.motion_embed = nn.Conv2d(3, self.vit.embed_dim, patch.kernel_size, patch.stride, bias=False)
-            nn.init.zeros_(self.motion_embed.weight)
         self.frame_embed = nn.Parameter(trunc_normal_(torch.zeros(config.frames, width), std=0.02))
         self.slot_embed = nn.Parameter(trunc_normal_(torch.zeros(config.slots, width), std=0.02))
         self.ego_embed = nn.Sequential(nn.Linear(3 * config.frames + 3, width), nn.GELU(), nn.Linear(width, width))
@@ -236,8 +238,11 @@ class CommentaryModel(nn.Module):
         """
         lm, hf_tokenizer, _ = load_pretrained(str(base), objective="clm")
         if getattr(hf_tokenizer, "backend_tokenizer", None) is None:
-            raise VfmError("the language model has no fast (tokenizers) tokenizer", where=str(base),
-                           fix="save the model with a fast tokenizer (tokenizer.json)")
+            raise VfmError(
+                "the language model has no fast (tokenizers) tokenizer",
+                where=str(base),
+                fix="save the model with a fast tokenizer (tokenizer.json)",
+            )
         tokenizer = DrivingTokenizer.extend(hf_tokenizer.backend_tokenizer)
         lm.resize_token_embeddings(tokenizer.vocab_size)
         extra = {**options.pop("extra", {}), "text_model": str(base)}
@@ -261,9 +266,6 @@ class CommentaryModel(nn.Module):
         b, k = frames.shape[:2]
         vit = self.vit
         x = vit.patch_embed((frames.flatten(0, 1) - self.mean) / self.std)  # [N, G*G, D], N = B*k
-        if self.motion_embed is not None:
-            change = torch.cat([torch.zeros_like(frames[:, :1]), frames.diff(dim=1)], dim=1)  # [B, k, 3, H, W]
-            x = x + self.motion_embed(change.flatten(0, 1) / self.std).flatten(2).transpose(1, 2)  # [N, G*G, D]
         x = vit.norm_pre(vit._pos_embed(x))  # [N, T, D], T = prefix + G*G
         for blk in vit.blocks[:-1]:
             x = blk(x)
@@ -272,7 +274,7 @@ class CommentaryModel(nn.Module):
         g, grid = self.config.patch_grid, self.config.grid
         tokens = x[:, :1]  # [N, 1, D]
         if g:
-            patches = x[:, vit.num_prefix_tokens:].transpose(1, 2).unflatten(2, (grid, grid))  # [N, D, G, G]
+            patches = x[:, vit.num_prefix_tokens :].transpose(1, 2).unflatten(2, (grid, grid))  # [N, D, G, G]
             pooled = F.avg_pool2d(patches, grid // g).flatten(2).transpose(1, 2)  # [N, g*g, D]
             tokens = torch.cat([tokens, pooled], dim=1)  # [N, S, D]
         tokens = tokens.unflatten(0, (b, k))  # [B, k, S, D]
@@ -293,16 +295,24 @@ class CommentaryModel(nn.Module):
         both = (known[:, 1:] & known[:, :-1]).to(value.dtype)  # [B, k-1]
         change = (value[:, 1:] - value[:, :-1]) * both / self.config.speed_change_scale  # [B, k-1]
         set_known = torch.isfinite(settings)  # [B, 2]
-        scale = torch.tensor([self.config.speed_scale, self.config.time_gap_scale], dtype=value.dtype,
-                             device=value.device)
+        scale = torch.tensor(
+            [self.config.speed_scale, self.config.time_gap_scale], dtype=value.dtype, device=value.device
+        )
         set_value = torch.where(set_known, settings, torch.zeros_like(settings)) / scale  # [B, 2]
-        features = torch.cat([value / self.config.speed_scale, change, known.to(value.dtype), set_value,
-                              set_known.to(value.dtype)], dim=1)  # [B, 3k+3]
+        features = torch.cat(
+            [value / self.config.speed_scale, change, known.to(value.dtype), set_value, set_known.to(value.dtype)],
+            dim=1,
+        )  # [B, 3k+3]
         anything = known.any(dim=1, keepdim=True) | set_known.any(dim=1, keepdim=True)  # [B, 1]
         return torch.where(anything, self.ego_embed(features), self.unknown_ego)  # [B, D]
 
-    def prefix(self, frames: torch.Tensor, speed: torch.Tensor, settings: torch.Tensor | None = None,
-               with_saliency: bool = False):
+    def prefix(
+        self,
+        frames: torch.Tensor,
+        speed: torch.Tensor,
+        settings: torch.Tensor | None = None,
+        with_saliency: bool = False,
+    ):
         """The visual prefix.
 
         frames: [B, k, 3, H, W] float in [0, 1]; speed: [B, k] m/s at each frame, NaN when
@@ -313,8 +323,15 @@ class CommentaryModel(nn.Module):
         tokens = self.project(tokens) + self.frame_embed[None, :, None] + self.slot_embed[None, None]  # [B, k, S, D]
         return torch.cat([tokens.flatten(1, 2), self.ego_token(speed, settings)[:, None]], dim=1), saliency
 
-    def forward(self, frames: torch.Tensor, speed: torch.Tensor, tokens: torch.Tensor,
-                labels: torch.Tensor, settings: torch.Tensor | None = None, with_state: bool = False):
+    def forward(
+        self,
+        frames: torch.Tensor,
+        speed: torch.Tensor,
+        tokens: torch.Tensor,
+        labels: torch.Tensor,
+        settings: torch.Tensor | None = None,
+        with_state: bool = False,
+    ):
         """Mean cross-entropy of the scored tokens (teacher forcing).
 
         frames: [B, k, 3, H, W] float in [0, 1]; speed: [B, k]; tokens: [B, T] int64, ``<bos>
@@ -326,7 +343,7 @@ class CommentaryModel(nn.Module):
         prefix, _ = self.prefix(frames, speed, settings)  # [B, P, D]
         embeds = torch.cat([prefix, self.decoder.get_input_embeddings()(tokens)], dim=1)  # [B, P+T, D]
         out = self.decoder(inputs_embeds=embeds, use_cache=False, output_hidden_states=with_state)
-        scored = out.logits[:, prefix.shape[1]:-1]  # [B, T-1, V]: predictions of tokens 1 .. T-1
+        scored = out.logits[:, prefix.shape[1] : -1]  # [B, T-1, V]: predictions of tokens 1 .. T-1
         loss = F.cross_entropy(scored.flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
         return (loss, out.hidden_states[-1][:, prefix.shape[1]]) if with_state else loss
 
@@ -348,16 +365,21 @@ class CommentaryModel(nn.Module):
         """
         from transformers import DynamicCache
 
-        cache = DynamicCache(ddp_cache_data=list(zip(past[0::2], past[1::2], strict=True)),
-                             config=self.decoder.config)
-        out = self.decoder(input_ids=tokens, use_cache=True, output_attentions=True,
-                           **{self.cache_keyword: cache})
+        cache = DynamicCache(ddp_cache_data=list(zip(past[0::2], past[1::2], strict=True)), config=self.decoder.config)
+        out = self.decoder(input_ids=tokens, use_cache=True, output_attentions=True, **{self.cache_keyword: cache})
         attention = _prefix_attention(out.attentions, self.config.prefix_length)
         return out.logits[:, -1], attention, _flatten_cache(out)
 
     @torch.no_grad()
-    def generate(self, frames: torch.Tensor, speed: torch.Tensor, prompt: list[int], eos_id: int,
-                 max_new_tokens: int | None = None, settings: torch.Tensor | None = None) -> list[list[int]]:
+    def generate(
+        self,
+        frames: torch.Tensor,
+        speed: torch.Tensor,
+        prompt: list[int],
+        eos_id: int,
+        max_new_tokens: int | None = None,
+        settings: torch.Tensor | None = None,
+    ) -> list[list[int]]:
         """Greedy decoding in torch with the key/value cache (the reference the ONNX runtime must match).
 
         frames: [B, k, 3, H, W] float in [0, 1]; speed: [B, k]; prompt: the ids every clip starts
@@ -392,9 +414,24 @@ def save_commentary_model(model: CommentaryModel, tokenizer: DrivingTokenizer, f
         if key not in seen:  # a tied copy (e.g. lm_head = token embeddings) is restored by the tie
             seen.add(key)
             tensors[name] = value.detach().cpu().contiguous()
-    return [atomic_write_bytes(folder / WEIGHTS_FILE, save(tensors)),
-            atomic_write_json(folder / CONFIG_FILE, {"format": MODEL_FORMAT, "config": asdict(model.config)}),
-            tokenizer.save(folder / TOKENIZER_FILE)]
+    return [
+        atomic_write_bytes(folder / WEIGHTS_FILE, save(tensors)),
+        atomic_write_json(folder / CONFIG_FILE, {"format": MODEL_FORMAT, "config": asdict(model.config)}),
+        tokenizer.save(folder / TOKENIZER_FILE),
+    ]
+
+
+def _without_motion(config: dict, path: Path) -> dict:
+    """A stored config without the removed ``motion`` option: models written before its removal say
+    ``"motion": false`` (read as before); one trained with motion is refused."""
+    config = dict(config)
+    if config.pop("motion", False):
+        raise VfmError(
+            "the model reads frame differences (motion), an option this version no longer has",
+            where=str(path),
+            fix="retrain the model with this version of vfm",
+        )
+    return config
 
 
 def load_commentary_model(folder: str | Path) -> tuple[CommentaryModel, DrivingTokenizer]:
@@ -405,17 +442,27 @@ def load_commentary_model(folder: str | Path) -> tuple[CommentaryModel, DrivingT
         info = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         state = load_file(folder / WEIGHTS_FILE)
     except (OSError, json.JSONDecodeError, SafetensorError) as err:
-        raise VfmError(f"cannot read the commentary model: {str(err).splitlines()[0]}", where=str(folder),
-                       fix=fix) from None
+        raise VfmError(
+            f"cannot read the commentary model: {str(err).splitlines()[0]}", where=str(folder), fix=fix
+        ) from None
     if info.get("format") != MODEL_FORMAT:
         raise VfmError(f"not a driving commentary model (format {info.get('format')!r})", where=str(folder), fix=fix)
-    model = CommentaryModel(CommentaryConfig(**info["config"]))
+    model = CommentaryModel(CommentaryConfig(**_without_motion(info["config"], folder / CONFIG_FILE)))
     result = model.load_state_dict(state, strict=False)
-    tied = {name for name, value in model.state_dict().items()
-            if any(value.data_ptr() == other.data_ptr() for key, other in model.state_dict().items()
-                   if key != name and key in state)}
+    tied = {
+        name
+        for name, value in model.state_dict().items()
+        if any(
+            value.data_ptr() == other.data_ptr()
+            for key, other in model.state_dict().items()
+            if key != name and key in state
+        )
+    }
     missing = sorted(set(result.missing_keys) - tied)
     if missing or result.unexpected_keys:
-        raise VfmError(f"weights do not match the config: missing {missing[:3]}, unexpected "
-                       f"{result.unexpected_keys[:3]}", where=str(folder / WEIGHTS_FILE), fix=fix)
+        raise VfmError(
+            f"weights do not match the config: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}",
+            where=str(folder / WEIGHTS_FILE),
+            fix=fix,
+        )
     return model.eval(), DrivingTokenizer.load(folder / TOKENIZER_FILE)

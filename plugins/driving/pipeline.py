@@ -43,6 +43,10 @@ ONNX_DIR = "onnx"
 DATA_FORMAT = 4
 """Version of what the generator writes (2: speeds per frame, 3: the driver's settings, 4: road
 cameras that show 70-75 m ahead); part of the cache key."""
+RETIRED_OPTIONS = {("data", "road_camera"): "square", ("finetune", "motion"): False}
+"""Options removed after they were measured as no gain, with the value every run had without them:
+configs written before (``config.yaml`` of a run or bundle) hold it and read as before; any other
+value is refused."""
 SYNTHETIC_SPLITS = ("train", "test_seeds", "test_scenario")
 """Synthetic splits: training episodes, held-out seeds of the training scenarios, and the
 held-out scenario type."""
@@ -60,16 +64,25 @@ class DrivingPipeline:
         training = self.manifest.training
         return {
             "plugin": self.plugin.name,
-            "data": {"source": SYNTHETIC, "train_split": "train", "val_split": "test_seeds", "road_camera": "square",
-                     **training.get("data", {})},
+            "data": {
+                "source": SYNTHETIC,
+                "train_split": "train",
+                "val_split": "test_seeds",
+                **training.get("data", {}),
+            },
             "pretrain": {"preset": "tiny", "patch_size": None, **training.get("pretrain", {})},
             "finetune": {"pretrained": None, **training.get("finetune", {})},
-            "evaluate": {"beam_size": 1, "max_samples": None, "qa": True, "driver_settings": True,
-                         **training.get("evaluate", {})},
+            "evaluate": {
+                "beam_size": 1,
+                "max_samples": None,
+                "qa": True,
+                "driver_settings": True,
+                **training.get("evaluate", {}),
+            },
         }
 
     def resolve(self, config: dict[str, Any]) -> dict[str, Any]:
-        return deep_merge(self.default_config(), config)
+        return _without_retired(deep_merge(self.default_config(), config))
 
     # -------------------------------------------------------------------- data
     def load_split(self, config: dict[str, Any], split: str) -> list[DrivingSample]:
@@ -80,9 +93,12 @@ class DrivingPipeline:
         if data["source"] != SYNTHETIC:
             root = Path(data["source"])
             if split and not (root / split).is_dir():
-                raise VfmError(f"no split folder {split!r}", where=str(root),
-                               fix="point data.train_split / data.val_split at sub-folders of your data, or use the "
-                                   "whole folder with --set data.train_split=null")
+                raise VfmError(
+                    f"no split folder {split!r}",
+                    where=str(root),
+                    fix="point data.train_split / data.val_split at sub-folders of your data, or use the "
+                    "whole folder with --set data.train_split=null",
+                )
             return load_generic(root / split if split else root, clip_length=data.get("clip_length"))
         if split not in SYNTHETIC_SPLITS:
             raise VfmError(f"unknown synthetic split {split!r}", fix=f"use one of {', '.join(SYNTHETIC_SPLITS)}")
@@ -92,39 +108,52 @@ class DrivingPipeline:
 
             plan = self._plan(data)
             started = time.perf_counter()
-            samples = generate_episodes(getattr(plan, split), clip_length=int(data["clip_length"]),
-                                        frame_size=int(data["frame_size"]), camera=data["road_camera"])
+            samples = generate_episodes(
+                getattr(plan, split), clip_length=int(data["clip_length"]), frame_size=int(data["frame_size"])
+            )
             write_dataset(samples, folder, overwrite=True)
-            print(f"driving: simulated {len(getattr(plan, split))} episodes ({len(samples)} samples) for "
-                  f"'{split}' in {time.perf_counter() - started:.0f} s -> {folder}", flush=True)
+            print(
+                f"driving: simulated {len(getattr(plan, split))} episodes ({len(samples)} samples) for "
+                f"'{split}' in {time.perf_counter() - started:.0f} s -> {folder}",
+                flush=True,
+            )
         return load_generic(folder, clip_length=int(data["clip_length"]))
 
     @staticmethod
     def _plan(data: dict[str, Any]) -> Any:
         from vfm.plugins.driving.simulate import split_plan
 
-        return split_plan(list(data["scenarios"]), n_train=int(data["train_episodes"]),
-                          n_held_out=int(data["test_episodes"]), held_out_scenario=data["held_out_scenario"],
-                          seed=int(data["seed"]))
+        return split_plan(
+            list(data["scenarios"]),
+            n_train=int(data["train_episodes"]),
+            n_held_out=int(data["test_episodes"]),
+            held_out_scenario=data["held_out_scenario"],
+            seed=int(data["seed"]),
+        )
 
     @staticmethod
     def _synthetic_folder(data: dict[str, Any]) -> Path:
-        """Where a synthetic dataset lives: keyed by everything that changes its content (the
-        default square camera is left out of the key, so datasets made before the option keep theirs)."""
+        """Where a synthetic dataset lives: keyed by everything that changes its content."""
         from vfm.platform.demo import cache_root
 
-        keys = ("scenarios", "held_out_scenario", "train_episodes", "test_episodes", "clip_length", "frame_size", "seed")
-        camera = {} if data["road_camera"] == "square" else {"road_camera": data["road_camera"]}
-        recipe = json.dumps({k: data[k] for k in keys} | camera | {"vfm": vfm_version(), "format": DATA_FORMAT},
-                            sort_keys=True)
+        keys = (
+            "scenarios",
+            "held_out_scenario",
+            "train_episodes",
+            "test_episodes",
+            "clip_length",
+            "frame_size",
+            "seed",
+        )
+        recipe = json.dumps({k: data[k] for k in keys} | {"vfm": vfm_version(), "format": DATA_FORMAT}, sort_keys=True)
         return cache_root() / "driving-data" / hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
     # ---------------------------------------------------------------- pretrain
     def pretrain(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         """MAE-pretrain the frame encoder on the distinct frames of the training clips (no labels)."""
+        from vfm.platform.training.checkpoints import keep_trained_result
         from vfm.plugins.driving.model import CommentaryConfig
         from vfm.pretrain.mae import MaeConfig
-        from vfm.platform.training.checkpoints import keep_trained_result
         from vfm.pretrain.mae_training import PretrainSettings, pretrain_mae
 
         config = self.resolve(config)
@@ -134,14 +163,20 @@ class DrivingPipeline:
         frames = distinct_frames(self.load_split(config, config["data"]["train_split"]))  # [N, S, S, 3]
         mean, std = CommentaryConfig.mean, CommentaryConfig.std  # as the commentary model normalises frames
         shape = (1, 3, 1, 1)
-        pixels = (frames.transpose(0, 3, 1, 2) / np.float32(255.0) - np.asarray(mean, np.float32).reshape(shape)) \
-            / np.asarray(std, np.float32).reshape(shape)  # [N, 3, S, S]
+        pixels = (
+            frames.transpose(0, 3, 1, 2) / np.float32(255.0) - np.asarray(mean, np.float32).reshape(shape)
+        ) / np.asarray(std, np.float32).reshape(shape)  # [N, 3, S, S]
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, out_dir)
         mae = MaeConfig.preset(preset, img_size=frames.shape[1], patch_size=patch_size)
-        metrics = pretrain_mae(pixels.astype(np.float32), mae, settings, out_dir, progress=progress,
-                               extra_meta={"mean": list(mean), "std": list(std), "plugin": self.plugin.name,
-                                           "frames": len(frames)})
+        metrics = pretrain_mae(
+            pixels.astype(np.float32),
+            mae,
+            settings,
+            out_dir,
+            progress=progress,
+            extra_meta={"mean": list(mean), "std": list(std), "plugin": self.plugin.name, "frames": len(frames)},
+        )
         metrics = keep_trained_result(metrics, read_json_if_any(out_dir / "metrics.json"))
         atomic_write_json(out_dir / "metrics.json", metrics)
         return metrics
@@ -149,34 +184,52 @@ class DrivingPipeline:
     # ---------------------------------------------------------------- finetune
     def finetune(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         """Train the commentary model, export it (ONNX + parity) and score it on the held-out sets."""
+        from vfm.platform.training.checkpoints import keep_trained_result
         from vfm.plugins.driving.export import export_commentary
         from vfm.plugins.driving.model import load_commentary_model
         from vfm.plugins.driving.training import CommentaryTrainSettings, clip_array, train_commentary
-        from vfm.platform.training.checkpoints import keep_trained_result
 
         config = self.resolve(config)
         section = dict(config["finetune"])
         pretrained = section.pop("pretrained")
         if "pretrained_encoder" in section:
-            raise VfmError("finetune.pretrained_encoder is set through finetune.pretrained (or --pretrained)",
-                           fix="set finetune.pretrained instead")
+            raise VfmError(
+                "finetune.pretrained_encoder is set through finetune.pretrained (or --pretrained)",
+                fix="set finetune.pretrained instead",
+            )
         settings = build_settings(CommentaryTrainSettings, section | {"pretrained_encoder": pretrained}, "finetune")
         train = self.load_split(config, config["data"]["train_split"])
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, out_dir)
-        training = keep_trained_result(train_commentary(train, settings, out_dir, progress=progress),
-                                       (read_json_if_any(out_dir / "metrics.json") or {}).get("training"))
+        training = keep_trained_result(
+            train_commentary(train, settings, out_dir, progress=progress),
+            (read_json_if_any(out_dir / "metrics.json") or {}).get("training"),
+        )
 
         model, tokenizer = load_commentary_model(out_dir / "model")
         val = self.load_split(config, config["data"]["val_split"])
         chosen = [s for s in val if s.frames is not None][:8]
         clips, speeds = clip_array(chosen)
-        questions = [q for q in (pair.question for pair in chosen[0].qa)
-                     if len(tokenizer.prompt(q)) - 2 <= model.config.max_question_tokens][:3]
-        parity = export_commentary(model, tokenizer, out_dir / ONNX_DIR, clips, speeds, questions,
-                                   settings=np.stack([s.driver_settings() for s in chosen]))
-        metrics = {"training": training, "parity_passed": True, "parity_tokens": parity["tokens"],
-                   "evaluation": self._evaluate_sets(out_dir / ONNX_DIR, config)}
+        questions = [
+            q
+            for q in (pair.question for pair in chosen[0].qa)
+            if len(tokenizer.prompt(q)) - 2 <= model.config.max_question_tokens
+        ][:3]
+        parity = export_commentary(
+            model,
+            tokenizer,
+            out_dir / ONNX_DIR,
+            clips,
+            speeds,
+            questions,
+            settings=np.stack([s.driver_settings() for s in chosen]),
+        )
+        metrics = {
+            "training": training,
+            "parity_passed": True,
+            "parity_tokens": parity["tokens"],
+            "evaluation": self._evaluate_sets(out_dir / ONNX_DIR, config),
+        }
         atomic_write_json(out_dir / "metrics.json", metrics)
         return metrics
 
@@ -185,12 +238,20 @@ class DrivingPipeline:
         names = [config["data"]["val_split"]]
         if config["data"]["source"] == SYNTHETIC:
             names.append("test_scenario")
-        return {name: evaluate_samples(model_dir, self.load_split(config, name), **_evaluate_options(config))
-                for name in names}
+        return {
+            name: evaluate_samples(model_dir, self.load_split(config, name), **_evaluate_options(config))
+            for name in names
+        }
 
     # ---------------------------------------------------------------- evaluate
-    def evaluate(self, run_dir: Path, config_overrides: dict[str, Any] | None = None, *,
-                 source: str | None = None, split: str | None = None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        run_dir: Path,
+        config_overrides: dict[str, Any] | None = None,
+        *,
+        source: str | None = None,
+        split: str | None = None,
+    ) -> dict[str, Any]:
         """Score a run (or a bundle) on any dataset in the generic format, or on the run's held-out sets."""
         from vfm.plugins.driving.loaders import load_generic
 
@@ -198,7 +259,10 @@ class DrivingPipeline:
         config = self.resolve(deep_merge(_run_config(run_dir), config_overrides or {}))
         if source:
             folder = Path(source) / split if split else Path(source)
-            return {"data": str(folder), **evaluate_samples(model_dir, load_generic(folder), **_evaluate_options(config))}
+            return {
+                "data": str(folder),
+                **evaluate_samples(model_dir, load_generic(folder), **_evaluate_options(config)),
+            }
         if split:
             return {split: evaluate_samples(model_dir, self.load_split(config, split), **_evaluate_options(config))}
         return self._evaluate_sets(model_dir, config)
@@ -206,12 +270,25 @@ class DrivingPipeline:
     # ------------------------------------------------------- demo and validate
     def smoke_config(self) -> dict[str, Any]:
         """A seconds-long config for ``vfm plugins validate``: same code path, tiny sizes."""
-        return {"data": {"scenarios": ["highway", "roundabout"], "train_episodes": 1, "test_episodes": 1,
-                         "frame_size": 32, "clip_length": 2},
-                "pretrain": {"max_steps": 2, "batch_size": 8, "warmup_steps": 1, "patch_size": 4},
-                "finetune": {"max_steps": 3, "batch_size": 8, "warmup_steps": 1, "decoder": "gpt2-tiny",
-                             "vocab_size": 300, "max_new_tokens": 24},
-                "evaluate": {"max_samples": 2}}
+        return {
+            "data": {
+                "scenarios": ["highway", "roundabout"],
+                "train_episodes": 1,
+                "test_episodes": 1,
+                "frame_size": 32,
+                "clip_length": 2,
+            },
+            "pretrain": {"max_steps": 2, "batch_size": 8, "warmup_steps": 1, "patch_size": 4},
+            "finetune": {
+                "max_steps": 3,
+                "batch_size": 8,
+                "warmup_steps": 1,
+                "decoder": "gpt2-tiny",
+                "vocab_size": 300,
+                "max_new_tokens": 24,
+            },
+            "evaluate": {"max_samples": 2},
+        }
 
     def check_forward(self) -> dict[str, Any]:
         """Fake-input forward pass: random clips through an untrained model, shapes checked."""
@@ -229,12 +306,13 @@ class DrivingPipeline:
             prefix, saliency = model.prefix(frames, speed, with_saliency=True)
         expected = (2, model.config.prefix_length)
         if tuple(prefix.shape[:2]) != expected or tuple(saliency.shape[:2]) != (2, k):
-            raise VfmError(f"prefix {list(prefix.shape)} / saliency {list(saliency.shape)} do not match "
-                           f"[2, {model.config.prefix_length}, D] / [2, {k}, G, G]")
+            raise VfmError(
+                f"prefix {list(prefix.shape)} / saliency {list(saliency.shape)} do not match "
+                f"[2, {model.config.prefix_length}, D] / [2, {k}, G, G]"
+            )
         return {"prefix": list(prefix.shape), "saliency": list(saliency.shape), "vocab": tokenizer.vocab_size}
 
-    def build_demo_bundle(self, work_dir: Path, *, config: dict[str, Any] | None = None,
-                          progress: bool = True) -> Path:
+    def build_demo_bundle(self, work_dir: Path, *, config: dict[str, Any] | None = None, progress: bool = True) -> Path:
         """Pretrain, fine-tune from the pretrained encoder and export, in ``work_dir`` (finished
         steps are reused; an interrupted training resumes from its checkpoint)."""
         config = config or {}
@@ -249,33 +327,43 @@ class DrivingPipeline:
     # ------------------------------------------------------------------ export
     def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
         """Bundle a run's ONNX export with example episodes (held-out seeds and the unseen scenario)."""
-        from vfm.platform.bundle import write_bundle
-        from vfm.platform.model_card import render_model_card
+        from vfm.platform.pipeline import OutputParity, ParityReport, write_run_bundle
 
         model_dir = model_folder(run_dir)
         config = self.resolve(_run_config(run_dir))
         metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
         parity = json.loads((model_dir / "parity.json").read_text("utf-8"))
-        outputs = {f"encoder.{name}": {"max_abs_err": stats["max_abs_err"], "max_rel_err": stats["max_rel_err"]}
-                   for name, stats in parity["encoder"]["outputs"].items()}
-        outputs |= {f"{graph}.{name}": {"max_abs_err": error} for graph in ("decoder", "decoder_step")
-                    for name, error in parity[graph]["max_abs_err"].items()}
-        # export_commentary raises when an output or a greedy token differs, so a run that exported passed
-        summary = {"passed": True, "tokens": parity["tokens"], "atol": parity["encoder"]["atol"],
-                   "n_inputs": parity["tokens"]["cases"], "outputs": outputs}
-        files: dict[str, Any] = {name: model_dir / name for name in MODEL_FILES}
-        files |= {
-            "metrics.json": json.dumps(metrics.get("evaluation", {}), indent=2),
-            "parity.json": json.dumps(summary, indent=2),
-            "config.yaml": (run_dir / "config.yaml").read_text("utf-8"),
-            "MODEL_CARD.md": render_model_card(self.manifest, metrics=_flat(metrics.get("evaluation", {})),
-                                               parity=summary, config=config),
+        outputs = {
+            f"encoder.{name}": OutputParity(stats["max_abs_err"], stats["max_rel_err"])
+            for name, stats in parity["encoder"]["outputs"].items()
         }
+        outputs |= {
+            f"{graph}.{name}": OutputParity(error)
+            for graph in ("decoder", "decoder_step")
+            for name, error in parity[graph]["max_abs_err"].items()
+        }
+        # export_commentary raises when an output or a greedy token differs, so a run that exported passed
+        report = ParityReport(
+            passed=True,
+            atol=parity["encoder"]["atol"],
+            rtol=parity["encoder"].get("rtol"),
+            n_inputs=parity["tokens"]["cases"],
+            outputs=outputs,
+            checks={"tokens": {**parity["tokens"], "passed": True}},
+        )
+        files: dict[str, Any] = {name: model_dir / name for name in MODEL_FILES}
         files |= example_episodes(config, self.manifest.demo.n_examples)
-        return write_bundle(out, plugin_manifest=self.manifest,
-                            models={"encoder": "encoder.onnx", "decoder": "decoder.onnx",
-                                    "decoder_step": "decoder_step.onnx"},
-                            files=files, vfm_version=vfm_version())
+        evaluation = metrics.get("evaluation", {})
+        return write_run_bundle(
+            out,
+            self.manifest,
+            models={"encoder": "encoder.onnx", "decoder": "decoder.onnx", "decoder_step": "decoder_step.onnx"},
+            model_files=files,
+            metrics=evaluation,
+            parity=report,
+            config_file=run_dir / "config.yaml",
+            card_metrics=_flat(evaluation),
+        )
 
 
 MODEL_FILES = ("encoder.onnx", "decoder.onnx", "decoder_step.onnx", "tokenizer.json", "driving_model.json")
@@ -292,8 +380,11 @@ def model_folder(path: Path) -> Path:
     for folder in (path / ONNX_DIR, path):
         if all((folder / name).is_file() for name in MODEL_FILES):
             return folder
-    raise VfmError("not a driving run or bundle (no exported commentary model)", where=str(path),
-                   fix="pass the --out folder of 'vfm finetune driving' (or a driving bundle)")
+    raise VfmError(
+        "not a driving run or bundle (no exported commentary model)",
+        where=str(path),
+        fix="pass the --out folder of 'vfm finetune driving' (or a driving bundle)",
+    )
 
 
 def _evaluate_options(config: dict[str, Any]) -> dict[str, Any]:
@@ -301,9 +392,31 @@ def _evaluate_options(config: dict[str, Any]) -> dict[str, Any]:
     options = dict(config["evaluate"])
     unknown = sorted(set(options) - {"beam_size", "max_samples", "qa", "driver_settings"})
     if unknown:
-        raise VfmError(f"unknown config field(s) {', '.join('evaluate.' + k for k in unknown)}",
-                       fix="valid fields in 'evaluate' are: beam_size, max_samples, qa, driver_settings")
+        raise VfmError(
+            f"unknown config field(s) {', '.join('evaluate.' + k for k in unknown)}",
+            fix="valid fields in 'evaluate' are: beam_size, max_samples, qa, driver_settings",
+        )
     return options
+
+
+def _without_retired(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the :data:`RETIRED_OPTIONS` it holds at their old default.
+
+    Raises:
+        VfmError: one is set to another value (e.g. ``data.road_camera=folded``, ``finetune.motion=true``).
+    """
+    for (section, key), default in RETIRED_OPTIONS.items():
+        values = config.get(section)
+        if not isinstance(values, dict) or key not in values:
+            continue
+        if values[key] != default:
+            raise VfmError(
+                f"{section}.{key}={values[key]!r} is no longer an option (it was measured as no gain and removed)",
+                where=f"{section}.{key}",
+                fix=f"remove it from the config (runs read as {section}.{key}={default!r})",
+            )
+        config = {**config, section: {k: v for k, v in values.items() if k != key}}
+    return config
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
@@ -324,8 +437,15 @@ def distinct_frames(samples: list[DrivingSample]) -> np.ndarray:
     return np.stack(list(seen.values()))
 
 
-def evaluate_samples(model_dir: Path, samples: list[DrivingSample], *, beam_size: int = 1,
-                     max_samples: int | None = None, qa: bool = True, driver_settings: bool = True) -> dict[str, Any]:
+def evaluate_samples(
+    model_dir: Path,
+    samples: list[DrivingSample],
+    *,
+    beam_size: int = 1,
+    max_samples: int | None = None,
+    qa: bool = True,
+    driver_settings: bool = True,
+) -> dict[str, Any]:
     """Run the exported (torch-free) model on every sample's clip and score it; with
     ``driver_settings`` false the model is not given the samples' driver settings (as for a
     car that does not report them).
@@ -344,22 +464,32 @@ def evaluate_samples(model_dir: Path, samples: list[DrivingSample], *, beam_size
         raise VfmError("no sample with a clip to evaluate", fix="pass a dataset whose samples have frames")
     started = time.perf_counter()
     settings = [s.driver_settings() if driver_settings else None for s in chosen]
-    comments = [runtime.comment(s.frames, s.speed_trace(), driver_settings=wanted, beam_size=beam_size).text
-                for s, wanted in zip(chosen, settings, strict=True)]
+    comments = [
+        runtime.comment(s.frames, s.speed_trace(), driver_settings=wanted, beam_size=beam_size).text
+        for s, wanted in zip(chosen, settings, strict=True)
+    ]
     comment_seconds = time.perf_counter() - started
     result: dict[str, Any] = {"commentary": commentary_metrics(comments, chosen)}
     if qa:
         limit = runtime.settings["max_question_tokens"]
         asked = [(s, wanted, p) for s, wanted in zip(chosen, settings, strict=True) for p in s.qa]
         pairs = [(s, w, p) for s, w, p in asked if len(runtime.tokenizer.prompt(p.question)) - 2 <= limit]
-        answers = [runtime.answer(s.frames, s.speed_trace(), p.question, driver_settings=w, beam_size=beam_size).text
-                   for s, w, p in pairs]
+        answers = [
+            runtime.answer(s.frames, s.speed_trace(), p.question, driver_settings=w, beam_size=beam_size).text
+            for s, w, p in pairs
+        ]
         result["qa"] = qa_metrics(answers, [p.question for *_, p in pairs], [p.answer for *_, p in pairs]) | {
-            "skipped_too_long": len(asked) - len(pairs)}
-    result |= {"samples": len(chosen), "seconds": round(time.perf_counter() - started, 2),
-               "ms_per_commentary": round(1000 * comment_seconds / len(chosen), 2),
-               "examples": [{"id": s.id, "reference": s.commentary, "generated": c}
-                            for s, c in zip(chosen[:5], comments[:5], strict=True)]}
+            "skipped_too_long": len(asked) - len(pairs)
+        }
+    result |= {
+        "samples": len(chosen),
+        "seconds": round(time.perf_counter() - started, 2),
+        "ms_per_commentary": round(1000 * comment_seconds / len(chosen), 2),
+        "examples": [
+            {"id": s.id, "reference": s.commentary, "generated": c}
+            for s, c in zip(chosen[:5], comments[:5], strict=True)
+        ],
+    }
     return result
 
 
@@ -380,17 +510,26 @@ def example_episodes(config: dict[str, Any], n: int) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     k = int(data["clip_length"])
     for scenario, seed in episodes:
-        samples = run_episode(scenario, seed, clip_length=k, frame_size=int(data["frame_size"]),
-                              camera=data["road_camera"])
+        samples = run_episode(scenario, seed, clip_length=k, frame_size=int(data["frame_size"]))
         if not samples:
             continue
-        frames = np.concatenate([samples[0].frames, np.stack([s.frames[-1] for s in samples[1:]])
-                                 if len(samples) > 1 else samples[0].frames[:0]])
+        frames = np.concatenate(
+            [
+                samples[0].frames,
+                np.stack([s.frames[-1] for s in samples[1:]]) if len(samples) > 1 else samples[0].frames[:0],
+            ]
+        )
         speed = np.array([*samples[0].frame_speeds, *(s.ego_speed for s in samples[1:])], dtype=np.float32)
         text = np.array([""] * (k - 1) + [s.commentary for s in samples])
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, frames=frames, ego_speed=speed, commentary=text, scenario=np.array(scenario),
-                            driver_settings=samples[0].driver_settings())
+        np.savez_compressed(
+            buffer,
+            frames=frames,
+            ego_speed=speed,
+            commentary=text,
+            scenario=np.array(scenario),
+            driver_settings=samples[0].driver_settings(),
+        )
         files[f"examples/{len(files):02d}_{scenario}.npz"] = buffer.getvalue()
         if len(files) == n:
             break

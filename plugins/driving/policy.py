@@ -81,8 +81,11 @@ class DriverStyle:
         [1.2, 2.2] s, overtake margin in [1.5, 4.5] m/s."""
         rng = np.random.default_rng([seed, 7])
         low, high = scenario.cruise_speed
-        return cls(cruise_speed=float(rng.uniform(low, high)), time_headway=float(rng.uniform(1.2, 2.2)),
-                   overtake_margin=float(rng.uniform(1.5, 4.5)))
+        return cls(
+            cruise_speed=float(rng.uniform(low, high)),
+            time_headway=float(rng.uniform(1.2, 2.2)),
+            overtake_margin=float(rng.uniform(1.5, 4.5)),
+        )
 
 
 MAX_DECEL = 8.0
@@ -109,8 +112,9 @@ class ScriptedDriver:
     def decide(self, facts: dict[str, Any]) -> Command:
         """The command for the state described by ``facts``."""
         style, speed = self.style, facts["ego_speed_mps"]
-        free_accel = (style.max_accel if self._passing(facts)
-                      else style.max_accel * (1 - (speed / style.cruise_speed) ** 4))
+        free_accel = (
+            style.max_accel if self._passing(facts) else style.max_accel * (1 - (speed / style.cruise_speed) ** 4)
+        )
         follow_accel = self._idm(facts, free_accel)
         lateral_allowed = self.scenario.lane_changes and not facts["lane_changing"]
 
@@ -140,16 +144,24 @@ class ScriptedDriver:
             if not facts["right_lane_free"]:
                 return self._command(speed, -style.comfort_decel if speed > 3.0 else 0.0, 0, "lane_blocked")
 
-        lead_slow = (facts["lead_present"] and facts["lead_speed_mps"] < style.cruise_speed - style.overtake_margin
-                     and facts["gap_m"] < 10.0 + 4.0 * speed)
+        lead_slow = (
+            facts["lead_present"]
+            and facts["lead_speed_mps"] < style.cruise_speed - style.overtake_margin
+            and facts["gap_m"] < 10.0 + 4.0 * speed
+        )
         constrained = facts["lead_present"] and follow_accel < min(free_accel - 0.5, ACCEL_THRESHOLD)
         if lead_slow and lateral_allowed and facts["left_lane_free"] and facts["vehicles_ahead_in_lane"] <= 1:
             return self._command(speed, min(follow_accel, max(free_accel, 0.0)), -1, "free_lane_to_overtake")
-        if (lead_slow and lateral_allowed and self.scenario.overtake_on_right and facts["right_lane_free"]):
+        if lead_slow and lateral_allowed and self.scenario.overtake_on_right and facts["right_lane_free"]:
             return self._command(speed, min(follow_accel, max(free_accel, 0.0)), +1, "free_lane_to_overtake")
 
-        if (self.scenario.keep_right and lateral_allowed and facts["right_lane_free"] and not lead_slow
-                and self._right_lane_clear(facts)):
+        if (
+            self.scenario.keep_right
+            and lateral_allowed
+            and facts["right_lane_free"]
+            and not lead_slow
+            and self._right_lane_clear(facts)
+        ):
             return self._command(speed, min(follow_accel, free_accel), +1, "free_road")
 
         if constrained:
@@ -160,9 +172,14 @@ class ScriptedDriver:
                 cause = "merging_vehicle"
             elif stopping or facts["gap_m"] < style.min_gap + SAFE_HEADWAY_S * speed:
                 cause = "close_lead_vehicle"
-            elif lead_slow and lateral_allowed and (
+            elif (
+                lead_slow
+                and lateral_allowed
+                and (
                     (facts["left_lane_exists"] and not facts["left_lane_free"])
-                    or (self.scenario.overtake_on_right and facts["right_lane_exists"] and not facts["right_lane_free"])):
+                    or (self.scenario.overtake_on_right and facts["right_lane_exists"] and not facts["right_lane_free"])
+                )
+            ):
                 cause = "lane_blocked"  # we would overtake, but the lane we would use is taken
             else:
                 cause = "slower_lead_vehicle"
@@ -184,8 +201,10 @@ class ScriptedDriver:
         accel = free_accel
         if facts["lead_present"]:
             closing = facts["closing_speed_mps"]
-            desired = style.min_gap + max(0.0, speed * style.time_headway
-                                          + speed * closing / (2 * math.sqrt(style.max_accel * style.comfort_decel)))
+            desired = style.min_gap + max(
+                0.0,
+                speed * style.time_headway + speed * closing / (2 * math.sqrt(style.max_accel * style.comfort_decel)),
+            )
             accel -= style.max_accel * (desired / max(facts["gap_m"], 0.5)) ** 2
         return float(np.clip(accel, -MAX_DECEL, style.max_accel))
 
@@ -206,8 +225,12 @@ class ScriptedDriver:
 
     def _command(self, speed: float, acceleration: float, lane_change: int, cause: str) -> Command:
         """A command for ``acceleration`` over the next period, from ``speed``."""
-        return Command(acceleration=float(acceleration), target_speed=self._target(speed, acceleration),
-                       lane_change=lane_change, cause=cause)
+        return Command(
+            acceleration=float(acceleration),
+            target_speed=self._target(speed, acceleration),
+            lane_change=lane_change,
+            cause=cause,
+        )
 
     def _target(self, speed: float, acceleration: float) -> float:
         """The target speed that changes the speed by ``a * T`` over the period ``T``: the car's

@@ -73,16 +73,28 @@ class CommentaryPredictor:
         """
         frames, speed = read_clip(source, size=self.image_size)
         if len(frames) < self.k:
-            raise VfmError(f"the clip has {len(frames)} frame{'s' * (len(frames) != 1)}, the model needs at least "
-                           f"{self.k} (one per {FRAME_INTERVAL_S:g} s)", where="clip",
-                           fix=f"pass a clip of at least {self.k * FRAME_INTERVAL_S:g} s")
-        given = np.full(len(frames), np.nan, np.float32) if ego_speed is None else check_speed(
-            ego_speed, len(frames), "ego_speed")
+            raise VfmError(
+                f"the clip has {len(frames)} frame{'s' * (len(frames) != 1)}, the model needs at least "
+                f"{self.k} (one per {FRAME_INTERVAL_S:g} s)",
+                where="clip",
+                fix=f"pass a clip of at least {self.k * FRAME_INTERVAL_S:g} s",
+            )
+        given = (
+            np.full(len(frames), np.nan, np.float32)
+            if ego_speed is None
+            else check_speed(ego_speed, len(frames), "ego_speed")
+        )
         source = "argument" if not np.isnan(given).all() else "clip" if not np.isnan(speed).all() else "unknown"
         return Clip(frames, np.where(np.isnan(given), speed, given), source)
 
-    def predict(self, source: Any, question: str | None = None, ego_speed: Any = None,
-                beam_size: int = 1, driver_settings: Any = None) -> dict[str, Any]:
+    def predict(
+        self,
+        source: Any,
+        question: str | None = None,
+        ego_speed: Any = None,
+        beam_size: int = 1,
+        driver_settings: Any = None,
+    ) -> dict[str, Any]:
         """Comment on every window of a clip; answer ``question`` about the last one.
 
         Args:
@@ -116,19 +128,35 @@ class CommentaryPredictor:
         n, k = len(clip.frames), self.k
         references = reference_commentary(source, n)
         steps = range(max(k - 1, n - MAX_WINDOWS), n)
-        said = {t: self.runtime.comment(clip.frames[t - k + 1: t + 1], clip.ego_speed[t - k + 1: t + 1],
-                                        driver_settings=settings, beam_size=beam_size)
-                for t in steps}
+        said = {
+            t: self.runtime.comment(
+                clip.frames[t - k + 1 : t + 1],
+                clip.ego_speed[t - k + 1 : t + 1],
+                driver_settings=settings,
+                beam_size=beam_size,
+            )
+            for t in steps
+        }
         last = said[n - 1]
-        window = clip.frames[n - k:]
+        window = clip.frames[n - k :]
         heat = last.overlay()  # [k, G, G]
         result: dict[str, Any] = {
-            "clip_frames": n, "frames_per_window": k, "frame_interval_s": FRAME_INTERVAL_S,
-            "windows": n - k + 1, "ego_speed_source": clip.speed_source,
+            "clip_frames": n,
+            "frames_per_window": k,
+            "frame_interval_s": FRAME_INTERVAL_S,
+            "windows": n - k + 1,
+            "ego_speed_source": clip.speed_source,
             "driver_settings": {"set_speed": _known(settings[0]), "set_time_gap": _known(settings[1])},
             "notes": self._notes(clip, len(steps)),
-            "timeline": [{"step": t, "ego_speed": _speed(clip, t), **_describe(said[t]),
-                          "reference": references[t] if references else None} for t in steps],
+            "timeline": [
+                {
+                    "step": t,
+                    "ego_speed": _speed(clip, t),
+                    **_describe(said[t]),
+                    "reference": references[t] if references else None,
+                }
+                for t in steps
+            ],
             "alternatives": [{"text": text, "probability": p} for text, p in last.alternatives],
             "frames": window,
             "overlay": np.stack([overlay_heatmap(frame, h, size=OVERLAY_SIZE) for frame, h in zip(window, heat)]),
@@ -137,15 +165,18 @@ class CommentaryPredictor:
             result["answer"] = self._answer(clip, question, beam_size, settings)
         return result
 
-    def ask(self, source: Any, question: str, ego_speed: Any = None, beam_size: int = 1,
-            driver_settings: Any = None) -> dict[str, Any]:
+    def ask(
+        self, source: Any, question: str, ego_speed: Any = None, beam_size: int = 1, driver_settings: Any = None
+    ) -> dict[str, Any]:
         """The answer to ``question`` about the clip's last window: ``{"question", "answer",
         "confidence", "step"}`` (see :meth:`predict`)."""
         if not isinstance(question, str) or not question.strip():
-            raise VfmError("the question is empty", where="question",
-                           fix="type a question about the clip, e.g. 'Is it safe to change lanes to the left?'")
-        return self._answer(self.read(source, ego_speed), question, beam_size,
-                            self._settings(source, driver_settings))
+            raise VfmError(
+                "the question is empty",
+                where="question",
+                fix="type a question about the clip, e.g. 'Is it safe to change lanes to the left?'",
+            )
+        return self._answer(self.read(source, ego_speed), question, beam_size, self._settings(source, driver_settings))
 
     def smoke_inputs(self) -> list[Any]:
         """Arguments of the demo's ``/<name>_predict`` endpoint: the first bundled episode as the
@@ -154,8 +185,11 @@ class CommentaryPredictor:
 
         episodes = self.episodes()
         if not episodes:
-            raise VfmError("the bundle has no example episodes", where=str(self.bundle.path / "examples"),
-                           fix="re-export the bundle with demo.n_examples > 0")
+            raise VfmError(
+                "the bundle has no example episodes",
+                where=str(self.bundle.path / "examples"),
+                fix="re-export the bundle with demo.n_examples > 0",
+            )
         return [[handle_file(str(episodes[0]))], None]
 
     def episodes(self) -> list[Path]:
@@ -170,19 +204,28 @@ class CommentaryPredictor:
 
     def _answer(self, clip: Clip, question: str, beam_size: int, settings: np.ndarray) -> dict[str, Any]:
         n = len(clip.frames)
-        reply = self.runtime.answer(clip.frames[n - self.k:], clip.ego_speed[n - self.k:], question,
-                                    driver_settings=settings, beam_size=beam_size)
+        reply = self.runtime.answer(
+            clip.frames[n - self.k :],
+            clip.ego_speed[n - self.k :],
+            question,
+            driver_settings=settings,
+            beam_size=beam_size,
+        )
         return {"question": question.strip(), "answer": reply.text, "confidence": _confidence(reply), "step": n - 1}
 
     def _notes(self, clip: Clip, commented: int) -> list[str]:
         notes = []
         if clip.speed_source == "unknown":
-            notes.append("The ego speed is unknown (the clip carries none and none was given); the model comments "
-                         "from the frames alone, so statements about our speed are guesses.")
+            notes.append(
+                "The ego speed is unknown (the clip carries none and none was given); the model comments "
+                "from the frames alone, so statements about our speed are guesses."
+            )
         skipped = len(clip.frames) - self.k + 1 - commented
         if skipped:
-            notes.append(f"Only the last {commented} windows ({commented * FRAME_INTERVAL_S:g} s) are commented; "
-                         f"the first {skipped} are skipped.")
+            notes.append(
+                f"Only the last {commented} windows ({commented * FRAME_INTERVAL_S:g} s) are commented; "
+                f"the first {skipped} are skipped."
+            )
         return notes
 
 
@@ -227,5 +270,10 @@ def _confidence(said: Commentary) -> float:
 
 def _describe(said: Commentary) -> dict[str, Any]:
     action, cause = parse_commentary(said.text)
-    return {"commentary": said.text, "action": action, "cause": cause, "confidence": _confidence(said),
-            "frame_attention": [float(a) for a in said.frame_attention]}
+    return {
+        "commentary": said.text,
+        "action": action,
+        "cause": cause,
+        "confidence": _confidence(said),
+        "frame_attention": [float(a) for a in said.frame_attention],
+    }

@@ -32,15 +32,15 @@ ACTIONS = (
 
 # Why it does it (the label space of cause accuracy). Derived from simulator state.
 CAUSES = (
-    "free_road",            # nothing constrains us: accelerate towards / hold the target speed
+    "free_road",  # nothing constrains us: accelerate towards / hold the target speed
     "target_speed_reached",
     "slower_lead_vehicle",  # a slower vehicle ahead in our lane, within the time-headway threshold
-    "close_lead_vehicle",   # the gap ahead is below the safe distance
-    "cut_in",               # a vehicle moved into our lane ahead of us
-    "merging_vehicle",      # a vehicle on the on-ramp is merging ahead of us
-    "crossing_traffic",     # traffic crossing / with priority at the intersection or roundabout
+    "close_lead_vehicle",  # the gap ahead is below the safe distance
+    "cut_in",  # a vehicle moved into our lane ahead of us
+    "merging_vehicle",  # a vehicle on the on-ramp is merging ahead of us
+    "crossing_traffic",  # traffic crossing / with priority at the intersection or roundabout
     "free_lane_to_overtake",
-    "lane_blocked",         # wanted to change lane but the neighbouring lane is occupied
+    "lane_blocked",  # wanted to change lane but the neighbouring lane is occupied
     "end_of_lane",
 )
 

@@ -69,8 +69,9 @@ class MergeTrafficEnv(MergeEnv):
         ramp = self.road.network.get_lane(("j", "k", 0))
         for i in range(self.config["ramp_vehicles"] - 1):
             longitudinal = 40.0 + 30.0 * i + self.np_random.uniform(-6.0, 6.0)
-            vehicle = vehicle_type(self.road, ramp.position(longitudinal, 0.0),
-                                   speed=18.0 + self.np_random.uniform(-2.0, 2.0))
+            vehicle = vehicle_type(
+                self.road, ramp.position(longitudinal, 0.0), speed=18.0 + self.np_random.uniform(-2.0, 2.0)
+            )
             vehicle.target_speed = 28.0
             self.road.vehicles.append(vehicle)
         _add_highway_traffic(self, self.config["highway_vehicles"], start=110.0)
@@ -101,8 +102,9 @@ def _add_highway_traffic(env: MergeEnv, count: int, start: float) -> None:
     for i in range(count):
         lane = env.road.network.get_lane(("a", "b", int(env.np_random.integers(2))))
         longitudinal = start + 30.0 * i + env.np_random.uniform(-6.0, 6.0)
-        vehicle = vehicle_type(env.road, lane.position(longitudinal, 0.0),
-                               speed=24.0 + env.np_random.uniform(-4.0, 4.0))
+        vehicle = vehicle_type(
+            env.road, lane.position(longitudinal, 0.0), speed=24.0 + env.np_random.uniform(-4.0, 4.0)
+        )
         vehicle.randomize_behavior()
         env.road.vehicles.append(vehicle)
 
@@ -125,8 +127,6 @@ class Scenario:
         lane_changes: whether the ego car may change lanes here.
         keep_right: whether it returns to the right lane when that lane is free.
         overtake_on_right: whether it may pass a slower car on the right.
-        corridor: the scene is a road corridor, long and narrow, which the ``folded`` camera
-            (:data:`CAMERAS`) can show at finer resolution; junctions need the square view.
     """
 
     name: str
@@ -139,7 +139,6 @@ class Scenario:
     lane_changes: bool = True
     keep_right: bool = True
     overtake_on_right: bool = False
-    corridor: bool = True
 
     @property
     def decision_steps(self) -> int:
@@ -152,25 +151,72 @@ _META_ALL = {"type": "DiscreteMetaAction", "longitudinal": True, "lateral": True
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
-        Scenario("highway", HighwayEnv,
-                 {"lanes_count": 3, "vehicles_count": 16, "vehicles_density": 1.0, "ego_spacing": 1.5,
-                  "duration": 40},
-                 view_m=100.0, centering=(0.25, 0.5), cruise_speed=(22.0, 30.0), duration_s=16.0),
-        Scenario("merge", MergeTrafficEnv, {}, view_m=100.0, centering=(0.25, 0.5),
-                 cruise_speed=(26.0, 31.0), duration_s=12.0),
-        Scenario("on_ramp", OnRampEnv, {}, view_m=100.0, centering=(0.3, 0.4),
-                 cruise_speed=(22.0, 27.0), duration_s=14.0, keep_right=False),
-        Scenario("intersection", IntersectionEnv,
-                 {"destination": None, "duration": 20, "spawn_probability": 0.7, "initial_vehicle_count": 12,
-                  "other_vehicles_type": _JUNCTION_VEHICLES},
-                 view_m=55.0, centering=(0.5, 0.6), cruise_speed=(7.0, 9.5), duration_s=14.0,
-                 lane_changes=False, keep_right=False, corridor=False),
-        Scenario("roundabout", RoundaboutEnv,
-                 {"duration": 20, "other_vehicles_type": _JUNCTION_VEHICLES},
-                 view_m=70.0, centering=(0.5, 0.6), cruise_speed=(8.0, 11.0), duration_s=14.0,
-                 lane_changes=False, keep_right=False, corridor=False),
-        Scenario("two_way", TwoWayEnv, {}, view_m=100.0, centering=(0.25, 0.5), cruise_speed=(27.0, 31.0),
-                 duration_s=16.0, overtake_on_right=False),
+        Scenario(
+            "highway",
+            HighwayEnv,
+            {"lanes_count": 3, "vehicles_count": 16, "vehicles_density": 1.0, "ego_spacing": 1.5, "duration": 40},
+            view_m=100.0,
+            centering=(0.25, 0.5),
+            cruise_speed=(22.0, 30.0),
+            duration_s=16.0,
+        ),
+        Scenario(
+            "merge",
+            MergeTrafficEnv,
+            {},
+            view_m=100.0,
+            centering=(0.25, 0.5),
+            cruise_speed=(26.0, 31.0),
+            duration_s=12.0,
+        ),
+        Scenario(
+            "on_ramp",
+            OnRampEnv,
+            {},
+            view_m=100.0,
+            centering=(0.3, 0.4),
+            cruise_speed=(22.0, 27.0),
+            duration_s=14.0,
+            keep_right=False,
+        ),
+        Scenario(
+            "intersection",
+            IntersectionEnv,
+            {
+                "destination": None,
+                "duration": 20,
+                "spawn_probability": 0.7,
+                "initial_vehicle_count": 12,
+                "other_vehicles_type": _JUNCTION_VEHICLES,
+            },
+            view_m=55.0,
+            centering=(0.5, 0.6),
+            cruise_speed=(7.0, 9.5),
+            duration_s=14.0,
+            lane_changes=False,
+            keep_right=False,
+        ),
+        Scenario(
+            "roundabout",
+            RoundaboutEnv,
+            {"duration": 20, "other_vehicles_type": _JUNCTION_VEHICLES},
+            view_m=70.0,
+            centering=(0.5, 0.6),
+            cruise_speed=(8.0, 11.0),
+            duration_s=14.0,
+            lane_changes=False,
+            keep_right=False,
+        ),
+        Scenario(
+            "two_way",
+            TwoWayEnv,
+            {},
+            view_m=100.0,
+            centering=(0.25, 0.5),
+            cruise_speed=(27.0, 31.0),
+            duration_s=16.0,
+            overtake_on_right=False,
+        ),
     )
 }
 """Every scenario, by name."""
@@ -186,8 +232,9 @@ def get_scenario(name: str) -> Scenario:
         VfmError: no such scenario.
     """
     if name not in SCENARIOS:
-        raise VfmError(f"unknown driving scenario {name!r}", where="scenarios",
-                       fix=f"use one of {', '.join(SCENARIOS)}")
+        raise VfmError(
+            f"unknown driving scenario {name!r}", where="scenarios", fix=f"use one of {', '.join(SCENARIOS)}"
+        )
     return SCENARIOS[name]
 
 
@@ -195,64 +242,37 @@ MIN_RENDER_PX_PER_M = 4.0
 """highway-env outlines every car with a 1-pixel black border: below about 4 pixels per metre
 the border swallows the car's colour, so the camera renders at least this fine, then averages down."""
 
-CAMERAS = ("square", "folded")
-"""How a road scenario is framed. ``square``: the scenario's ``view_m`` square. ``folded``: the same
-``view_m`` of road, but only a corridor ``view_m / 4`` wide around the ego car, rendered twice as
-finely and cut into :data:`FOLDED_BANDS` bands stacked into the square frame (the nearer half on
-top). A road is long and narrow, so the square view spends most of its pixels on the verge; the
-folded one spends them on the road and draws every car at twice the precision (the tiny default model
-does not read gaps or speeds any better from it: ``docs/results/driving.md``, item 9). Junction
-scenarios (``Scenario.corridor`` false) always use the square view."""
 
-FOLDED_BANDS = 2
-"""Bands of the ``folded`` camera: each ``view_m / 2`` long and ``view_m / 4`` wide, at twice the
-square camera's pixels per metre."""
-
-
-def camera_bands(name: str, camera: str = "square") -> int:
-    """How many bands the scenario's frame is folded into with ``camera`` (1: not folded).
-
-    Raises:
-        VfmError: an unknown camera or scenario.
-    """
-    if camera not in CAMERAS:
-        raise VfmError(f"unknown driving camera {camera!r}", where="data.road_camera",
-                       fix=f"use one of {', '.join(CAMERAS)}")
-    return FOLDED_BANDS if camera == "folded" and get_scenario(name).corridor else 1
-
-
-def supersample_for(name: str, frame_size: int, camera: str = "square") -> int:
+def supersample_for(name: str, frame_size: int) -> int:
     """The smallest integer factor that renders ``name`` at :data:`MIN_RENDER_PX_PER_M` or finer."""
-    bands = camera_bands(name, camera)
-    return max(1, math.ceil(MIN_RENDER_PX_PER_M * get_scenario(name).view_m / (frame_size * bands)))
+    return max(1, math.ceil(MIN_RENDER_PX_PER_M * get_scenario(name).view_m / frame_size))
 
 
-def make_env(name: str, seed: int, frame_size: int = 64, supersample: int | None = None,
-             camera: str = "square") -> AbstractEnv:
+def make_env(name: str, seed: int, frame_size: int = 64, supersample: int | None = None) -> AbstractEnv:
     """The scenario's environment, reset with ``seed`` (same seed -> same episode).
 
     Every scenario is driven the same way: the full meta-action set (lane changes through
     ``LANE_LEFT``/``LANE_RIGHT``), physics at :data:`SIMULATION_HZ`, decisions at
     :data:`DECISION_HZ`, and an off-screen camera of ``frame_size * supersample`` pixels
-    (:func:`render_frame` averages it down to ``frame_size``; default :func:`supersample_for`).
-    A folded ``camera`` (:data:`CAMERAS`) renders a strip ``bands`` times as wide and ``1 / bands``
-    as high, which :func:`render_frame` cuts and stacks into the square frame.
+    (:func:`render_frame` averages it down to ``frame_size``; default :func:`supersample_for`),
+    showing the scenario's ``view_m`` square of road.
     """
     scenario = get_scenario(name)
-    bands = camera_bands(name, camera)
-    supersample = supersample or supersample_for(name, frame_size, camera)
-    if frame_size < 8 or supersample < 1 or frame_size % bands:
-        raise VfmError(f"frame size {frame_size} / supersample {supersample} does not fit the {camera} camera",
-                       where="make_env", fix=f"use a frame size of at least 8 pixels divisible by {bands} "
-                                             "and supersample >= 1")
-    width = frame_size * bands * supersample
+    supersample = supersample or supersample_for(name, frame_size)
+    if frame_size < 8 or supersample < 1:
+        raise VfmError(
+            f"frame size {frame_size} / supersample {supersample} is too small",
+            where="make_env",
+            fix="use a frame size of at least 8 pixels and supersample >= 1",
+        )
+    width = frame_size * supersample
     config = {
         "observation": {"type": "Kinematics"},
         "action": dict(_META_ALL),
         "simulation_frequency": SIMULATION_HZ,
         "policy_frequency": DECISION_HZ,
         "screen_width": width,
-        "screen_height": frame_size // bands * supersample,
+        "screen_height": width,
         "scaling": width / scenario.view_m,
         "centering_position": list(scenario.centering),
         **scenario.config,
@@ -264,16 +284,15 @@ def make_env(name: str, seed: int, frame_size: int = 64, supersample: int | None
 
 def render_frame(env: AbstractEnv, frame_size: int) -> np.ndarray:
     """The camera picture, ``uint8 [frame_size, frame_size, 3]``: the rendered image averaged over
-    ``f x f`` blocks (anti-aliased small frames). A folded camera's strip ``[S/b, S*b, 3]`` (after
-    averaging) is cut into ``b`` pieces of ``S`` columns, stacked top to bottom."""
+    ``f x f`` blocks (anti-aliased small frames)."""
     image = env.render()
     height, width = image.shape[:2]
-    bands = max(1, round(math.sqrt(width / height)))
-    factor = width // (frame_size * bands)
-    rows, columns = frame_size // bands, frame_size * bands
-    if factor < 1 or (height, width) != (rows * factor, columns * factor):
-        raise VfmError(f"rendered image {image.shape} does not match frame size {frame_size}", where="render_frame",
-                       fix="build the environment with make_env(..., frame_size=frame_size)")
-    blocks = image.reshape(rows, factor, columns, factor, 3).astype(np.float32)
-    strip = np.rint(blocks.mean(axis=(1, 3))).astype(np.uint8)  # [S/b, S*b, 3]
-    return strip.reshape(rows, bands, frame_size, 3).transpose(1, 0, 2, 3).reshape(frame_size, frame_size, 3)
+    factor = width // frame_size
+    if factor < 1 or (height, width) != (frame_size * factor, frame_size * factor):
+        raise VfmError(
+            f"rendered image {image.shape} does not match frame size {frame_size}",
+            where="render_frame",
+            fix="build the environment with make_env(..., frame_size=frame_size)",
+        )
+    blocks = image.reshape(frame_size, factor, frame_size, factor, 3).astype(np.float32)
+    return np.rint(blocks.mean(axis=(1, 3))).astype(np.uint8)  # [S, S, 3]

@@ -77,8 +77,9 @@ def _target(fact: SceneFact, value) -> float:
 def fact_targets(samples: Sequence[DrivingSample]) -> np.ndarray:
     """float32 [N, F] targets of :data:`SCENE_FACTS` for ``samples`` (NaN where a sample does not
     state a fact: no car ahead has no gap, user data has no facts at all)."""
-    return np.array([[_target(f, s.facts.get(f.name)) for f in SCENE_FACTS] for s in samples],
-                    dtype=np.float32).reshape(len(samples), len(SCENE_FACTS))
+    return np.array(
+        [[_target(f, s.facts.get(f.name)) for f in SCENE_FACTS] for s in samples], dtype=np.float32
+    ).reshape(len(samples), len(SCENE_FACTS))
 
 
 def fact_loss(predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -92,6 +93,9 @@ def fact_loss(predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     binary = torch.as_tensor(BINARY, device=targets.device).expand_as(targets)  # [B, F]
     target = torch.where(known, targets, torch.zeros_like(targets))
     predicted = predicted.float()
-    losses = torch.where(binary, F.binary_cross_entropy_with_logits(predicted, target, reduction="none"),
-                         F.smooth_l1_loss(predicted, target, reduction="none"))  # [B, F]
+    losses = torch.where(
+        binary,
+        F.binary_cross_entropy_with_logits(predicted, target, reduction="none"),
+        F.smooth_l1_loss(predicted, target, reduction="none"),
+    )  # [B, F]
     return (losses * known).sum() / known.sum().clamp(min=1)

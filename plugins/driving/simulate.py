@@ -38,9 +38,14 @@ from vfm.plugins.driving.scenarios import DECISION_HZ, DEFAULT_SCENARIOS, get_sc
 _META_ACTIONS = {-1: "LANE_LEFT", 0: "IDLE", 1: "LANE_RIGHT"}
 
 
-def run_episode(scenario: str, seed: int, clip_length: int = 4, frame_size: int = 64,
-                steps_per_episode: int | None = None, supersample: int | None = None,
-                camera: str = "square") -> list[DrivingSample]:
+def run_episode(
+    scenario: str,
+    seed: int,
+    clip_length: int = 4,
+    frame_size: int = 64,
+    steps_per_episode: int | None = None,
+    supersample: int | None = None,
+) -> list[DrivingSample]:
     """The samples of one episode (see the module docstring).
 
     Args:
@@ -51,12 +56,11 @@ def run_episode(scenario: str, seed: int, clip_length: int = 4, frame_size: int 
         steps_per_episode: decision steps to run (default: the scenario's duration).
         supersample: render at ``S * supersample`` pixels and average down (default: fine
             enough to show each car's colour, ``scenarios.supersample_for``).
-        camera: how a road is framed (``scenarios.CAMERAS``).
     """
     if clip_length < 1:
         raise VfmError(f"clip length {clip_length} must be at least 1", where="generate", fix="pass clip_length >= 1")
     spec = get_scenario(scenario)
-    env = make_env(scenario, seed, frame_size=frame_size, supersample=supersample, camera=camera)
+    env = make_env(scenario, seed, frame_size=frame_size, supersample=supersample)
     style = DriverStyle.draw(spec, seed)
     driver = ScriptedDriver(spec, style)
     tracker = SceneTracker()
@@ -73,8 +77,12 @@ def run_episode(scenario: str, seed: int, clip_length: int = 4, frame_size: int 
             errors = consistency_errors(action, cause, facts)
             if errors:
                 raise RuntimeError(f"{scenario} seed {seed} step {step}: inconsistent label: {'; '.join(errors)}")
-            facts.update(cruise_speed_mps=round(style.cruise_speed, 2), target_speed_mps=round(command.target_speed, 3),
-                         commanded_accel_mps2=round(command.acceleration, 3), time_s=step / DECISION_HZ)
+            facts.update(
+                cruise_speed_mps=round(style.cruise_speed, 2),
+                target_speed_mps=round(command.target_speed, 3),
+                commanded_accel_mps2=round(command.acceleration, 3),
+                time_s=step / DECISION_HZ,
+            )
             if len(frames) == clip_length:
                 samples.append(_sample(scenario, seed, step, np.stack(frames), speeds, action, cause, facts, style))
             tracker.update(env.road.vehicles)
@@ -90,35 +98,67 @@ def run_episode(scenario: str, seed: int, clip_length: int = 4, frame_size: int 
     return samples
 
 
-def _sample(scenario: str, seed: int, step: int, clip: np.ndarray, speeds: list[float], action: str, cause: str,
-            facts: dict, style: DriverStyle) -> DrivingSample:
+def _sample(
+    scenario: str,
+    seed: int,
+    step: int,
+    clip: np.ndarray,
+    speeds: list[float],
+    action: str,
+    cause: str,
+    facts: dict,
+    style: DriverStyle,
+) -> DrivingSample:
     sample_id = f"{scenario}-s{seed}-t{step:03d}"
     rng = random.Random(sample_id)
-    return DrivingSample(id=sample_id, scenario=scenario, frames=clip, ego_speed=float(facts["ego_speed_mps"]),
-                         action=action, cause=cause, commentary=commentary(action, cause, facts, rng),
-                         qa=qa_pairs(action, cause, facts, rng), facts=facts, seed=seed, step=step,
-                         frame_speeds=list(speeds), set_speed=round(style.cruise_speed, 2),
-                         set_time_gap=round(style.time_headway, 2))
+    return DrivingSample(
+        id=sample_id,
+        scenario=scenario,
+        frames=clip,
+        ego_speed=float(facts["ego_speed_mps"]),
+        action=action,
+        cause=cause,
+        commentary=commentary(action, cause, facts, rng),
+        qa=qa_pairs(action, cause, facts, rng),
+        facts=facts,
+        seed=seed,
+        step=step,
+        frame_speeds=list(speeds),
+        set_speed=round(style.cruise_speed, 2),
+        set_time_gap=round(style.time_headway, 2),
+    )
 
 
-def generate_episodes(episodes: Sequence[tuple[str, int]], clip_length: int = 4, frame_size: int = 64,
-                      steps_per_episode: int | None = None, supersample: int | None = None,
-                      camera: str = "square") -> list[DrivingSample]:
+def generate_episodes(
+    episodes: Sequence[tuple[str, int]],
+    clip_length: int = 4,
+    frame_size: int = 64,
+    steps_per_episode: int | None = None,
+    supersample: int | None = None,
+) -> list[DrivingSample]:
     """The samples of each ``(scenario, seed)`` episode, in order (see :func:`run_episode`)."""
-    return [sample for scenario, seed in episodes
-            for sample in run_episode(scenario, seed, clip_length, frame_size, steps_per_episode, supersample,
-                                      camera)]
+    return [
+        sample
+        for scenario, seed in episodes
+        for sample in run_episode(scenario, seed, clip_length, frame_size, steps_per_episode, supersample)
+    ]
 
 
-def generate(n_episodes: int, scenarios: Sequence[str] = DEFAULT_SCENARIOS, seed: int = 0, clip_length: int = 4,
-             frame_size: int = 64, steps_per_episode: int | None = None,
-             supersample: int | None = None, camera: str = "square") -> list[DrivingSample]:
+def generate(
+    n_episodes: int,
+    scenarios: Sequence[str] = DEFAULT_SCENARIOS,
+    seed: int = 0,
+    clip_length: int = 4,
+    frame_size: int = 64,
+    steps_per_episode: int | None = None,
+    supersample: int | None = None,
+) -> list[DrivingSample]:
     """Samples from ``n_episodes`` episodes in all: episode ``i`` drives ``scenarios[i % len]``
     with seed ``seed + i``."""
     for name in scenarios:
         get_scenario(name)
     episodes = [(scenarios[i % len(scenarios)], seed + i) for i in range(n_episodes)]
-    return generate_episodes(episodes, clip_length, frame_size, steps_per_episode, supersample, camera)
+    return generate_episodes(episodes, clip_length, frame_size, steps_per_episode, supersample)
 
 
 HELD_OUT_SEED_OFFSET = 1_000_000
@@ -142,8 +182,13 @@ class SplitPlan:
     held_out_scenario: str
 
 
-def split_plan(scenarios: Sequence[str] = DEFAULT_SCENARIOS, n_train: int = 10, n_held_out: int = 3,
-               held_out_scenario: str = "roundabout", seed: int = 0) -> SplitPlan:
+def split_plan(
+    scenarios: Sequence[str] = DEFAULT_SCENARIOS,
+    n_train: int = 10,
+    n_held_out: int = 3,
+    held_out_scenario: str = "roundabout",
+    seed: int = 0,
+) -> SplitPlan:
     """A split by seed and by scenario type: ``n_train`` training episodes per training scenario
     (seeds ``seed ..``), ``n_held_out`` episodes per scenario with unseen seeds, and
     ``held_out_scenario`` only in ``test_scenario``.
@@ -155,17 +200,25 @@ def split_plan(scenarios: Sequence[str] = DEFAULT_SCENARIOS, n_train: int = 10, 
     for name in scenarios:
         get_scenario(name)
     if held_out_scenario not in scenarios:
-        raise VfmError(f"held-out scenario {held_out_scenario!r} is not among {list(scenarios)}", where="split_plan",
-                       fix="pass held_out_scenario= one of the scenarios")
+        raise VfmError(
+            f"held-out scenario {held_out_scenario!r} is not among {list(scenarios)}",
+            where="split_plan",
+            fix="pass held_out_scenario= one of the scenarios",
+        )
     if n_train >= HELD_OUT_SEED_OFFSET:
-        raise VfmError(f"{n_train} training episodes would reuse held-out seeds", where="split_plan",
-                       fix=f"use fewer than {HELD_OUT_SEED_OFFSET} training episodes per scenario")
+        raise VfmError(
+            f"{n_train} training episodes would reuse held-out seeds",
+            where="split_plan",
+            fix=f"use fewer than {HELD_OUT_SEED_OFFSET} training episodes per scenario",
+        )
     seen = [name for name in scenarios if name != held_out_scenario]
     held = seed + HELD_OUT_SEED_OFFSET
-    return SplitPlan(train=[(name, seed + i) for name in seen for i in range(n_train)],
-                     test_seeds=[(name, held + i) for name in seen for i in range(n_held_out)],
-                     test_scenario=[(held_out_scenario, held + i) for i in range(n_held_out)],
-                     held_out_scenario=held_out_scenario)
+    return SplitPlan(
+        train=[(name, seed + i) for name in seen for i in range(n_train)],
+        test_seeds=[(name, held + i) for name in seen for i in range(n_held_out)],
+        test_scenario=[(held_out_scenario, held + i) for i in range(n_held_out)],
+        held_out_scenario=held_out_scenario,
+    )
 
 
 def _png(frame: np.ndarray) -> bytes:
@@ -196,8 +249,9 @@ def write_dataset(samples: Sequence[DrivingSample], directory: str | Path, overw
     """
     target = Path(directory)
     if target.exists() and not overwrite:
-        raise VfmError("the dataset folder already exists", where=str(target),
-                       fix="choose a new folder or pass overwrite=True")
+        raise VfmError(
+            "the dataset folder already exists", where=str(target), fix="choose a new folder or pass overwrite=True"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:

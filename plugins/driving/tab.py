@@ -32,38 +32,57 @@ def build_driving_tab(predictor: Any) -> None:
     name = predictor.plugin.name
     manifest = predictor.plugin.manifest
 
-    def comment(files: list[str] | None, speed: float | None, set_speed: float | None = None,
-                time_gap: float | None = None) -> tuple[Any, ...]:
+    def comment(
+        files: list[str] | None, speed: float | None, set_speed: float | None = None, time_gap: float | None = None
+    ) -> tuple[Any, ...]:
         try:
             result = predictor.predict(_clip(files), ego_speed=speed, driver_settings=(set_speed, time_gap))
         except VfmError as err:
             raise gr.Error(str(err)) from None
-        rows = [[entry["step"], _speed_text(entry["ego_speed"]), entry["commentary"], entry["action"] or "—",
-                 entry["cause"] or "—", round(entry["confidence"], 3), entry["reference"] or "—"]
-                for entry in result["timeline"]]
+        rows = [
+            [
+                entry["step"],
+                _speed_text(entry["ego_speed"]),
+                entry["commentary"],
+                entry["action"] or "—",
+                entry["cause"] or "—",
+                round(entry["confidence"], 3),
+                entry["reference"] or "—",
+            ]
+            for entry in result["timeline"]
+        ]
         last = result["timeline"][-1]
         k, dt = result["frames_per_window"], result["frame_interval_s"]
         gallery = list(zip(result["overlay"], _captions(last, k, dt), strict=True))
-        summary = (f"### {last['commentary'] or '(no commentary)'}\n"
-                   f"action **{last['action'] or 'not stated'}** · cause **{last['cause'] or 'not stated'}** · "
-                   f"confidence {last['confidence']:.2f} (geometric-mean token probability) · speed "
-                   f"{_speed_text(last['ego_speed'])}{SPEED_SOURCES[result['ego_speed_source']]} · driver's "
-                   f"settings {_settings_text(result['driver_settings'])}\n\n"
-                   f"{result['clip_frames']} frames ({result['clip_frames'] * dt:g} s), {result['windows']} windows "
-                   f"of {k} frames. The overlay shows where the model looked in the last window: each frame's "
-                   f"saliency weighted by the decoder's attention to it.")
+        summary = (
+            f"### {last['commentary'] or '(no commentary)'}\n"
+            f"action **{last['action'] or 'not stated'}** · cause **{last['cause'] or 'not stated'}** · "
+            f"confidence {last['confidence']:.2f} (geometric-mean token probability) · speed "
+            f"{_speed_text(last['ego_speed'])}{SPEED_SOURCES[result['ego_speed_source']]} · driver's "
+            f"settings {_settings_text(result['driver_settings'])}\n\n"
+            f"{result['clip_frames']} frames ({result['clip_frames'] * dt:g} s), {result['windows']} windows "
+            f"of {k} frames. The overlay shows where the model looked in the last window: each frame's "
+            f"saliency weighted by the decoder's attention to it."
+        )
         if result["notes"]:
             summary += "\n\n" + "\n".join(f"- {note}" for note in result["notes"])
         return rows, gallery, summary
 
-    def ask(files: list[str] | None, speed: float | None, question: str, set_speed: float | None = None,
-            time_gap: float | None = None) -> str:
+    def ask(
+        files: list[str] | None,
+        speed: float | None,
+        question: str,
+        set_speed: float | None = None,
+        time_gap: float | None = None,
+    ) -> str:
         try:
             reply = predictor.ask(_clip(files), question, ego_speed=speed, driver_settings=(set_speed, time_gap))
         except VfmError as err:
             raise gr.Error(str(err)) from None
-        return (f"**Q:** {reply['question']}\n\n### {reply['answer'] or '(no answer)'}\nconfidence "
-                f"{reply['confidence']:.2f} · about the last window (ending at frame {reply['step']})")
+        return (
+            f"**Q:** {reply['question']}\n\n### {reply['answer'] or '(no answer)'}\nconfidence "
+            f"{reply['confidence']:.2f} · about the last window (ending at frame {reply['step']})"
+        )
 
     def load_example(path: str | None) -> list[str] | None:
         return [path] if path else None
@@ -72,32 +91,56 @@ def build_driving_tab(predictor: Any) -> None:
     with gr.Row():
         with gr.Column():
             episodes = [str(path) for path in predictor.episodes()]
-            picker = gr.Dropdown(choices=[(p.rsplit("/", 1)[-1].removesuffix(".npz"), p) for p in episodes],
-                                 label="Simulated episodes", value=None)
-            files = gr.File(label=f"Clip: one .npz, animated GIF/APNG/WebP or video, or several image frames "
-                                  f"(one per {FRAME_INTERVAL_S:g} s; at least {predictor.k})", file_count="multiple",
-                            file_types=CLIP_TYPES, type="filepath")
+            picker = gr.Dropdown(
+                choices=[(p.rsplit("/", 1)[-1].removesuffix(".npz"), p) for p in episodes],
+                label="Simulated episodes",
+                value=None,
+            )
+            files = gr.File(
+                label=f"Clip: one .npz, animated GIF/APNG/WebP or video, or several image frames "
+                f"(one per {FRAME_INTERVAL_S:g} s; at least {predictor.k})",
+                file_count="multiple",
+                file_types=CLIP_TYPES,
+                type="filepath",
+            )
             speed = gr.Number(label="Ego speed (m/s; empty: the clip's own, or unknown)", value=None, minimum=0)
             with gr.Row():
-                set_speed = gr.Number(label="Cruise control: set speed (m/s; empty: the episode's, or unknown)",
-                                      value=None, minimum=0)
-                time_gap = gr.Number(label="Cruise control: time gap (s; empty: the episode's, or unknown)",
-                                     value=None, minimum=0)
+                set_speed = gr.Number(
+                    label="Cruise control: set speed (m/s; empty: the episode's, or unknown)", value=None, minimum=0
+                )
+                time_gap = gr.Number(
+                    label="Cruise control: time gap (s; empty: the episode's, or unknown)", value=None, minimum=0
+                )
             button = gr.Button("Comment", variant="primary")
-            question = gr.Textbox(label="Question about the last window",
-                                  placeholder="Is it safe to change lanes to the left?")
+            question = gr.Textbox(
+                label="Question about the last window", placeholder="Is it safe to change lanes to the left?"
+            )
             ask_button = gr.Button("Ask")
             answer = gr.Markdown()
         with gr.Column():
             summary = gr.Markdown()
-            gallery = gr.Gallery(label="Last window: where the model looked", columns=predictor.k,
-                                 object_fit="contain", allow_preview=True)
-            timeline = gr.Dataframe(headers=TIMELINE_HEADERS, label=f"Commentary timeline (one row per {FRAME_INTERVAL_S:g} s)",
-                                    interactive=False, wrap=True)
-    gr.Markdown("**Intended use.** " + manifest.intended_use.strip() + "\n\n**Limits.** " + " ".join(manifest.limitations))
+            gallery = gr.Gallery(
+                label="Last window: where the model looked",
+                columns=predictor.k,
+                object_fit="contain",
+                allow_preview=True,
+            )
+            timeline = gr.Dataframe(
+                headers=TIMELINE_HEADERS,
+                label=f"Commentary timeline (one row per {FRAME_INTERVAL_S:g} s)",
+                interactive=False,
+                wrap=True,
+            )
+    gr.Markdown(
+        "**Intended use.** " + manifest.intended_use.strip() + "\n\n**Limits.** " + " ".join(manifest.limitations)
+    )
     picker.change(load_example, inputs=picker, outputs=files, api_name=f"{name}_example")
-    button.click(comment, inputs=[files, speed, set_speed, time_gap], outputs=[timeline, gallery, summary],
-                 api_name=f"{name}_predict")
+    button.click(
+        comment,
+        inputs=[files, speed, set_speed, time_gap],
+        outputs=[timeline, gallery, summary],
+        api_name=f"{name}_predict",
+    )
     ask_button.click(ask, inputs=[files, speed, question, set_speed, time_gap], outputs=answer, api_name=f"{name}_ask")
 
 
@@ -110,8 +153,10 @@ def _clip(files: list[str] | None) -> list[str]:
 
 def _captions(last: dict[str, Any], k: int, interval: float) -> list[str]:
     """``"frame 7 · -0.5 s · attention 31%"`` for each frame of the last window, oldest first."""
-    return [f"frame {last['step'] - k + 1 + i} · {_offset((i - k + 1) * interval)} · attention {share:.0%}"
-            for i, share in enumerate(last["frame_attention"])]
+    return [
+        f"frame {last['step'] - k + 1 + i} · {_offset((i - k + 1) * interval)} · attention {share:.0%}"
+        for i, share in enumerate(last["frame_attention"])
+    ]
 
 
 def _settings_text(settings: dict[str, float | None]) -> str:

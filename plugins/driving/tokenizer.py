@@ -41,8 +41,11 @@ class DrivingTokenizer:
     def __init__(self, tokenizer: Tokenizer):
         missing = [text for text in SPECIAL_TOKENS.values() if tokenizer.token_to_id(text) is None]
         if missing:
-            raise VfmError(f"the tokenizer lacks the special token(s) {missing}", where="DrivingTokenizer",
-                           fix="train it with train_tokenizer, or add them with DrivingTokenizer.extend")
+            raise VfmError(
+                f"the tokenizer lacks the special token(s) {missing}",
+                where="DrivingTokenizer",
+                fix="train it with train_tokenizer, or add them with DrivingTokenizer.extend",
+            )
         self.tokenizer = tokenizer
         ids = {role: tokenizer.token_to_id(text) for role, text in SPECIAL_TOKENS.items()}
         self.pad_id, self.bos_id, self.eos_id, self.sep_id = ids["pad"], ids["bos"], ids["eos"], ids["sep"]
@@ -77,13 +80,17 @@ class DrivingTokenizer:
         """Read a ``tokenizer.json`` written by :meth:`save`."""
         path = Path(path)
         if not path.is_file():
-            raise VfmError("tokenizer file not found", where=str(path),
-                           fix="pass the tokenizer.json of a driving model folder")
+            raise VfmError(
+                "tokenizer file not found", where=str(path), fix="pass the tokenizer.json of a driving model folder"
+            )
         try:
             tokenizer = Tokenizer.from_file(str(path))
         except Exception as err:  # tokenizers raises a bare Exception on malformed JSON
-            raise VfmError(f"not a tokenizers file: {str(err).splitlines()[0]}", where=str(path),
-                           fix="pass the tokenizer.json of a driving model folder") from None
+            raise VfmError(
+                f"not a tokenizers file: {str(err).splitlines()[0]}",
+                where=str(path),
+                fix="pass the tokenizer.json of a driving model folder",
+            ) from None
         return cls(tokenizer)
 
     @classmethod
@@ -103,13 +110,20 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, min_frequency:
     text encodes.
     """
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                  special_tokens=list(SPECIAL_TOKENS.values()),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return DrivingTokenizer(tokenizer)
 

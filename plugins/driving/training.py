@@ -57,7 +57,7 @@ class CommentaryTrainSettings(TrainSettings):
             language side (:meth:`CommentaryModel.for_text`); None: a fresh GPT-2 ``decoder``.
         decoder: the fresh GPT-2 preset (``gpt2-tiny``, ``gpt2-mini``).
         vocab_size: the BPE tokenizer's size (fresh decoder only).
-        motion, patch_grid, speed_scale, max_question_tokens, max_new_tokens: see :class:`CommentaryConfig`.
+        patch_grid, speed_scale, max_question_tokens, max_new_tokens: see :class:`CommentaryConfig`.
         tasks: ``"commentary"`` and/or ``"qa"``.
         commentary_repeats: times each commentary sequence is seen per epoch. A clip has one
             commentary and about seven questions, so with 1 the commentary gets an eighth of
@@ -88,7 +88,6 @@ class CommentaryTrainSettings(TrainSettings):
     text_model: str | None = None
     decoder: str = "gpt2-mini"
     vocab_size: int = 2000
-    motion: bool = False
     patch_grid: int = 2
     speed_scale: float = 30.0
     max_question_tokens: int = 24
@@ -133,9 +132,14 @@ class Example:
     prompt: int
 
 
-def make_examples(samples: Sequence[DrivingSample], tokenizer: DrivingTokenizer, tasks: Sequence[str],
-                  max_question_tokens: int, max_new_tokens: int,
-                  commentary_repeats: int = 1) -> tuple[list[Example], dict[str, int]]:
+def make_examples(
+    samples: Sequence[DrivingSample],
+    tokenizer: DrivingTokenizer,
+    tasks: Sequence[str],
+    max_question_tokens: int,
+    max_new_tokens: int,
+    commentary_repeats: int = 1,
+) -> tuple[list[Example], dict[str, int]]:
     """``(examples, counts)``: the commentary and QA examples of ``samples``, each commentary
     ``commentary_repeats`` times; ``counts`` has ``commentary``, ``qa`` (distinct sequences) and
     ``too_long`` (skipped: the question or the target does not fit)."""
@@ -155,9 +159,14 @@ def make_examples(samples: Sequence[DrivingSample], tokenizer: DrivingTokenizer,
     return examples, counts
 
 
-def collate(examples: Sequence[Example], frames: torch.Tensor, speeds: torch.Tensor,
-            pad_id: int, settings: torch.Tensor | None = None,
-            facts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def collate(
+    examples: Sequence[Example],
+    frames: torch.Tensor,
+    speeds: torch.Tensor,
+    pad_id: int,
+    settings: torch.Tensor | None = None,
+    facts: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """A batch for :meth:`CommentaryModel.forward`.
 
     frames: uint8 [N, k, H, W, 3], speeds: [N, k], settings: [N, 2] (or None) and facts [N, F]
@@ -170,8 +179,8 @@ def collate(examples: Sequence[Example], frames: torch.Tensor, speeds: torch.Ten
     labels = torch.full((len(examples), length), -100, dtype=torch.int64)  # [B, T]
     for row, example in enumerate(examples):
         ids = torch.tensor(example.tokens)
-        tokens[row, :len(ids)] = ids
-        labels[row, example.prompt:len(ids)] = ids[example.prompt:]
+        tokens[row, : len(ids)] = ids
+        labels[row, example.prompt : len(ids)] = ids[example.prompt :]
     index = torch.tensor([e.sample for e in examples])
     clip = frames[index].permute(0, 1, 4, 2, 3).float() / 255.0  # [B, k, 3, H, W]
     chosen = torch.full((len(index), 2), float("nan")) if settings is None else settings[index]  # [B, 2]
@@ -200,8 +209,16 @@ class ExampleBatches:
     """Collated batches of ``examples`` in an :class:`EpochSampler`'s order; Lightning checkpoints
     its position through ``state_dict``."""
 
-    def __init__(self, examples: list[Example], frames: torch.Tensor, speeds: torch.Tensor, settings: torch.Tensor,
-                 pad_id: int, sampler: EpochSampler, facts: torch.Tensor | None = None):
+    def __init__(
+        self,
+        examples: list[Example],
+        frames: torch.Tensor,
+        speeds: torch.Tensor,
+        settings: torch.Tensor,
+        pad_id: int,
+        sampler: EpochSampler,
+        facts: torch.Tensor | None = None,
+    ):
         self.examples, self.frames, self.speeds, self.settings = examples, frames, speeds, settings
         self.pad_id, self.sampler, self.facts = pad_id, sampler, facts
 
@@ -210,8 +227,9 @@ class ExampleBatches:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for index in self.sampler:
-            yield collate([self.examples[i] for i in index], self.frames, self.speeds, self.pad_id, self.settings,
-                          self.facts)
+            yield collate(
+                [self.examples[i] for i in index], self.frames, self.speeds, self.pad_id, self.settings, self.facts
+            )
 
     def state_dict(self) -> dict[str, int]:
         return self.sampler.state_dict()
@@ -227,9 +245,17 @@ class CommentaryModule(L.LightningModule):
     facts: [N, F] :func:`~vfm.plugins.driving.scene_facts.fact_targets` of the samples.
     """
 
-    def __init__(self, model: CommentaryModel, settings: CommentaryTrainSettings, examples: list[Example],
-                 frames: torch.Tensor, speeds: torch.Tensor, driver_settings: torch.Tensor, pad_id: int,
-                 facts: torch.Tensor):
+    def __init__(
+        self,
+        model: CommentaryModel,
+        settings: CommentaryTrainSettings,
+        examples: list[Example],
+        frames: torch.Tensor,
+        speeds: torch.Tensor,
+        driver_settings: torch.Tensor,
+        pad_id: int,
+        facts: torch.Tensor,
+    ):
         super().__init__()
         self.model, self.settings = model, settings
         self.examples, self.frames, self.speeds, self.pad_id = examples, frames, speeds, pad_id
@@ -243,16 +269,21 @@ class CommentaryModule(L.LightningModule):
         return min(self.settings.batch_size, len(self.examples) // self.trainer.world_size)
 
     def train_dataloader(self) -> ExampleBatches:
-        sampler = EpochSampler(len(self.examples), self.batch_size, self.settings.seed, self.global_rank,
-                               self.trainer.world_size)
-        return ExampleBatches(self.examples, self.frames, self.speeds, self.driver_settings, self.pad_id, sampler,
-                              self.facts)
+        sampler = EpochSampler(
+            len(self.examples), self.batch_size, self.settings.seed, self.global_rank, self.trainer.world_size
+        )
+        return ExampleBatches(
+            self.examples, self.frames, self.speeds, self.driver_settings, self.pad_id, sampler, self.facts
+        )
 
     def training_step(self, batch, batch_idx):
         torch.manual_seed(self.settings.seed * 1_000_003 + self.global_step)  # dropout follows the step
         facts = batch.pop("facts", None)
-        inputs = {**batch, "speed": hide_speeds(batch["speed"], self.settings.speed_dropout),
-                  "settings": hide_settings(batch["settings"], self.settings.settings_dropout)}
+        inputs = {
+            **batch,
+            "speed": hide_speeds(batch["speed"], self.settings.speed_dropout),
+            "settings": hide_settings(batch["settings"], self.settings.settings_dropout),
+        }
         if facts is None:
             loss = self.model(**inputs)
         else:
@@ -267,11 +298,20 @@ class CommentaryModule(L.LightningModule):
 
     def configure_optimizers(self):
         s = self.settings
-        groups = decay_groups(self.named_parameters(), weight_decay=s.weight_decay, lr=s.lr,
-                              no_decay=lambda name: name.endswith(("_embed", "cls_token")),  # position tables
-                              lr_of=lambda name: (s.encoder_lr or s.lr) if name.startswith("model.vit.") else s.lr)
-        return adamw_with_schedule(groups, lr=s.lr, betas=(0.9, 0.98), warmup_steps=s.warmup_steps,
-                                   total_steps=int(self.trainer.estimated_stepping_batches))
+        groups = decay_groups(
+            self.named_parameters(),
+            weight_decay=s.weight_decay,
+            lr=s.lr,
+            no_decay=lambda name: name.endswith(("_embed", "cls_token")),  # position tables
+            lr_of=lambda name: (s.encoder_lr or s.lr) if name.startswith("model.vit.") else s.lr,
+        )
+        return adamw_with_schedule(
+            groups,
+            lr=s.lr,
+            betas=(0.9, 0.98),
+            warmup_steps=s.warmup_steps,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+        )
 
 
 def clip_array(samples: Sequence[DrivingSample]) -> tuple[np.ndarray, np.ndarray]:
@@ -279,18 +319,29 @@ def clip_array(samples: Sequence[DrivingSample]) -> tuple[np.ndarray, np.ndarray
     frames of one shape (speeds: :meth:`DrivingSample.speed_trace`)."""
     shapes = {None if s.frames is None else tuple(s.frames.shape) for s in samples}
     if len(shapes) != 1 or None in shapes:
-        raise VfmError(f"samples have frames of {len(shapes)} shapes {sorted(map(str, shapes))[:3]}",
-                       where="train_commentary(samples)", fix="give every sample a clip of the same k, H, W")
+        raise VfmError(
+            f"samples have frames of {len(shapes)} shapes {sorted(map(str, shapes))[:3]}",
+            where="train_commentary(samples)",
+            fix="give every sample a clip of the same k, H, W",
+        )
     _, h, w, c = shapes.pop()
     if h != w or c != 3:
-        raise VfmError(f"frames are {h}x{w}x{c}, the encoder reads square RGB frames", where="samples.frames",
-                       fix="resize or crop the frames to a square RGB size (e.g. 64x64x3)")
+        raise VfmError(
+            f"frames are {h}x{w}x{c}, the encoder reads square RGB frames",
+            where="samples.frames",
+            fix="resize or crop the frames to a square RGB size (e.g. 64x64x3)",
+        )
     frames = np.stack([np.asarray(s.frames, dtype=np.uint8) for s in samples])
     return frames, np.stack([s.speed_trace() for s in samples])
 
 
-def build_model(settings: CommentaryTrainSettings, frames: int, image_size: int,
-                texts: Sequence[str], tokenizer: DrivingTokenizer | None = None):
+def build_model(
+    settings: CommentaryTrainSettings,
+    frames: int,
+    image_size: int,
+    texts: Sequence[str],
+    tokenizer: DrivingTokenizer | None = None,
+):
     """``(model, tokenizer)`` for a run: the encoder shape (``encoder.json`` beside a pretrained
     encoder, else the ``encoder`` preset) at ``image_size``, the pretrained weights loaded, and
     the text model's decoder and tokenizer or a fresh decoder on ``tokenizer`` (trained on
@@ -299,16 +350,24 @@ def build_model(settings: CommentaryTrainSettings, frames: int, image_size: int,
     encoder = MaeConfig.preset(s.encoder, img_size=image_size, patch_size=s.patch_size).encoder_config()
     pretrained = Path(s.pretrained_encoder) if s.pretrained_encoder else None
     if pretrained is not None and (pretrained.parent / "encoder.json").is_file():
-        encoder = {**json.loads((pretrained.parent / "encoder.json").read_text("utf-8"))["encoder"],
-                   "img_size": image_size}
-    options = dict(frames=frames, motion=s.motion, patch_grid=s.patch_grid, speed_scale=s.speed_scale,
-                   max_question_tokens=s.max_question_tokens, max_new_tokens=s.max_new_tokens)
+        encoder = {
+            **json.loads((pretrained.parent / "encoder.json").read_text("utf-8"))["encoder"],
+            "img_size": image_size,
+        }
+    options = dict(
+        frames=frames,
+        patch_grid=s.patch_grid,
+        speed_scale=s.speed_scale,
+        max_question_tokens=s.max_question_tokens,
+        max_new_tokens=s.max_new_tokens,
+    )
     if s.text_model:
         model, tokenizer = CommentaryModel.for_text(s.text_model, encoder, **options)
     else:
         tokenizer = tokenizer or train_tokenizer(texts, s.vocab_size)
-        model = CommentaryModel(CommentaryConfig(encoder=encoder, decoder=decoder_config(tokenizer, s.decoder),
-                                                 **options))
+        model = CommentaryModel(
+            CommentaryConfig(encoder=encoder, decoder=decoder_config(tokenizer, s.decoder), **options)
+        )
     if pretrained is not None:
         model.load_encoder(pretrained)
     if s.freeze_encoder:
@@ -316,8 +375,9 @@ def build_model(settings: CommentaryTrainSettings, frames: int, image_size: int,
     return model, tokenizer
 
 
-def train_commentary(samples: Sequence[DrivingSample], settings: CommentaryTrainSettings, out_dir: str | Path,
-                     progress: bool = True) -> dict:
+def train_commentary(
+    samples: Sequence[DrivingSample], settings: CommentaryTrainSettings, out_dir: str | Path, progress: bool = True
+) -> dict:
     """Train a commentary model on ``samples`` (clips of one shape).
 
     Samples without frames (text-only sources such as BDD-X) or without text are skipped: their
@@ -337,8 +397,11 @@ def train_commentary(samples: Sequence[DrivingSample], settings: CommentaryTrain
 
     labelled = [x for x in samples if x.frames is not None and (x.commentary or x.qa)]
     if not labelled:
-        raise VfmError("no sample has frames and text", where="train_commentary(samples)",
-                       fix="pass samples with a clip and a commentary or QA pairs")
+        raise VfmError(
+            "no sample has frames and text",
+            where="train_commentary(samples)",
+            fix="pass samples with a clip and a commentary or QA pairs",
+        )
     actions = np.array([ACTIONS.index(x.action) if x.action in ACTIONS else -1 for x in labelled])
     chosen = [labelled[i] for i in stratified_subset(actions, s.label_fraction, seed=s.seed)]
     frames, speeds = clip_array(chosen)
@@ -348,17 +411,32 @@ def train_commentary(samples: Sequence[DrivingSample], settings: CommentaryTrain
     saved = DrivingTokenizer.load(out_dir / TOKENIZER_FILE) if resuming and not s.text_model else None
     model, tokenizer = build_model(s, frames.shape[1], frames.shape[2], sample_texts(chosen), saved)
     tokenizer.save(out_dir / TOKENIZER_FILE)
-    examples, counts = make_examples(chosen, tokenizer, s.tasks, s.max_question_tokens, s.max_new_tokens,
-                                     s.commentary_repeats)
+    examples, counts = make_examples(
+        chosen, tokenizer, s.tasks, s.max_question_tokens, s.max_new_tokens, s.commentary_repeats
+    )
     if not examples:
-        raise VfmError("no training example fits the length limits", where="train_commentary(samples)",
-                       fix="raise max_question_tokens / max_new_tokens or pass more samples")
+        raise VfmError(
+            "no training example fits the length limits",
+            where="train_commentary(samples)",
+            fix="raise max_question_tokens / max_new_tokens or pass more samples",
+        )
 
     driver_settings = torch.from_numpy(np.stack([x.driver_settings() for x in chosen]))  # [N, 2]
-    module = CommentaryModule(model, s, examples, torch.from_numpy(frames), torch.from_numpy(speeds),
-                              driver_settings, tokenizer.pad_id, torch.from_numpy(fact_targets(chosen)))
+    module = CommentaryModule(
+        model,
+        s,
+        examples,
+        torch.from_numpy(frames),
+        torch.from_numpy(speeds),
+        driver_settings,
+        tokenizer.pad_id,
+        torch.from_numpy(fact_targets(chosen)),
+    )
     run = fit(module, s, out_dir, progress=progress, gradient_clip_val=s.gradient_clip)
     files = [str(p) for p in save_commentary_model(model.cpu().eval(), tokenizer, out_dir / "model")]
-    return {**run.summary(), "examples": counts,
-            "samples": {"given": len(samples), "labelled": len(labelled), "trained_on": len(chosen)},
-            "files": [*files, str(last_checkpoint(out_dir))]}
+    return {
+        **run.summary(),
+        "examples": counts,
+        "samples": {"given": len(samples), "labelled": len(labelled), "trained_on": len(chosen)},
+        "files": [*files, str(last_checkpoint(out_dir))],
+    }

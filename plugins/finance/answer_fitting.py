@@ -29,9 +29,17 @@ from vfm.plugins.finance.text_answer import FILE as TEXT_FILE
 from vfm.plugins.finance.text_answer import fit_text_answerer
 
 
-def fit_answer_models(out: str | Path, real: Sequence[QARecord], synthetic: Sequence[QARecord], retriever: Any, *,
-                      numeric: Sequence[QARecord] = (), lookup: bool = True, synthetic_lookups: int = 300,
-                      seed: int = 0) -> dict[str, Any]:
+def fit_answer_models(
+    out: str | Path,
+    real: Sequence[QARecord],
+    synthetic: Sequence[QARecord],
+    retriever: Any,
+    *,
+    numeric: Sequence[QARecord] = (),
+    lookup: bool = True,
+    synthetic_lookups: int = 300,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Fit the table lookup (on ``real``, else ``synthetic``, plus synthetic cell questions), the
     text answerer (on ``real`` and ``numeric``, questions known to want a number, ranked by
     ``retriever``) and the scale model (on the TAT-QA questions of ``real``), and write those kept
@@ -45,8 +53,9 @@ def fit_answer_models(out: str | Path, real: Sequence[QARecord], synthetic: Sequ
     off = {"kept": False, "why": "not asked for (lookup=false)"}
     reports: dict[str, Any] = {"lookup": off, "text_answer": off}
     if lookup:
-        table_lookup, reports["lookup"] = fit_table_lookup(training_questions(real, synthetic, synthetic_lookups,
-                                                                              seed=seed))
+        table_lookup, reports["lookup"] = fit_table_lookup(
+            training_questions(real, synthetic, synthetic_lookups, seed=seed)
+        )
         if table_lookup is not None:
             table_lookup.save(out / LOOKUP_FILE, **reports["lookup"])
         answerer, reports["text_answer"] = fit_text_answerer([*real, *numeric], retriever)
@@ -70,26 +79,41 @@ def fit_into_model(data_dir: str | Path, model_dir: str | Path, *, synthetic_loo
 
     model_dir = Path(model_dir)
     if not (model_dir / "finance_model.json").is_file():
-        raise VfmError("not a finance model folder (no finance_model.json)", where=str(model_dir),
-                       fix="pass the --out folder of 'vfm finetune finance'")
+        raise VfmError(
+            "not a finance model folder (no finance_model.json)",
+            where=str(model_dir),
+            fix="pass the --out folder of 'vfm finetune finance'",
+        )
     real = load_real_data(data_dir)
-    return fit_answer_models(model_dir, real.train, [], EvidenceRetriever.load(model_dir / "retriever.json"),
-                             numeric=real.unlabelled, synthetic_lookups=synthetic_lookups)
+    return fit_answer_models(
+        model_dir,
+        real.train,
+        [],
+        EvidenceRetriever.load(model_dir / "retriever.json"),
+        numeric=real.unlabelled,
+        synthetic_lookups=synthetic_lookups,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Fit the table lookup, the text answerer and the scale model into a finance model folder; prints
     the reports as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m vfm.plugins.finance.answer_fitting",
-                                     description="Fit the table lookup, the text answerer and the answer-scale "
-                                                 "model into a finance model folder.")
+    parser = argparse.ArgumentParser(
+        prog="python -m vfm.plugins.finance.answer_fitting",
+        description="Fit the table lookup, the text answerer and the answer-scale model into a finance model folder.",
+    )
     parser.add_argument("--data-dir", type=Path, required=True, help="the real data folder (finqa/, tatqa/, ...)")
     parser.add_argument("--model", type=Path, required=True, help="the --out folder of a finance run")
-    parser.add_argument("--synthetic-lookups", type=int, default=300,
-                        help="synthetic cell questions added to the lookup's training (default: 300)")
+    parser.add_argument(
+        "--synthetic-lookups",
+        type=int,
+        default=300,
+        help="synthetic cell questions added to the lookup's training (default: 300)",
+    )
     args = parser.parse_args(argv)
-    return print_json_or_error(lambda: fit_into_model(args.data_dir, args.model,
-                                                      synthetic_lookups=args.synthetic_lookups))
+    return print_json_or_error(
+        lambda: fit_into_model(args.data_dir, args.model, synthetic_lookups=args.synthetic_lookups)
+    )
 
 
 if __name__ == "__main__":

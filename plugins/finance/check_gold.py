@@ -63,8 +63,10 @@ class GoldReport:
 
     def summary(self) -> str:
         """One line: ``path: matched/checked gold programs give the gold answer (N records)``."""
-        return (f"{self.path}: {self.matched}/{self.checked} gold programs give the gold answer "
-                f"({self.records} records, {self.records - self.checked} without a program)")
+        return (
+            f"{self.path}: {self.matched}/{self.checked} gold programs give the gold answer "
+            f"({self.records} records, {self.records - self.checked} without a program)"
+        )
 
 
 def check_gold_programs(path: str | Path) -> GoldReport:
@@ -104,8 +106,9 @@ def _mismatch(record: QARecord, program: str) -> Mismatch | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Check the files named on the command line; print a summary and every mismatch."""
-    parser = argparse.ArgumentParser(prog="python -m vfm.plugins.finance.check_gold",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m vfm.plugins.finance.check_gold", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("files", nargs="+", type=Path, help="FinQA, TAT-QA or ConvFinQA JSON files")
     args = parser.parse_args(argv)
     failed = False

@@ -59,8 +59,11 @@ def data_dir(path: str | Path | None = None) -> Path:
     """
     chosen = path or os.environ.get("VFM_DATA_DIR")
     if not chosen:
-        raise VfmError("no data folder given", where="--data-dir",
-                       fix="pass --data-dir PATH or set VFM_DATA_DIR to the folder holding finqa/, tatqa/, convfinqa/")
+        raise VfmError(
+            "no data folder given",
+            where="--data-dir",
+            fix="pass --data-dir PATH or set VFM_DATA_DIR to the folder holding finqa/, tatqa/, convfinqa/",
+        )
     folder = Path(chosen)
     if not folder.is_dir():
         raise VfmError("the data folder does not exist", where=str(folder), fix="pass the folder holding finqa/ etc.")
@@ -85,17 +88,19 @@ class RealData:
     unlabelled: list[QARecord] = field(default_factory=list)
 
 
-def load_real_data(folder: str | Path | None = None, *, convfinqa_turns: str = "final") -> RealData:
-    """Read and split the real data in ``folder`` (or ``$VFM_DATA_DIR``); ``convfinqa_turns``:
-    train on each conversation's final turn, or on ``"all"`` its turns that compute something
-    (:func:`load_convfinqa`)."""
+def load_real_data(folder: str | Path | None = None) -> RealData:
+    """Read and split the real data in ``folder`` (or ``$VFM_DATA_DIR``); ConvFinQA trains on each
+    conversation's final turn (:func:`load_convfinqa`)."""
     folder = data_dir(folder)
     finqa_dev = load_finqa(folder / FINQA_DEV)
     tatqa_train, tatqa_held_out = split_tatqa(folder / TATQA_DEV)
     held_documents = {document_key(r) for r in finqa_dev}
     held_tables = {table_key(r) for r in finqa_dev}
-    convfinqa = [r for r in load_convfinqa(folder / CONVFINQA_DEV, turns=convfinqa_turns)
-                 if document_key(r) not in held_documents and table_key(r) not in held_tables]
+    convfinqa = [
+        r
+        for r in load_convfinqa(folder / CONVFINQA_DEV)
+        if document_key(r) not in held_documents and table_key(r) not in held_tables
+    ]
     train = load_finqa(folder / FINQA_TRAIN) + tatqa_train + convfinqa
     prompts = load_finqa_prompts(folder / FINQA_PROMPTS) if (folder / FINQA_PROMPTS).is_file() else []
     unlabelled = [r for r in prompts if table_key(r) not in held_tables]
@@ -105,9 +110,12 @@ def load_real_data(folder: str | Path | None = None, *, convfinqa_turns: str = "
 def split_tatqa(path: str | Path) -> tuple[list[QARecord], list[QARecord]]:
     """``(train, held_out)`` TAT-QA questions, split by context (see the module doc)."""
     contexts = json.loads(Path(path).read_text(encoding="utf-8"))
-    held = {question["uid"] for context in contexts
-            if hash_percent(str(context["table"]["uid"])) < TATQA_HELD_OUT_PERCENT
-            for question in context["questions"]}
+    held = {
+        question["uid"]
+        for context in contexts
+        if hash_percent(str(context["table"]["uid"])) < TATQA_HELD_OUT_PERCENT
+        for question in context["questions"]
+    }
     records = load_tatqa(path)
     return [r for r in records if r.id not in held], [r for r in records if r.id in held]
 

@@ -11,11 +11,6 @@ One rule is added at decoding time: a step's second argument differs from its fi
 (``divide(1572, 1572)``); gold FinQA, TAT-QA and ConvFinQA programs repeat an argument in
 about 1 % of their programs, while an undertrained pointer repeats one often.
 
-A model folder may hold several generators trained on the same inputs (``members`` in
-``finance_model.json``; the first in the folder itself, the others in ``members/1``, ...). They
-decode as one (:class:`EnsembleBackend`): at each step their log-probabilities are averaged, a
-log-linear ensemble, and the grammar renormalises over the options it allows.
-
 A program's confidence is its probability under the model: the product of its options'
 probabilities (``exp`` of the summed log-probabilities). The answer is the most probable program
 that runs, or, when the model folder holds a ``reranker.json``, the program that runs which
@@ -64,8 +59,6 @@ from vfm.serve.numeric import log_softmax
 
 SETTINGS_FILE = "finance_model.json"
 SETTINGS_FORMAT = "vfm-finance-program-generator/1"
-MEMBERS_DIR = "members"
-"""The sub-folder of a model folder holding its second and later generators (``members/1``, ...)."""
 MAX_OPTIONS = 4 * MAX_STEPS + 1
 """The most options decoded: every step is 4 options (``op(``, two arguments or a row and
 ``none``, ``)``), then ``EOF``; the grammar ends every program within this."""
@@ -74,13 +67,15 @@ MAX_OPTIONS = 4 * MAX_STEPS + 1
 class Backend(Protocol):
     """An encoder and a one-step decoder over numpy arrays (see :mod:`generator`)."""
 
-    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray,
-               token_types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, token_types: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``[B, L]`` int64 inputs -> ``(memory [B, L, D], state [B, D])``."""
         ...
 
-    def step(self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
-             attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(
+        self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray, attention_mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``prev [B]`` -> ``(logits [B, V + L], state [B, D])``."""
         ...
 
@@ -96,66 +91,38 @@ class OnnxBackend:
         self.decoder = onnx_session(folder / "decoder_step.onnx")
 
     def encode(self, input_ids, attention_mask, token_types):
-        memory, state = self.encoder.run(["memory", "state"], {"input_ids": input_ids, "attention_mask": attention_mask,
-                                                               "token_types": token_types})
+        memory, state = self.encoder.run(
+            ["memory", "state"], {"input_ids": input_ids, "attention_mask": attention_mask, "token_types": token_types}
+        )
         return memory, state
 
     def step(self, prev, state, memory, attention_mask):
-        logits, state = self.decoder.run(["logits", "state_out"], {"prev": prev, "state": state, "memory": memory,
-                                                                   "attention_mask": attention_mask})
+        logits, state = self.decoder.run(
+            ["logits", "state_out"], {"prev": prev, "state": state, "memory": memory, "attention_mask": attention_mask}
+        )
         return logits, state
 
 
-class EnsembleBackend:
-    """Several generators decoding as one: the step's output is the mean of the members'
-    log-probabilities over all options ``[B, V + L]`` (the decoder's grammar then renormalises
-    over the options it allows). Memory and state carry a member axis: ``memory [B, M, L, D]``,
-    ``state [B, M, D]``; the members must read the same tokenizer's inputs.
-    """
-
-    def __init__(self, members: Sequence[Backend]):
-        if not members:
-            raise VfmError("an ensemble needs at least one generator", where="EnsembleBackend",
-                           fix="pass the members' backends")
-        self.members = list(members)
-
-    def encode(self, input_ids, attention_mask, token_types):
-        outputs = [member.encode(input_ids, attention_mask, token_types) for member in self.members]
-        return np.stack([memory for memory, _ in outputs], axis=1), np.stack([state for _, state in outputs], axis=1)
-
-    def step(self, prev, state, memory, attention_mask):
-        outputs = [member.step(prev, state[:, k], memory[:, k], attention_mask) for k, member in enumerate(self.members)]
-        log_p = np.mean([log_softmax(logits) for logits, _ in outputs], axis=0)
-        return log_p, np.stack([new_state for _, new_state in outputs], axis=1)
-
-
-def member_folders(folder: str | Path, settings: Mapping[str, Any]) -> list[Path]:
-    """The folders of a model folder's generators, the folder itself first."""
-    folder = Path(folder)
-    return [folder, *(folder / MEMBERS_DIR / str(k) for k in range(1, int(settings.get("members", 1))))]
-
-
 def graph_reports(parity: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """One generator's per-graph ONNX-vs-torch reports in ``parity.json`` (``encoder``, ``decoder_step``),
-    without its greedy-token check and its other generators' entries (``members``)."""
-    return {key: report for key, report in parity.items() if key not in ("greedy_tokens", "members")}
+    """The generator's per-graph ONNX-vs-torch reports in ``parity.json`` (``encoder``, ``decoder_step``),
+    without its greedy-token check.
+
+    Raises:
+        VfmError: the report is an ensemble's (``members``), which this version no longer has.
+    """
+    if "members" in parity:
+        raise VfmError(
+            "the run is an ensemble of generators, which this version no longer exports or decodes",
+            where="parity.json",
+            fix="retrain the model with this version of vfm",
+        )
+    return {key: report for key, report in parity.items() if key != "greedy_tokens"}
 
 
 def parity_passed(parity: Mapping[str, Any]) -> bool:
-    """Whether one generator's ONNX graphs matched torch and its greedy tokens were equal."""
+    """Whether the generator's ONNX graphs matched torch and its greedy tokens were equal."""
     tokens = parity["greedy_tokens"]
     return all(r["passed"] for r in graph_reports(parity).values()) and tokens["equal"] == tokens["count"]
-
-
-def onnx_backend(folder: str | Path, settings: Mapping[str, Any]) -> Backend:
-    """The exported generator of a model folder, or its ensemble when it holds several."""
-    folders = member_folders(folder, settings)
-    for member in folders[1:]:
-        if not (member / "encoder.onnx").is_file() or not (member / "decoder_step.onnx").is_file():
-            raise VfmError(f"the model names {len(folders)} generators, but {member.name} has no ONNX files",
-                           where=str(member), fix="copy the whole model folder, members/ included, or retrain it")
-    members = [OnnxBackend(member) for member in folders]
-    return members[0] if len(members) == 1 else EnsembleBackend(members)
 
 
 @dataclass(frozen=True)
@@ -210,10 +177,9 @@ def _choices(logits: np.ndarray, grammar: ProgramGrammar, encoded: EncodedInput)
         raise VfmError("the grammar allows no option here", where="decode", fix="report this as a bug")
     log_p = log_softmax(scores)
     vocab_options = np.flatnonzero(allowed_vocab)
-    choices = [(float(lp), int(option)) for lp, option in zip(log_p[: len(vocab_options)], vocab_options,
-                                                              strict=True)]
+    choices = [(float(lp), int(option)) for lp, option in zip(log_p[: len(vocab_options)], vocab_options, strict=True)]
     groups: dict[str, list[tuple[float, int]]] = {}
-    for lp, position in zip(log_p[len(vocab_options):], positions, strict=True):
+    for lp, position in zip(log_p[len(vocab_options) :], positions, strict=True):
         groups.setdefault(targets[int(position)], []).append((float(lp), vocab + int(position)))
     for members in groups.values():
         merged = float(np.logaddexp.reduce([lp for lp, _ in members]))
@@ -239,8 +205,9 @@ def greedy_decode(backend: Backend, encoded: EncodedInput, *, length: int, pad_i
     return beam_decode(backend, encoded, length=length, pad_id=pad_id, beam_size=1)[0]
 
 
-def beam_decode(backend: Backend, encoded: EncodedInput, *, length: int, pad_id: int,
-                beam_size: int = 5) -> list[Decoded]:
+def beam_decode(
+    backend: Backend, encoded: EncodedInput, *, length: int, pad_id: int, beam_size: int = 5
+) -> list[Decoded]:
     """Beam search under the grammar: up to ``beam_size`` programs, most probable first.
 
     The live beams run through the decoder as one batch.
@@ -255,9 +222,12 @@ def beam_decode(backend: Backend, encoded: EncodedInput, *, length: int, pad_id:
         if not beams:
             break
         n = len(beams)
-        logits, states = backend.step(np.asarray([b.options[-1] for b in beams], dtype=np.int64),
-                                      np.stack([b.state for b in beams]), np.repeat(memory, n, axis=0),
-                                      np.repeat(mask, n, axis=0))
+        logits, states = backend.step(
+            np.asarray([b.options[-1] for b in beams], dtype=np.int64),
+            np.stack([b.state for b in beams]),
+            np.repeat(memory, n, axis=0),
+            np.repeat(mask, n, axis=0),
+        )
         expansions = []
         for index, beam in enumerate(beams):
             for lp, option in _choices(logits[index], beam.grammar, encoded)[:beam_size]:
@@ -271,8 +241,10 @@ def beam_decode(backend: Backend, encoded: EncodedInput, *, length: int, pad_id:
             (finished if option == VOCAB_INDEX[END_TOKEN] else survivors).append(beam)
         beams = survivors
     finished.sort(key=lambda b: -b.log_prob)
-    return [Decoded(tuple(b.options[1:]), tuple(options_to_tokens(b.options[1:], encoded)), b.log_prob)
-            for b in finished[:beam_size]]
+    return [
+        Decoded(tuple(b.options[1:]), tuple(options_to_tokens(b.options[1:], encoded)), b.log_prob)
+        for b in finished[:beam_size]
+    ]
 
 
 @dataclass(frozen=True)
@@ -328,8 +300,7 @@ class ProgramPredictor:
     Args:
         folder: holds ``finance_model.json``, ``tokenizer.json``, ``retriever.json``,
             ``encoder.onnx`` and ``decoder_step.onnx``.
-        backend: the model to decode with; default: the folder's ONNX files (all its
-            generators, as one ensemble, when it holds several).
+        backend: the model to decode with; default: the folder's ONNX files.
         beam_size: overrides the folder's setting, or the re-ranker's (1 is greedy decoding).
         rerank: use the folder's ``reranker.json`` when it has one.
         lookup: answer from table cells when the folder's ``lookup.json`` (:mod:`lookup`)
@@ -338,8 +309,15 @@ class ProgramPredictor:
             their scale from the folder's ``scale.json`` (:mod:`scale`), or by rule without one.
     """
 
-    def __init__(self, folder: str | Path, *, backend: Backend | None = None, beam_size: int | None = None,
-                 rerank: bool = True, lookup: bool = True):
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        backend: Backend | None = None,
+        beam_size: int | None = None,
+        rerank: bool = True,
+        lookup: bool = True,
+    ):
         from tokenizers import Tokenizer
 
         folder = Path(folder)
@@ -349,18 +327,26 @@ class ProgramPredictor:
         lookup_path = folder / LOOKUP_FILE
         self.lookup = TableLookup.load(lookup_path) if lookup and lookup_path.is_file() else None
         self.scale_model = ScaleModel.load(folder / SCALE_FILE) if (folder / SCALE_FILE).is_file() else None
-        self.text_answerer = TextAnswerer.load(folder / TEXT_FILE) if lookup and (folder / TEXT_FILE).is_file() \
-            else None
+        self.text_answerer = (
+            TextAnswerer.load(folder / TEXT_FILE) if lookup and (folder / TEXT_FILE).is_file() else None
+        )
         self.top_k = int(settings["top_k"])
         self.beam_size = int(beam_size or (self.reranker.beams if self.reranker else settings["beam_size"]))
         self.length = int(settings["max_len"])
-        self.inputs = InputEncoder(Tokenizer.from_file(str(folder / "tokenizer.json")), self.length,
-                                   int(settings["max_question_len"]))
+        self.inputs = InputEncoder(
+            Tokenizer.from_file(str(folder / "tokenizer.json")), self.length, int(settings["max_question_len"])
+        )
         self.retriever = EvidenceRetriever.load(folder / "retriever.json")
-        self.backend = backend if backend is not None else onnx_backend(folder, settings)
+        self.backend = backend if backend is not None else OnnxBackend(folder)
 
-    def predict(self, question: str, table: Sequence[Sequence[str]], pre_text: Sequence[str] = (),
-                post_text: Sequence[str] = (), history: Sequence[str] = ()) -> Prediction:
+    def predict(
+        self,
+        question: str,
+        table: Sequence[Sequence[str]],
+        pre_text: Sequence[str] = (),
+        post_text: Sequence[str] = (),
+        history: Sequence[str] = (),
+    ) -> Prediction:
         """Answer ``question`` over ``table`` (rows of cells, the header first) and the
         sentences before and after it; ``history`` holds a conversation's earlier questions."""
         units, rows = document_units(table, [*pre_text, *post_text])
@@ -372,15 +358,26 @@ class ProgramPredictor:
         if found is not None:
             answer = found.spans[0] if len(found.spans) == 1 else found.spans
             read = tuple(f"table_{r}" for r in found.rows)
-            return Prediction(None, answer, found.probability, read, tuple(ranking), (), cells=found.cells,
-                              scale="" if found.count else scale(question, table, texts, spans=found.spans),
-                              kind="lookup")
+            return Prediction(
+                None,
+                answer,
+                found.probability,
+                read,
+                tuple(ranking),
+                (),
+                cells=found.cells,
+                scale="" if found.count else scale(question, table, texts, spans=found.spans),
+                kind="lookup",
+            )
         said = self.text_answerer.answer(question, table, units, ranking) if self.text_answerer else None
         if said is not None:
             return Prediction(None, said.sentence, said.probability, (said.unit,), tuple(ranking), (), kind="text")
         chosen = [ident for ident, _ in ranking[: self.top_k]]
-        example = Example(asked, tuple((ident, units[ident]) for ident in chosen),
-                          {ident: rows[ident] for ident in chosen if ident in rows})
+        example = Example(
+            asked,
+            tuple((ident, units[ident]) for ident in chosen),
+            {ident: rows[ident] for ident in chosen if ident in rows},
+        )
         prediction = self.predict_example(example, table, tuple(ranking), units)
         return replace(prediction, scale=scale(question, table, texts, program=prediction.program))
 
@@ -388,14 +385,23 @@ class ProgramPredictor:
         """Answer a record's question over its own document."""
         return self.predict(record.question, record.table, record.pre_text, record.post_text, record.history)
 
-    def predict_example(self, example: Example, table: Sequence[Sequence[str]],
-                        ranking: tuple[tuple[str, float], ...] = (), units: Mapping[str, str] | None = None
-                        ) -> Prediction:
+    def predict_example(
+        self,
+        example: Example,
+        table: Sequence[Sequence[str]],
+        ranking: tuple[tuple[str, float], ...] = (),
+        units: Mapping[str, str] | None = None,
+    ) -> Prediction:
         """Decode and execute for an input already chosen (no retrieval). With a re-ranker, the
         beam that runs is chosen by it, from the document's ``units`` (default: the input's)."""
         encoded = self.inputs.encode(example)
-        decoded = [d for d in beam_decode(self.backend, encoded, length=self.length, pad_id=self.inputs.pad_id,
-                                          beam_size=self.beam_size) if _parses(d)]
+        decoded = [
+            d
+            for d in beam_decode(
+                self.backend, encoded, length=self.length, pad_id=self.inputs.pad_id, beam_size=self.beam_size
+            )
+            if _parses(d)
+        ]
         beams = tuple((d.program, d.confidence) for d in decoded)
         if self.reranker is None:
             chosen = next(running_beams(beams, table), None)
@@ -413,14 +419,15 @@ class ProgramPredictor:
                 trace(best.program, table)
             except VfmError as err:
                 error = str(err)
-        return Prediction(best.program if best else None, None, best.confidence if best else 0.0, encoded.units,
-                          ranking, beams, error)
+        return Prediction(
+            best.program if best else None, None, best.confidence if best else 0.0, encoded.units, ranking, beams, error
+        )
 
 
 def _parses(decoded: Decoded) -> bool:
     """Whether a decoded program parses (the grammar ensures it, save for odd row names)."""
     try:
-        decoded.program
+        _ = decoded.program  # a property that parses
     except VfmError:
         return False
     return True
@@ -430,12 +437,26 @@ def read_settings(folder: str | Path) -> dict[str, Any]:
     """The decoding settings of a model folder (``finance_model.json``).
 
     Raises:
-        VfmError: the file is missing or not a finance program generator's.
+        VfmError: the file is missing or not a finance program generator's, or names several
+            generators (an ensemble, which this version no longer decodes).
     """
     path = Path(folder) / SETTINGS_FILE
-    settings = read_format_json(path, SETTINGS_FORMAT, what="a finance program generator",
-                                written_by="'vfm finetune finance' (or python -m vfm.plugins.finance.generator_training)")
+    settings = read_format_json(
+        path,
+        SETTINGS_FORMAT,
+        what="a finance program generator",
+        written_by="'vfm finetune finance' (or python -m vfm.plugins.finance.generator_training)",
+    )
     if settings.get("output_vocab") != list(OUTPUT_VOCAB):
-        raise VfmError("the model was trained with another program vocabulary", where=str(path),
-                       fix="retrain the model with this version of vfm")
+        raise VfmError(
+            "the model was trained with another program vocabulary",
+            where=str(path),
+            fix="retrain the model with this version of vfm",
+        )
+    if int(settings.get("members", 1)) != 1:
+        raise VfmError(
+            f"the model is an ensemble of {settings['members']} generators, which this version does not decode",
+            where=str(path),
+            fix="retrain the model with this version of vfm",
+        )
     return settings

@@ -47,9 +47,17 @@ from vfm.plugins.finance.metrics import (
 from vfm.plugins.finance.records import QARecord
 
 
-def evaluate_file(path: str | Path, model_dir: str | Path, *, beam_size: int | None = None, rerank: bool = True,
-                  lookup: bool = True, limit: int | None = None, ks: Sequence[int] = (1, 3, 5),
-                  progress: bool = True) -> dict[str, Any]:
+def evaluate_file(
+    path: str | Path,
+    model_dir: str | Path,
+    *,
+    beam_size: int | None = None,
+    rerank: bool = True,
+    lookup: bool = True,
+    limit: int | None = None,
+    ks: Sequence[int] = (1, 3, 5),
+    progress: bool = True,
+) -> dict[str, Any]:
     """Score the model in ``model_dir`` on the questions in ``path``.
 
     Args:
@@ -74,37 +82,48 @@ def evaluate_file(path: str | Path, model_dir: str | Path, *, beam_size: int | N
     return {"file": str(path), **evaluate_records(predictor, records, ks=ks, progress=progress)}
 
 
-def evaluate_records(predictor: ProgramPredictor, records: Sequence[QARecord], *, ks: Sequence[int] = (1, 3, 5),
-                     progress: bool = False) -> dict[str, Any]:
+def evaluate_records(
+    predictor: ProgramPredictor, records: Sequence[QARecord], *, ks: Sequence[int] = (1, 3, 5), progress: bool = False
+) -> dict[str, Any]:
     """The scores of :func:`evaluate_file` for records already loaded."""
-    predictions = [predictor.predict_record(r) for r in tqdm(records, desc="answering", disable=not progress,
-                                                             file=sys.stderr)]
+    predictions = [
+        predictor.predict_record(r) for r in tqdm(records, desc="answering", disable=not progress, file=sys.stderr)
+    ]
     return score_predictions(predictions, records, ks=ks)
 
 
-def score_predictions(predictions: Sequence[Prediction], records: Sequence[QARecord], *,
-                      ks: Sequence[int] = (1, 3, 5)) -> dict[str, Any]:
+def score_predictions(
+    predictions: Sequence[Prediction], records: Sequence[QARecord], *, ks: Sequence[int] = (1, 3, 5)
+) -> dict[str, Any]:
     """Retrieval, program, answer (FinQA/ConvFinQA arithmetic or comparison questions) and TAT-QA scores of
     predictions, one per record; a block is left out when no record qualifies for it."""
     result: dict[str, Any] = {"count": len(records)}
     with_gold = [(p, r) for p, r in zip(predictions, records, strict=True) if r.gold_evidence]
     ranked = [[ident for ident, _ in p.ranking] for p, _ in with_gold]
-    result["retrieval"] = {f"recall@{k}": mean_recall_at_k(ranked, [r.gold_evidence for _, r in with_gold], k)
-                           for k in ks} | {"count": len(with_gold)}
+    result["retrieval"] = {
+        f"recall@{k}": mean_recall_at_k(ranked, [r.gold_evidence for _, r in with_gold], k) for k in ks
+    } | {"count": len(with_gold)}
     programs = [(p, r) for p, r in zip(predictions, records, strict=True) if r.program is not None]
     result["program"] = _program_scores(programs)
-    answered = [(p, r) for p, r in zip(predictions, records, strict=True)
-                if r.source != "tatqa" and r.answer_type in ("arithmetic", "comparison")]
+    answered = [
+        (p, r)
+        for p, r in zip(predictions, records, strict=True)
+        if r.source != "tatqa" and r.answer_type in ("arithmetic", "comparison")
+    ]
     if answered:
-        correct = sum(p.program is not None and finqa_execution_match(p.program, r.table, r.answer)
-                      for p, r in answered)
+        correct = sum(
+            p.program is not None and finqa_execution_match(p.program, r.table, r.answer) for p, r in answered
+        )
         result["answers"] = {"execution_accuracy": correct / len(answered), "count": len(answered)}
     tatqa = [(p, r) for p, r in zip(predictions, records, strict=True) if r.source == "tatqa"]
     if tatqa:
         arithmetic = [(p, r) for p, r in tatqa if r.answer_type == "arithmetic"]
         spans = [(p, r) for p, r in tatqa if r.answer_type in ("span", "multi-span")]
-        result["tatqa"] = {"all": _tatqa_scores(tatqa), "arithmetic": _tatqa_scores(arithmetic),
-                           "spans": _tatqa_scores(spans)}
+        result["tatqa"] = {
+            "all": _tatqa_scores(tatqa),
+            "arithmetic": _tatqa_scores(arithmetic),
+            "spans": _tatqa_scores(spans),
+        }
     result["answered_by"] = {kind: sum(p.kind == kind for p in predictions) for kind in ("program", "lookup", "text")}
     return result
 
@@ -122,8 +141,7 @@ def _program_scores(pairs: Sequence[tuple[Prediction, QARecord]]) -> dict[str, f
             continue
         executed += prediction.kind == "program" and answer_is_correct(prediction.answer, record)
         programs += prediction.program is not None and finqa_program_match(prediction.program, record.program)
-    return {"execution_accuracy": executed / len(pairs), "program_accuracy": programs / len(pairs),
-            "count": len(pairs)}
+    return {"execution_accuracy": executed / len(pairs), "program_accuracy": programs / len(pairs), "count": len(pairs)}
 
 
 def answer_is_correct(answer: float | str | None, record: QARecord) -> bool:
@@ -146,30 +164,46 @@ def _tatqa_scores(pairs: Sequence[tuple[Prediction, QARecord]]) -> dict[str, flo
             answer = [prediction.answer] if isinstance(prediction.answer, str) else list(prediction.answer)
         else:
             answer = "" if prediction.answer is None else str(prediction.answer)
-        scores.append(tatqa_em_f1(answer, prediction.scale, record.answer_spans or record.answer, record.scale,
-                                  record.answer_type))
-    return {"exact_match": sum(s[0] for s in scores) / len(scores), "f1": sum(s[1] for s in scores) / len(scores),
-            "count": len(scores)}
+        scores.append(
+            tatqa_em_f1(
+                answer, prediction.scale, record.answer_spans or record.answer, record.scale, record.answer_type
+            )
+        )
+    return {
+        "exact_match": sum(s[0] for s in scores) / len(scores),
+        "f1": sum(s[1] for s in scores) / len(scores),
+        "count": len(scores),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the scores of a model folder on a dataset file as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m vfm.plugins.finance.evaluate",
-                                     description="Score a finance program-generator folder on a FinQA, TAT-QA or "
-                                                 "ConvFinQA file; prints JSON.")
+    parser = argparse.ArgumentParser(
+        prog="python -m vfm.plugins.finance.evaluate",
+        description="Score a finance program-generator folder on a FinQA, TAT-QA or ConvFinQA file; prints JSON.",
+    )
     parser.add_argument("file", type=Path, help="a FinQA, TAT-QA or ConvFinQA JSON file")
     parser.add_argument("--model", type=Path, required=True, help="the --out folder of generator_training")
     parser.add_argument("--beam-size", type=int, default=None, help="beam size (1: greedy); default: the model's")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N questions")
-    parser.add_argument("--no-rerank", dest="rerank", action="store_false",
-                        help="answer with the generator's most probable program that runs, even if the folder has "
-                             "a reranker.json")
-    parser.add_argument("--no-lookup", dest="lookup", action="store_false",
-                        help="answer every question with a program, even if the folder has a lookup.json or a "
-                             "text_answer.json")
+    parser.add_argument(
+        "--no-rerank",
+        dest="rerank",
+        action="store_false",
+        help="answer with the generator's most probable program that runs, even if the folder has a reranker.json",
+    )
+    parser.add_argument(
+        "--no-lookup",
+        dest="lookup",
+        action="store_false",
+        help="answer every question with a program, even if the folder has a lookup.json or a text_answer.json",
+    )
     args = parser.parse_args(argv)
-    return print_json_or_error(lambda: evaluate_file(args.file, args.model, beam_size=args.beam_size,
-                                                     limit=args.limit, rerank=args.rerank, lookup=args.lookup))
+    return print_json_or_error(
+        lambda: evaluate_file(
+            args.file, args.model, beam_size=args.beam_size, limit=args.limit, rerank=args.rerank, lookup=args.lookup
+        )
+    )
 
 
 if __name__ == "__main__":

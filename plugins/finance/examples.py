@@ -33,7 +33,16 @@ def example_files(n: int) -> dict[str, bytes]:
             kinds.add(kind)
             records.append(record)
     records += [r for r in generate_lookups(20, seed=EXAMPLE_SEED) if r.answer_type == "span"][: n - programs]
-    return {f"examples/{i:02d}_{r.answer_type}.json": json.dumps(
-        {"question": r.question, "table": r.table, "pre_text": r.pre_text, "post_text": r.post_text,
-         "gold": {"program": r.program, "answer": r.answer_spans or r.answer}}, indent=2).encode("utf-8")
-        for i, r in enumerate(records)}
+    return {
+        f"examples/{i:02d}_{r.answer_type}.json": json.dumps(
+            {
+                "question": r.question,
+                "table": r.table,
+                "pre_text": r.pre_text,
+                "post_text": r.post_text,
+                "gold": {"program": r.program, "answer": r.answer_spans or r.answer},
+            },
+            indent=2,
+        ).encode("utf-8")
+        for i, r in enumerate(records)
+    }

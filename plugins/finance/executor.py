@@ -104,18 +104,28 @@ def _argument(arg: str, results: Sequence[StepResult], where: str) -> float:
     reference = step_reference(arg)
     if reference is not None:
         if reference >= len(results):
-            raise VfmError(f"#{reference} refers to a step that is not computed yet", where=where,
-                           fix=f"refer only to earlier steps, #0 to #{len(results) - 1}" if results
-                           else "the first step cannot refer to a step result")
+            raise VfmError(
+                f"#{reference} refers to a step that is not computed yet",
+                where=where,
+                fix=f"refer only to earlier steps, #0 to #{len(results) - 1}"
+                if results
+                else "the first step cannot refer to a step result",
+            )
         value = results[reference].value
         if isinstance(value, str):
-            raise VfmError(f"#{reference} is {value!r}, not a number", where=where,
-                           fix="use the result of 'greater' only as the final answer")
+            raise VfmError(
+                f"#{reference} is {value!r}, not a number",
+                where=where,
+                fix="use the result of 'greater' only as the final answer",
+            )
         return value
     number = finqa_str_to_num(arg)
     if number is None:
-        raise VfmError(f"argument {arg!r} is not a number", where=where,
-                       fix="use a number (5829, 5.2%), a constant (const_100, const_m1) or a step reference (#0)")
+        raise VfmError(
+            f"argument {arg!r} is not a number",
+            where=where,
+            fix="use a number (5829, 5.2%), a constant (const_100, const_m1) or a step reference (#0)",
+        )
     return number
 
 
@@ -124,13 +134,15 @@ def _arithmetic(op: str, a: float, b: float, where: str) -> Value:
     if op == "greater":
         return "yes" if a > b else "no"
     if op == "divide" and b == 0:
-        raise VfmError(f"division by zero: {a:g} / 0", where=where,
-                       fix="check the divisor: it is zero in this table or program")
+        raise VfmError(
+            f"division by zero: {a:g} / 0", where=where, fix="check the divisor: it is zero in this table or program"
+        )
     try:
         value = _BINARY[op](a, b)
     except (OverflowError, ZeroDivisionError) as err:
-        raise VfmError(f"{op}({a:g}, {b:g}) cannot be computed: {err}", where=where,
-                       fix="check the arguments") from None
+        raise VfmError(
+            f"{op}({a:g}, {b:g}) cannot be computed: {err}", where=where, fix="check the arguments"
+        ) from None
     if isinstance(value, complex) or not math.isfinite(value):
         raise VfmError(f"{op}({a:g}, {b:g}) has no finite real value", where=where, fix="check the arguments")
     return float(value)
@@ -143,19 +155,26 @@ def _row_values(name: str, table: Sequence[Sequence[str]], where: str) -> list[f
         loose = {_loose(key): cells for key, cells in rows.items()}
         if _loose(name) not in loose:
             names = ", ".join(repr(key) for key in list(rows)[:8])
-            raise VfmError(f"no table row is named {name!r}", where=where,
-                           fix=f"use a row name from the table's first column, e.g. {names}")
+            raise VfmError(
+                f"no table row is named {name!r}",
+                where=where,
+                fix=f"use a row name from the table's first column, e.g. {names}",
+            )
         rows[name] = loose[_loose(name)]
     values = []
     for column, cell in enumerate(rows[name], start=1):
         number = finqa_cell_to_num(cell)
         if number is None:
-            raise VfmError(f"row {name!r} has a non-numeric cell {cell!r} in column {column}", where=where,
-                           fix="table operations need a row whose cells are all numbers")
+            raise VfmError(
+                f"row {name!r} has a non-numeric cell {cell!r} in column {column}",
+                where=where,
+                fix="table operations need a row whose cells are all numbers",
+            )
         values.append(number)
     if not values:
-        raise VfmError(f"row {name!r} has no cells after its name", where=where,
-                       fix="table operations need a row with numbers")
+        raise VfmError(
+            f"row {name!r} has no cells after its name", where=where, fix="table operations need a row with numbers"
+        )
     return values
 
 

@@ -70,7 +70,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     while position < len(text):
         match = _TOKEN.match(text, position)
         if match is None or match.end() == position:
-            raise _error(text, f"cannot read {text[position:position + 10].strip()!r}")
+            raise _error(text, f"cannot read {text[position : position + 10].strip()!r}")
         kind = match.lastgroup or "symbol"
         tokens.append((kind, match.group(kind)))
         position = match.end()
@@ -79,8 +79,11 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 def _error(text: str, what: str) -> VfmError:
     """A VfmError about the expression ``text``."""
-    return VfmError(f"not an arithmetic expression: {what}", where=text,
-                    fix="use numbers, + - * /, > and parentheses, e.g. '(5,829 - 5,735) / 5,735'")
+    return VfmError(
+        f"not an arithmetic expression: {what}",
+        where=text,
+        fix="use numbers, + - * /, > and parentheses, e.g. '(5,829 - 5,735) / 5,735'",
+    )
 
 
 @dataclass

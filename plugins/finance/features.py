@@ -31,7 +31,6 @@ import numpy as np
 from vfm.platform.errors import VfmError
 from vfm.plugins.finance.numbers import finqa_str_to_num
 from vfm.plugins.finance.program import (
-    COMMUTATIVE_OPS,
     END_TOKEN,
     NO_ARGUMENT,
     OPERATIONS,
@@ -42,23 +41,46 @@ from vfm.plugins.finance.program import (
 )
 from vfm.plugins.finance.records import QARecord
 
-CONSTANTS = ("const_1", "const_2", "const_3", "const_4", "const_5", "const_6", "const_7", "const_8", "const_9",
-             "const_10", "const_100", "const_1000", "const_10000", "const_100000", "const_1000000",
-             "const_10000000", "const_1000000000", "const_m1")
+CONSTANTS = (
+    "const_1",
+    "const_2",
+    "const_3",
+    "const_4",
+    "const_5",
+    "const_6",
+    "const_7",
+    "const_8",
+    "const_9",
+    "const_10",
+    "const_100",
+    "const_1000",
+    "const_10000",
+    "const_100000",
+    "const_1000000",
+    "const_10000000",
+    "const_1000000000",
+    "const_m1",
+)
 """FinQA's constants (its ``constant_list.txt``)."""
 
 MAX_STEPS = 10
 """The most steps a generated program has (FinQA's longest gold programs have 5)."""
 
 GO, CLOSE = "[GO]", ")"
-OUTPUT_VOCAB: tuple[str, ...] = (GO, END_TOKEN, CLOSE, NO_ARGUMENT, *(f"{op}(" for op in OPERATIONS), *CONSTANTS,
-                                 *(f"#{i}" for i in range(MAX_STEPS - 1)))
+OUTPUT_VOCAB: tuple[str, ...] = (
+    GO,
+    END_TOKEN,
+    CLOSE,
+    NO_ARGUMENT,
+    *(f"{op}(" for op in OPERATIONS),
+    *CONSTANTS,
+    *(f"#{i}" for i in range(MAX_STEPS - 1)),
+)
 """The decoder's own words. ``[GO]`` is only ever an input (the first step's)."""
 
 VOCAB_INDEX = {word: index for index, word in enumerate(OUTPUT_VOCAB)}
 
-TOKEN_TYPES = ("pad", "special", "question", "question number", "text", "text number", "row", "row number",
-               "row start")
+TOKEN_TYPES = ("pad", "special", "question", "question number", "text", "text number", "row", "row number", "row start")
 """Token types; ``row start`` is the first token of a table-row unit (a row position)."""
 
 PAD, SPECIAL, QUESTION, QUESTION_NUMBER, TEXT, TEXT_NUMBER, ROW, ROW_NUMBER, ROW_START = range(len(TOKEN_TYPES))
@@ -93,14 +115,20 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 STOPWORDS = frozenset(
     "a an the of in on at to for from by with and or as is was were are be been what which who how much many "
     "did does do that this these those it its their there than then total percent percentage change year years "
-    "during between over per if ? , . ; : $ % ( ) - ' \" [ ] & / *".split())
+    "during between over per if ? , . ; : $ % ( ) - ' \" [ ] & / *".split()
+)
 """Words too common to say what a question is about."""
 
-_CLS_NAMES, _SEP_NAMES, _PAD_NAMES = ("[CLS]", "<s>", "<|endoftext|>"), ("[SEP]", "</s>", "<|endoftext|>"), \
-    ("[PAD]", "<pad>", "<|endoftext|>")
+_CLS_NAMES, _SEP_NAMES, _PAD_NAMES = (
+    ("[CLS]", "<s>", "<|endoftext|>"),
+    ("[SEP]", "</s>", "<|endoftext|>"),
+    ("[PAD]", "<pad>", "<|endoftext|>"),
+)
 
-_WORD = re.compile(r"(?<![\w.])-?(?:\d+(?:,\d{3})+|\d+)(?:\.\d+)?%?|(?<![\w.])-?\.\d+%?|[^\W\d_]+(?:'[^\W\d_]+)?|\d+"
-                   r"|[^\w\s]|_")
+_WORD = re.compile(
+    r"(?<![\w.])-?(?:\d+(?:,\d{3})+|\d+)(?:\.\d+)?%?|(?<![\w.])-?\.\d+%?|[^\W\d_]+(?:'[^\W\d_]+)?|\d+"
+    r"|[^\w\s]|_"
+)
 _NUMBER = re.compile(r"-?(?:(?:\d+(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)%?")
 _YEAR = re.compile(r"(?:19|20)\d\d")
 
@@ -166,8 +194,11 @@ def number_argument(words: Sequence[str], index: int) -> str:
         word += "%"
         after += 1
     bracketed = index > 0 and words[index - 1] == "(" and after < len(words) and words[after] == ")"
-    repeated = index > 1 and is_number_word(words[index - 2]) and \
-        words[index - 2].replace(",", "").lstrip("-").rstrip("%") == word.lstrip("-").rstrip("%")
+    repeated = (
+        index > 1
+        and is_number_word(words[index - 2])
+        and words[index - 2].replace(",", "").lstrip("-").rstrip("%") == word.lstrip("-").rstrip("%")
+    )
     if bracketed and not repeated and not word.startswith("-"):
         word = "-" + word
     return word
@@ -203,10 +234,16 @@ def make_example(record: QARecord, unit_ids: Sequence[str]) -> Example:
     evidence = record.evidence()
     unknown = [ident for ident in unit_ids if ident not in evidence]
     if unknown:
-        raise VfmError(f"evidence {', '.join(unknown)} is not in the document", where=f"record {record.id}",
-                       fix="pass ids from record.evidence()")
-    rows = {ident: record.table[int(ident.split("_")[1])][0] for ident in unit_ids
-            if ident.startswith("table_") and record.table[int(ident.split("_")[1])]}
+        raise VfmError(
+            f"evidence {', '.join(unknown)} is not in the document",
+            where=f"record {record.id}",
+            fix="pass ids from record.evidence()",
+        )
+    rows = {
+        ident: record.table[int(ident.split("_")[1])][0]
+        for ident in unit_ids
+        if ident.startswith("table_") and record.table[int(ident.split("_")[1])]
+    }
     return Example(record_question(record), tuple((ident, evidence[ident]) for ident in unit_ids), rows)
 
 
@@ -235,8 +272,11 @@ class EncodedInput:
     def padded(self, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask, token_types)``, each ``[1, length]`` int64, padded."""
         if len(self) > length:
-            raise VfmError(f"input of {len(self)} tokens is longer than {length}", where="features.padded",
-                           fix="encode with max_len <= the model's max_len")
+            raise VfmError(
+                f"input of {len(self)} tokens is longer than {length}",
+                where="features.padded",
+                fix="encode with max_len <= the model's max_len",
+            )
         ids = np.full((1, length), pad_id, dtype=np.int64)
         mask = np.zeros((1, length), dtype=np.int64)
         types = np.zeros((1, length), dtype=np.int64)
@@ -279,7 +319,7 @@ class InputEncoder:
         asked = {_matchable(w) for w in question_words} - {None}
         evidence = {_matchable(w) for words in unit_words for w in words} - {None}
         question = self._words(question_words, QUESTION, QUESTION_NUMBER, evidence, set(), set())
-        question = tuple(part[-self.max_question_len:] for part in question)
+        question = tuple(part[-self.max_question_len :] for part in question)
         self._append(ids, types, numbers, question)
         ids.append(self.sep_id)
         types.append(SPECIAL)
@@ -291,8 +331,9 @@ class InputEncoder:
             if room < 4:
                 break
             is_row = ident in example.rows
-            part = self._words(words, ROW if is_row else TEXT, ROW_NUMBER if is_row else TEXT_NUMBER, asked,
-                               described, years)
+            part = self._words(
+                words, ROW if is_row else TEXT, ROW_NUMBER if is_row else TEXT_NUMBER, asked, described, years
+            )
             part = tuple(values[:room] for values in part)
             if not len(part[0]):
                 continue
@@ -305,11 +346,19 @@ class InputEncoder:
             ids.append(self.sep_id)
             types.append(SPECIAL)
             units.append(ident)
-        return EncodedInput(np.asarray(ids, dtype=np.int64), np.asarray(types, dtype=np.int64), numbers, rows,
-                            tuple(units))
+        return EncodedInput(
+            np.asarray(ids, dtype=np.int64), np.asarray(types, dtype=np.int64), numbers, rows, tuple(units)
+        )
 
-    def _words(self, words: list[str], word_type: int, number_type: int, other_side: set[str],
-               described: set[str], years: set[str]) -> tuple[np.ndarray, np.ndarray, list]:
+    def _words(
+        self,
+        words: list[str],
+        word_type: int,
+        number_type: int,
+        other_side: set[str],
+        described: set[str],
+        years: set[str],
+    ) -> tuple[np.ndarray, np.ndarray, list]:
         """``(ids, types, arguments)`` of a word list; ``arguments[i]`` is the number token ``i``
         copies, or None. Words found in ``other_side`` get :data:`MATCHED` added to their type;
         numbers described by a word of ``described`` get :data:`NAME_MATCHED`, and numbers
@@ -355,8 +404,9 @@ def _context_bits(words: Sequence[str], index: int, described: set[str], years: 
             side.append(word)
             position += step
     bits = NAME_MATCHED if any(_matchable(w) in described for w in before) else 0
-    nearest = [(distance, 0, w) for distance, w in enumerate(after) if is_year_word(w)] + \
-        [(distance, 1, w) for distance, w in enumerate(before) if is_year_word(w)]
+    nearest = [(distance, 0, w) for distance, w in enumerate(after) if is_year_word(w)] + [
+        (distance, 1, w) for distance, w in enumerate(before) if is_year_word(w)
+    ]
     if nearest and min(nearest)[2] in years:
         bits += YEAR_MATCHED
     return bits
@@ -372,8 +422,11 @@ def _special_id(tokenizer, names: Iterable[str]) -> int:
         ident = tokenizer.token_to_id(name)
         if ident is not None:
             return int(ident)
-    raise VfmError(f"the tokenizer has none of the special tokens {', '.join(names)}", where="tokenizer.json",
-                   fix="use a tokenizer with [CLS]/[SEP]/[PAD] (BERT) or <s>/</s>/<pad> (RoBERTa) tokens")
+    raise VfmError(
+        f"the tokenizer has none of the special tokens {', '.join(names)}",
+        where="tokenizer.json",
+        fix="use a tokenizer with [CLS]/[SEP]/[PAD] (BERT) or <s>/</s>/<pad> (RoBERTa) tokens",
+    )
 
 
 class ProgramGrammar:
@@ -436,8 +489,11 @@ class ProgramGrammar:
         is_pointer = option >= len(OUTPUT_VOCAB)
         if (is_pointer and pointer == POINTER_NONE) or (not is_pointer and not mask[option]):
             shown = "a pointer" if is_pointer else repr(OUTPUT_VOCAB[option])
-            raise VfmError(f"{shown} cannot come after {' '.join(self.steps) or 'the start'} in phase {self.phase}",
-                           where="program grammar", fix="decode with ProgramGrammar.allowed() masks")
+            raise VfmError(
+                f"{shown} cannot come after {' '.join(self.steps) or 'the start'} in phase {self.phase}",
+                where="program grammar",
+                fix="decode with ProgramGrammar.allowed() masks",
+            )
         word = "" if is_pointer else OUTPUT_VOCAB[option]
         if word == END_TOKEN:
             self.done = True
@@ -489,15 +545,12 @@ class ProgramTargets:
     program: list[str]
 
 
-def program_targets(program: str | Sequence[Step], encoded: EncodedInput, *,
-                    canonical: bool = False) -> ProgramTargets | None:
+def program_targets(program: str | Sequence[Step], encoded: EncodedInput) -> ProgramTargets | None:
     """The decoder targets of a gold program, or None when an argument cannot be produced.
 
     A number argument is matched to the input's number positions by its text (``1452``),
     then by its value (``4.00`` = ``4``); a number that is not in the input but is a
     constant becomes the constant (``2`` -> ``const_2``, as TAT-QA averages divide by 2).
-    With ``canonical``, the two arguments of ``add`` and ``multiply`` are put in one order
-    (:func:`_canonical_order`), so that a question has one target where annotators wrote either.
     """
     steps = parse_program(program)
     if len(steps) > MAX_STEPS:
@@ -523,8 +576,6 @@ def program_targets(program: str | Sequence[Step], encoded: EncodedInput, *,
             arguments = [_argument_option(arg, by_text) for arg in step.args]
             if any(option is None for option, _ in arguments):
                 return None
-            if canonical and step.op in COMMUTATIVE_OPS:
-                arguments.sort(key=_canonical_order)
             sequence += [option for option, _ in arguments]
             words += [word for _, word in arguments]
         sequence.append(VOCAB_INDEX[CLOSE])
@@ -550,18 +601,6 @@ def _argument_option(arg: str, by_text: Mapping[str, list[int]]) -> tuple[int | 
             return positions, text
     constant = f"const_{'m1' if value == -1 else int(value)}" if value == int(value) else ""
     return (VOCAB_INDEX[constant], constant) if constant in VOCAB_INDEX else (None, arg)
-
-
-def _canonical_order(argument: tuple[int | list[int], str]) -> tuple[int, int]:
-    """Sort key of a commutative step's argument: earlier steps' results first (``#0`` before
-    ``#1``), then numbers by their first position in the input, then constants."""
-    option, word = argument
-    reference = step_reference(word)
-    if reference is not None:
-        return 0, reference
-    if isinstance(option, list):
-        return 1, min(option)
-    return 2, option
 
 
 def _targets(sequence: list[int | list[int]], words: list[str], encoded: EncodedInput) -> ProgramTargets | None:

@@ -77,8 +77,11 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
-            raise VfmError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}",
-                           where="GeneratorConfig", fix="pick n_heads dividing d_model")
+            raise VfmError(
+                f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}",
+                where="GeneratorConfig",
+                fix="pick n_heads dividing d_model",
+            )
         for name in ("vocab_size", "d_model", "n_layers", "max_len"):
             if getattr(self, name) < 1:
                 raise VfmError(f"{name} must be positive", where=f"GeneratorConfig.{name}", fix="pass a positive int")
@@ -96,7 +99,7 @@ class _Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        b, length, d = x.shape                                              # x: [B, L, D]
+        b, length, d = x.shape  # x: [B, L, D]
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
         q, k, v = (t.view(b, length, self.heads, d // self.heads).transpose(1, 2) for t in (q, k, v))  # [B, H, L, Dh]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
@@ -115,12 +118,12 @@ class ScratchEncoder(nn.Module):
         self.positions = nn.Embedding(config.max_len, d)
         self.types = nn.Embedding(N_TOKEN_TYPES, d)
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(_Block(d, config.n_heads, config.d_ff, config.dropout)
-                                    for _ in range(config.n_layers))
+        self.blocks = nn.ModuleList(
+            _Block(d, config.n_heads, config.d_ff, config.dropout) for _ in range(config.n_layers)
+        )
         self.ln = nn.LayerNorm(d)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_types: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_types: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = self.drop(self.tokens(input_ids) + self.positions(positions)[None] + self.types(token_types))  # [B, L, D]
         keep = attention_mask.bool()
@@ -145,16 +148,18 @@ class HFEncoder(nn.Module):
         if path is not None:
             folder = Path(path)
             if not (folder / "config.json").is_file():
-                raise VfmError("not a Hugging Face model folder (no config.json)", where=str(folder),
-                               fix="pass a local folder written by save_pretrained, e.g. <text adaptation out>/model")
+                raise VfmError(
+                    "not a Hugging Face model folder (no config.json)",
+                    where=str(folder),
+                    fix="pass a local folder written by save_pretrained, e.g. <text adaptation out>/model",
+                )
             self.model = AutoModel.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
         else:
             self.model = AutoModel.from_config(config, trust_remote_code=False)
         self.model.train()  # from_pretrained returns eval mode; follow the parent's mode instead
         self.out_dim = int(self.model.config.hidden_size)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_types: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_types: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, L, D_hf]
 
 
@@ -180,42 +185,51 @@ class ProgramGenerator(nn.Module):
         self.ptr_q, self.ptr_k = nn.Linear(d, d), nn.Linear(d, d)
         self.drop = nn.Dropout(config.dropout)
 
-    def forward_encoder(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                        token_types: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_encoder(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_types: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(memory [B, L, D], state [B, D])``: the encoded input and the first decoder state
         (from the mean of the question's positions, ``[CLS]`` and ``[SEP]`` included).
 
         ``input_ids``, ``attention_mask`` (1 keep, 0 pad), ``token_types``: ``[B, L]`` int64.
         """
         hidden = self.bridge(self.encoder(input_ids, attention_mask, token_types))  # [B, L, D]
-        memory = self.ln(hidden + self.types(token_types))                           # [B, L, D]
+        memory = self.ln(hidden + self.types(token_types))  # [B, L, D]
         base = token_types % len(TOKEN_TYPES)
         question = ((base == QUESTION) | (base == QUESTION_NUMBER) | (base == SPECIAL)).float()[..., None]
-        summary = (memory * question).sum(1) / question.sum(1).clamp(min=1.0)      # [B, D]
-        return memory, torch.tanh(self.init_state(summary))                          # [B, L, D], [B, D]
+        summary = (memory * question).sum(1) / question.sum(1).clamp(min=1.0)  # [B, D]
+        return memory, torch.tanh(self.init_state(summary))  # [B, L, D], [B, D]
 
-    def forward_step(self, prev: torch.Tensor, state: torch.Tensor, memory: torch.Tensor,
-                     attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_step(
+        self, prev: torch.Tensor, state: torch.Tensor, memory: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One decoder step: ``(logits [B, V + L], state [B, D])`` after option ``prev [B]``.
 
         Padded positions get a logit of -1e4; the grammar's masks are applied by the caller.
         """
         return self._step(prev, state, memory, self.copy_in(memory), self.ptr_k(memory), attention_mask.bool())
 
-    def _step(self, prev: torch.Tensor, state: torch.Tensor, memory: torch.Tensor, copy: torch.Tensor,
-              keys: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _step(
+        self,
+        prev: torch.Tensor,
+        state: torch.Tensor,
+        memory: torch.Tensor,
+        copy: torch.Tensor,
+        keys: torch.Tensor,
+        keep: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         vocab = len(OUTPUT_VOCAB)
         d = memory.shape[2]
-        from_vocab = self.option_in(prev.clamp(max=vocab - 1))                           # [B, D]
+        from_vocab = self.option_in(prev.clamp(max=vocab - 1))  # [B, D]
         index = (prev - vocab).clamp(min=0)[:, None, None].expand(-1, 1, d)
-        copied = copy.gather(1, index).squeeze(1)                                        # [B, D]
+        copied = copy.gather(1, index).squeeze(1)  # [B, D]
         x = self.drop(torch.where((prev >= vocab)[:, None], copied, from_vocab))
-        state = self._gru(x, state)                                                      # [B, D]
-        scores = torch.einsum("bld,bd->bl", memory, self.attn_q(state)) / math.sqrt(d)   # [B, L]
+        state = self._gru(x, state)  # [B, D]
+        scores = torch.einsum("bld,bd->bl", memory, self.attn_q(state)) / math.sqrt(d)  # [B, L]
         weights = torch.softmax(scores.masked_fill(~keep, _NEG), dim=1)
-        context = torch.einsum("bl,bld->bd", weights, memory)                            # [B, D]
-        out = torch.tanh(self.out(torch.cat([state, context], dim=1)))                   # [B, D]
-        pointer = torch.einsum("bld,bd->bl", keys, self.ptr_q(out)) / math.sqrt(d)       # [B, L]
+        context = torch.einsum("bl,bld->bd", weights, memory)  # [B, D]
+        out = torch.tanh(self.out(torch.cat([state, context], dim=1)))  # [B, D]
+        pointer = torch.einsum("bld,bd->bl", keys, self.ptr_q(out)) / math.sqrt(d)  # [B, L]
         logits = torch.cat([self.vocab_out(out), pointer.masked_fill(~keep, _NEG)], dim=1)  # [B, V + L]
         return logits, state
 
@@ -231,19 +245,21 @@ class ProgramGenerator(nn.Module):
         memory, state = self.forward_encoder(batch["input_ids"], batch["attention_mask"], batch["token_types"])
         keep = batch["attention_mask"].bool()
         copy, keys = self.copy_in(memory), self.ptr_k(memory)
-        kinds = batch["pointer_kinds"]                                                   # [B, T]
+        kinds = batch["pointer_kinds"]  # [B, T]
         losses = []
         for t in range(batch["inputs"].shape[1]):
             logits, state = self._step(batch["inputs"][:, t], state, memory, copy, keys, keep)
-            pointer_ok = ((kinds[:, t, None] == POINTER_NUMBER) & batch["is_number"]) | \
-                         ((kinds[:, t, None] == POINTER_ROW) & batch["is_row"])           # [B, L]
-            allowed = torch.cat([batch["allowed_vocab"][:, t], pointer_ok], dim=1)        # [B, V + L]
+            pointer_ok = ((kinds[:, t, None] == POINTER_NUMBER) & batch["is_number"]) | (
+                (kinds[:, t, None] == POINTER_ROW) & batch["is_row"]
+            )  # [B, L]
+            allowed = torch.cat([batch["allowed_vocab"][:, t], pointer_ok], dim=1)  # [B, V + L]
             log_p = torch.log_softmax(logits.masked_fill(~allowed, -1e9), dim=1)
-            vocab_gold = F.one_hot(batch["vocab_targets"][:, t].clamp(min=0), len(OUTPUT_VOCAB)).bool() & \
-                (batch["vocab_targets"][:, t, None] >= 0)
+            vocab_gold = F.one_hot(batch["vocab_targets"][:, t].clamp(min=0), len(OUTPUT_VOCAB)).bool() & (
+                batch["vocab_targets"][:, t, None] >= 0
+            )
             gold = torch.cat([vocab_gold, batch["pointer_targets"][:, t]], dim=1) & allowed
-            losses.append(-torch.logsumexp(log_p.masked_fill(~gold, -1e9), dim=1))     # [B]
-        loss = torch.stack(losses, dim=1)                                                # [B, T]
+            losses.append(-torch.logsumexp(log_p.masked_fill(~gold, -1e9), dim=1))  # [B]
+        loss = torch.stack(losses, dim=1)  # [B, T]
         valid = batch["step_mask"]
         return (loss * valid).sum() / valid.sum().clamp(min=1)
 
@@ -259,11 +275,16 @@ def collate(items: list[tuple[Any, Any]]) -> dict[str, torch.Tensor]:
     steps = max(len(targets.inputs) for _, targets in items)
     b, vocab = len(items), len(OUTPUT_VOCAB)
     batch = {
-        "input_ids": np.zeros((b, length), np.int64), "attention_mask": np.zeros((b, length), np.int64),
-        "token_types": np.zeros((b, length), np.int64), "is_number": np.zeros((b, length), bool),
-        "is_row": np.zeros((b, length), bool), "inputs": np.zeros((b, steps), np.int64),
-        "vocab_targets": np.full((b, steps), -1, np.int64), "pointer_kinds": np.zeros((b, steps), np.int64),
-        "step_mask": np.zeros((b, steps), np.float32), "allowed_vocab": np.zeros((b, steps, vocab), bool),
+        "input_ids": np.zeros((b, length), np.int64),
+        "attention_mask": np.zeros((b, length), np.int64),
+        "token_types": np.zeros((b, length), np.int64),
+        "is_number": np.zeros((b, length), bool),
+        "is_row": np.zeros((b, length), bool),
+        "inputs": np.zeros((b, steps), np.int64),
+        "vocab_targets": np.full((b, steps), -1, np.int64),
+        "pointer_kinds": np.zeros((b, steps), np.int64),
+        "step_mask": np.zeros((b, steps), np.float32),
+        "allowed_vocab": np.zeros((b, steps, vocab), bool),
         "pointer_targets": np.zeros((b, steps, length), bool),
     }
     for i, (encoded, targets) in enumerate(items):
@@ -295,14 +316,16 @@ class TorchBackend:
         return [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
 
     @torch.no_grad()
-    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray,
-               token_types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, token_types: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         memory, state = self.model.forward_encoder(*self._tensors(input_ids, attention_mask, token_types))
         return memory.float().cpu().numpy(), state.float().cpu().numpy()
 
     @torch.no_grad()
-    def step(self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
-             attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(
+        self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray, attention_mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         logits, state = self.model.forward_step(*self._tensors(prev, state, memory, attention_mask))
         return logits.float().cpu().numpy(), state.float().cpu().numpy()
 
@@ -330,8 +353,11 @@ def load_generator(folder: str | Path) -> ProgramGenerator:
     """
     folder = Path(folder)
     if not (folder / WEIGHTS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
-        raise VfmError(f"no {WEIGHTS_FILE} and {CONFIG_FILE} here", where=str(folder),
-                       fix="pass the --out folder of a generator training run")
+        raise VfmError(
+            f"no {WEIGHTS_FILE} and {CONFIG_FILE} here",
+            where=str(folder),
+            fix="pass the --out folder of a generator training run",
+        )
     config = GeneratorConfig(**json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
     encoder = None
     if config.encoder != SCRATCH:
@@ -370,9 +396,9 @@ def export_generator(model: ProgramGenerator, folder: str | Path, *, opset: int 
 
     Returns:
         ``{"encoder": parity report, "decoder_step": parity report}`` from
-        :func:`vfm.serve.export.export_onnx` (max abs/rel error per output).
+        :func:`vfm.finetune.export.export_onnx` (max abs/rel error per output).
     """
-    from vfm.serve.export import export_onnx
+    from vfm.finetune.export import export_onnx
 
     folder = Path(folder)
     model = model.eval().float()
@@ -380,15 +406,23 @@ def export_generator(model: ProgramGenerator, folder: str | Path, *, opset: int 
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(4, model.config.vocab_size, (2, length), generator=generator)
     mask = torch.ones(2, length, dtype=torch.int64)
-    mask[1, length // 2:] = 0
+    mask[1, length // 2 :] = 0
     types = torch.randint(1, N_TOKEN_TYPES, (2, length), generator=generator)
-    encoder_report = export_onnx(_EncoderGraph(model), {"input_ids": ids, "attention_mask": mask,
-                                                        "token_types": types},
-                                 ["memory", "state"], folder / ENCODER_ONNX, opset=opset)
+    encoder_report = export_onnx(
+        _EncoderGraph(model),
+        {"input_ids": ids, "attention_mask": mask, "token_types": types},
+        ["memory", "state"],
+        folder / ENCODER_ONNX,
+        opset=opset,
+    )
     with torch.no_grad():
         memory, state = model.forward_encoder(ids, mask, types)
     prev = torch.tensor([len(OUTPUT_VOCAB) + 3, 5], dtype=torch.int64)
-    step_report = export_onnx(_StepGraph(model), {"prev": prev, "state": state, "memory": memory,
-                                                  "attention_mask": mask},
-                              ["logits", "state_out"], folder / STEP_ONNX, opset=opset)
+    step_report = export_onnx(
+        _StepGraph(model),
+        {"prev": prev, "state": state, "memory": memory, "attention_mask": mask},
+        ["logits", "state_out"],
+        folder / STEP_ONNX,
+        opset=opset,
+    )
     return {"encoder": encoder_report, "decoder_step": step_report}

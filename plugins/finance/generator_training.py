@@ -176,19 +176,28 @@ class TrainingSettings(TrainSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.check(("batch_size", self.batch_size >= 1, "a batch size >= 1"),
-                   ("lr", self.lr > 0, "a learning rate > 0, e.g. 2e-3"),
-                   ("warmup_steps", self.warmup_steps >= 0, "a number of steps >= 0"),
-                   ("synthetic", self.synthetic >= 0, "a count >= 0"),
-                   ("real_views", self.real_views >= 1, "a count >= 1"),
-                   ("top_k", self.top_k >= 1, "a count >= 1"),
-                   ("beam_size", self.beam_size >= 1, "a beam >= 1 (1: greedy)"),
-                   ("threads", self.threads >= 1, "a count >= 1"))
+        self.check(
+            ("batch_size", self.batch_size >= 1, "a batch size >= 1"),
+            ("lr", self.lr > 0, "a learning rate > 0, e.g. 2e-3"),
+            ("warmup_steps", self.warmup_steps >= 0, "a number of steps >= 0"),
+            ("synthetic", self.synthetic >= 0, "a count >= 0"),
+            ("real_views", self.real_views >= 1, "a count >= 1"),
+            ("top_k", self.top_k >= 1, "a count >= 1"),
+            ("beam_size", self.beam_size >= 1, "a beam >= 1 (1: greedy)"),
+            ("threads", self.threads >= 1, "a count >= 1"),
+        )
 
     def model_config(self, vocab_size: int) -> GeneratorConfig:
-        return GeneratorConfig(vocab_size=vocab_size, encoder=self.encoder, d_model=self.d_model,
-                               n_layers=self.n_layers, n_heads=self.n_heads, d_ff=self.d_ff, max_len=self.max_len,
-                               dropout=self.dropout)
+        return GeneratorConfig(
+            vocab_size=vocab_size,
+            encoder=self.encoder,
+            d_model=self.d_model,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            d_ff=self.d_ff,
+            max_len=self.max_len,
+            dropout=self.dropout,
+        )
 
 
 def train_word_tokenizer(texts: Sequence[str], vocab_size: int = 10000, min_frequency: int = 2):
@@ -198,8 +207,9 @@ def train_word_tokenizer(texts: Sequence[str], vocab_size: int = 10000, min_freq
 
     tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    trainer = trainers.WordLevelTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+    )
     tokenizer.train_from_iterator((" ".join(split_words(text)) for text in texts), trainer=trainer)
     return tokenizer
 
@@ -209,8 +219,9 @@ def record_texts(records: Sequence[QARecord]) -> list[str]:
     return [text for r in records for text in (record_question(r), *r.evidence().values())]
 
 
-def training_units(record: QARecord, ranked: Sequence[str], top_k: int,
-                   rng: np.random.Generator | None = None) -> list[str]:
+def training_units(
+    record: QARecord, ranked: Sequence[str], top_k: int, rng: np.random.Generator | None = None
+) -> list[str]:
     """The ``top_k`` best-ranked units, with the gold units swapped in for the lowest-ranked
     others (all gold units when there are more than ``top_k``), in ranked order.
 
@@ -229,9 +240,14 @@ def training_units(record: QARecord, ranked: Sequence[str], top_k: int,
     return [units[int(i)] for i in rng.permutation(len(units))]
 
 
-def make_training_examples(records: Sequence[QARecord], retriever: EvidenceRetriever, inputs: InputEncoder,
-                           top_k: int, views: int = 1,
-                           seed: int = 0) -> tuple[list[tuple[EncodedInput, ProgramTargets]], int]:
+def make_training_examples(
+    records: Sequence[QARecord],
+    retriever: EvidenceRetriever,
+    inputs: InputEncoder,
+    top_k: int,
+    views: int = 1,
+    seed: int = 0,
+) -> tuple[list[tuple[EncodedInput, ProgramTargets]], int]:
     """``(examples, skipped)``: the teacher-forcing examples of the records with a gold
     program, ``views`` per record (the first as :func:`training_units` ranks them, the others
     drawn with a generator seeded by ``seed``); skipped: views whose program has an argument
@@ -275,9 +291,9 @@ class LengthBuckets(torch.utils.data.Sampler):
         order = rng.permutation(len(self.lengths))
         batches = []
         for start in range(0, len(order), self.pool):
-            chunk = order[start: start + self.pool]
+            chunk = order[start : start + self.pool]
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            batches += [chunk[i: i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
         for index in rng.permutation(len(batches)):
             yield batches[index]
 
@@ -323,11 +339,20 @@ class GeneratorModule(L.LightningModule):
 
     def configure_optimizers(self):
         s = self.settings
-        groups = decay_groups(self.model.named_parameters(), weight_decay=s.weight_decay, lr=s.lr,
-                              no_decay=lambda name: "embed" in name,
-                              lr_of=lambda name: (s.encoder_lr or s.lr) if name.startswith("encoder.") else s.lr)
-        return adamw_with_schedule(groups, lr=s.lr, warmup_steps=s.warmup_steps, floor=0.1,
-                                   total_steps=int(self.trainer.estimated_stepping_batches))
+        groups = decay_groups(
+            self.model.named_parameters(),
+            weight_decay=s.weight_decay,
+            lr=s.lr,
+            no_decay=lambda name: "embed" in name,
+            lr_of=lambda name: (s.encoder_lr or s.lr) if name.startswith("encoder.") else s.lr,
+        )
+        return adamw_with_schedule(
+            groups,
+            lr=s.lr,
+            warmup_steps=s.warmup_steps,
+            floor=0.1,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+        )
 
 
 def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, Any]:
@@ -344,15 +369,22 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     select_synthetic = generate(settings.select_synthetic, seed=settings.seed + 1)
     real_fit, real_select = selection_split(real.train) if real and not settings.synthetic_only else ([], [])
     select_synthetic = [] if real_select else select_synthetic
-    log.info("data: %d synthetic + %d real training records; %d real + %d synthetic selection records",
-             len(synthetic), len(real_fit), len(real_select), len(select_synthetic))
+    log.info(
+        "data: %d synthetic + %d real training records; %d real + %d synthetic selection records",
+        len(synthetic),
+        len(real_fit),
+        len(real_select),
+        len(select_synthetic),
+    )
 
     # 2. retriever
     retriever = EvidenceRetriever().fit(real_fit + synthetic[:300])
     retriever.save(out / "retriever.json")
-    log.info("retriever: recall %s on the selection records -> %s", retrieval_recall(retriever, real_select
-                                                                                      + select_synthetic),
-             out / "retriever.json")
+    log.info(
+        "retriever: recall %s on the selection records -> %s",
+        retrieval_recall(retriever, real_select + select_synthetic),
+        out / "retriever.json",
+    )
 
     weak_fit: list[QARecord] = []
     weak_select: list[QARecord] = []
@@ -360,40 +392,66 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     if settings.weak_labels and real and not settings.synthetic_only:
         quality = label_quality([r for r in real_select if r.source != "tatqa"], retriever)
         weak_fit, weak_select = weak_labelled(real, retriever)
-        weak_report = {"unlabelled": len(real.unlabelled), "labelled": len(weak_fit) + len(weak_select),
-                       "selection": len(weak_select), "selection_quality": quality}
-        log.info("weak labels: programs found for %d of %d unlabelled questions (%d kept for selection); on the "
-                 "FinQA and ConvFinQA selection records the search finds the gold program for %d of %d labelled",
-                 weak_report["labelled"], len(real.unlabelled), len(weak_select), quality["correct"],
-                 quality["labelled"])
+        weak_report = {
+            "unlabelled": len(real.unlabelled),
+            "labelled": len(weak_fit) + len(weak_select),
+            "selection": len(weak_select),
+            "selection_quality": quality,
+        }
+        log.info(
+            "weak labels: programs found for %d of %d unlabelled questions (%d kept for selection); on the "
+            "FinQA and ConvFinQA selection records the search finds the gold program for %d of %d labelled",
+            weak_report["labelled"],
+            len(real.unlabelled),
+            len(weak_select),
+            quality["correct"],
+            quality["labelled"],
+        )
     real_fit, real_select = real_fit + weak_fit, real_select + weak_select
 
     # 3. tokenizer
     if settings.encoder == SCRATCH:
-        tokenizer = train_word_tokenizer(record_texts(real_fit + synthetic), settings.vocab_size,
-                                         settings.min_frequency)
+        tokenizer = train_word_tokenizer(
+            record_texts(real_fit + synthetic), settings.vocab_size, settings.min_frequency
+        )
         tokenizer.save(str(out / "tokenizer.json"))
     else:
         source = Path(settings.encoder) / "tokenizer.json"
         if not source.is_file():
-            raise VfmError("the encoder folder has no tokenizer.json", where=str(source.parent),
-                           fix="save the encoder's fast tokenizer beside it (tokenizer.save_pretrained(folder))")
+            raise VfmError(
+                "the encoder folder has no tokenizer.json",
+                where=str(source.parent),
+                fix="save the encoder's fast tokenizer beside it (tokenizer.save_pretrained(folder))",
+            )
         shutil.copyfile(source, out / "tokenizer.json")
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
-    write_settings(out, top_k=settings.top_k, max_len=settings.max_len, max_question_len=settings.max_question_len,
-                   beam_size=settings.beam_size)
+    write_settings(
+        out,
+        top_k=settings.top_k,
+        max_len=settings.max_len,
+        max_question_len=settings.max_question_len,
+        beam_size=settings.beam_size,
+    )
     inputs = InputEncoder(tokenizer, settings.max_len, settings.max_question_len)
 
     # 4. generator
-    real_examples, real_skipped = make_training_examples(real_fit, retriever, inputs, settings.top_k,
-                                                         views=settings.real_views, seed=settings.seed)
+    real_examples, real_skipped = make_training_examples(
+        real_fit, retriever, inputs, settings.top_k, views=settings.real_views, seed=settings.seed
+    )
     synthetic_examples, synthetic_skipped = make_training_examples(synthetic, retriever, inputs, settings.top_k)
     examples = synthetic_examples + real_examples
-    log.info("generator: %d examples (%d real: %d views of each question; %d synthetic); %d real and %d synthetic "
-             "views skipped (an argument not in the input)", len(examples), len(real_examples), settings.real_views,
-             len(synthetic_examples), real_skipped, synthetic_skipped)
+    log.info(
+        "generator: %d examples (%d real: %d views of each question; %d synthetic); %d real and %d synthetic "
+        "views skipped (an argument not in the input)",
+        len(examples),
+        len(real_examples),
+        settings.real_views,
+        len(synthetic_examples),
+        real_skipped,
+        synthetic_skipped,
+    )
     if not examples:
         raise VfmError("no training example", where="generator_training", fix="check the data folder")
     select_records = with_programs(real_select or select_synthetic)
@@ -401,34 +459,59 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
 
     # 5. export and parity
     reports = write_model_folder(out, trained["model"])
-    parity = {**reports, "greedy_tokens": _token_parity(trained["model"], out, inputs, retriever, select_records,
-                                                        settings)}
-    log.info("export: ONNX greedy tokens equal torch on %d/%d selection records -> %s",
-             parity["greedy_tokens"]["equal"], parity["greedy_tokens"]["count"], out)
+    parity = {
+        **reports,
+        "greedy_tokens": _token_parity(trained["model"], out, inputs, retriever, select_records, settings),
+    }
+    log.info(
+        "export: ONNX greedy tokens equal torch on %d/%d selection records -> %s",
+        parity["greedy_tokens"]["equal"],
+        parity["greedy_tokens"]["count"],
+        out,
+    )
     atomic_write_json(out / "parity.json", parity)
 
     # 6. the beam re-ranker, fitted on the selection records with the exported model
     reranking = fit_reranker(out, select_records)
-    log.info("re-ranker: selection execution accuracy %s (generator's order) -> %s (cross-validated); %s",
-             reranking["first_running"], reranking["reranked_cross_validated"],
-             f"kept -> {out / RERANKER_FILE}" if reranking["kept"] else "not kept")
+    log.info(
+        "re-ranker: selection execution accuracy %s (generator's order) -> %s (cross-validated); %s",
+        reranking["first_running"],
+        reranking["reranked_cross_validated"],
+        f"kept -> {out / RERANKER_FILE}" if reranking["kept"] else "not kept",
+    )
 
     # 7. the table lookup, the text answerer and the scale model, fitted on the training questions
     use_real = real is not None and not settings.synthetic_only
-    answer_reports = fit_answer_models(out, real.train if use_real else [], synthetic, retriever,
-                                       numeric=real.unlabelled if use_real else [], lookup=settings.lookup,
-                                       synthetic_lookups=settings.lookup_synthetic, seed=settings.seed)
+    answer_reports = fit_answer_models(
+        out,
+        real.train if use_real else [],
+        synthetic,
+        retriever,
+        numeric=real.unlabelled if use_real else [],
+        lookup=settings.lookup,
+        synthetic_lookups=settings.lookup_synthetic,
+        seed=settings.seed,
+    )
     for name, report in answer_reports.items():
-        log.info("%s: fitted on %d questions; %s", name, report.get("questions", 0),
-                 "kept" if report["kept"] else report["why"])
+        log.info(
+            "%s: fitted on %d questions; %s",
+            name,
+            report.get("questions", 0),
+            "kept" if report["kept"] else report["why"],
+        )
 
     # 8. evaluation with the exported model
     evaluation = _evaluate(out, real, settings)
     metrics = {
-        "settings": asdict(settings), "total_seconds": time.time() - started,
+        "settings": asdict(settings),
+        "total_seconds": time.time() - started,
         **{key: value for key, value in trained.items() if key != "model"},
-        "examples": {"real": len(real_examples), "synthetic": len(synthetic_examples), "real_skipped": real_skipped,
-                     "synthetic_skipped": synthetic_skipped},
+        "examples": {
+            "real": len(real_examples),
+            "synthetic": len(synthetic_examples),
+            "real_skipped": real_skipped,
+            "synthetic_skipped": synthetic_skipped,
+        },
         "parameters": sum(p.numel() for p in trained["model"].parameters()),
         "weak_labels": weak_report,
         "reranker": reranking,
@@ -441,8 +524,9 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     return metrics
 
 
-def _train(settings: TrainingSettings, examples: list, vocab_size: int, out: Path,
-           select_records: Sequence[QARecord]) -> dict[str, Any]:
+def _train(
+    settings: TrainingSettings, examples: list, vocab_size: int, out: Path, select_records: Sequence[QARecord]
+) -> dict[str, Any]:
     """Train the generator (resuming from ``out/checkpoints/last.ckpt``) and keep its epoch with
     the best selection execution accuracy.
 
@@ -458,20 +542,40 @@ def _train(settings: TrainingSettings, examples: list, vocab_size: int, out: Pat
         predictions = [predictor.predict_record(r) for r in select_records]
         return score_predictions(predictions, select_records)["program"]["execution_accuracy"]
 
-    loader = DataLoader(examples, collate_fn=collate, batch_sampler=LengthBuckets(
-        [len(encoded) for encoded, _ in examples], settings.batch_size, settings.seed))
+    loader = DataLoader(
+        examples,
+        collate_fn=collate,
+        batch_sampler=LengthBuckets([len(encoded) for encoded, _ in examples], settings.batch_size, settings.seed),
+    )
     module = GeneratorModule(model, settings, select)
-    run = fit(module, settings, out, train=loader, monitor="select/execution_accuracy", mode="max",
-              progress=False, gradient_clip_val=1.0, log_every_n_steps=20)
+    run = fit(
+        module,
+        settings,
+        out,
+        train=loader,
+        monitor="select/execution_accuracy",
+        mode="max",
+        progress=False,
+        gradient_clip_val=1.0,
+        log_every_n_steps=20,
+    )
     best_score = max((h["select_execution_accuracy"] for h in module.history), default=-1.0)
     if run.best is not None:
         state = torch.load(run.best, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict({key.removeprefix("model."): value for key, value in state.items()})
-    log.info("generator: trained %.0f s over all calls, best selection execution accuracy %.4f",
-             run.seconds_all_calls, best_score)
-    return {"model": model.cpu().eval(), "train": run.summary(), "train_seconds": run.seconds_all_calls,
-            "epochs_run": len(module.history), "history": module.history,
-            "best_selection_execution_accuracy": best_score}
+    log.info(
+        "generator: trained %.0f s over all calls, best selection execution accuracy %.4f",
+        run.seconds_all_calls,
+        best_score,
+    )
+    return {
+        "model": model.cpu().eval(),
+        "train": run.summary(),
+        "train_seconds": run.seconds_all_calls,
+        "epochs_run": len(module.history),
+        "history": module.history,
+        "best_selection_execution_accuracy": best_score,
+    }
 
 
 def weak_labelled(real: RealData, retriever: EvidenceRetriever) -> tuple[list[QARecord], list[QARecord]]:
@@ -498,14 +602,29 @@ def selection_records(settings: TrainingSettings, retriever: EvidenceRetriever) 
 
 def write_settings(out: str | Path, *, top_k: int, max_len: int, max_question_len: int, beam_size: int) -> None:
     """Write the decoding settings (``finance_model.json``) a :class:`ProgramPredictor` reads."""
-    atomic_write_json(Path(out) / SETTINGS_FILE, {"format": SETTINGS_FORMAT, "top_k": top_k, "max_len": max_len,
-                                                  "max_question_len": max_question_len, "beam_size": beam_size,
-                                                  "output_vocab": list(OUTPUT_VOCAB)})
+    atomic_write_json(
+        Path(out) / SETTINGS_FILE,
+        {
+            "format": SETTINGS_FORMAT,
+            "top_k": top_k,
+            "max_len": max_len,
+            "max_question_len": max_question_len,
+            "beam_size": beam_size,
+            "output_vocab": list(OUTPUT_VOCAB),
+        },
+    )
 
 
-def write_model_folder(out: str | Path, model: ProgramGenerator, *, tokenizer: Any = None,
-                       retriever: EvidenceRetriever | None = None, top_k: int = 4, max_question_len: int = 64,
-                       beam_size: int = 5) -> dict[str, Any]:
+def write_model_folder(
+    out: str | Path,
+    model: ProgramGenerator,
+    *,
+    tokenizer: Any = None,
+    retriever: EvidenceRetriever | None = None,
+    top_k: int = 4,
+    max_question_len: int = 64,
+    beam_size: int = 5,
+) -> dict[str, Any]:
     """Save and export ``model`` into ``out`` (weights, ONNX files), with the tokenizer,
     retriever and decoding settings when given, so that ``out`` serves a
     :class:`ProgramPredictor`.
@@ -520,13 +639,18 @@ def write_model_folder(out: str | Path, model: ProgramGenerator, *, tokenizer: A
     if retriever is not None:
         retriever.save(out / "retriever.json")
     if tokenizer is not None or retriever is not None:
-        write_settings(out, top_k=top_k, max_len=model.config.max_len, max_question_len=max_question_len,
-                       beam_size=beam_size)
+        write_settings(
+            out, top_k=top_k, max_len=model.config.max_len, max_question_len=max_question_len, beam_size=beam_size
+        )
     return export_generator(model, out)
 
 
-def build_model_folder(out: str | Path, records: Sequence[QARecord], settings: TrainingSettings | None = None,
-                       model: ProgramGenerator | None = None) -> ProgramGenerator:
+def build_model_folder(
+    out: str | Path,
+    records: Sequence[QARecord],
+    settings: TrainingSettings | None = None,
+    model: ProgramGenerator | None = None,
+) -> ProgramGenerator:
     """A complete model folder in ``out`` without training the generator: the retriever and
     tokenizer fitted on ``records``, and ``model`` (default: new weights, shaped by
     ``settings``), exported. For smoke tests and for trying the runtime before a real run.
@@ -536,13 +660,26 @@ def build_model_folder(out: str | Path, records: Sequence[QARecord], settings: T
     if model is None:
         torch.manual_seed(settings.seed)
         model = build_generator(settings.model_config(tokenizer.get_vocab_size()))
-    write_model_folder(out, model, tokenizer=tokenizer, retriever=EvidenceRetriever().fit(records),
-                       top_k=settings.top_k, max_question_len=settings.max_question_len, beam_size=settings.beam_size)
+    write_model_folder(
+        out,
+        model,
+        tokenizer=tokenizer,
+        retriever=EvidenceRetriever().fit(records),
+        top_k=settings.top_k,
+        max_question_len=settings.max_question_len,
+        beam_size=settings.beam_size,
+    )
     return model
 
 
-def _token_parity(model: ProgramGenerator, out: Path, inputs: InputEncoder, retriever: EvidenceRetriever,
-                  records: Sequence[QARecord], settings: TrainingSettings) -> dict[str, Any]:
+def _token_parity(
+    model: ProgramGenerator,
+    out: Path,
+    inputs: InputEncoder,
+    retriever: EvidenceRetriever,
+    records: Sequence[QARecord],
+    settings: TrainingSettings,
+) -> dict[str, Any]:
     """Greedy program tokens of torch and ONNX on the first selection records."""
     torch_backend, onnx_backend = TorchBackend(model), OnnxBackend(out)
     equal, mismatches = 0, []
@@ -565,8 +702,10 @@ def _evaluate(out: Path, real: Any, settings: TrainingSettings) -> dict[str, Any
     if real is not None:
         sets["finqa_dev"] = real.finqa_dev
         sets["tatqa_held_out"] = real.tatqa_held_out
-    modes = {("greedy" if beam == 1 else f"beam{beam}"): {"beam_size": beam, "rerank": False}
-             for beam in sorted({1, settings.beam_size})}
+    modes = {
+        ("greedy" if beam == 1 else f"beam{beam}"): {"beam_size": beam, "rerank": False}
+        for beam in sorted({1, settings.beam_size})
+    }
     if (out / RERANKER_FILE).is_file():
         modes["reranked"] = {}
     results: dict[str, Any] = {}

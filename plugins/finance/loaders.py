@@ -15,10 +15,7 @@
   ``programs`` line per turn (``x0 = 60.94 - 25.14; ans = x0 / 25.14``), the final
   ``answer``, ``text`` and the ``table`` as ``a | b | c`` lines. A record is the final
   turn, earlier turns in ``history``; its program is compiled from the final turn's line.
-  Evidence is matched from ``golden_table`` rows and ``golden_text`` sentences. With
-  ``turns="all"`` each earlier turn that computes something is a record too (its answer is
-  its program's value; its evidence, the conversation's evidence units that hold one of its
-  numbers), as ConvFinQA trains and scores every turn.
+  Evidence is matched from ``golden_table`` rows and ``golden_text`` sentences.
 - **FinQA prompts** (JSON Lines, PIXIU's ``valid.jsonl``: ``{"id", "conversations": [human,
   assistant]}``): the human turn holds ``Context: <pre text>``, the table as ``|a|b|c|``
   lines, the post text, then ``Question: ...``; the assistant turn is the answer
@@ -34,7 +31,6 @@ import ast
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +40,7 @@ from vfm.plugins.finance.executor import execute
 from vfm.plugins.finance.expression import compile_expression
 from vfm.plugins.finance.metrics import tatqa_em_f1
 from vfm.plugins.finance.numbers import float_or_none
-from vfm.plugins.finance.program import Step, parse_program, render_program
+from vfm.plugins.finance.program import Step, render_program
 from vfm.plugins.finance.records import QARecord
 from vfm.plugins.finance.table_text import parse_table
 
@@ -81,14 +77,20 @@ def detect_format(data: Sequence[Any], path: str | Path = "data") -> str:
     """
     first = data[0] if data else None
     if not isinstance(first, Mapping):
-        raise VfmError("the file holds no records", where=str(path),
-                       fix="pass a FinQA, TAT-QA or ConvFinQA JSON file (a list of records)")
+        raise VfmError(
+            "the file holds no records",
+            where=str(path),
+            fix="pass a FinQA, TAT-QA or ConvFinQA JSON file (a list of records)",
+        )
     for name, fields in _FORMAT_FIELDS.items():
         if fields <= first.keys():
             return name
-    raise VfmError(f"unknown format: the first record has fields {', '.join(sorted(first))}",
-                   where=str(path), fix="pass a FinQA (pre_text, table, post_text, qa), TAT-QA (table, "
-                                        "paragraphs, questions) or ConvFinQA (questions, programs, answer) file")
+    raise VfmError(
+        f"unknown format: the first record has fields {', '.join(sorted(first))}",
+        where=str(path),
+        fix="pass a FinQA (pre_text, table, post_text, qa), TAT-QA (table, "
+        "paragraphs, questions) or ConvFinQA (questions, programs, answer) file",
+    )
 
 
 def load_finqa(path: str | Path) -> list[QARecord]:
@@ -101,16 +103,10 @@ def load_tatqa(path: str | Path) -> list[QARecord]:
     return _tatqa(_read_json_list(path), str(path))
 
 
-def load_convfinqa(path: str | Path, *, turns: str = "final") -> list[QARecord]:
-    """Load a ConvFinQA file in program-of-thought format (see the module doc).
-
-    Args:
-        turns: ``"final"``: one record per conversation, its final turn; ``"all"``: also every
-            earlier turn that computes something (a lookup such as ``ans = 60.94`` has no program).
-    """
-    if turns not in ("final", "all"):
-        raise VfmError(f"unknown turns {turns!r}", where="load_convfinqa", fix="use 'final' or 'all'")
-    return _convfinqa(_read_json_list(path), str(path), every_turn=turns == "all")
+def load_convfinqa(path: str | Path) -> list[QARecord]:
+    """Load a ConvFinQA file in program-of-thought format (see the module doc): one record per
+    conversation, its final turn."""
+    return _convfinqa(_read_json_list(path), str(path))
 
 
 def load_finqa_prompts(path: str | Path) -> list[QARecord]:
@@ -130,29 +126,47 @@ def load_finqa_prompts(path: str | Path) -> list[QARecord]:
             except (ValueError, SyntaxError):
                 turns = None
         if not isinstance(turns, list) or len(turns) < 2 or not all(isinstance(t, Mapping) for t in turns[:2]):
-            raise VfmError("conversations is not a [question, answer] pair", where=where,
-                           fix="pass PIXIU's FinQA prompt file unchanged")
+            raise VfmError(
+                "conversations is not a [question, answer] pair",
+                where=where,
+                fix="pass PIXIU's FinQA prompt file unchanged",
+            )
         match = _PROMPT.search(str(_field(turns[0], "value", where)))
         if match is None:
-            raise VfmError("the prompt has no 'Context:' with a table and a 'Question:'", where=where,
-                           fix="pass PIXIU's FinQA prompt file unchanged")
+            raise VfmError(
+                "the prompt has no 'Context:' with a table and a 'Question:'",
+                where=where,
+                fix="pass PIXIU's FinQA prompt file unchanged",
+            )
         answer = str(_field(turns[1], "value", where)).strip()
         number = float_or_none(answer)
         if answer not in _YES_NO and number is None:
-            raise VfmError(f"answer {answer!r} is neither a number nor yes/no", where=where,
-                           fix="pass PIXIU's FinQA prompt file unchanged")
+            raise VfmError(
+                f"answer {answer!r} is neither a number nor yes/no",
+                where=where,
+                fix="pass PIXIU's FinQA prompt file unchanged",
+            )
         table = [[cell.strip() for cell in row.strip()[1:-1].split("|")] for row in match["table"].splitlines()]
-        records.append(QARecord(
-            id=str(item.get("id", number)), pre_text=_sentences(match["pre"]), table=table,
-            post_text=_sentences(match["post"]), question=match["question"].strip(),
-            answer=answer if answer in _YES_NO else number,
-            answer_type="comparison" if answer in _YES_NO else "arithmetic", source="finqa",
-        ))
+        records.append(
+            QARecord(
+                id=str(item.get("id", number)),
+                pre_text=_sentences(match["pre"]),
+                table=table,
+                post_text=_sentences(match["post"]),
+                question=match["question"].strip(),
+                answer=answer if answer in _YES_NO else number,
+                answer_type="comparison" if answer in _YES_NO else "arithmetic",
+                source="finqa",
+            )
+        )
     return records
 
 
-_PROMPT = re.compile(r"Context:(?P<pre>.*?)\n(?P<table>(?:\|[^\n]*\|\n)+)(?P<post>.*?)"
-                     r"\nQuestion:(?P<question>.*?)\nAnswer:", re.DOTALL)
+_PROMPT = re.compile(
+    r"Context:(?P<pre>.*?)\n(?P<table>(?:\|[^\n]*\|\n)+)(?P<post>.*?)"
+    r"\nQuestion:(?P<question>.*?)\nAnswer:",
+    re.DOTALL,
+)
 """The parts of a PIXIU FinQA prompt."""
 
 
@@ -164,13 +178,19 @@ def _read_json_list(path: str | Path) -> list[Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise VfmError(f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}", where=str(path),
-                       fix="pass the dataset's .json file unchanged (JSON Lines files are not read here)") from None
+        raise VfmError(
+            f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}",
+            where=str(path),
+            fix="pass the dataset's .json file unchanged (JSON Lines files are not read here)",
+        ) from None
     except UnicodeDecodeError:
         raise VfmError("not a UTF-8 text file", where=str(path), fix="pass the dataset's .json file") from None
     if not isinstance(data, list):
-        raise VfmError(f"expected a JSON list of records, found a {type(data).__name__}", where=str(path),
-                       fix="pass the dataset's .json file unchanged")
+        raise VfmError(
+            f"expected a JSON list of records, found a {type(data).__name__}",
+            where=str(path),
+            fix="pass the dataset's .json file unchanged",
+        )
     return data
 
 
@@ -187,18 +207,20 @@ def _finqa(data: Sequence[Any], path: str) -> list[QARecord]:
         where = f"{path} record {index}"
         qa = _field(item, "qa", where)
         answer = _field(qa, "exe_ans", where)
-        records.append(QARecord(
-            id=str(_field(item, "id", where)),
-            pre_text=list(_field(item, "pre_text", where)),
-            table=[list(map(str, row)) for row in _field(item, "table", where)],
-            post_text=list(_field(item, "post_text", where)),
-            question=_field(qa, "question", where),
-            answer=answer if answer in _YES_NO else float(answer),
-            program=_field(qa, "program", where),
-            gold_evidence=list(qa.get("gold_inds", {})),
-            answer_type="comparison" if answer in _YES_NO else "arithmetic",
-            source="finqa",
-        ))
+        records.append(
+            QARecord(
+                id=str(_field(item, "id", where)),
+                pre_text=list(_field(item, "pre_text", where)),
+                table=[list(map(str, row)) for row in _field(item, "table", where)],
+                post_text=list(_field(item, "post_text", where)),
+                question=_field(qa, "question", where),
+                answer=answer if answer in _YES_NO else float(answer),
+                program=_field(qa, "program", where),
+                gold_evidence=list(qa.get("gold_inds", {})),
+                answer_type="comparison" if answer in _YES_NO else "arithmetic",
+                source="finqa",
+            )
+        )
     return records
 
 
@@ -214,8 +236,13 @@ def _tatqa(data: Sequence[Any], path: str) -> list[QARecord]:
     return records
 
 
-def _tatqa_record(question: Mapping[str, Any], table: list[list[str]], paragraphs: Sequence[Mapping[str, Any]],
-                  position: Mapping[str, int], where: str) -> QARecord:
+def _tatqa_record(
+    question: Mapping[str, Any],
+    table: list[list[str]],
+    paragraphs: Sequence[Mapping[str, Any]],
+    position: Mapping[str, int],
+    where: str,
+) -> QARecord:
     answer, answer_type = _field(question, "answer", where), _field(question, "answer_type", where)
     scale, derivation = question.get("scale", ""), question.get("derivation", "")
     spans = [str(span) for span in answer] if isinstance(answer, list) else []
@@ -226,9 +253,18 @@ def _tatqa_record(question: Mapping[str, Any], table: list[list[str]], paragraph
         wanted = _number_tokens(derivation) if answer_type == "arithmetic" else spans
         evidence = _matching_rows(table, wanted) + evidence
     return QARecord(
-        id=str(_field(question, "uid", where)), pre_text=[str(p.get("text", "")) for p in paragraphs], table=table,
-        post_text=[], question=_field(question, "question", where), answer=value, program=program,
-        gold_evidence=evidence, scale=scale, answer_type=answer_type, source="tatqa", answer_spans=spans,
+        id=str(_field(question, "uid", where)),
+        pre_text=[str(p.get("text", "")) for p in paragraphs],
+        table=table,
+        post_text=[],
+        question=_field(question, "question", where),
+        answer=value,
+        program=program,
+        gold_evidence=evidence,
+        scale=scale,
+        answer_type=answer_type,
+        source="tatqa",
+        answer_spans=spans,
     )
 
 
@@ -264,6 +300,7 @@ def _number_tokens(derivation: str) -> list[str]:
 def _matching_rows(table: Sequence[Sequence[str]], wanted: Sequence[str]) -> list[str]:
     """Ids of the rows with a cell equal to one of ``wanted`` (ignoring ``$``, ``%``, spaces
     and parentheses)."""
+
     def bare(text: str) -> str:
         return re.sub(r"[\s$%()]", "", text).lower()
 
@@ -271,52 +308,39 @@ def _matching_rows(table: Sequence[Sequence[str]], wanted: Sequence[str]) -> lis
     return [f"table_{i}" for i, row in enumerate(table) if targets & {bare(cell) for cell in row}]
 
 
-def _convfinqa(data: Sequence[Any], path: str, every_turn: bool = False) -> list[QARecord]:
+def _convfinqa(data: Sequence[Any], path: str) -> list[QARecord]:
     records = []
     for index, item in enumerate(data):
         where = f"{path} record {index}"
         questions, programs = _field(item, "questions", where), _field(item, "programs", where)
         if not questions or len(programs) != len(questions):
-            raise VfmError(f"{len(questions)} questions but {len(programs)} programs", where=where,
-                           fix="give one program line per question")
+            raise VfmError(
+                f"{len(questions)} questions but {len(programs)} programs",
+                where=where,
+                fix="give one program line per question",
+            )
         table = parse_table(_field(item, "table", where))
         sentences = _sentences(_field(item, "text", where))
         ident = str(item.get("id", index))
         evidence = _convfinqa_evidence(item, table, sentences)
         answer = _field(item, "answer", where)
         program = _pot_program(programs[-1], where)
-        final = QARecord(
-            id=ident, pre_text=sentences, table=table, post_text=[],
-            question=questions[-1], answer=answer if answer in _YES_NO else float(answer), program=program,
-            gold_evidence=evidence,
-            answer_type="comparison" if answer in _YES_NO else "arithmetic" if program else "span",
-            source="convfinqa", history=list(questions[:-1]),
+        records.append(
+            QARecord(
+                id=ident,
+                pre_text=sentences,
+                table=table,
+                post_text=[],
+                question=questions[-1],
+                answer=answer if answer in _YES_NO else float(answer),
+                program=program,
+                gold_evidence=evidence,
+                answer_type="comparison" if answer in _YES_NO else "arithmetic" if program else "span",
+                source="convfinqa",
+                history=list(questions[:-1]),
+            )
         )
-        for turn in range(len(questions) - 1) if every_turn else ():
-            program = _pot_program(programs[turn], f"{where} turn {turn}")
-            if program is None:
-                continue
-            value = execute(program, table)
-            records.append(replace(
-                final, id=f"{ident}#turn{turn}", question=questions[turn], history=list(questions[:turn]),
-                answer=value, program=program, answer_type="comparison" if value in _YES_NO else "arithmetic",
-                gold_evidence=_units_holding(program, evidence, table, sentences) or evidence))
-        records.append(final)
     return records
-
-
-def _units_holding(program: str, units: Sequence[str], table: Sequence[Sequence[str]],
-                   sentences: Sequence[str]) -> list[str]:
-    """The ids among ``units`` (``table_i``/``text_i``) whose text holds one of the program's numbers."""
-    numbers = {arg.lstrip("-").rstrip("%") for step in parse_program(program) for arg in step.args
-               if not arg.startswith(("#", "const_"))}
-
-    def words(unit: str) -> set[str]:
-        kind, _, position = unit.partition("_")
-        text = " ".join(table[int(position)]) if kind == "table" else sentences[int(position)]
-        return {word.strip(".").replace(",", "") for word in re.sub(r"[$%()]", " ", text).split()}
-
-    return [unit for unit in units if numbers & words(unit)]
 
 
 def _pot_program(line: str, where: str) -> str | None:
@@ -326,8 +350,11 @@ def _pot_program(line: str, where: str) -> str | None:
     for statement in filter(str.strip, line.split(";")):
         name, equals, expression = statement.partition("=")
         if not equals:
-            raise VfmError(f"expected 'name = expression', found {statement.strip()!r}", where=where,
-                           fix="write each statement as 'x0 = a - b'")
+            raise VfmError(
+                f"expected 'name = expression', found {statement.strip()!r}",
+                where=where,
+                fix="write each statement as 'x0 = a - b'",
+            )
         new_steps, names[name.strip()] = compile_expression(expression, names, first_step=len(steps))
         steps += new_steps
     return render_program(steps) if steps else None
@@ -343,13 +370,18 @@ def _convfinqa_evidence(item: Mapping[str, Any], table: list[list[str]], sentenc
     of ``golden_text`` found in the text."""
     golden_rows = [line.strip() for line in str(item.get("golden_table", "")).splitlines()[1:] if line.strip()]
     rows = {" | ".join(row): i for i, row in enumerate(table)}
-    found = [f"table_{rows[' | '.join(c.strip() for c in line.split('|'))]}" for line in golden_rows
-             if " | ".join(c.strip() for c in line.split("|")) in rows]
+    found = [
+        f"table_{rows[' | '.join(c.strip() for c in line.split('|'))]}"
+        for line in golden_rows
+        if " | ".join(c.strip() for c in line.split("|")) in rows
+    ]
     positions = {sentence: i for i, sentence in reversed(list(enumerate(sentences)))}
     found += [f"text_{positions[s]}" for s in _sentences(str(item.get("golden_text", ""))) if s in positions]
     return list(dict.fromkeys(found))
 
 
 _LOADERS: dict[str, Callable[[Sequence[Any], str], list[QARecord]]] = {
-    "finqa": _finqa, "tatqa": _tatqa, "convfinqa": _convfinqa,
+    "finqa": _finqa,
+    "tatqa": _tatqa,
+    "convfinqa": _convfinqa,
 }

@@ -43,8 +43,15 @@ class LogisticModel:
         return 1.0 / (1.0 + np.exp(-self.logits(x)))
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, *, l2: float = 1.0,
-                 iterations: int = 25, standardise: bool = True) -> LogisticModel:
+def fit_logistic(
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    l2: float = 1.0,
+    iterations: int = 25,
+    standardise: bool = True,
+) -> LogisticModel:
     """Fit ``y`` ``[N]`` (0/1) on ``x`` ``[N, F]`` (column 0 constant), each row weighted by
     ``weights`` ``[N]`` (default 1). ``standardise=False`` keeps the features as they are: for
     many 0/1 word features, where standardising would give a rare word a large unpenalised
@@ -83,15 +90,16 @@ def logistic_from_json(data: Any) -> LogisticModel:
     return LogisticModel(*(np.asarray(data[key], dtype=np.float64) for key in ("weights", "mean", "std")))
 
 
-def save_logistic(path: str | Path, model: LogisticModel, *, fmt: str, features: Sequence[str],
-                  **settings: Any) -> Path:
+def save_logistic(
+    path: str | Path, model: LogisticModel, *, fmt: str, features: Sequence[str], **settings: Any
+) -> Path:
     """Write ``model`` with its ``fmt``, feature names and ``settings`` as JSON (atomically)."""
-    return atomic_write_json(path, {"format": fmt, "features": list(features), **settings,
-                                    **logistic_to_json(model)})
+    return atomic_write_json(path, {"format": fmt, "features": list(features), **settings, **logistic_to_json(model)})
 
 
-def read_scorer_json(path: str | Path, fmt: str, *, what: str, written_by: str, refit: str,
-                     expected: dict[str, Any]) -> dict[str, Any]:
+def read_scorer_json(
+    path: str | Path, fmt: str, *, what: str, written_by: str, refit: str, expected: dict[str, Any]
+) -> dict[str, Any]:
     """Read a scorer's JSON file, checked: its ``format`` is ``fmt`` and each key of ``expected``
     (feature names, vocabularies of cues) holds that value.
 
@@ -113,10 +121,12 @@ def read_scorer_json(path: str | Path, fmt: str, *, what: str, written_by: str, 
     return data
 
 
-def load_logistic(path: str | Path, *, fmt: str, features: Sequence[str], what: str, written_by: str,
-                  refit: str) -> tuple[LogisticModel, dict[str, Any]]:
+def load_logistic(
+    path: str | Path, *, fmt: str, features: Sequence[str], what: str, written_by: str, refit: str
+) -> tuple[LogisticModel, dict[str, Any]]:
     """Read a file written by :func:`save_logistic`: ``(model, the whole file's content)``; the
     arguments and errors are those of :func:`read_scorer_json`."""
-    data = read_scorer_json(path, fmt, what=what, written_by=written_by, refit=refit,
-                            expected={"features": list(features)})
+    data = read_scorer_json(
+        path, fmt, what=what, written_by=written_by, refit=refit, expected={"features": list(features)}
+    )
     return logistic_from_json(data), data

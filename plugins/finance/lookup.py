@@ -49,12 +49,31 @@ from vfm.plugins.finance.records import QARecord
 
 FILE = "lookup.json"
 _FORMAT = "vfm-finance-lookup/1"
-CELL_FEATURES = ("bias", "row_words_in_question", "question_words_in_row", "row_name_quoted", "best_row_overlap",
-                 "column_year_asked", "column_year_not_asked", "column_words_in_question", "first_column_no_year",
-                 "cell_has_number", "cell_is_header", "header_year_asked_for_years", "row_position", "is_first_column",
-                 "percent_agrees")
-MATCH_FEATURES = ("best_cell_probability", "row_name_quoted", "column_year_asked", "best_row_overlap",
-                  "percent_agrees", "asks_which_year")
+CELL_FEATURES = (
+    "bias",
+    "row_words_in_question",
+    "question_words_in_row",
+    "row_name_quoted",
+    "best_row_overlap",
+    "column_year_asked",
+    "column_year_not_asked",
+    "column_words_in_question",
+    "first_column_no_year",
+    "cell_has_number",
+    "cell_is_header",
+    "header_year_asked_for_years",
+    "row_position",
+    "is_first_column",
+    "percent_agrees",
+)
+MATCH_FEATURES = (
+    "best_cell_probability",
+    "row_name_quoted",
+    "column_year_asked",
+    "best_row_overlap",
+    "percent_agrees",
+    "asks_which_year",
+)
 """What the router reads besides the question's words: of the best cell, and whether the question
 asks *which year*."""
 MIN_ROUTER_COUNT = 3
@@ -67,11 +86,17 @@ _YEARS_QUESTION = re.compile(r"\b(which|what) years?\b", re.IGNORECASE)
 _COUNT_QUESTION = re.compile(r"\bhow many (?:of the )?(?:years|quarters|periods|months)\b", re.IGNORECASE)
 _PERCENT_QUESTION = re.compile(r"%|\bper ?cent|\brate\b|\bratio\b|\bproportion\b|\bmargin\b", re.IGNORECASE)
 _MORE = frozenset({"larger", "higher", "more", "greater", "largest", "highest", "most", "bigger", "biggest"})
-_COMPARATIVE = re.compile(r"\b(larger|higher|more|greater|largest|highest|most|bigger|biggest|smaller|lower|less"
-                          r"|least|lowest|fewer|smallest)\b(?!\s+than)", re.IGNORECASE)
+_COMPARATIVE = re.compile(
+    r"\b(larger|higher|more|greater|largest|highest|most|bigger|biggest|smaller|lower|less"
+    r"|least|lowest|fewer|smallest)\b(?!\s+than)",
+    re.IGNORECASE,
+)
 _ABOVE = frozenset({"exceed", "exceeded", "exceeds", "above", "over", "more than", "greater than", "higher than"})
-_BOUND = re.compile(r"\b(exceeds?|exceeded|above|over|more than|greater than|higher than|less than|below|under"
-                    r"|lower than)\s+(?:\$\s*)?(-?[\d,]*\.?\d+)", re.IGNORECASE)
+_BOUND = re.compile(
+    r"\b(exceeds?|exceeded|above|over|more than|greater than|higher than|less than|below|under"
+    r"|lower than)\s+(?:\$\s*)?(-?[\d,]*\.?\d+)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -99,8 +124,11 @@ def header_rows(table: Sequence[Sequence[str]]) -> int:
     is not a year (at least one, and never every row)."""
     count = 0
     for row in table:
-        if row and row[0].strip() and any(re.search(r"\d", cell) and not is_year_word(cell.strip())
-                                          for cell in row[1:]):
+        if (
+            row
+            and row[0].strip()
+            and any(re.search(r"\d", cell) and not is_year_word(cell.strip()) for cell in row[1:])
+        ):
             break
         count += 1
     return max(1, min(count, len(table) - 1))
@@ -124,8 +152,9 @@ def column_years(table: Sequence[Sequence[str]], heads: int) -> list[tuple[str, 
 
 def column_name(table: Sequence[Sequence[str]], column: int) -> str:
     """What the header rows say of a column (``"June 30, 2019"``), their non-empty cells joined."""
-    return " ".join(row[column].strip() for row in table[:header_rows(table)]
-                    if column < len(row) and row[column].strip())
+    return " ".join(
+        row[column].strip() for row in table[: header_rows(table)] if column < len(row) and row[column].strip()
+    )
 
 
 def cell_candidates(question: str, table: Sequence[Sequence[str]]) -> tuple[list[tuple[int, int]], np.ndarray]:
@@ -142,8 +171,10 @@ def cell_candidates(question: str, table: Sequence[Sequence[str]]) -> tuple[list
     wants_percent = _PERCENT_QUESTION.search(question) is not None
     width = max((len(row) for row in table), default=0)
     years = [{year[0]} if year else set() for year in column_years(table, heads)]
-    plain = [{w for row in table[:heads] if c < len(row) for w in content_words(row[c]) if not is_year_word(w)}
-             for c in range(width)]  # a column's header words, years left out
+    plain = [
+        {w for row in table[:heads] if c < len(row) for w in content_words(row[c]) if not is_year_word(w)}
+        for c in range(width)
+    ]  # a column's header words, years left out
     names = [set(content_words(row[0])) if row else set() for row in table]
     best_overlap = max((len(name & asked) for name in names[heads:]), default=0)
     positions, features = [], []
@@ -156,16 +187,25 @@ def cell_candidates(question: str, table: Sequence[Sequence[str]]) -> tuple[list
                 continue
             year = years[c]
             positions.append((r, c))
-            features.append([
-                1.0, shared / max(len(name), 1), shared / max(len(asked), 1),
-                float(bool(row and row[0].strip()) and row[0].strip().lower() in quoted),
-                float(r >= heads and shared > 0 and shared == best_overlap),
-                float(bool(year & asked_years)), float(bool(asked_years) and bool(year) and not year & asked_years),
-                len(plain[c] & asked) / max(len(plain[c]), 1), float(not asked_years and c == 1),
-                float(bool(re.search(r"\d", cell))), float(r < heads),
-                float(wants_years and r < heads and is_year_word(cell)), r / len(table), float(c == 1),
-                float(("%" in cell) == wants_percent),
-            ])
+            features.append(
+                [
+                    1.0,
+                    shared / max(len(name), 1),
+                    shared / max(len(asked), 1),
+                    float(bool(row and row[0].strip()) and row[0].strip().lower() in quoted),
+                    float(r >= heads and shared > 0 and shared == best_overlap),
+                    float(bool(year & asked_years)),
+                    float(bool(asked_years) and bool(year) and not year & asked_years),
+                    len(plain[c] & asked) / max(len(plain[c]), 1),
+                    float(not asked_years and c == 1),
+                    float(bool(re.search(r"\d", cell))),
+                    float(r < heads),
+                    float(wants_years and r < heads and is_year_word(cell)),
+                    r / len(table),
+                    float(c == 1),
+                    float(("%" in cell) == wants_percent),
+                ]
+            )
     return positions, np.asarray(features, dtype=np.float64).reshape(-1, len(CELL_FEATURES))
 
 
@@ -194,8 +234,9 @@ def router_words(question: str, table: Sequence[Sequence[str]]) -> set[str]:
     first word). Years become ``<year>``, other numbers are dropped, and a run of words that name the table's rows or
     columns becomes one ``<name>`` (common words such as *change* or *total* stay), so the router
     learns how a lookup is asked, not which topics were looked up in training."""
-    names = {w for row in table for cell in (row[:1] + list(row[1:] if row is table[0] else [])) for w in
-             split_words(cell)} - STOPWORDS
+    names = {
+        w for row in table for cell in (row[:1] + list(row[1:] if row is table[0] else [])) for w in split_words(cell)
+    } - STOPWORDS
     words = ["<start>"]
     for word in split_words(question):
         if is_year_word(word):
@@ -237,8 +278,9 @@ class QuestionWords:
         return vector
 
 
-def router_inputs(words: QuestionWords, cell_scorer: LogisticModel, question: str, table: Sequence[Sequence[str]]
-                  ) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray, np.ndarray]:
+def router_inputs(
+    words: QuestionWords, cell_scorer: LogisticModel, question: str, table: Sequence[Sequence[str]]
+) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray, np.ndarray]:
     """``(router input [1 + V + M], positions, cell features [N, F], cell probabilities [N])``.
 
     The router reads a bias, which vocabulary words (and pairs) the question holds, and how
@@ -248,16 +290,26 @@ def router_inputs(words: QuestionWords, cell_scorer: LogisticModel, question: st
     match = np.zeros(len(MATCH_FEATURES))
     if positions:
         best = features[int(np.argmax(scores))]
-        match = np.array([scores.max(), *(best[CELL_FEATURES.index(n)] for n in MATCH_FEATURES[1:-1]),
-                          float(_YEARS_QUESTION.search(question) is not None)])
+        match = np.array(
+            [
+                scores.max(),
+                *(best[CELL_FEATURES.index(n)] for n in MATCH_FEATURES[1:-1]),
+                float(_YEARS_QUESTION.search(question) is not None),
+            ]
+        )
     return np.concatenate([words.vector(question, table), match]), positions, features, scores
 
 
 class TableLookup:
     """The fitted routers and cell scorer (see the module docstring)."""
 
-    def __init__(self, words: QuestionWords, lookup_router: LogisticModel, multi_router: LogisticModel,
-                 cell_scorer: LogisticModel):
+    def __init__(
+        self,
+        words: QuestionWords,
+        lookup_router: LogisticModel,
+        multi_router: LogisticModel,
+        cell_scorer: LogisticModel,
+    ):
         self.words = words
         self.lookup_router, self.multi_router, self.cell_scorer = lookup_router, multi_router, cell_scorer
 
@@ -286,11 +338,19 @@ class TableLookup:
 
     def save(self, path: str | Path, **report: Any) -> Path:
         """Write the lookup (and a ``report`` of how it was fitted) as JSON, atomically."""
-        return atomic_write_json(path, {"format": _FORMAT, "cell_features": list(CELL_FEATURES),
-                                        "match_features": list(MATCH_FEATURES), "vocabulary": self.words.vocabulary,
-                                        "lookup_router": logistic_to_json(self.lookup_router),
-                                        "multi_router": logistic_to_json(self.multi_router),
-                                        "cell_scorer": logistic_to_json(self.cell_scorer), "report": report})
+        return atomic_write_json(
+            path,
+            {
+                "format": _FORMAT,
+                "cell_features": list(CELL_FEATURES),
+                "match_features": list(MATCH_FEATURES),
+                "vocabulary": self.words.vocabulary,
+                "lookup_router": logistic_to_json(self.lookup_router),
+                "multi_router": logistic_to_json(self.multi_router),
+                "cell_scorer": logistic_to_json(self.cell_scorer),
+                "report": report,
+            },
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> TableLookup:
@@ -301,8 +361,14 @@ class TableLookup:
         """
         path = Path(path)
         refit = f"refit it: python -m vfm.plugins.finance.answer_fitting --data-dir DATA --model {path.parent}"
-        data = read_scorer_json(path, _FORMAT, what="table lookup", written_by=refit, refit=refit,
-                                expected={"cell_features": list(CELL_FEATURES), "match_features": list(MATCH_FEATURES)})
+        data = read_scorer_json(
+            path,
+            _FORMAT,
+            what="table lookup",
+            written_by=refit,
+            refit=refit,
+            expected={"cell_features": list(CELL_FEATURES), "match_features": list(MATCH_FEATURES)},
+        )
         try:
             models = [logistic_from_json(data[key]) for key in ("lookup_router", "multi_router", "cell_scorer")]
             lookup = cls(QuestionWords([str(word) for word in data["vocabulary"]]), *models)
@@ -314,8 +380,9 @@ class TableLookup:
         return lookup
 
 
-def _years(question: str, table: Sequence[Sequence[str]], positions: list[tuple[int, int]], scores: np.ndarray,
-           several: bool) -> tuple[list[tuple[int, int]], int | None]:
+def _years(
+    question: str, table: Sequence[Sequence[str]], positions: list[tuple[int, int]], scores: np.ndarray, several: bool
+) -> tuple[list[tuple[int, int]], int | None]:
     """The header cells of the years a "which year(s)" question asks for, and the row compared:
     the year the best row is largest or smallest in (*larger*, *lowest*, ...), the years it passes
     a stated bound in (*exceed $5 million*), or every year (no row); none when the table names no
@@ -346,8 +413,13 @@ def _years(question: str, table: Sequence[Sequence[str]], positions: list[tuple[
     return list(unique.values()), None
 
 
-def _several(table: Sequence[Sequence[str]], positions: list[tuple[int, int]], features: np.ndarray,
-             scores: np.ndarray, best: int) -> list[tuple[int, int]]:
+def _several(
+    table: Sequence[Sequence[str]],
+    positions: list[tuple[int, int]],
+    features: np.ndarray,
+    scores: np.ndarray,
+    best: int,
+) -> list[tuple[int, int]]:
     """Several cells: in the best row, the best cell of each year the question asks, when it asks
     two or more; else the cells scoring at least :data:`MULTI_THRESHOLD` of the best (two at least)."""
     year_asked = CELL_FEATURES.index("column_year_asked")
@@ -376,8 +448,11 @@ def fit_table_lookup(records: Sequence[QARecord], *, l2: float = 3.0) -> tuple[T
     """
     cells = [answer_cells(r) for r in records]
     positives = [(r, c) for r, c in zip(records, cells, strict=True) if c]
-    report: dict[str, Any] = {"questions": len(records), "cell_answers": len(positives),
-                              "several_cells": sum(len(c) > 1 for _, c in positives)}
+    report: dict[str, Any] = {
+        "questions": len(records),
+        "cell_answers": len(positives),
+        "several_cells": sum(len(c) > 1 for _, c in positives),
+    }
     if len(positives) < MIN_POSITIVES:
         return None, report | {"kept": False, "why": f"fewer than {MIN_POSITIVES} training answers are table cells"}
     x, y = [], []
@@ -390,13 +465,18 @@ def fit_table_lookup(records: Sequence[QARecord], *, l2: float = 3.0) -> tuple[T
     questions = np.stack([router_inputs(words, cell_scorer, r.question, r.table)[0] for r in records])
     is_lookup = np.array([bool(c) for c in cells], dtype=np.float64)
     several = np.array([len(c) > 1 for c in cells if c], dtype=np.float64)
-    lookup = TableLookup(words, fit_logistic(questions, is_lookup, l2=l2, standardise=False),
-                         fit_logistic(questions[is_lookup > 0], several, l2=l2, standardise=False), cell_scorer)
+    lookup = TableLookup(
+        words,
+        fit_logistic(questions, is_lookup, l2=l2, standardise=False),
+        fit_logistic(questions[is_lookup > 0], several, l2=l2, standardise=False),
+        cell_scorer,
+    )
     return lookup, report | {"kept": True, "vocabulary": len(words)}
 
 
-def training_questions(real: Sequence[QARecord], synthetic: Sequence[QARecord], synthetic_lookups: int, *,
-                       seed: int = 0) -> list[QARecord]:
+def training_questions(
+    real: Sequence[QARecord], synthetic: Sequence[QARecord], synthetic_lookups: int, *, seed: int = 0
+) -> list[QARecord]:
     """The lookup's training questions: the real ones when there are any (the synthetic program
     questions otherwise), plus ``synthetic_lookups`` synthetic cell questions
     (:func:`generate_lookups`). Measured on the selection documents: adding the 3,000 synthetic

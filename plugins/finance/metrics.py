@@ -95,11 +95,15 @@ def finqa_scores(predicted: Sequence[Program], records: Sequence[QARecord]) -> d
     """
     _check_lengths(predicted, records)
     executed = sum(finqa_execution_match(p, r.table, r.answer) for p, r in zip(predicted, records, strict=True))
-    programs = sum(r.program is not None and finqa_program_match(p, r.program)
-                   for p, r in zip(predicted, records, strict=True))
+    programs = sum(
+        r.program is not None and finqa_program_match(p, r.program) for p, r in zip(predicted, records, strict=True)
+    )
     count = len(records)
-    return {"execution_accuracy": executed / max(count, 1), "program_accuracy": programs / max(count, 1),
-            "count": float(count)}
+    return {
+        "execution_accuracy": executed / max(count, 1),
+        "program_accuracy": programs / max(count, 1),
+        "count": float(count),
+    }
 
 
 def tatqa_em_f1(
@@ -131,19 +135,25 @@ def tatqa_em_f1(
     return exact, exact if answer_type in ("arithmetic", "count") else f1
 
 
-def tatqa_scores(predicted: Sequence[tuple[str | float | Sequence[str | float], str]],
-                 records: Sequence[QARecord]) -> dict[str, float]:
+def tatqa_scores(
+    predicted: Sequence[tuple[str | float | Sequence[str | float], str]], records: Sequence[QARecord]
+) -> dict[str, float]:
     """Mean TAT-QA exact match and F1 of ``(answer, scale)`` predictions, one per record.
 
     Returns:
         ``{"exact_match", "f1", "count"}``.
     """
     _check_lengths(predicted, records)
-    scores = [tatqa_em_f1(answer, scale, r.answer_spans or r.answer, r.scale, r.answer_type)
-              for (answer, scale), r in zip(predicted, records, strict=True)]
+    scores = [
+        tatqa_em_f1(answer, scale, r.answer_spans or r.answer, r.scale, r.answer_type)
+        for (answer, scale), r in zip(predicted, records, strict=True)
+    ]
     count = len(records)
-    return {"exact_match": sum(s[0] for s in scores) / max(count, 1),
-            "f1": sum(s[1] for s in scores) / max(count, 1), "count": float(count)}
+    return {
+        "exact_match": sum(s[0] for s in scores) / max(count, 1),
+        "f1": sum(s[1] for s in scores) / max(count, 1),
+        "count": float(count),
+    }
 
 
 def recall_at_k(ranked: Sequence[str], gold: Collection[str], k: int) -> float:
@@ -155,8 +165,11 @@ def recall_at_k(ranked: Sequence[str], gold: Collection[str], k: int) -> float:
     if k < 1:
         raise VfmError(f"k must be at least 1, got {k}", where="recall@k", fix="pass k >= 1")
     if not gold:
-        raise VfmError("recall is undefined without gold evidence", where="recall@k",
-                       fix="score only records that have gold evidence (mean_recall_at_k skips the others)")
+        raise VfmError(
+            "recall is undefined without gold evidence",
+            where="recall@k",
+            fix="score only records that have gold evidence (mean_recall_at_k skips the others)",
+        )
     return len(set(ranked[:k]) & set(gold)) / len(set(gold))
 
 
@@ -169,16 +182,22 @@ def mean_recall_at_k(ranked: Sequence[Sequence[str]], gold: Sequence[Collection[
 def _check_lengths(predicted: Sequence[object], records: Sequence[QARecord]) -> None:
     """One prediction per record."""
     if len(predicted) != len(records):
-        raise VfmError(f"{len(predicted)} predictions for {len(records)} records", where="metrics",
-                       fix="give exactly one prediction per record, in the same order")
+        raise VfmError(
+            f"{len(predicted)} predictions for {len(records)} records",
+            where="metrics",
+            fix="give exactly one prediction per record, in the same order",
+        )
 
 
 def _symbols(steps: Sequence[Step]) -> dict[tuple[str, ...], str]:
     """FinQA's symbol map: one symbol per distinct literal argument and per table step."""
     symbols: dict[tuple[str, ...], str] = {}
     for step in steps:
-        keys = [(step.op, *step.args)] if step.op in TABLE_OPS else \
-            [(arg,) for arg in step.args if step_reference(arg) is None]
+        keys = (
+            [(step.op, *step.args)]
+            if step.op in TABLE_OPS
+            else [(arg,) for arg in step.args if step_reference(arg) is None]
+        )
         for key in keys:
             symbols.setdefault(key, f"a{len(symbols)}")
     return symbols
@@ -335,4 +354,3 @@ def _normalise(text: str) -> str:
         if token.strip():
             parts.append(token)
     return " ".join(parts).strip()
-

@@ -30,10 +30,21 @@ _NOT_A_NUMBER = frozenset({"", "-", "--", "—", "–", "n/a", "na", "n.a.", "nm
 """Cells that stand for a missing value."""
 
 _SCALE_WORDS = {
-    "thousand": 1e3, "thousands": 1e3, "k": 1e3,
-    "million": 1e6, "millions": 1e6, "m": 1e6, "mn": 1e6, "mm": 1e6,
-    "billion": 1e9, "billions": 1e9, "b": 1e9, "bn": 1e9,
-    "trillion": 1e12, "trillions": 1e12, "tn": 1e12,
+    "thousand": 1e3,
+    "thousands": 1e3,
+    "k": 1e3,
+    "million": 1e6,
+    "millions": 1e6,
+    "m": 1e6,
+    "mn": 1e6,
+    "mm": 1e6,
+    "billion": 1e9,
+    "billions": 1e9,
+    "b": 1e9,
+    "bn": 1e9,
+    "trillion": 1e12,
+    "trillions": 1e12,
+    "tn": 1e12,
 }
 """Scale words after a number, for :func:`parse_number`."""
 
@@ -42,7 +53,11 @@ _CURRENCY = re.compile(r"[$€£¥]|\bus\$|\busd\b|\beur\b|\bgbp\b")
 _PARENTHESISED_CELL = re.compile(r"^\(\s*([^()]*?)\s*\)\s*(%?)")
 
 _TATQA_SCALES: tuple[tuple[str, int | float], ...] = (
-    ("hundred", 100), ("thousand", 1000), ("million", 1_000_000), ("billion", 1_000_000_000), ("percent", 0.01),
+    ("hundred", 100),
+    ("thousand", 1000),
+    ("million", 1_000_000),
+    ("billion", 1_000_000_000),
+    ("percent", 0.01),
 )
 _TATQA_EXCLUDED = "'\"\\$€£¥%(),[]"
 _TATQA_NUMBER = re.compile(r"([+-]?\d+(\.\d+)?)|([+-]?\.\d+)")

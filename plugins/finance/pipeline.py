@@ -22,11 +22,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vfm.platform.config import build_settings, deep_merge, load_yaml_file, write_config
+from vfm.platform.config import build_settings, deep_merge, write_config
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.platform.plugin import Plugin
-from vfm.platform.registry import vfm_version
 
 SYNTHETIC = "synthetic"
 EVAL_SEED = 2  # synthetic evaluation records are drawn with this seed (training uses finetune.seed = 0)
@@ -60,8 +59,11 @@ class FinancePipeline:
         if source == SYNTHETIC:
             return None
         if not Path(source).is_dir():
-            raise VfmError("finance training data must be a folder holding finqa/, tatqa/, convfinqa/",
-                           where=str(source), fix="pass the data folder (as $VFM_DATA_DIR) or data.source=synthetic")
+            raise VfmError(
+                "finance training data must be a folder holding finqa/, tatqa/, convfinqa/",
+                where=str(source),
+                fix="pass the data folder (as $VFM_DATA_DIR) or data.source=synthetic",
+            )
         return str(source)
 
     # ---------------------------------------------------------------- pretrain
@@ -83,13 +85,15 @@ class FinancePipeline:
 
             real = load_real_data(data_dir)
             documents = finance_documents(real.train)
-            documents += [doc for path in sorted(Path(data_dir).glob("phrasebank/*.zip"))
-                          for doc in read_phrasebank(path)]
+            documents += [
+                doc for path in sorted(Path(data_dir).glob("phrasebank/*.zip")) for doc in read_phrasebank(path)
+            ]
             held_out = finance_documents(real.finqa_dev + real.tatqa_held_out)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, out_dir)
-        metrics = adapt_text_model(base, build_corpus(documents, exclude_documents=held_out), None, settings,
-                                   out_dir, progress=progress)
+        metrics = adapt_text_model(
+            base, build_corpus(documents, exclude_documents=held_out), None, settings, out_dir, progress=progress
+        )
         atomic_write_json(out_dir / "metrics.json", metrics)
         return metrics
 
@@ -120,8 +124,14 @@ class FinancePipeline:
         return train_generator(settings, out_dir)
 
     # ---------------------------------------------------------------- evaluate
-    def evaluate(self, run_dir: Path, config_overrides: dict[str, Any] | None = None, *,
-                 source: str | None = None, split: str | None = None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        run_dir: Path,
+        config_overrides: dict[str, Any] | None = None,
+        *,
+        source: str | None = None,
+        split: str | None = None,
+    ) -> dict[str, Any]:
         """Score a run (or a bundle) on a FinQA / TAT-QA / ConvFinQA file, or on synthetic test records.
 
         Torch-free: the run's exported ONNX model answers every question.
@@ -132,20 +142,37 @@ class FinancePipeline:
 
         check_model_folder(run_dir)
         if split is not None:
-            raise VfmError(f"finance files hold one split each; got --split {split}",
-                           fix="drop --split and pass the file of the split to score with --data")
+            raise VfmError(
+                f"finance files hold one split each; got --split {split}",
+                fix="drop --split and pass the file of the split to score with --data",
+            )
         if source:
             return evaluate_file(source, run_dir, progress=False)
         records = generate(200, seed=EVAL_SEED)
-        return {"file": f"synthetic(seed={EVAL_SEED}, n=200)",
-                **evaluate_records(ProgramPredictor(run_dir), records, progress=False)}
+        return {
+            "file": f"synthetic(seed={EVAL_SEED}, n=200)",
+            **evaluate_records(ProgramPredictor(run_dir), records, progress=False),
+        }
 
     # ------------------------------------------------------- demo and validate
     def smoke_config(self) -> dict[str, Any]:
         """A seconds-long config for ``vfm plugins validate``: same code path, tiny sizes."""
-        return {"finetune": {"synthetic": 40, "max_epochs": 1, "d_model": 32, "n_layers": 1, "n_heads": 2,
-                             "d_ff": 64, "max_len": 128, "select_synthetic": 4, "eval_synthetic": 4,
-                             "parity_records": 2, "beam_size": 2, "warmup_steps": 1}}
+        return {
+            "finetune": {
+                "synthetic": 40,
+                "max_epochs": 1,
+                "d_model": 32,
+                "n_layers": 1,
+                "n_heads": 2,
+                "d_ff": 64,
+                "max_len": 128,
+                "select_synthetic": 4,
+                "eval_synthetic": 4,
+                "parity_records": 2,
+                "beam_size": 2,
+                "warmup_steps": 1,
+            }
+        }
 
     def check_forward(self) -> dict[str, Any]:
         """Fake-input forward pass: a synthetic question through an untrained generator, shapes checked."""
@@ -172,8 +199,7 @@ class FinancePipeline:
             raise VfmError(f"generator output shapes {got} differ from {expected}")
         return {"memory": list(memory.shape), "state": list(state.shape), "logits": list(logits.shape)}
 
-    def build_demo_bundle(self, work_dir: Path, *, config: dict[str, Any] | None = None,
-                          progress: bool = True) -> Path:
+    def build_demo_bundle(self, work_dir: Path, *, config: dict[str, Any] | None = None, progress: bool = True) -> Path:
         """Train on synthetic statements (the manifest's demo recipe) and export, in ``work_dir``.
 
         A finished training run is reused; the demo skips text adaptation (see the manifest).
@@ -187,9 +213,8 @@ class FinancePipeline:
     def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
         """Bundle a run's exported model (ONNX encoder + decoder step, tokenizer, retriever, and the beam
         re-ranker, the table lookup, the scale model and the text answerer when the run kept them)."""
-        from vfm.platform.bundle import write_bundle
-        from vfm.platform.model_card import render_model_card
-        from vfm.plugins.finance.decode import graph_reports, parity_passed
+        from vfm.platform.pipeline import ParityReport, write_run_bundle
+        from vfm.plugins.finance.decode import graph_reports
         from vfm.plugins.finance.examples import example_files
         from vfm.plugins.finance.lookup import FILE as LOOKUP_FILE
         from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
@@ -201,43 +226,43 @@ class FinancePipeline:
         parity = json.loads((run_dir / "parity.json").read_text("utf-8"))
         graphs = graph_reports(parity)
         tokens = parity.get("greedy_tokens", {"count": 0, "equal": 0})
-        first = next(iter(graphs.values()))
-        parity_summary = {
-            "passed": parity_passed(parity),
-            "outputs": {f"{graph}.{name}": stats for graph, r in graphs.items() for name, stats in r["outputs"].items()},
-            "atol": first["atol"], "rtol": first["rtol"], "n_inputs": first.get("n_inputs"),
-            "greedy_tokens": tokens,
+        report = ParityReport.from_graphs(
+            graphs, greedy_tokens={**tokens, "passed": tokens["equal"] == tokens["count"]}
+        )
+        summary = {
+            name: {
+                mode: scores["program"] | {"retrieval": scores["retrieval"]} | _tatqa_summary(scores)
+                for mode, scores in result.items()
+            }
+            for name, result in metrics.get("evaluation", {}).items()
         }
-        for stats in parity_summary["outputs"].values():
-            stats.pop("files", None)
-        config = load_yaml_file(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
-        summary = {name: {mode: scores["program"] | {"retrieval": scores["retrieval"]} | _tatqa_summary(scores)
-                          for mode, scores in result.items()}
-                   for name, result in metrics.get("evaluation", {}).items()}
         files: dict[str, Any] = {name: run_dir / name for name in MODEL_FILES}
         files |= {Path(f).name: run_dir / Path(f).name for r in graphs.values() for f in r.get("files", [])}
-        files |= {
-            "metrics.json": json.dumps(summary, indent=2),
-            "parity.json": json.dumps(parity_summary, indent=2),
-            "config.yaml": (run_dir / "config.yaml").read_text("utf-8") if config else "{}\n",
-            "MODEL_CARD.md": render_model_card(self.manifest, metrics=_flat_metrics(summary),
-                                               parity=parity_summary, config=config),
-        }
         for optional in (RERANKER_FILE, LOOKUP_FILE, SCALE_FILE, TEXT_FILE):
             if (run_dir / optional).is_file():
                 files[optional] = run_dir / optional
         files |= example_files(self.manifest.demo.n_examples)
-        return write_bundle(out, plugin_manifest=self.manifest,
-                            models={"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"},
-                            files=files, vfm_version=vfm_version())
+        return write_run_bundle(
+            out,
+            self.manifest,
+            models={"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"},
+            model_files=files,
+            metrics=summary,
+            parity=report,
+            config_file=run_dir / "config.yaml",
+            card_metrics=_flat_metrics(summary),
+        )
 
 
 def check_model_folder(folder: Path) -> None:
     """Refuse a folder that is not a trained finance run (or bundle), naming the missing file."""
     missing = [name for name in MODEL_FILES if not (Path(folder) / name).is_file()]
     if missing:
-        raise VfmError(f"not a finance run: {', '.join(missing)} missing", where=str(folder),
-                       fix="pass the --out folder of 'vfm finetune finance' (or a finance bundle)")
+        raise VfmError(
+            f"not a finance run: {', '.join(missing)} missing",
+            where=str(folder),
+            fix="pass the --out folder of 'vfm finetune finance' (or a finance bundle)",
+        )
 
 
 def _tatqa_summary(scores: dict[str, Any]) -> dict[str, float]:
@@ -250,5 +275,10 @@ def _tatqa_summary(scores: dict[str, Any]) -> dict[str, float]:
 
 def _flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """``{"<set>/<decoding>/<metric>": value}`` for the model card's table."""
-    return {f"{name}/{mode}/{metric}": value for name, modes in summary.items() for mode, scores in modes.items()
-            for metric, value in scores.items() if isinstance(value, (int, float))}
+    return {
+        f"{name}/{mode}/{metric}": value
+        for name, modes in summary.items()
+        for mode, scores in modes.items()
+        for metric, value in scores.items()
+        if isinstance(value, (int, float))
+    }

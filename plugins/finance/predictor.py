@@ -66,10 +66,14 @@ class FinancePredictor:
         score = dict(prediction.ranking)
         steps: list[dict[str, Any]] = []
         if prediction.answer is not None and prediction.program:
-            steps = [{"ref": f"#{i}", "op": s.op, "args": list(s.args), "value": s.value}
-                     for i, s in enumerate(trace(prediction.program, table))]
-        cells = [{"row": r, "column": c, "row_name": table[r][0], "column_name": column_name(table, c),
-                  "text": table[r][c]} for r, c in prediction.cells]
+            steps = [
+                {"ref": f"#{i}", "op": s.op, "args": list(s.args), "value": s.value}
+                for i, s in enumerate(trace(prediction.program, table))
+            ]
+        cells = [
+            {"row": r, "column": c, "row_name": table[r][0], "column_name": column_name(table, c), "text": table[r][c]}
+            for r, c in prediction.cells
+        ]
         return {
             "question": question,
             "answer": list(prediction.answer) if isinstance(prediction.answer, tuple) else prediction.answer,
@@ -80,8 +84,10 @@ class FinancePredictor:
             "steps": steps,
             "cells": cells,
             "confidence": prediction.confidence,
-            "evidence": [{"id": ident, "text": units[ident], "rank": rank[ident], "score": score[ident],
-                          "used": ident in used} for ident in _document_order(len(pre_text), table, post_text)],
+            "evidence": [
+                {"id": ident, "text": units[ident], "rank": rank[ident], "score": score[ident], "used": ident in used}
+                for ident in _document_order(len(pre_text), table, post_text)
+            ],
             "beams": [{"program": program, "probability": p} for program, p in prediction.beams],
             "no_answer_reason": prediction.error,
         }
@@ -89,14 +95,21 @@ class FinancePredictor:
     def smoke_inputs(self) -> list[Any]:
         """Arguments of the demo's ``/<name>_predict`` endpoint for the first example."""
         question, table, pre_text, post_text, _ = read_question(self.bundle.examples()[0])
-        return ["\n".join(pre_text), "\n".join(",".join(_csv_cell(c) for c in row) for row in table),
-                "\n".join(post_text), question]
+        return [
+            "\n".join(pre_text),
+            "\n".join(",".join(_csv_cell(c) for c in row) for row in table),
+            "\n".join(post_text),
+            question,
+        ]
 
 
 def _document_order(n_pre: int, table: Sequence[Sequence[str]], post_text: Sequence[str]) -> list[str]:
     """Evidence ids as the document reads: sentences before, table rows, sentences after."""
-    return ([f"text_{i}" for i in range(n_pre)] + [f"table_{i}" for i in range(len(table))]
-            + [f"text_{n_pre + i}" for i in range(len(post_text))])
+    return (
+        [f"text_{i}" for i in range(n_pre)]
+        + [f"table_{i}" for i in range(len(table))]
+        + [f"text_{n_pre + i}" for i in range(len(post_text))]
+    )
 
 
 def display_answer(answer: float | str | tuple[str, ...] | None, question: str, scale: str = "") -> str:
@@ -133,21 +146,31 @@ def read_question(source: Any) -> tuple[str, list[list[str]], list[str], list[st
     if isinstance(source, (str, Path)):
         return _read_file(Path(source))
     if not isinstance(source, Mapping):
-        raise VfmError(f"cannot read a question from {type(source).__name__}",
-                       fix="pass a mapping with question and table, or a JSON file")
+        raise VfmError(
+            f"cannot read a question from {type(source).__name__}",
+            fix="pass a mapping with question and table, or a JSON file",
+        )
     question = str(source.get("question") or "").strip()
     if not question:
-        raise VfmError("the question is empty", fix="type a question about the table, e.g. 'what was the change "
-                                                    "in revenue from 2019 to 2020?'")
+        raise VfmError(
+            "the question is empty",
+            fix="type a question about the table, e.g. 'what was the change in revenue from 2019 to 2020?'",
+        )
     if len(question) > MAX_QUESTION_CHARS:
-        raise VfmError(f"the question has {len(question):,} characters (at most {MAX_QUESTION_CHARS:,})",
-                       fix="ask one short question")
-    pre_text, post_text = _sentences(source.get("pre_text"), "pre_text"), _sentences(source.get("post_text"),
-                                                                                      "post_text")
+        raise VfmError(
+            f"the question has {len(question):,} characters (at most {MAX_QUESTION_CHARS:,})",
+            fix="ask one short question",
+        )
+    pre_text, post_text = (
+        _sentences(source.get("pre_text"), "pre_text"),
+        _sentences(source.get("post_text"), "post_text"),
+    )
     size = sum(map(len, pre_text + post_text))
     if size > MAX_CONTEXT_CHARS:
-        raise VfmError(f"the text around the table has {size:,} characters (at most {MAX_CONTEXT_CHARS:,})",
-                       fix="paste only the section of the report the question is about")
+        raise VfmError(
+            f"the text around the table has {size:,} characters (at most {MAX_CONTEXT_CHARS:,})",
+            fix="paste only the section of the report the question is about",
+        )
     table = _table(source.get("table"))
     history = [str(turn) for turn in source.get("history") or []]
     return question, table, pre_text, post_text, history
@@ -159,19 +182,32 @@ def _read_file(path: Path) -> tuple[str, list[list[str]], list[str], list[str], 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise VfmError(f"not a JSON file: {err}", where=str(path),
-                       fix="pass a JSON object with question and table (see the bundle's examples/)") from None
+        raise VfmError(
+            f"not a JSON file: {err}",
+            where=str(path),
+            fix="pass a JSON object with question and table (see the bundle's examples/)",
+        ) from None
     if isinstance(data, Mapping) and "question" in data:
         return read_question(data)
     from vfm.plugins.finance.loaders import load_any
 
     records = load_any(path)
     if len(records) != 1:
-        raise VfmError(f"the file holds {len(records)} questions; predict takes one", where=str(path),
-                       fix="score a dataset with 'vfm evaluate finance --data FILE'")
+        raise VfmError(
+            f"the file holds {len(records)} questions; predict takes one",
+            where=str(path),
+            fix="score a dataset with 'vfm evaluate finance --data FILE'",
+        )
     r = records[0]
-    return read_question({"question": r.question, "table": r.table, "pre_text": r.pre_text,
-                          "post_text": r.post_text, "history": r.history})
+    return read_question(
+        {
+            "question": r.question,
+            "table": r.table,
+            "pre_text": r.pre_text,
+            "post_text": r.post_text,
+            "history": r.history,
+        }
+    )
 
 
 def _sentences(value: Any, name: str) -> list[str]:
@@ -187,12 +223,16 @@ def _sentences(value: Any, name: str) -> list[str]:
 
 def _table(value: Any) -> list[list[str]]:
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise VfmError("the table is empty", where="table",
-                       fix="paste the table as CSV or markdown, the header row first and row names in column 1")
+        raise VfmError(
+            "the table is empty",
+            where="table",
+            fix="paste the table as CSV or markdown, the header row first and row names in column 1",
+        )
     if isinstance(value, str):
         return parse_table(value)
-    if not isinstance(value, Sequence) or not all(isinstance(row, Sequence) and not isinstance(row, str)
-                                                  for row in value):
+    if not isinstance(value, Sequence) or not all(
+        isinstance(row, Sequence) and not isinstance(row, str) for row in value
+    ):
         raise VfmError("the table must be rows of cells", where="table", fix="pass [[header...], [row...], ...]")
     rows = [[" ".join(str(cell).split()) for cell in row] for row in value]
     return parse_table("\n".join(",".join(_csv_cell(c) for c in row) for row in rows))

@@ -23,9 +23,6 @@ from vfm.platform.errors import VfmError
 ARITHMETIC_OPS = ("add", "subtract", "multiply", "divide", "exp", "greater")
 """Operations over two numbers; ``greater`` answers ``yes`` or ``no``."""
 
-COMMUTATIVE_OPS = ("add", "multiply")
-"""Operations whose two arguments may be swapped without changing the result."""
-
 TABLE_OPS = ("table_max", "table_min", "table_sum", "table_average")
 """Operations over the numeric cells of one table row (named by its first cell)."""
 
@@ -83,8 +80,11 @@ def parse_program(program: Program) -> list[Step]:
     else:
         steps = _parse_tokens(program)  # type: ignore[arg-type]
     if not steps:
-        raise VfmError("the program has no steps", where=_shown(program),
-                       fix="write steps such as 'subtract(5829, 5735), divide(#0, 5735)'")
+        raise VfmError(
+            "the program has no steps",
+            where=_shown(program),
+            fix="write steps such as 'subtract(5829, 5735), divide(#0, 5735)'",
+        )
     return [_checked(step, index) for index, step in enumerate(steps)]
 
 
@@ -118,16 +118,16 @@ def _parse_text(program: str) -> list[Step]:
         open_at = rest.find("(")
         close_at = _matching_paren(rest, open_at) if open_at >= 0 else -1
         if close_at < 0:
-            raise VfmError("unbalanced parentheses in the program", where=program,
-                           fix="close every 'op(' with ')'")
+            raise VfmError("unbalanced parentheses in the program", where=program, fix="close every 'op(' with ')'")
         op, inner = rest[:open_at].strip(), rest[open_at + 1 : close_at]
         steps.append(Step(op, _split_args(op, inner)))
         rest = rest[close_at + 1 :].strip()
         if rest.startswith(","):
             rest = rest[1:].strip()
         elif rest:
-            raise VfmError(f"expected ',' between steps, found {rest[:20]!r}", where=program,
-                           fix="separate steps with commas")
+            raise VfmError(
+                f"expected ',' between steps, found {rest[:20]!r}", where=program, fix="separate steps with commas"
+            )
     return steps
 
 
@@ -161,8 +161,11 @@ def _parse_tokens(tokens: Sequence[str]) -> list[Step]:
             break
         if op is None:
             if not token.endswith("("):
-                raise VfmError(f"expected an operation such as 'add(', found {token!r}",
-                               where=_shown(tokens), fix="start every step with 'op('")
+                raise VfmError(
+                    f"expected an operation such as 'add(', found {token!r}",
+                    where=_shown(tokens),
+                    fix="start every step with 'op('",
+                )
             op, args = token[:-1].strip(), []
         elif token == ")":
             steps.append(Step(op, tuple(arg.strip() for arg in args)))
@@ -183,11 +186,17 @@ def _checked(step: Step, index: int) -> Step:
         if len(step.args) == 1:
             step = Step(step.op, (step.args[0], NO_ARGUMENT))
         if len(step.args) != 2 or step.args[1] != NO_ARGUMENT or not step.args[0]:
-            raise VfmError(f"{step.op} takes a row name and 'none', got {len(step.args)} argument(s)",
-                           where=where, fix=f"write {step.op}(row name, none)")
+            raise VfmError(
+                f"{step.op} takes a row name and 'none', got {len(step.args)} argument(s)",
+                where=where,
+                fix=f"write {step.op}(row name, none)",
+            )
     elif len(step.args) != 2 or not all(step.args):
-        raise VfmError(f"{step.op} takes 2 arguments, got {len([a for a in step.args if a])}",
-                       where=where, fix=f"write {step.op}(a, b)")
+        raise VfmError(
+            f"{step.op} takes 2 arguments, got {len([a for a in step.args if a])}",
+            where=where,
+            fix=f"write {step.op}(a, b)",
+        )
     return step
 
 

@@ -140,8 +140,10 @@ def candidates(record: QARecord, unit_scores: dict[str, float]) -> list[Candidat
             relevance = unit_scores.get(ident, 0.0) * (YEAR_BONUS if year in question_years else 1.0)
             old = found.get(argument, (value, set(), 0.0))
             found[argument] = (value, old[1] | {ident}, max(old[2], relevance))
-    ranked = [Candidate(arg, value, tuple(sorted(units)), max(relevance, 1e-6) / YEAR_BONUS)
-              for arg, (value, units, relevance) in found.items()]
+    ranked = [
+        Candidate(arg, value, tuple(sorted(units)), max(relevance, 1e-6) / YEAR_BONUS)
+        for arg, (value, units, relevance) in found.items()
+    ]
     return sorted(ranked, key=lambda c: -c.relevance)
 
 
@@ -153,8 +155,9 @@ def find_program(record: QARecord, retriever: EvidenceRetriever) -> Label | None
     if not isinstance(record.answer, float) or not record.table:
         return None
     question = record_question(record)
-    unit_scores = dict(retriever.score_units(question, record.evidence(), record_row_names(record),
-                                             len(record.pre_text)))
+    unit_scores = dict(
+        retriever.score_units(question, record.evidence(), record_row_names(record), len(record.pre_text))
+    )
     pool = candidates(record, unit_scores)
     best: Label | None = None
     matches = 0
@@ -187,8 +190,9 @@ def _solutions(template: str, pool: Sequence[Candidate], record: QARecord, unit_
         return
     values = np.array([c.value for c in chosen])
     logs = np.log(np.array([c.relevance for c in chosen]))
-    axes = {slot: values.reshape([-1 if i == axis else 1 for i in range(len(slots))])
-            for axis, slot in enumerate(slots)}
+    axes = {
+        slot: values.reshape([-1 if i == axis else 1 for i in range(len(slots))]) for axis, slot in enumerate(slots)
+    }
     with np.errstate(all="ignore"):
         result = _evaluate(template, axes)
     for hit in np.argwhere(np.abs(result - record.answer) <= 1e-5 * max(1.0, abs(record.answer))):
@@ -199,8 +203,9 @@ def _solutions(template: str, pool: Sequence[Candidate], record: QARecord, unit_
             program = _fill(program, slot, chosen[index].argument)
         if not _gives(program, record):  # the executor's own rounding decides
             continue
-        evidence = tuple(dict.fromkeys(max(chosen[index].units, key=lambda unit: unit_scores.get(unit, 0.0))
-                                       for index in hit))
+        evidence = tuple(
+            dict.fromkeys(max(chosen[index].units, key=lambda unit: unit_scores.get(unit, 0.0)) for index in hit)
+        )
         yield program, evidence, float(sum(logs[index] for index in hit))
 
 
@@ -271,8 +276,12 @@ def label_quality(records: Sequence[QARecord], retriever: EvidenceRetriever) -> 
             continue
         labelled += 1
         correct += finqa_program_match(label.program, record.program)
-    return {"count": float(len(scored)), "labelled": float(labelled), "correct": float(correct),
-            "precision": correct / max(labelled, 1)}
+    return {
+        "count": float(len(scored)),
+        "labelled": float(labelled),
+        "correct": float(correct),
+        "precision": correct / max(labelled, 1),
+    }
 
 
 __all__ = ["TEMPLATES", "Candidate", "Label", "candidates", "find_program", "label_quality", "label_records"]
@@ -282,8 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print, as JSON, how well the search labels: on the FinQA training records (their
     programs hidden; the retriever fitted on the other training sources and 300 synthetic
     records, so it never saw their evidence) and how many unlabelled questions get a label."""
-    parser = argparse.ArgumentParser(prog="python -m vfm.plugins.finance.program_search",
-                                     description="Measure the weak-label program search on the real data.")
+    parser = argparse.ArgumentParser(
+        prog="python -m vfm.plugins.finance.program_search",
+        description="Measure the weak-label program search on the real data.",
+    )
     parser.add_argument("--data-dir", help="the real data folder (default: $VFM_DATA_DIR)")
     args = parser.parse_args(argv)
     logging.getLogger("bm25s").setLevel(logging.WARNING)
@@ -296,8 +307,13 @@ def search_report(real: RealData) -> dict[str, Any]:
     retriever = EvidenceRetriever().fit([r for r in real.train if r.source != "finqa"] + generate(300, seed=0))
     labelled = label_records(real.unlabelled, retriever)
     shapes = Counter(" ".join(step.split("(")[0] for step in r.program.split("), ")) for r in labelled)
-    return {"finqa_train": label_quality(finqa, retriever), "unlabelled": len(real.unlabelled),
-            "labelled": len(labelled), "shapes": dict(shapes.most_common())}
+    return {
+        "finqa_train": label_quality(finqa, retriever),
+        "unlabelled": len(real.unlabelled),
+        "labelled": len(labelled),
+        "shapes": dict(shapes.most_common()),
+    }
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -60,15 +60,24 @@ class QARecord:
     history: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("source", self.source, SOURCES), ("scale", self.scale, SCALES),
-                                     ("answer_type", self.answer_type, ANSWER_TYPES)):
+        for name, value, allowed in (
+            ("source", self.source, SOURCES),
+            ("scale", self.scale, SCALES),
+            ("answer_type", self.answer_type, ANSWER_TYPES),
+        ):
             if value not in allowed:
-                raise VfmError(f"{name} {value!r} is not one of {', '.join(map(repr, allowed))}",
-                               where=f"record {self.id}", fix=f"set {name} to a listed value")
+                raise VfmError(
+                    f"{name} {value!r} is not one of {', '.join(map(repr, allowed))}",
+                    where=f"record {self.id}",
+                    fix=f"set {name} to a listed value",
+                )
         unknown = [ident for ident in self.gold_evidence if ident not in self.evidence()]
         if unknown:
-            raise VfmError(f"gold evidence {', '.join(unknown)} is not a row or sentence of the document",
-                           where=f"record {self.id}", fix="use ids table_<row> and text_<sentence>")
+            raise VfmError(
+                f"gold evidence {', '.join(unknown)} is not a row or sentence of the document",
+                where=f"record {self.id}",
+                fix="use ids table_<row> and text_<sentence>",
+            )
 
     def evidence(self) -> dict[str, str]:
         """Every retrievable piece of the document by id: table rows as FinQA words them

@@ -44,10 +44,22 @@ from vfm.plugins.finance.logistic import LogisticModel, fit_logistic, load_logis
 from vfm.plugins.finance.program import parse_program, step_reference
 from vfm.plugins.finance.retriever import SHARE_WORDS
 
-FEATURES = ("bias", "log_probability", "beam_rank", "steps", "argument_year_in_question",
-            "change_later_minus_earlier", "change_divided_by_subtrahend", "argument_relevance_mean",
-            "argument_relevance_min", "share_in_unit_interval", "share_negative", "argument_in_question",
-            "answer_vote_log_share", "answer_vote_count")
+FEATURES = (
+    "bias",
+    "log_probability",
+    "beam_rank",
+    "steps",
+    "argument_year_in_question",
+    "change_later_minus_earlier",
+    "change_divided_by_subtrahend",
+    "argument_relevance_mean",
+    "argument_relevance_min",
+    "share_in_unit_interval",
+    "share_negative",
+    "argument_in_question",
+    "answer_vote_log_share",
+    "answer_vote_count",
+)
 """The scorer's inputs, in order; ``bias`` is constant 1."""
 
 BEAMS = 20
@@ -106,8 +118,9 @@ def number_facts(units: Mapping[str, str], unit_scores: Mapping[str, float]) -> 
     return {argument: (frozenset(years), score) for argument, (years, score) in found.items()}
 
 
-def beam_features(question: str, beams: Sequence[Beam],
-                  facts: Mapping[str, tuple[frozenset[str], float]]) -> np.ndarray:
+def beam_features(
+    question: str, beams: Sequence[Beam], facts: Mapping[str, tuple[frozenset[str], float]]
+) -> np.ndarray:
     """The ``[len(beams), len(FEATURES)]`` features of the beams of one question (all those that run:
     the vote features compare them)."""
     words = set(split_words(question))
@@ -117,8 +130,12 @@ def beam_features(question: str, beams: Sequence[Beam],
     rows = []
     for beam in beams:
         steps = parse_program(beam.program)
-        numbers = [a for step in steps for a in step.args
-                   if step_reference(a) is None and not a.startswith("const_") and a != "none"]
+        numbers = [
+            a
+            for step in steps
+            for a in step.args
+            if step_reference(a) is None and not a.startswith("const_") and a != "none"
+        ]
         years = [facts.get(a, (frozenset(), 0.0))[0] for a in numbers]
         relevance = [facts.get(a, (frozenset(), 0.0))[1] for a in numbers] or [0.0]
         year_hit = float(np.mean([bool(y & question_years) for y in years])) if numbers and question_years else 0.0
@@ -129,14 +146,23 @@ def beam_features(question: str, beams: Sequence[Beam],
         if len(steps) >= 2 and steps[0].op == "subtract" and steps[1].op == "divide":
             relative = 1.0 if steps[1].args[1] == steps[0].args[1] else -1.0
         answer = beam.answer if isinstance(beam.answer, float) else None
-        rows.append([
-            1.0, math.log(max(beam.probability, 1e-12)), math.log1p(beam.rank), float(len(steps)), year_hit, order,
-            relative, float(np.mean(relevance)), float(np.min(relevance)),
-            float(share and answer is not None and 0 < abs(answer) <= 1),
-            float(share and answer is not None and answer < 0),
-            float(np.mean([a in words for a in numbers])) if numbers else 0.0,
-            *votes[beam.answer],
-        ])
+        rows.append(
+            [
+                1.0,
+                math.log(max(beam.probability, 1e-12)),
+                math.log1p(beam.rank),
+                float(len(steps)),
+                year_hit,
+                order,
+                relative,
+                float(np.mean(relevance)),
+                float(np.min(relevance)),
+                float(share and answer is not None and 0 < abs(answer) <= 1),
+                float(share and answer is not None and answer < 0),
+                float(np.mean([a in words for a in numbers])) if numbers else 0.0,
+                *votes[beam.answer],
+            ]
+        )
     return np.asarray(rows, dtype=np.float64).reshape(len(beams), len(FEATURES))
 
 
@@ -172,10 +198,14 @@ class BeamReranker:
         """
         useful = [(x, y) for x, y in questions if len(y) and 0 < y.sum() < len(y)]
         if not useful:
-            raise VfmError("no question has both a correct and a wrong beam to learn from", where="BeamReranker.fit",
-                           fix="fit on more selection questions, or keep the generator's own order")
-        self.model = fit_logistic(np.concatenate([x for x, _ in useful]),
-                                  np.concatenate([y for _, y in useful]).astype(np.float64), l2=l2)
+            raise VfmError(
+                "no question has both a correct and a wrong beam to learn from",
+                where="BeamReranker.fit",
+                fix="fit on more selection questions, or keep the generator's own order",
+            )
+        self.model = fit_logistic(
+            np.concatenate([x for x, _ in useful]), np.concatenate([y for _, y in useful]).astype(np.float64), l2=l2
+        )
         return self
 
     def choose(self, features: np.ndarray) -> int:
@@ -198,7 +228,11 @@ class BeamReranker:
             VfmError: the file is unreadable, not a re-ranker, or made for other features.
         """
         model, data = load_logistic(
-            path, fmt=_FORMAT, features=FEATURES, what="beam re-ranker",
+            path,
+            fmt=_FORMAT,
+            features=FEATURES,
+            what="beam re-ranker",
             written_by="pass the reranker.json a training run wrote, or delete it to keep the beam order",
-            refit="refit it: python -m vfm.plugins.finance.reranker_training --model FOLDER")
+            refit="refit it: python -m vfm.plugins.finance.reranker_training --model FOLDER",
+        )
         return cls(model, int(data["beams"]))

@@ -61,10 +61,14 @@ def fit_reranker(folder: str | Path, records: Sequence[QARecord], *, l2: float =
     path = Path(folder) / FILE
     path.unlink(missing_ok=True)
     questions = beam_questions(ProgramPredictor(folder, beam_size=BEAMS, rerank=False), records)
-    report: dict[str, Any] = {"questions": len(questions), "beams": BEAMS, "l2": l2,
-                              "first_running": chosen_accuracy(None, questions),
-                              "any_beam_correct": float(np.mean([y.any() for _, y in questions])) if questions else 0.0,
-                              "kept": False}
+    report: dict[str, Any] = {
+        "questions": len(questions),
+        "beams": BEAMS,
+        "l2": l2,
+        "first_running": chosen_accuracy(None, questions),
+        "any_beam_correct": float(np.mean([y.any() for _, y in questions])) if questions else 0.0,
+        "kept": False,
+    }
     try:
         hits = []
         for fold in range(FOLDS):
@@ -83,8 +87,9 @@ def fit_reranker(folder: str | Path, records: Sequence[QARecord], *, l2: float =
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Refit the re-ranker of a training run's folder; prints the report as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m vfm.plugins.finance.reranker_training",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m vfm.plugins.finance.reranker_training", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--model", type=Path, required=True, help="the --out folder of vfm finetune finance")
     parser.add_argument("--data-dir", type=Path, default=None, help="the real data folder, if it moved since training")
     args = parser.parse_args(argv)
@@ -98,8 +103,11 @@ def refit(folder: Path, data_dir: Path | None = None) -> dict[str, Any]:
 
     metrics = folder / "metrics.json"
     if not metrics.is_file():
-        raise VfmError("the folder has no metrics.json", where=str(folder),
-                       fix="pass the --out folder of a finished 'vfm finetune finance' run")
+        raise VfmError(
+            "the folder has no metrics.json",
+            where=str(folder),
+            fix="pass the --out folder of a finished 'vfm finetune finance' run",
+        )
     settings = TrainingSettings(**json.loads(metrics.read_text(encoding="utf-8"))["settings"])
     if data_dir is not None:
         settings.data_dir = str(data_dir)

@@ -33,28 +33,69 @@ from vfm.plugins.finance.logistic import LogisticModel, fit_logistic, load_logis
 from vfm.plugins.finance.metrics import mean_recall_at_k
 from vfm.plugins.finance.records import QARecord
 
-FEATURES = ("bias", "bm25", "bm25_relative", "bm25_reciprocal_rank", "kind_reciprocal_rank", "word_overlap",
-            "bigram_overlap", "row_name_bm25", "row_name_bm25_relative", "row_name_overlap", "row_name_in_question",
-            "question_number_in_unit", "question_year_in_unit", "is_row", "is_header", "is_text",
-            "unit_has_numbers", "unit_number_count", "text_has_numbers", "text_has_question_year",
-            "text_word_overlap", "row_word_overlap", "closeness_before_table", "closeness_after_table",
-            "row_is_total", "total_row_for_share_question", "total_row_for_total_question", "row_for_share_question",
-            "table_introduction", "question_month_in_unit")
+FEATURES = (
+    "bias",
+    "bm25",
+    "bm25_relative",
+    "bm25_reciprocal_rank",
+    "kind_reciprocal_rank",
+    "word_overlap",
+    "bigram_overlap",
+    "row_name_bm25",
+    "row_name_bm25_relative",
+    "row_name_overlap",
+    "row_name_in_question",
+    "question_number_in_unit",
+    "question_year_in_unit",
+    "is_row",
+    "is_header",
+    "is_text",
+    "unit_has_numbers",
+    "unit_number_count",
+    "text_has_numbers",
+    "text_has_question_year",
+    "text_word_overlap",
+    "row_word_overlap",
+    "closeness_before_table",
+    "closeness_after_table",
+    "row_is_total",
+    "total_row_for_share_question",
+    "total_row_for_total_question",
+    "row_for_share_question",
+    "table_introduction",
+    "question_month_in_unit",
+)
 """The scorer's inputs, in order; ``bias`` is constant 1."""
 
 _FORMAT = "vfm-finance-retriever/1"
 
-SHARE_WORDS = frozenset({"portion", "percentage", "percent", "share", "proportion", "comprised", "ratio", "fraction",
-                         "%"})
+SHARE_WORDS = frozenset(
+    {"portion", "percentage", "percent", "share", "proportion", "comprised", "ratio", "fraction", "%"}
+)
 """Question words that ask for a part of a whole (whose denominator is usually a *total* row)."""
 
-MONTHS = frozenset({"january", "february", "march", "april", "may", "june", "july", "august", "september",
-                    "october", "november", "december"})
+MONTHS = frozenset(
+    {
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    }
+)
 """Month names: a question naming one is about that row of a monthly table (share buybacks)."""
 
 
-def unit_features(question: str, units: Mapping[str, str], row_names: Mapping[str, str],
-                  table_at: int | None = None) -> np.ndarray:
+def unit_features(
+    question: str, units: Mapping[str, str], row_names: Mapping[str, str], table_at: int | None = None
+) -> np.ndarray:
     """The ``[N, len(FEATURES)]`` features of one document's units for a question.
 
     Args:
@@ -93,16 +134,34 @@ def unit_features(question: str, units: Mapping[str, str], row_names: Mapping[st
         total = float(row and "total" in split_words(row_names[ident]))
         introduction = float(not row and not numbers and units[ident].rstrip(" .").endswith(":"))
         features[i] = (
-            1.0, bm25[i], bm25[i] / max(bm25.max(), 1e-9), reciprocal[i], kind_reciprocal[i], overlap,
+            1.0,
+            bm25[i],
+            bm25[i] / max(bm25.max(), 1e-9),
+            reciprocal[i],
+            kind_reciprocal[i],
+            overlap,
             len(query_bigrams & bigrams) / max(len(query_bigrams), 1),
-            name_bm25[i], name_bm25[i] / max(name_bm25.max(), 1e-9),
+            name_bm25[i],
+            name_bm25[i] / max(name_bm25.max(), 1e-9),
             len(set(name) & query_set) / max(len(set(name)), 1) if name else 0.0,
             float(bool(name) and set(name) <= query_set),
-            float(bool(query_numbers & set(raw))), years,
-            float(row), float(ident == "table_0"), float(not row),
-            float(bool(numbers)), np.log1p(len(numbers)), float(bool(numbers) and not row), years * (not row),
-            overlap * (not row), overlap * row, *_closeness(ident, table_at),
-            total, total * asks_share, total * asks_total, asks_share * row, introduction,
+            float(bool(query_numbers & set(raw))),
+            years,
+            float(row),
+            float(ident == "table_0"),
+            float(not row),
+            float(bool(numbers)),
+            np.log1p(len(numbers)),
+            float(bool(numbers) and not row),
+            years * (not row),
+            overlap * (not row),
+            overlap * row,
+            *_closeness(ident, table_at),
+            total,
+            total * asks_share,
+            total * asks_total,
+            asks_share * row,
+            introduction,
             float(bool(query_months & set(raw))),
         )
     return features
@@ -164,21 +223,27 @@ class EvidenceRetriever:
             gold = set(record.gold_evidence) & set(evidence)
             if not gold or len(gold) == len(evidence):
                 continue
-            blocks.append(unit_features(record_question(record), evidence, record_row_names(record),
-                                        len(record.pre_text)))
+            blocks.append(
+                unit_features(record_question(record), evidence, record_row_names(record), len(record.pre_text))
+            )
             label = np.array([ident in gold for ident in evidence], dtype=np.float64)
             labels.append(label)
             share = len(records) / (len(sources) * sources[record.source])
             weights.append(share * np.where(label > 0, 1.0 / label.sum(), 1.0 / (len(label) - label.sum())))
         if not blocks:
-            raise VfmError("no training record has gold evidence", where="EvidenceRetriever.fit",
-                           fix="train on records whose gold_evidence is set (FinQA, TAT-QA, ConvFinQA, synthetic)")
-        self.model = fit_logistic(np.concatenate(blocks), np.concatenate(labels), np.concatenate(weights), l2=l2,
-                                  iterations=iterations)
+            raise VfmError(
+                "no training record has gold evidence",
+                where="EvidenceRetriever.fit",
+                fix="train on records whose gold_evidence is set (FinQA, TAT-QA, ConvFinQA, synthetic)",
+            )
+        self.model = fit_logistic(
+            np.concatenate(blocks), np.concatenate(labels), np.concatenate(weights), l2=l2, iterations=iterations
+        )
         return self
 
-    def score_units(self, question: str, units: Mapping[str, str], row_names: Mapping[str, str],
-                    table_at: int | None = None) -> list[tuple[str, float]]:
+    def score_units(
+        self, question: str, units: Mapping[str, str], row_names: Mapping[str, str], table_at: int | None = None
+    ) -> list[tuple[str, float]]:
         """``(evidence id, probability)`` for every unit, best first (ties in document order);
         the arguments are those of :func:`unit_features`.
 
@@ -186,8 +251,11 @@ class EvidenceRetriever:
             VfmError: the retriever is not fitted.
         """
         if self.model is None:
-            raise VfmError("the retriever is not fitted", where="EvidenceRetriever",
-                           fix="call fit(records) or EvidenceRetriever.load(path)")
+            raise VfmError(
+                "the retriever is not fitted",
+                where="EvidenceRetriever",
+                fix="call fit(records) or EvidenceRetriever.load(path)",
+            )
         if not units:
             return []
         scores = self.model.probabilities(unit_features(question, units, row_names, table_at))
@@ -197,8 +265,12 @@ class EvidenceRetriever:
 
     def rank(self, record: QARecord) -> list[str]:
         """A record's evidence ids, best first."""
-        return [ident for ident, _ in self.score_units(record_question(record), record.evidence(),
-                                                        record_row_names(record), len(record.pre_text))]
+        return [
+            ident
+            for ident, _ in self.score_units(
+                record_question(record), record.evidence(), record_row_names(record), len(record.pre_text)
+            )
+        ]
 
     def save(self, path: str | Path) -> Path:
         """Write the scorer as JSON."""
@@ -213,14 +285,20 @@ class EvidenceRetriever:
         Raises:
             VfmError: the file is missing, not a retriever, or made for other features.
         """
-        model, _ = load_logistic(path, fmt=_FORMAT, features=FEATURES, what="retriever",
-                                 written_by="pass the retriever.json a training run wrote",
-                                 refit="retrain the retriever with this version of vfm")
+        model, _ = load_logistic(
+            path,
+            fmt=_FORMAT,
+            features=FEATURES,
+            what="retriever",
+            written_by="pass the retriever.json a training run wrote",
+            refit="retrain the retriever with this version of vfm",
+        )
         return cls(model)
 
 
-def retrieval_recall(retriever: EvidenceRetriever, records: Sequence[QARecord],
-                     ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
+def retrieval_recall(
+    retriever: EvidenceRetriever, records: Sequence[QARecord], ks: Sequence[int] = (1, 3, 5)
+) -> dict[str, float]:
     """FinQA's retriever recall@k for each k, over the records that have gold evidence.
 
     Returns:

@@ -46,23 +46,48 @@ _FORMAT = "vfm-finance-scale/1"
 MIN_QUESTIONS = 50
 """The fewest TAT-QA training questions a scale model is fitted on; with fewer, the rule is used."""
 _PERCENT_QUESTION = re.compile(r"\bpercent|\bpercentage\b|%|\bproportion\b|\brate\b")
-_SCALE_WORDS = (("billion", "billion"), ("million", "million"), ("thousand", "thousand"), ("'000", "thousand"),
-                ("\u2019000", "thousand"), ("000s", "thousand"))
+_SCALE_WORDS = (
+    ("billion", "billion"),
+    ("million", "million"),
+    ("thousand", "thousand"),
+    ("'000", "thousand"),
+    ("\u2019000", "thousand"),
+    ("000s", "thousand"),
+)
 """Words that state a document's scale, and the scale they state (the rule counts them)."""
-_STATED = {"thousand": re.compile(r"in thousands|\(thousands|'000|\u2019000|000s|\$000|thousands of"),
-           "million": re.compile(r"in millions|\(millions|millions of|\$m\b|\bm\b"),
-           "billion": re.compile(r"in billions|billions of|\$bn|\bbn\b")}
+_STATED = {
+    "thousand": re.compile(r"in thousands|\(thousands|'000|\u2019000|000s|\$000|thousands of"),
+    "million": re.compile(r"in millions|\(millions|millions of|\$m\b|\bm\b"),
+    "billion": re.compile(r"in billions|billions of|\$bn|\bbn\b"),
+}
 """How a heading states a scale."""
 _ENDINGS = ("add", "subtract", "multiply", "divide", "cell")
-FEATURES = ("bias", *(f"rule_{s or 'none'}" for s in SCALES), *(f"ends_{e}" for e in _ENDINGS), "divides_by_count",
-            "percentage_question",
-            *(f"{s}_{where}" for s in ("thousand", "million", "billion")
-              for where in ("stated_in_headings", "stated_in_table", "stated_in_text", "words_in_text", "in_question")),
-            "table_magnitude", "table_has_dollars", "cells_are_percentages", "cells_are_not_amounts")
+FEATURES = (
+    "bias",
+    *(f"rule_{s or 'none'}" for s in SCALES),
+    *(f"ends_{e}" for e in _ENDINGS),
+    "divides_by_count",
+    "percentage_question",
+    *(
+        f"{s}_{where}"
+        for s in ("thousand", "million", "billion")
+        for where in ("stated_in_headings", "stated_in_table", "stated_in_text", "words_in_text", "in_question")
+    ),
+    "table_magnitude",
+    "table_has_dollars",
+    "cells_are_percentages",
+    "cells_are_not_amounts",
+)
 
 
-def rule_scale(question: str, table: Sequence[Sequence[str]], texts: Sequence[str], *, program: str | None = None,
-               spans: Sequence[str] | None = None) -> str:
+def rule_scale(
+    question: str,
+    table: Sequence[Sequence[str]],
+    texts: Sequence[str],
+    *,
+    program: str | None = None,
+    spans: Sequence[str] | None = None,
+) -> str:
     """The scale by rule (see the module docstring) of a program's answer, or of the table
     cells ``spans`` when the answer is read from the table."""
     if spans is not None:
@@ -102,8 +127,14 @@ def _is_count(argument: str) -> bool:
     return argument.startswith("const_") or (value is not None and value == int(value) and 1 < value <= 12)
 
 
-def scale_features(question: str, table: Sequence[Sequence[str]], texts: Sequence[str], *, program: str | None = None,
-                   spans: Sequence[str] | None = None) -> np.ndarray:
+def scale_features(
+    question: str,
+    table: Sequence[Sequence[str]],
+    texts: Sequence[str],
+    *,
+    program: str | None = None,
+    spans: Sequence[str] | None = None,
+) -> np.ndarray:
     """``[len(FEATURES)]`` features of an answer's scale (a program's, or of cells ``spans``)."""
     rule = rule_scale(question, table, texts, program=program, spans=spans)
     last = _last_step(program)
@@ -115,19 +146,34 @@ def scale_features(question: str, table: Sequence[Sequence[str]], texts: Sequenc
     asked = question.lower()
     stated = []
     for scale in ("thousand", "million", "billion"):
-        stated += [float(bool(_STATED[scale].search(headings))), float(bool(_STATED[scale].search(whole_table))),
-                   float(bool(_STATED[scale].search(text))), float(np.log1p(text.count(scale))), float(scale in asked)]
-    amounts = [abs(v) for row in table[heads:] for cell in row[1:]
-               if "%" not in cell and (v := parse_number(cell)) is not None and v != 0]
+        stated += [
+            float(bool(_STATED[scale].search(headings))),
+            float(bool(_STATED[scale].search(whole_table))),
+            float(bool(_STATED[scale].search(text))),
+            float(np.log1p(text.count(scale))),
+            float(scale in asked),
+        ]
+    amounts = [
+        abs(v)
+        for row in table[heads:]
+        for cell in row[1:]
+        if "%" not in cell and (v := parse_number(cell)) is not None and v != 0
+    ]
     cells = list(spans or [])
-    return np.array([
-        1.0, *(float(rule == s) for s in SCALES), *(float(ending == e) for e in _ENDINGS),
-        float(ending == "divide" and last is not None and _is_count(last.args[1])),
-        float(bool(_PERCENT_QUESTION.search(asked))), *stated,
-        float(np.log10(np.median(amounts))) / 5 if amounts else 0.0, float("$" in whole_table),
-        float(bool(cells) and all("%" in c for c in cells)),
-        float(bool(cells) and all(parse_number(c) is None or is_year_word(c.strip()) for c in cells)),
-    ])
+    return np.array(
+        [
+            1.0,
+            *(float(rule == s) for s in SCALES),
+            *(float(ending == e) for e in _ENDINGS),
+            float(ending == "divide" and last is not None and _is_count(last.args[1])),
+            float(bool(_PERCENT_QUESTION.search(asked))),
+            *stated,
+            float(np.log10(np.median(amounts))) / 5 if amounts else 0.0,
+            float("$" in whole_table),
+            float(bool(cells) and all("%" in c for c in cells)),
+            float(bool(cells) and all(parse_number(c) is None or is_year_word(c.strip()) for c in cells)),
+        ]
+    )
 
 
 class ScaleModel:
@@ -136,16 +182,30 @@ class ScaleModel:
     def __init__(self, models: dict[str, LogisticModel]):
         self.models = models
 
-    def predict(self, question: str, table: Sequence[Sequence[str]], texts: Sequence[str], *,
-                program: str | None = None, spans: Sequence[str] | None = None) -> str:
+    def predict(
+        self,
+        question: str,
+        table: Sequence[Sequence[str]],
+        texts: Sequence[str],
+        *,
+        program: str | None = None,
+        spans: Sequence[str] | None = None,
+    ) -> str:
         """The scale of a program's answer, or of the cells ``spans``."""
         x = scale_features(question, table, texts, program=program, spans=spans)[None]
         return max(SCALES, key=lambda s: float(self.models[s].logits(x)[0]))
 
     def save(self, path: str | Path, **report: Any) -> Path:
         """Write the model (and a ``report`` of how it was fitted) as JSON, atomically."""
-        return atomic_write_json(path, {"format": _FORMAT, "features": list(FEATURES), "report": report,
-                                        "models": {s: logistic_to_json(m) for s, m in self.models.items()}})
+        return atomic_write_json(
+            path,
+            {
+                "format": _FORMAT,
+                "features": list(FEATURES),
+                "report": report,
+                "models": {s: logistic_to_json(m) for s, m in self.models.items()},
+            },
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> ScaleModel:
@@ -156,8 +216,9 @@ class ScaleModel:
         """
         path = Path(path)
         refit = "retrain the run with this version of vfm ('vfm finetune finance')"
-        data = read_scorer_json(path, _FORMAT, what="scale model", written_by=refit, refit=refit,
-                                expected={"features": list(FEATURES)})
+        data = read_scorer_json(
+            path, _FORMAT, what="scale model", written_by=refit, refit=refit, expected={"features": list(FEATURES)}
+        )
         try:
             models = {s: logistic_from_json(data["models"][s]) for s in SCALES}
         except (KeyError, TypeError, ValueError) as err:
@@ -191,8 +252,9 @@ def fit_scale_model(records: Sequence[QARecord], *, l2: float = 1.0) -> tuple[Sc
     report: dict[str, Any] = {"questions": len(examples)}
     if len(examples) < MIN_QUESTIONS:
         return None, report | {"kept": False, "why": f"fewer than {MIN_QUESTIONS} TAT-QA training questions"}
-    x = np.stack([scale_features(r.question, r.table, [*r.pre_text, *r.post_text], program=p, spans=s)
-                  for r, p, s in examples])
+    x = np.stack(
+        [scale_features(r.question, r.table, [*r.pre_text, *r.post_text], program=p, spans=s) for r, p, s in examples]
+    )
     labels = [r.scale for r, _, _ in examples]
     models = {s: fit_logistic(x, np.array([label == s for label in labels], dtype=np.float64), l2=l2) for s in SCALES}
     return ScaleModel(models), report | {"kept": True, "by_scale": dict(Counter(labels))}

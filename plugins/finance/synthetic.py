@@ -31,8 +31,17 @@ from vfm.platform.errors import VfmError
 from vfm.plugins.finance.executor import execute
 from vfm.plugins.finance.records import QARecord
 
-QUESTION_TYPES = ("change", "percentage change", "ratio", "average", "sum", "comparison", "growth rate", "extreme",
-                  "projection")
+QUESTION_TYPES = (
+    "change",
+    "percentage change",
+    "ratio",
+    "average",
+    "sum",
+    "comparison",
+    "growth rate",
+    "extreme",
+    "projection",
+)
 """The kinds of question asked; one is drawn per record."""
 
 STATEMENTS = ("income statement", "balance sheet", "cash flow statement")
@@ -40,11 +49,35 @@ STATEMENTS = ("income statement", "balance sheet", "cash flow statement")
 
 _T = TypeVar("_T")
 
-_NAMES = ("northwind", "apex", "bluestone", "cedar ridge", "harborview", "ironwood", "lakeshore", "meridian",
-          "northstar", "pinecrest", "redwood", "silverline", "summit", "tidewater", "westfield", "crescent")
+_NAMES = (
+    "northwind",
+    "apex",
+    "bluestone",
+    "cedar ridge",
+    "harborview",
+    "ironwood",
+    "lakeshore",
+    "meridian",
+    "northstar",
+    "pinecrest",
+    "redwood",
+    "silverline",
+    "summit",
+    "tidewater",
+    "westfield",
+    "crescent",
+)
 _SUFFIXES = ("holdings", "industries", "corporation", "group", "technologies", "systems", "brands", "energy")
-_INDUSTRIES = ("industrial equipment", "specialty retail", "software", "consumer products", "logistics",
-               "medical devices", "semiconductor", "food distribution")
+_INDUSTRIES = (
+    "industrial equipment",
+    "specialty retail",
+    "software",
+    "consumer products",
+    "logistics",
+    "medical devices",
+    "semiconductor",
+    "food distribution",
+)
 
 
 @dataclass(frozen=True)
@@ -126,8 +159,11 @@ def generate_record(index: int, *, seed: int = 0) -> QARecord:
         VfmError: ``index`` or ``seed`` is negative.
     """
     if index < 0 or seed < 0:
-        raise VfmError(f"seed and index must be >= 0, got seed={seed}, index={index}",
-                       where="synthetic finance data", fix="pass non-negative integers")
+        raise VfmError(
+            f"seed and index must be >= 0, got seed={seed}, index={index}",
+            where="synthetic finance data",
+            fix="pass non-negative integers",
+        )
     rng = np.random.default_rng([seed, index])
     document, pre_text, post_text = _document(rng)
     kind = QUESTION_TYPES[int(rng.integers(len(QUESTION_TYPES)))]
@@ -135,9 +171,16 @@ def generate_record(index: int, *, seed: int = 0) -> QARecord:
     table = _table(document)
     answer = execute(program, table)
     return QARecord(
-        id=f"synthetic-{seed}-{index}", pre_text=pre_text, table=table, post_text=post_text,
-        question=question, answer=answer, program=program, gold_evidence=evidence,
-        answer_type="comparison" if isinstance(answer, str) else "arithmetic", source="synthetic",
+        id=f"synthetic-{seed}-{index}",
+        pre_text=pre_text,
+        table=table,
+        post_text=post_text,
+        question=question,
+        answer=answer,
+        program=program,
+        gold_evidence=evidence,
+        answer_type="comparison" if isinstance(answer, str) else "arithmetic",
+        source="synthetic",
     )
 
 
@@ -155,8 +198,11 @@ def generate_lookups(n: int, *, seed: int = 0) -> list[QARecord]:
         VfmError: ``n`` or ``seed`` is negative.
     """
     if n < 0 or seed < 0:
-        raise VfmError(f"cannot generate {n} records with seed {seed}", where="synthetic finance data",
-                       fix="pass n >= 0 and seed >= 0")
+        raise VfmError(
+            f"cannot generate {n} records with seed {seed}",
+            where="synthetic finance data",
+            fix="pass n >= 0 and seed >= 0",
+        )
     return [_lookup_record(index, seed) for index in range(n)]
 
 
@@ -178,17 +224,35 @@ def _lookup_record(index: int, seed: int) -> QARecord:
         chosen = sorted(int(c) for c in rng.choice(range(1, len(table[0])), size=count, replace=False))
         years = [table[0][c] for c in chosen]
         if count == 1:
-            phrasing = _pick(rng, ("what was the {n} in {y} ?", "what is the {n} for {y} ?",
-                                   "how much was {n} in {y} ?", "what was {n} in {y} ?",
-                                   "what is the value of {n} in {y} ?"))
+            phrasing = _pick(
+                rng,
+                (
+                    "what was the {n} in {y} ?",
+                    "what is the {n} for {y} ?",
+                    "how much was {n} in {y} ?",
+                    "what was {n} in {y} ?",
+                    "what is the value of {n} in {y} ?",
+                ),
+            )
         else:
-            phrasing = _pick(rng, ("what was the {n} in {y} and {z} respectively ?",
-                                   "what were the {n} in {y} and {z} ?"))
+            phrasing = _pick(
+                rng, ("what was the {n} in {y} and {z} respectively ?", "what were the {n} in {y} and {z} ?")
+            )
         question = phrasing.format(n=name, y=years[0], z=years[-1])
         spans, scale = [table[row][c] for c in chosen], document.scale
-    return QARecord(id=f"synthetic-lookup-{seed}-{index}", pre_text=pre_text, table=table, post_text=post_text,
-                    question=question, answer=spans[0], gold_evidence=[f"table_{row}"], scale=scale,
-                    answer_type="span" if len(spans) == 1 else "multi-span", source="synthetic", answer_spans=spans)
+    return QARecord(
+        id=f"synthetic-lookup-{seed}-{index}",
+        pre_text=pre_text,
+        table=table,
+        post_text=post_text,
+        question=question,
+        answer=spans[0],
+        gold_evidence=[f"table_{row}"],
+        scale=scale,
+        answer_type="span" if len(spans) == 1 else "multi-span",
+        source="synthetic",
+        answer_spans=spans,
+    )
 
 
 def _document(rng: np.random.Generator) -> tuple[_Document, list[str], list[str]]:
@@ -215,8 +279,10 @@ def _document(rng: np.random.Generator) -> tuple[_Document, list[str], list[str]
         f"compared with $ {facts_values[1][1]:,} {scale} in {years[1]} .",
     ]
     first_fact = len(pre_text) + 1
-    facts = (_Fact("dividends declared", facts_values[0], first_fact),
-             _Fact("research and development tax credits", facts_values[1], first_fact + 1))
+    facts = (
+        _Fact("dividends declared", facts_values[0], first_fact),
+        _Fact("research and development tax credits", facts_values[1], first_fact + 1),
+    )
     document = _Document(years, scale, tuple(lines), facts, tuple(ratios))
     return document, pre_text, post_text
 
@@ -260,22 +326,34 @@ def _income_statement(rng: np.random.Generator, revenue: np.ndarray) -> _Stateme
     pretax = _minus(operating, interest)
     tax = tuple(int(round(max(value, 0) * rng.uniform(0.15, 0.30))) for value in pretax)
     lines = [
-        _Line("revenue", sales, total=True), _Line("cost of revenue", cost), _Line("gross profit", gross, total=True),
-        _Line("research and development", research), _Line("selling general and administrative", selling),
+        _Line("revenue", sales, total=True),
+        _Line("cost of revenue", cost),
+        _Line("gross profit", gross, total=True),
+        _Line("research and development", research),
+        _Line("selling general and administrative", selling),
         _Line("total operating expenses", _plus(research, selling), total=True),
-        _Line("operating income", operating, total=True), _Line("interest expense", interest),
-        _Line("income before income taxes", pretax), _Line("provision for income taxes", tax),
+        _Line("operating income", operating, total=True),
+        _Line("interest expense", interest),
+        _Line("income before income taxes", pretax),
+        _Line("provision for income taxes", tax),
         _Line("net income", _minus(pretax, tax), total=True),
     ]
-    ratios = [("gross profit", "revenue"), ("cost of revenue", "revenue"), ("research and development", "revenue"),
-              ("operating income", "revenue"), ("net income", "revenue"), ("total operating expenses", "gross profit")]
+    ratios = [
+        ("gross profit", "revenue"),
+        ("cost of revenue", "revenue"),
+        ("research and development", "revenue"),
+        ("operating income", "revenue"),
+        ("net income", "revenue"),
+        ("total operating expenses", "gross profit"),
+    ]
     return lines, ratios
 
 
 def _balance_sheet(rng: np.random.Generator, revenue: np.ndarray) -> _Statement:
     """Assets, liabilities and equity = assets - liabilities, sized from revenue."""
-    cash, receivables, inventory = (_scaled(rng, revenue, low, high)
-                                    for low, high in ((0.05, 0.3), (0.08, 0.2), (0.05, 0.25)))
+    cash, receivables, inventory = (
+        _scaled(rng, revenue, low, high) for low, high in ((0.05, 0.3), (0.08, 0.2), (0.05, 0.25))
+    )
     current = _plus(cash, receivables, inventory)
     property_, goodwill = _scaled(rng, revenue, 0.2, 0.8), _scaled(rng, revenue, 0.05, 0.5)
     assets = _plus(current, property_, goodwill)
@@ -284,17 +362,27 @@ def _balance_sheet(rng: np.random.Generator, revenue: np.ndarray) -> _Statement:
     debt = _scaled(rng, np.array(assets, dtype=float), 0.1, 0.3)  # equity stays above 4% of assets
     liabilities = _plus(current_liabilities, debt)
     lines = [
-        _Line("cash and cash equivalents", cash, total=True), _Line("accounts receivable", receivables),
-        _Line("inventories", inventory), _Line("total current assets", current, total=True),
-        _Line("property and equipment net", property_), _Line("goodwill", goodwill),
-        _Line("total assets", assets, total=True), _Line("accounts payable", payables),
-        _Line("accrued liabilities", accrued), _Line("total current liabilities", current_liabilities, total=True),
-        _Line("long-term debt", debt), _Line("total liabilities", liabilities, total=True),
+        _Line("cash and cash equivalents", cash, total=True),
+        _Line("accounts receivable", receivables),
+        _Line("inventories", inventory),
+        _Line("total current assets", current, total=True),
+        _Line("property and equipment net", property_),
+        _Line("goodwill", goodwill),
+        _Line("total assets", assets, total=True),
+        _Line("accounts payable", payables),
+        _Line("accrued liabilities", accrued),
+        _Line("total current liabilities", current_liabilities, total=True),
+        _Line("long-term debt", debt),
+        _Line("total liabilities", liabilities, total=True),
         _Line("total shareholders equity", _minus(assets, liabilities), total=True),
     ]
-    ratios = [("total liabilities", "total assets"), ("total current assets", "total current liabilities"),
-              ("long-term debt", "total assets"), ("cash and cash equivalents", "total current assets"),
-              ("goodwill", "total assets")]
+    ratios = [
+        ("total liabilities", "total assets"),
+        ("total current assets", "total current liabilities"),
+        ("long-term debt", "total assets"),
+        ("cash and cash equivalents", "total current assets"),
+        ("goodwill", "total assets"),
+    ]
     return lines, ratios
 
 
@@ -309,22 +397,30 @@ def _cash_flow_statement(rng: np.random.Generator, revenue: np.ndarray) -> _Stat
     dividends = _negated(_scaled(rng, revenue, 0.005, 0.03))
     financing = _plus(borrowings, repayments, dividends)
     lines = [
-        _Line("net income", net_income, total=True), _Line("depreciation and amortization", depreciation),
+        _Line("net income", net_income, total=True),
+        _Line("depreciation and amortization", depreciation),
         _Line("changes in working capital", working_capital),
         _Line("net cash provided by operating activities", operating, total=True),
-        _Line("capital expenditures", capex), _Line("acquisitions net of cash acquired", acquisitions),
+        _Line("capital expenditures", capex),
+        _Line("acquisitions net of cash acquired", acquisitions),
         _Line("net cash used in investing activities", investing, total=True),
-        _Line("proceeds from borrowings", borrowings), _Line("repayments of debt", repayments),
-        _Line("dividends paid", dividends), _Line("net cash provided by financing activities", financing, total=True),
+        _Line("proceeds from borrowings", borrowings),
+        _Line("repayments of debt", repayments),
+        _Line("dividends paid", dividends),
+        _Line("net cash provided by financing activities", financing, total=True),
         _Line("net change in cash", _plus(operating, investing, financing), total=True),
     ]
-    ratios = [("net income", "net cash provided by operating activities"),
-              ("depreciation and amortization", "net income"), ("proceeds from borrowings", "net income")]
+    ratios = [
+        ("net income", "net cash provided by operating activities"),
+        ("depreciation and amortization", "net income"),
+        ("proceeds from borrowings", "net income"),
+    ]
     return lines, ratios
 
 
 _STATEMENTS: dict[str, Callable[[np.random.Generator, np.ndarray], _Statement]] = {
-    "income statement": _income_statement, "balance sheet": _balance_sheet,
+    "income statement": _income_statement,
+    "balance sheet": _balance_sheet,
     "cash flow statement": _cash_flow_statement,
 }
 
@@ -344,8 +440,10 @@ def _money(value: int, dollar: bool) -> str:
 def _mention(line: _Line, years: tuple[int, ...], scale: str) -> str:
     """A sentence stating a line's two newest values."""
     direction = "increased" if line.values[0] > line.values[1] else "decreased"
-    return (f"{line.name} {direction} to $ {_money(line.values[0], False)} {scale} in {years[0]} from "
-            f"$ {_money(line.values[1], False)} {scale} in {years[1]} .")
+    return (
+        f"{line.name} {direction} to $ {_money(line.values[0], False)} {scale} in {years[0]} from "
+        f"$ {_money(line.values[1], False)} {scale} in {years[1]} ."
+    )
 
 
 def _years_text(years: tuple[int, ...]) -> str:
@@ -386,9 +484,14 @@ def _change(rng: np.random.Generator, document: _Document) -> _Question:
     """``subtract(new, old)``."""
     name, values, evidence, years = _series(rng, document)
     new, old = _two_years(rng, years)
-    phrasing = _pick(rng, ("what was the change in {n} from {o} to {y} ?",
-                           "by how much did {n} change between {o} and {y} ?",
-                           "what is the net change in {n} from {o} to {y} ( in {s}s ) ?"))
+    phrasing = _pick(
+        rng,
+        (
+            "what was the change in {n} from {o} to {y} ?",
+            "by how much did {n} change between {o} and {y} ?",
+            "what is the net change in {n} from {o} to {y} ( in {s}s ) ?",
+        ),
+    )
     question = phrasing.format(n=name, o=years[old], y=years[new], s=document.scale)
     return question, f"subtract({values[new]}, {values[old]})", evidence
 
@@ -397,9 +500,14 @@ def _percentage_change(rng: np.random.Generator, document: _Document) -> _Questi
     """``subtract(new, old), divide(#0, old)``: a fraction, as FinQA answers percentages."""
     name, values, evidence, years = _series(rng, document, positive=True)
     new, old = _two_years(rng, years)
-    phrasing = _pick(rng, ("what was the percentage change in {n} from {o} to {y} ?",
-                           "by what percent did {n} change from {o} to {y} ?",
-                           "what is the percent change in {n} between {o} and {y} ?"))
+    phrasing = _pick(
+        rng,
+        (
+            "what was the percentage change in {n} from {o} to {y} ?",
+            "by what percent did {n} change from {o} to {y} ?",
+            "what is the percent change in {n} between {o} and {y} ?",
+        ),
+    )
     question = phrasing.format(n=name, o=years[old], y=years[new])
     program = f"subtract({values[new]}, {values[old]}), divide(#0, {values[old]})"
     return question, program, evidence
@@ -414,11 +522,18 @@ def _growth_rate(rng: np.random.Generator, document: _Document) -> _Question:
         return phrasing.format(n=name, y=years[0]), program, evidence
     line = _pick(rng, [line for line in document.lines if line.positive])
     span = len(document.years) - 1
-    phrasing = _pick(rng, ("what was the compound annual growth rate of {n} from {o} to {y} ?",
-                           "what is the cagr of {n} between {o} and {y} ?"))
+    phrasing = _pick(
+        rng,
+        (
+            "what was the compound annual growth rate of {n} from {o} to {y} ?",
+            "what is the cagr of {n} between {o} and {y} ?",
+        ),
+    )
     question = phrasing.format(n=line.name, o=document.years[-1], y=document.years[0])
-    program = (f"divide({line.values[0]}, {line.values[-1]}), divide(const_1, const_{span}), "
-               f"exp(#0, #1), subtract(#2, const_1)")
+    program = (
+        f"divide({line.values[0]}, {line.values[-1]}), divide(const_1, const_{span}), "
+        f"exp(#0, #1), subtract(#2, const_1)"
+    )
     return question, program, [document.row_id(line.name)]
 
 
@@ -435,9 +550,14 @@ def _ratio(rng: np.random.Generator, document: _Document) -> _Question:
         top = (numerator, document.line(numerator).values[year])
         bottom = (denominator, document.line(denominator).values[year])
         evidence = [document.row_id(numerator), document.row_id(denominator)]
-    phrasing = _pick(rng, ("what was the ratio of {a} to {b} in {y} ?",
-                           "what portion of {b} did {a} represent in {y} ?",
-                           "in {y} , what was {a} as a percentage of {b} ?"))
+    phrasing = _pick(
+        rng,
+        (
+            "what was the ratio of {a} to {b} in {y} ?",
+            "what portion of {b} did {a} represent in {y} ?",
+            "in {y} , what was {a} as a percentage of {b} ?",
+        ),
+    )
     question = phrasing.format(a=top[0], b=bottom[0], y=document.years[year])
     return question, f"divide({top[1]}, {bottom[1]})", evidence
 
@@ -450,9 +570,14 @@ def _average(rng: np.random.Generator, document: _Document) -> _Question:
         program = f"add({fact.values[0]}, {fact.values[1]}), divide(#0, const_2)"
         return question, program, [f"text_{fact.sentence}"]
     line = _pick(rng, document.lines)
-    phrasing = _pick(rng, ("what was the average {n} from {o} to {y} ?",
-                           "what is the average annual {n} over the years shown ?",
-                           "on average , what was {n} per year between {o} and {y} ?"))
+    phrasing = _pick(
+        rng,
+        (
+            "what was the average {n} from {o} to {y} ?",
+            "what is the average annual {n} over the years shown ?",
+            "on average , what was {n} per year between {o} and {y} ?",
+        ),
+    )
     question = phrasing.format(n=line.name, o=document.years[-1], y=document.years[0])
     return question, f"table_average({line.name}, none)", [document.row_id(line.name)]
 
@@ -461,14 +586,14 @@ def _sum(rng: np.random.Generator, document: _Document) -> _Question:
     """``table_sum`` of a row, or ``add`` of two line items in one year."""
     if rng.random() < 0.5:
         line = _pick(rng, document.lines)
-        phrasing = _pick(rng, ("what was the total {n} over the years shown ?",
-                               "what is the sum of {n} from {o} to {y} ?"))
+        phrasing = _pick(
+            rng, ("what was the total {n} over the years shown ?", "what is the sum of {n} from {o} to {y} ?")
+        )
         question = phrasing.format(n=line.name, o=document.years[-1], y=document.years[0])
         return question, f"table_sum({line.name}, none)", [document.row_id(line.name)]
     first, second = (document.lines[int(i)] for i in rng.choice(len(document.lines), size=2, replace=False))
     year = int(rng.integers(len(document.years)))
-    phrasing = _pick(rng, ("what was the combined {a} and {b} in {y} ?",
-                           "what is the sum of {a} and {b} in {y} ?"))
+    phrasing = _pick(rng, ("what was the combined {a} and {b} in {y} ?", "what is the sum of {a} and {b} in {y} ?"))
     question = phrasing.format(a=first.name, b=second.name, y=document.years[year])
     program = f"add({first.values[year]}, {second.values[year]})"
     return question, program, [document.row_id(first.name), document.row_id(second.name)]
@@ -494,24 +619,37 @@ def _extreme(rng: np.random.Generator, document: _Document) -> _Question:
     """``table_max`` or ``table_min`` of a row."""
     line = _pick(rng, document.lines)
     highest = rng.random() < 0.5
-    phrasing = _pick(rng, ("what was the {w} {n} over the years shown ?",
-                           "what is the {w} annual {n} between {o} and {y} ?"))
-    question = phrasing.format(w="highest" if highest else "lowest", n=line.name,
-                               o=document.years[-1], y=document.years[0])
+    phrasing = _pick(
+        rng, ("what was the {w} {n} over the years shown ?", "what is the {w} annual {n} between {o} and {y} ?")
+    )
+    question = phrasing.format(
+        w="highest" if highest else "lowest", n=line.name, o=document.years[-1], y=document.years[0]
+    )
     return question, f"{'table_max' if highest else 'table_min'}({line.name}, none)", [document.row_id(line.name)]
 
 
 def _projection(rng: np.random.Generator, document: _Document) -> _Question:
     """Next year's value at this year's growth: ``divide(new, old), multiply(new, #0)``."""
     name, values, evidence, years = _series(rng, document, positive=True)
-    phrasing = _pick(rng, ("if {n} grows at the same rate as from {o} to {y} , what will it be in {z} ?",
-                           "assuming the {o} to {y} growth rate continues , what is the expected {n} in {z} ?"))
+    phrasing = _pick(
+        rng,
+        (
+            "if {n} grows at the same rate as from {o} to {y} , what will it be in {z} ?",
+            "assuming the {o} to {y} growth rate continues , what is the expected {n} in {z} ?",
+        ),
+    )
     question = phrasing.format(n=name, o=years[1], y=years[0], z=years[0] + 1)
     return question, f"divide({values[0]}, {values[1]}), multiply({values[0]}, #0)", evidence
 
 
 _BUILDERS: dict[str, Callable[[np.random.Generator, _Document], _Question]] = {
-    "change": _change, "percentage change": _percentage_change, "ratio": _ratio, "average": _average,
-    "sum": _sum, "comparison": _comparison, "growth rate": _growth_rate, "extreme": _extreme,
+    "change": _change,
+    "percentage change": _percentage_change,
+    "ratio": _ratio,
+    "average": _average,
+    "sum": _sum,
+    "comparison": _comparison,
+    "growth rate": _growth_rate,
+    "extreme": _extreme,
     "projection": _projection,
 }

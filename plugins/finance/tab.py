@@ -27,25 +27,44 @@ def build_finance_tab(predictor: Any) -> None:
 
     def answer(pre_text: str, table: str, post_text: str, question: str) -> tuple[Any, ...]:
         try:
-            result = predictor.predict({"question": question, "table": table, "pre_text": pre_text,
-                                        "post_text": post_text})
+            result = predictor.predict(
+                {"question": question, "table": table, "pre_text": pre_text, "post_text": post_text}
+            )
         except VfmError as err:
             raise gr.Error(str(err)) from None
         if result["kind"] == "lookup":
-            read = "; ".join(f"*{cell['row_name'] or 'header'}*, *{cell['column_name'] or cell['column']}*: "
-                             f"`{cell['text']}`" for cell in result["cells"])
-            summary = (f"### {result['display']}\nRead from the table (no arithmetic): {read} · confidence "
-                       f"{result['confidence']:.2f} (the probability that the question asks for table cells)")
+            read = "; ".join(
+                f"*{cell['row_name'] or 'header'}*, *{cell['column_name'] or cell['column']}*: `{cell['text']}`"
+                for cell in result["cells"]
+            )
+            summary = (
+                f"### {result['display']}\nRead from the table (no arithmetic): {read} · confidence "
+                f"{result['confidence']:.2f} (the probability that the question asks for table cells)"
+            )
         elif result["kind"] == "text":
-            summary = (f"### {result['display']}\nThe sentence of the report that answers it (highlighted below) · "
-                       f"confidence {result['confidence']:.2f} (the probability that the answer is text)")
+            summary = (
+                f"### {result['display']}\nThe sentence of the report that answers it (highlighted below) · "
+                f"confidence {result['confidence']:.2f} (the probability that the answer is text)"
+            )
         elif result["answer"] is None:
-            summary = (f"### No answer\nThe most probable program `{result['program']}` does not run on this "
-                       f"table: {result['no_answer_reason']}")
+            summary = (
+                f"### No answer\nThe most probable program `{result['program']}` does not run on this "
+                f"table: {result['no_answer_reason']}"
+            )
         else:
-            summary = (f"### {result['display']}\n`{result['program']}` · confidence "
-                       f"{result['confidence']:.2f} (the program's probability under the model)")
-        trace = [[s["ref"], s["op"], ", ".join(s["args"]), s["value"] if isinstance(s["value"], str) else format_number(s["value"])] for s in result["steps"]]
+            summary = (
+                f"### {result['display']}\n`{result['program']}` · confidence "
+                f"{result['confidence']:.2f} (the program's probability under the model)"
+            )
+        trace = [
+            [
+                s["ref"],
+                s["op"],
+                ", ".join(s["args"]),
+                s["value"] if isinstance(s["value"], str) else format_number(s["value"]),
+            ]
+            for s in result["steps"]
+        ]
         evidence = [(unit["text"] + "\n", "used" if unit["used"] else None) for unit in result["evidence"]]
         return summary, trace, evidence
 
@@ -57,24 +76,31 @@ def build_finance_tab(predictor: Any) -> None:
     with gr.Row():
         with gr.Column():
             pre = gr.Textbox(label="Text before the table", lines=4)
-            table = gr.Textbox(label="Table (CSV, TSV or markdown; header row first, row names in column 1)",
-                               lines=8)
+            table = gr.Textbox(label="Table (CSV, TSV or markdown; header row first, row names in column 1)", lines=8)
             post = gr.Textbox(label="Text after the table", lines=3)
-            question = gr.Textbox(label="Question", placeholder="what was the percentage change in revenue "
-                                                                "from 2019 to 2020?")
+            question = gr.Textbox(
+                label="Question", placeholder="what was the percentage change in revenue from 2019 to 2020?"
+            )
             button = gr.Button("Answer", variant="primary")
             examples = [str(path) for path in predictor.bundle.examples()]
             if examples:
-                picker = gr.Dropdown(choices=[(p.rsplit("/", 1)[-1], p) for p in examples],
-                                     label="Examples (synthetic statements)", value=None)
-                picker.change(load_example, inputs=picker, outputs=[pre, table, post, question],
-                              api_name=f"{name}_example")
+                picker = gr.Dropdown(
+                    choices=[(p.rsplit("/", 1)[-1], p) for p in examples],
+                    label="Examples (synthetic statements)",
+                    value=None,
+                )
+                picker.change(
+                    load_example, inputs=picker, outputs=[pre, table, post, question], api_name=f"{name}_example"
+                )
         with gr.Column():
             summary = gr.Markdown()
             steps = gr.Dataframe(headers=TRACE_HEADERS, label="Program trace", interactive=False)
-            evidence = gr.HighlightedText(label="Evidence (highlighted: what the model read)",
-                                          color_map={"used": "#fde68a"}, show_legend=False)
-    gr.Markdown("**Intended use.** " + manifest.intended_use.strip() + "\n\n**Limits.** " + " ".join(manifest.limitations))
-    button.click(answer, inputs=[pre, table, post, question], outputs=[summary, steps, evidence],
-                 api_name=f"{name}_predict")
-
+            evidence = gr.HighlightedText(
+                label="Evidence (highlighted: what the model read)", color_map={"used": "#fde68a"}, show_legend=False
+            )
+    gr.Markdown(
+        "**Intended use.** " + manifest.intended_use.strip() + "\n\n**Limits.** " + " ".join(manifest.limitations)
+    )
+    button.click(
+        answer, inputs=[pre, table, post, question], outputs=[summary, steps, evidence], api_name=f"{name}_predict"
+    )

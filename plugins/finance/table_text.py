@@ -43,14 +43,19 @@ def parse_table(text: str, *, max_chars: int = MAX_TABLE_CHARS) -> list[list[str
             (the message names the first such row), or no cell holds a number.
     """
     if len(text) > max_chars:
-        raise VfmError(f"the table is {len(text):,} characters; the limit is {max_chars:,}",
-                       where="table", fix="paste only the table the question is about")
+        raise VfmError(
+            f"the table is {len(text):,} characters; the limit is {max_chars:,}",
+            where="table",
+            fix="paste only the table the question is about",
+        )
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
-        raise VfmError("the table is empty", where="table",
-                       fix="paste a table with a header row, e.g. 'item, 2019, 2018'")
-    rows = _pipe_rows([line.strip() for line in lines]) if any("|" in line for line in lines) \
-        else _delimited_rows(lines)
+        raise VfmError(
+            "the table is empty", where="table", fix="paste a table with a header row, e.g. 'item, 2019, 2018'"
+        )
+    rows = (
+        _pipe_rows([line.strip() for line in lines]) if any("|" in line for line in lines) else _delimited_rows(lines)
+    )
     _check_rectangular(rows)
     _check_has_numbers(rows)
     return rows
@@ -80,16 +85,22 @@ def _check_rectangular(rows: list[list[str]]) -> None:
     width = len(rows[0])
     for number, row in enumerate(rows[1:], start=2):
         if len(row) != width:
-            raise VfmError(f"row {number} has {len(row)} cells but the header has {width}",
-                           where=f"table row {number}: {' | '.join(row)[:80]}",
-                           fix="give every row the same number of cells; quote CSV cells that hold "
-                               "commas (\"1,234\") or leave a cell empty rather than dropping it")
+            raise VfmError(
+                f"row {number} has {len(row)} cells but the header has {width}",
+                where=f"table row {number}: {' | '.join(row)[:80]}",
+                fix="give every row the same number of cells; quote CSV cells that hold "
+                'commas ("1,234") or leave a cell empty rather than dropping it',
+            )
 
 
 def _check_has_numbers(rows: list[list[str]]) -> None:
     """At least one cell below the header and after the first column is a number, as
     people write numbers or as FinQA tables do (``59.2% ( 59.2 % )``)."""
-    if not any(parse_number(cell) is not None or finqa_cell_to_num(cell) is not None
-               for row in rows[1:] for cell in row[1:]):
-        raise VfmError("the table has no numeric cells", where="table",
-                       fix="put row names in the first column and numbers in the others")
+    if not any(
+        parse_number(cell) is not None or finqa_cell_to_num(cell) is not None for row in rows[1:] for cell in row[1:]
+    ):
+        raise VfmError(
+            "the table has no numeric cells",
+            where="table",
+            fix="put row names in the first column and numbers in the others",
+        )

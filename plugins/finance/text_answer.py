@@ -64,8 +64,9 @@ class TextAnswer:
     probability: float
 
 
-def best_sentence(question: str, units: Mapping[str, str], ranking: Sequence[tuple[str, float]]
-                  ) -> tuple[str, str, float] | None:
+def best_sentence(
+    question: str, units: Mapping[str, str], ranking: Sequence[tuple[str, float]]
+) -> tuple[str, str, float] | None:
     """``(sentence, unit id, share of the question's words it holds)``: of the best-ranked text
     unit, the sentence sharing most of the question's content words; None without text units."""
     unit = next((ident for ident, _ in ranking if ident.startswith("text_")), None)
@@ -87,8 +88,13 @@ def text_cues(ranking: Sequence[tuple[str, float]], found: tuple[str, str, float
     return np.array([sentence, row, sentence - row, found[2] if found else 0.0])
 
 
-def router_input(words: QuestionWords, question: str, table: Sequence[Sequence[str]],
-                 ranking: Sequence[tuple[str, float]], found: tuple[str, str, float] | None) -> np.ndarray:
+def router_input(
+    words: QuestionWords,
+    question: str,
+    table: Sequence[Sequence[str]],
+    ranking: Sequence[tuple[str, float]],
+    found: tuple[str, str, float] | None,
+) -> np.ndarray:
     """``[1 + V + len(CUES)]``: a bias, the question's vocabulary words (and pairs), the cues."""
     return np.concatenate([words.vector(question, table), text_cues(ranking, found)])
 
@@ -99,8 +105,13 @@ class TextAnswerer:
     def __init__(self, words: QuestionWords, router: LogisticModel):
         self.words, self.router = words, router
 
-    def answer(self, question: str, table: Sequence[Sequence[str]], units: Mapping[str, str],
-               ranking: Sequence[tuple[str, float]]) -> TextAnswer | None:
+    def answer(
+        self,
+        question: str,
+        table: Sequence[Sequence[str]],
+        units: Mapping[str, str],
+        ranking: Sequence[tuple[str, float]],
+    ) -> TextAnswer | None:
         """The sentence that answers ``question``, or None when the router says the answer is
         not text (or the document has no text).
 
@@ -117,8 +128,16 @@ class TextAnswerer:
 
     def save(self, path: str | Path, **report: Any) -> Path:
         """Write the router (and a ``report`` of how it was fitted) as JSON, atomically."""
-        return atomic_write_json(path, {"format": _FORMAT, "cues": list(CUES), "vocabulary": self.words.vocabulary,
-                                        "router": logistic_to_json(self.router), "report": report})
+        return atomic_write_json(
+            path,
+            {
+                "format": _FORMAT,
+                "cues": list(CUES),
+                "vocabulary": self.words.vocabulary,
+                "router": logistic_to_json(self.router),
+                "report": report,
+            },
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> TextAnswerer:
@@ -129,8 +148,9 @@ class TextAnswerer:
         """
         path = Path(path)
         refit = f"refit it: python -m vfm.plugins.finance.answer_fitting --data-dir DATA --model {path.parent}"
-        data = read_scorer_json(path, _FORMAT, what="text answerer", written_by=refit, refit=refit,
-                                expected={"cues": list(CUES)})
+        data = read_scorer_json(
+            path, _FORMAT, what="text answerer", written_by=refit, refit=refit, expected={"cues": list(CUES)}
+        )
         try:
             words = QuestionWords([str(word) for word in data["vocabulary"]])
             answerer = cls(words, logistic_from_json(data["router"]))
@@ -150,8 +170,9 @@ def answer_is_text(record: QARecord) -> bool:
     return all(" ".join(span.lower().split()) in " ".join(text.split()) for span in spans)
 
 
-def fit_text_answerer(records: Sequence[QARecord], retriever: Any, *, l2: float = 3.0
-                      ) -> tuple[TextAnswerer | None, dict[str, Any]]:
+def fit_text_answerer(
+    records: Sequence[QARecord], retriever: Any, *, l2: float = 3.0
+) -> tuple[TextAnswerer | None, dict[str, Any]]:
     """Fit the router on ``records`` (positives: :func:`answer_is_text`), ranking each
     document's units with ``retriever`` (an :class:`EvidenceRetriever`). Questions known to want
     a number (FinQA's answer-only ones) are worth adding as negatives: FinQA's long texts make its

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from vfm.serve.image_preprocess import check_image, check_normalisation, preprocess_many, resize_normalise
+
+from vfm.serve.image_preprocess import check_image, check_normalisation, resize_normalise
 
 ROW_TOLERANCE = 0.01
 """A row or column belongs to the field of view when more than this fraction of it is
@@ -62,7 +63,7 @@ def preprocess(
     """Turn one photograph into a normalised model input.
 
     Args:
-        image: uint8 [H, W, 3], RGB (decode files with ``vfm.serve.image_io.read_image``).
+        image: uint8 [H, W, 3], RGB (decode files with ``vfm.platform.image_io.read_image``).
         image_size: side S of the model input.
         mean: per-channel mean, 3 values on the [0, 1] scale.
         std: per-channel standard deviation, 3 positive values on the [0, 1] scale.
@@ -80,18 +81,6 @@ def preprocess(
     if crop_fov:
         image = crop_to_field_of_view(image)
     return resize_normalise(image, image_size=image_size, mean=mean, std=std, where="retina.preprocess")
-
-
-def preprocess_batch(
-    images: np.ndarray | Sequence[np.ndarray],
-    *,
-    image_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    crop_fov: bool = True,
-) -> np.ndarray:
-    """Preprocess a batch of photographs (uint8 [N, H, W, 3] or a list of [H_i, W_i, 3]) -> float32 [N, 3, S, S]."""
-    return preprocess_many(preprocess, images, image_size=image_size, mean=mean, std=std, crop_fov=crop_fov)
 
 
 def _spanned(counts: np.ndarray, length: int) -> tuple[int, int] | None:

@@ -10,15 +10,43 @@ from vfm.plugins.driving.records import ACTIONS, CAUSES
 from vfm.plugins.driving.scenarios import SCENARIOS
 from vfm.plugins.driving.simulate import generate
 
-FREE = {"ego_speed_mps": 20.0, "lane_id": 1, "lanes_on_road": 3, "lane_changing": False, "crashed": False,
-        "on_ramp": False, "oncoming_gap_m": None, "lead_present": False, "gap_m": None, "lead_speed_mps": None,
-        "closing_speed_mps": None, "time_headway_s": None, "ttc_s": None, "lead_cut_in": False,
-        "lead_from_ramp": False, "vehicles_ahead": 0, "vehicles_ahead_in_lane": 0, "left_lane_exists": True,
-        "left_lane_free": True, "left_front_gap_m": None, "left_rear_gap_m": None, "left_front_speed_mps": None,
-        "right_lane_exists": True, "right_lane_free": False, "right_front_gap_m": None, "right_rear_gap_m": 5.0,
-        "right_front_speed_mps": None, "lane_end_m": None, "merging_vehicle": False, "merging_gap_m": None,
-        "in_junction": False, "distance_to_stop_m": None, "crossing_vehicles": 0, "crossing_gap_m": None,
-        "must_yield": False}
+FREE = {
+    "ego_speed_mps": 20.0,
+    "lane_id": 1,
+    "lanes_on_road": 3,
+    "lane_changing": False,
+    "crashed": False,
+    "on_ramp": False,
+    "oncoming_gap_m": None,
+    "lead_present": False,
+    "gap_m": None,
+    "lead_speed_mps": None,
+    "closing_speed_mps": None,
+    "time_headway_s": None,
+    "ttc_s": None,
+    "lead_cut_in": False,
+    "lead_from_ramp": False,
+    "vehicles_ahead": 0,
+    "vehicles_ahead_in_lane": 0,
+    "left_lane_exists": True,
+    "left_lane_free": True,
+    "left_front_gap_m": None,
+    "left_rear_gap_m": None,
+    "left_front_speed_mps": None,
+    "right_lane_exists": True,
+    "right_lane_free": False,
+    "right_front_gap_m": None,
+    "right_rear_gap_m": 5.0,
+    "right_front_speed_mps": None,
+    "lane_end_m": None,
+    "merging_vehicle": False,
+    "merging_gap_m": None,
+    "in_junction": False,
+    "distance_to_stop_m": None,
+    "crossing_vehicles": 0,
+    "crossing_gap_m": None,
+    "must_yield": False,
+}
 
 
 def driver(scenario="highway", cruise=25.0):
@@ -44,33 +72,48 @@ def test_following_overtaking_and_blocked_lanes():
     assert decide(**slow_lead, left_lane_free=False)[1] == "lane_blocked"
     assert decide(**slow_lead, left_lane_exists=False, left_lane_free=False) == ("slow_down", "slower_lead_vehicle")
     assert decide(**{**slow_lead, "gap_m": 6.0}, left_lane_free=False, left_lane_exists=False) == (
-        "slow_down", "close_lead_vehicle")
+        "slow_down",
+        "close_lead_vehicle",
+    )
     assert decide(**slow_lead, left_lane_free=False, lead_cut_in=True) == ("slow_down", "cut_in")
-    assert decide(ego_speed_mps=1.0, lead_present=True, gap_m=3.0, lead_speed_mps=0.0, closing_speed_mps=1.0,
-                  left_lane_free=False) == (
-        "stop", "close_lead_vehicle")
+    assert decide(
+        ego_speed_mps=1.0, lead_present=True, gap_m=3.0, lead_speed_mps=0.0, closing_speed_mps=1.0, left_lane_free=False
+    ) == ("stop", "close_lead_vehicle")
 
 
 def test_keep_right_merges_and_lane_ends():
     assert decide(ego_speed_mps=25.0, right_lane_free=True) == ("change_lane_right", "free_road")
     assert decide(merging_vehicle=True, merging_gap_m=10.0, right_lane_exists=False) == (
-        "change_lane_left", "merging_vehicle")
+        "change_lane_left",
+        "merging_vehicle",
+    )
     assert decide(merging_vehicle=True, merging_gap_m=10.0, right_lane_exists=False, left_lane_free=False) == (
-        "slow_down", "merging_vehicle")
+        "slow_down",
+        "merging_vehicle",
+    )
     ramp = dict(on_ramp=True, lane_end_m=60.0, right_lane_exists=False, right_lane_free=False)
     assert decide("on_ramp", **ramp) == ("change_lane_left", "end_of_lane")
     assert decide("on_ramp", **ramp, left_lane_free=False) == ("slow_down", "end_of_lane")
     assert decide("on_ramp", **{**ramp, "lane_end_m": 10.0}, ego_speed_mps=0.0, left_lane_free=False) == (
-        "stop", "end_of_lane")
+        "stop",
+        "end_of_lane",
+    )
 
 
 def test_junctions_yield_then_stop_for_crossing_traffic():
-    crossing = dict(must_yield=True, crossing_vehicles=1, crossing_gap_m=20.0, left_lane_exists=False,
-                    left_lane_free=False, right_lane_exists=False)
+    crossing = dict(
+        must_yield=True,
+        crossing_vehicles=1,
+        crossing_gap_m=20.0,
+        left_lane_exists=False,
+        left_lane_free=False,
+        right_lane_exists=False,
+    )
     assert decide("intersection", ego_speed_mps=8.0, distance_to_stop_m=25.0, **crossing) == (
-        "yield", "crossing_traffic")
-    assert decide("intersection", ego_speed_mps=0.3, distance_to_stop_m=1.0, **crossing) == (
-        "stop", "crossing_traffic")
+        "yield",
+        "crossing_traffic",
+    )
+    assert decide("intersection", ego_speed_mps=0.3, distance_to_stop_m=1.0, **crossing) == ("stop", "crossing_traffic")
 
 
 def test_label_thresholds():
@@ -101,7 +144,8 @@ def test_simulated_labels_agree_with_their_facts(simulated):
         assert consistency_errors(sample.action, sample.cause, facts) == []
         if facts["lead_present"]:
             assert facts["gap_m"] >= 0 and facts["closing_speed_mps"] == pytest.approx(
-                facts["ego_speed_mps"] - facts["lead_speed_mps"], abs=0.02)
+                facts["ego_speed_mps"] - facts["lead_speed_mps"], abs=0.02
+            )
         if sample.action == "accelerate":
             assert facts["target_speed_mps"] > facts["ego_speed_mps"]
         if sample.action == "slow_down":

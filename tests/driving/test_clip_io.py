@@ -40,8 +40,13 @@ def one_line_error(source, message: str, **options) -> VfmError:
 
 def test_npz_with_per_frame_scalar_or_no_speed(tmp_path):
     clip = frames()
-    np.savez(tmp_path / "a.npz", frames=clip, ego_speed=np.arange(6, dtype=np.float32),
-             commentary=np.array([""] * 6), scenario=np.array("highway"))
+    np.savez(
+        tmp_path / "a.npz",
+        frames=clip,
+        ego_speed=np.arange(6, dtype=np.float32),
+        commentary=np.array([""] * 6),
+        scenario=np.array("highway"),
+    )
     np.savez(tmp_path / "b.npz", frames=clip, ego_speed=np.float32(4.5))
     np.savez(tmp_path / "c.npz", frames=clip)
     got, speed = read_clip(tmp_path / "a.npz")
@@ -50,10 +55,17 @@ def test_npz_with_per_frame_scalar_or_no_speed(tmp_path):
     assert np.isnan(read_clip(str(tmp_path / "c.npz"))[1]).all()
 
 
-@pytest.mark.parametrize(("name", "options"), [
-    ("clip.gif", {}), ("clip.png", {}), ("clip.webp", {"lossless": True}),
-    ("timed.gif", {"duration": 500}), ("timed.png", {"duration": 500}), ("timed.webp", {"lossless": True, "duration": 500}),
-])
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("clip.gif", {}),
+        ("clip.png", {}),
+        ("clip.webp", {"lossless": True}),
+        ("timed.gif", {"duration": 500}),
+        ("timed.png", {"duration": 500}),
+        ("timed.webp", {"lossless": True, "duration": 500}),
+    ],
+)
 def test_animations_give_every_frame_at_two_hertz(tmp_path, name, options):
     save_animation(tmp_path / name, frames(), **options)
     clip, speed = read_clip(tmp_path / name)
@@ -127,12 +139,15 @@ def test_frame_errors(tmp_path):
     one_line_error(tmp_path / "long.gif", "more than 5 frames", max_frames=5)
 
 
-@pytest.mark.parametrize(("speed", "message"), [
-    ([1.0, 2.0], "ego_speed has shape [2] but the clip has 6 frames"),
-    ([1, 2, 3, 4, 5, -1], "ego_speed holds -1 m/s"),
-    (np.inf, "ego_speed holds inf m/s"),
-    ("fast", "ego_speed must be numbers in m/s"),
-])
+@pytest.mark.parametrize(
+    ("speed", "message"),
+    [
+        ([1.0, 2.0], "ego_speed has shape [2] but the clip has 6 frames"),
+        ([1, 2, 3, 4, 5, -1], "ego_speed holds -1 m/s"),
+        (np.inf, "ego_speed holds inf m/s"),
+        ("fast", "ego_speed must be numbers in m/s"),
+    ],
+)
 def test_speed_errors(tmp_path, speed, message):
     one_line_error({"frames": frames(), "ego_speed": speed}, message)
     if not isinstance(speed, str):

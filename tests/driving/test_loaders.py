@@ -17,10 +17,19 @@ from vfm.plugins.driving.simulate import write_dataset
 
 
 def sample(i, frames):
-    return DrivingSample(id=f"x-{i}", scenario="highway", frames=frames, ego_speed=10.0, action="keep_speed",
-                         cause="target_speed_reached", commentary="Keeping our speed: the road ahead is clear.",
-                         qa=[QAPair("What are you doing?", "Keeping our speed.")], facts={"gap_m": None},
-                         seed=1, step=i)
+    return DrivingSample(
+        id=f"x-{i}",
+        scenario="highway",
+        frames=frames,
+        ego_speed=10.0,
+        action="keep_speed",
+        cause="target_speed_reached",
+        commentary="Keeping our speed: the road ahead is clear.",
+        qa=[QAPair("What are you doing?", "Keeping our speed.")],
+        facts={"gap_m": None},
+        seed=1,
+        step=i,
+    )
 
 
 @pytest.fixture()
@@ -45,8 +54,11 @@ def test_frame_speeds_round_trip_and_are_checked(tmp_path):
     assert np.isnan(loaded[1].speed_trace()[0]) and loaded[1].speed_trace()[-1] == 10.0
     manifest = folder / "samples.jsonl"
     record = json.loads(manifest.read_text().splitlines()[0])
-    for bad, message in (([10.0], "1 entries for 2 frames"), (["fast", 1.0], "not a list of numbers"),
-                         ([-1.0, 2.0], "negative")):
+    for bad, message in (
+        ([10.0], "1 entries for 2 frames"),
+        (["fast", 1.0], "not a list of numbers"),
+        ([-1.0, 2.0], "negative"),
+    ):
         manifest.write_text(json.dumps({**record, "frame_speeds": bad}) + "\n")
         with pytest.raises(VfmError, match=message) as err:
             load_generic(folder)
@@ -115,8 +127,9 @@ def test_wrong_clip_length(dataset):
         load_generic(dataset, clip_length=4)
 
 
-HEADER = ["Input.Video"] + [f"Answer.{i}{part}" for i in range(1, 16)
-                            for part in ("start", "end", "action", "justification")]
+HEADER = ["Input.Video"] + [
+    f"Answer.{i}{part}" for i in range(1, 16) for part in ("start", "end", "action", "justification")
+]
 
 
 def write_bddx(path, rows):
@@ -132,26 +145,49 @@ def write_bddx(path, rows):
 
 def test_bddx_wide_csv(tmp_path):
     path = tmp_path / "bddx.csv"
-    write_bddx(path, [
-        ("https://s3.example/samples-1k/06d501fd-a9ffc960.mov",
-         [("0", "11", "The car accelerates", "because the light has turned green."),
-          ("12", "19", "The car is moving at a steady speed", "because traffic is clear."),
-          ("20", "22", "The car slows down", "The car in front is stopped"),
-          ("23", "30", "The car merges into the lane to its left", "to get around a slower car in front of it.")]),
-        ("", []),  # blank rows are common in the real file
-        ("https://s3.example/samples-1k/01b0505f-5f564e84.mov",
-         [("0", "16", "The car is stopped.", "A car ahead cuts in"), ("16", "20", "The car turns right", "")]),
-    ])
+    write_bddx(
+        path,
+        [
+            (
+                "https://s3.example/samples-1k/06d501fd-a9ffc960.mov",
+                [
+                    ("0", "11", "The car accelerates", "because the light has turned green."),
+                    ("12", "19", "The car is moving at a steady speed", "because traffic is clear."),
+                    ("20", "22", "The car slows down", "The car in front is stopped"),
+                    (
+                        "23",
+                        "30",
+                        "The car merges into the lane to its left",
+                        "to get around a slower car in front of it.",
+                    ),
+                ],
+            ),
+            ("", []),  # blank rows are common in the real file
+            (
+                "https://s3.example/samples-1k/01b0505f-5f564e84.mov",
+                [("0", "16", "The car is stopped.", "A car ahead cuts in"), ("16", "20", "The car turns right", "")],
+            ),
+        ],
+    )
     samples = load_bddx(path)
     assert [s.id for s in samples] == [f"bddx-06d501fd-a9ffc960-{i}" for i in range(1, 5)] + [
-        "bddx-01b0505f-5f564e84-1", "bddx-01b0505f-5f564e84-2"]
+        "bddx-01b0505f-5f564e84-1",
+        "bddx-01b0505f-5f564e84-2",
+    ]
     labels = [(s.action, s.cause) for s in samples]
-    assert labels == [("accelerate", None), ("keep_speed", "free_road"), ("slow_down", "close_lead_vehicle"),
-                      ("change_lane_left", "free_lane_to_overtake"), ("stop", "cut_in"), (None, None)]
+    assert labels == [
+        ("accelerate", None),
+        ("keep_speed", "free_road"),
+        ("slow_down", "close_lead_vehicle"),
+        ("change_lane_left", "free_lane_to_overtake"),
+        ("stop", "cut_in"),
+        (None, None),
+    ]
     assert samples[0].commentary == "The car accelerates because the light has turned green."
     assert samples[2].commentary == "The car slows down because the car in front is stopped."
     assert samples[3].commentary == (
-        "The car merges into the lane to its left to get around a slower car in front of it.")
+        "The car merges into the lane to its left to get around a slower car in front of it."
+    )
     assert samples[5].commentary == "The car turns right."
     assert all(s.frames is None and math.isnan(s.ego_speed) and s.scenario == "bddx" for s in samples)
     assert samples[0].facts["start_s"] == 0.0 and samples[0].facts["end_s"] == 11.0
@@ -172,7 +208,8 @@ def test_bddx_errors(tmp_path):
 
 def test_bddx_commentary_normalises():
     assert bddx_commentary("  The car stops.", "Because the light is red..") == (
-        "The car stops because the light is red.")
+        "The car stops because the light is red."
+    )
     assert bddx_commentary("The car slows", "as traffic slows") == "The car slows as traffic slows."
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -65,8 +66,10 @@ def test_tokenizer_round_trips_unseen_numbers_and_keeps_its_special_tokens(token
     assert len({tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.sep_id}) == 4
     loaded = DrivingTokenizer.load(tokenizer.save(tmp_path / "tokenizer.json"))
     assert loaded.encode(text) == tokenizer.encode(text) and loaded.vocab_size == tokenizer.vocab_size
-    assert set(sample_texts(samples[:1])) == {samples[0].commentary, *(t for p in samples[0].qa
-                                                                      for t in (p.question, p.answer))}
+    assert set(sample_texts(samples[:1])) == {
+        samples[0].commentary,
+        *(t for p in samples[0].qa for t in (p.question, p.answer)),
+    }
 
 
 def test_tokenizer_without_special_tokens_is_refused_or_extended():
@@ -94,26 +97,11 @@ def test_prefix_layout_ego_token_and_saliency(model, samples):
     torch.testing.assert_close(faster[1], prefix[1])
 
 
-def test_motion_embedding_starts_at_zero_and_reads_only_what_moves(model, tokenizer, samples):
-    moving = tiny_model(tokenizer, k=K, size=SIZE, motion=True).eval()
-    missing, unexpected = moving.load_state_dict(model.state_dict(), strict=False)
-    assert missing == ["motion_embed.weight"] and not unexpected
-    frames, speed = clip_batch(samples)
-    still = frames[:, :1].expand_as(frames).clone()  # the first frame k times: nothing moves
-    with torch.no_grad():
-        torch.testing.assert_close(moving.prefix(frames, speed)[0], model.prefix(frames, speed)[0])  # starts unchanged
-        moving.motion_embed.weight.normal_()
-        torch.testing.assert_close(moving.prefix(still, speed)[0], model.prefix(still, speed)[0])
-        changed = (moving.prefix(frames, speed)[0] - model.prefix(frames, speed)[0]).abs().amax(dim=(0, 2))  # [P]
-    slots = moving.config.slots
-    assert changed[:slots].max() < 1e-5  # the first frame has no frame before it
-    assert changed[slots:-1].min() > 1e-3 and changed[-1] < 1e-5  # later frames move; the ego token does not
-
-
 def test_ego_token_reads_the_trend_and_partial_traces(model):
     nan = float("nan")
-    traces = torch.tensor([[12.0, 13.0, 14.0], [16.0, 15.0, 14.0], [nan, nan, 14.0], [nan, 15.0, 14.0],
-                           [nan, nan, nan]])  # accelerating, braking, last frame only, two frames, unknown
+    traces = torch.tensor(
+        [[12.0, 13.0, 14.0], [16.0, 15.0, 14.0], [nan, nan, 14.0], [nan, 15.0, 14.0], [nan, nan, nan]]
+    )  # accelerating, braking, last frame only, two frames, unknown
     assert traces.shape[1] == K
     with torch.no_grad():
         tokens = model.ego_token(traces)  # [5, D]
@@ -125,8 +113,9 @@ def test_ego_token_reads_the_trend_and_partial_traces(model):
 def test_ego_token_reads_the_drivers_settings(model, samples):
     nan = float("nan")
     speed = torch.tensor([[12.0, 13.0, 14.0]] * 5 + [[nan, nan, nan]])  # [6, k]
-    settings = torch.tensor([[nan, nan], [25.0, 1.5], [30.0, 1.5], [25.0, 2.0], [25.0, nan],
-                             [25.0, 1.5]])  # unknown, three settings, set speed alone; no speed but settings
+    settings = torch.tensor(
+        [[nan, nan], [25.0, 1.5], [30.0, 1.5], [25.0, 2.0], [25.0, nan], [25.0, 1.5]]
+    )  # unknown, three settings, set speed alone; no speed but settings
     with torch.no_grad():
         tokens = model.ego_token(speed, settings)  # [6, D]
         default = model.ego_token(speed[:1])  # settings None: unknown
@@ -146,7 +135,7 @@ def test_loss_scores_the_target_tokens_only(model, tokenizer, samples):
     prompt, target = tokenizer.prompt("Why?"), tokenizer.target(samples[0].commentary)
     tokens = torch.tensor([prompt + target + [tokenizer.pad_id] * 3] * 2)  # [2, T]
     labels = torch.full_like(tokens, -100)
-    labels[:, len(prompt):len(prompt) + len(target)] = tokens[:, len(prompt):len(prompt) + len(target)]
+    labels[:, len(prompt) : len(prompt) + len(target)] = tokens[:, len(prompt) : len(prompt) + len(target)]
     loss = model(frames, speed, tokens, labels)
 
     with torch.no_grad():
@@ -201,13 +190,24 @@ def test_save_and_load_round_trip_keeps_tied_weights(model, tokenizer, samples, 
     loaded, loaded_tokenizer = load_commentary_model(tmp_path / "model")
     frames, speed = clip_batch(samples)
     prompt = tokenizer.prompt(None)
-    assert loaded.generate(frames, speed, prompt, tokenizer.eos_id, 6) == model.generate(frames, speed, prompt,
-                                                                                         tokenizer.eos_id, 6)
+    assert loaded.generate(frames, speed, prompt, tokenizer.eos_id, 6) == model.generate(
+        frames, speed, prompt, tokenizer.eos_id, 6
+    )
     decoder = loaded.decoder
     assert decoder.get_output_embeddings().weight.data_ptr() == decoder.get_input_embeddings().weight.data_ptr()
     assert loaded_tokenizer.vocab_size == tokenizer.vocab_size
     with pytest.raises(VfmError, match="driving training run"):
         load_commentary_model(tmp_path)
+
+    config_file = tmp_path / "model" / "commentary.json"
+    info = json.loads(config_file.read_text())
+    config_file.write_text(
+        json.dumps(info | {"config": info["config"] | {"motion": False}})
+    )  # written before its removal
+    assert load_commentary_model(tmp_path / "model")[0].config == loaded.config
+    config_file.write_text(json.dumps(info | {"config": info["config"] | {"motion": True}}))
+    with pytest.raises(VfmError, match="reads frame differences"):
+        load_commentary_model(tmp_path / "model")
 
 
 def test_for_text_plugs_in_a_saved_causal_lm(samples, tmp_path):

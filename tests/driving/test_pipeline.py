@@ -42,8 +42,15 @@ def driving(tmp_path_factory):
     root = tmp_path_factory.mktemp("driving")
     sets = _smoke_sets()
     pretrain = _ok("pretrain", "driving", "--out", str(root / "pretrain"), *sets)
-    finetune = _ok("finetune", "driving", "--out", str(root / "finetune"),
-                   "--pretrained", str(root / "pretrain" / "encoder.safetensors"), *sets)
+    finetune = _ok(
+        "finetune",
+        "driving",
+        "--out",
+        str(root / "finetune"),
+        "--pretrained",
+        str(root / "pretrain" / "encoder.safetensors"),
+        *sets,
+    )
     return {"root": root, "pretrain": pretrain, "finetune": finetune}
 
 
@@ -77,17 +84,39 @@ def test_finetune_exports_with_token_parity_and_scores_both_held_out_sets(drivin
 def test_evaluate_scores_any_dataset_in_the_generic_format(driving, tmp_path):
     samples = run_episode("highway", 77, clip_length=2, frame_size=32, steps_per_episode=4)
     write_dataset(samples, tmp_path / "mine")
-    scores = _ok("evaluate", "driving", "--run", str(driving["root"] / "finetune"), "--data", str(tmp_path / "mine"),
-                 "--set", "evaluate.max_samples=null")  # the run's recipe caps evaluation at 2 samples
+    scores = _ok(
+        "evaluate",
+        "driving",
+        "--run",
+        str(driving["root"] / "finetune"),
+        "--data",
+        str(tmp_path / "mine"),
+        "--set",
+        "evaluate.max_samples=null",
+    )  # the run's recipe caps evaluation at 2 samples
     assert scores["samples"] == len(samples) and scores["commentary"]["action"]["count"] == len(samples)
     runtime = CommentaryRuntime(model_folder(driving["root"] / "finetune"))
     for told in (True, False):  # with the samples' driver settings, and as for a car that does not report them
-        scored = scores if told else _ok("evaluate", "driving", "--run", str(driving["root"] / "finetune"), "--data",
-                                          str(tmp_path / "mine"), "--set", "evaluate.driver_settings=false")
+        scored = (
+            scores
+            if told
+            else _ok(
+                "evaluate",
+                "driving",
+                "--run",
+                str(driving["root"] / "finetune"),
+                "--data",
+                str(tmp_path / "mine"),
+                "--set",
+                "evaluate.driver_settings=false",
+            )
+        )
         for sample, example in zip(samples, scored["examples"]):
             wanted = sample.driver_settings() if told else None
-            assert example["generated"] == runtime.comment(sample.frames, sample.speed_trace(),
-                                                           driver_settings=wanted).text
+            assert (
+                example["generated"]
+                == runtime.comment(sample.frames, sample.speed_trace(), driver_settings=wanted).text
+            )
 
 
 def test_evaluate_names_a_wrong_clip_length_and_a_missing_run(driving, tmp_path):
@@ -120,20 +149,17 @@ def test_distinct_frames_drops_the_overlap_of_clips():
     assert frames.shape == (len(samples) + 2, 32, 32, 3)
 
 
-def test_the_road_camera_is_part_of_the_dataset_recipe(tmp_path, monkeypatch):
-    monkeypatch.setenv("VFM_CACHE_DIR", str(tmp_path))
+def test_retired_options_read_at_their_old_default_and_are_refused_otherwise():
+    """Configs written before data.road_camera and finetune.motion were removed hold their defaults."""
     pipeline = DrivingPipeline(get_plugin("driving"))
-    data = {"scenarios": ["highway", "roundabout"], "train_episodes": 1, "test_episodes": 1, "frame_size": 16,
-            "clip_length": 1}
-    square = pipeline.resolve({"data": data})
-    folded = pipeline.resolve({"data": {**data, "road_camera": "folded"}})
-    assert square["data"]["road_camera"] == "square"  # configs written before the option read as before
-    assert pipeline._synthetic_folder(square["data"]) != pipeline._synthetic_folder(folded["data"])
-    near, fine = pipeline.load_split(square, "test_seeds"), pipeline.load_split(folded, "test_seeds")
-    assert [s.commentary for s in near] == [s.commentary for s in fine]
-    assert all(not np.array_equal(a.frames, b.frames) for a, b in zip(near, fine))
-    with pytest.raises(VfmError, match="unknown driving camera"):
-        pipeline.load_split(pipeline.resolve({"data": {**data, "road_camera": "wide"}}), "test_seeds")
+    fresh = pipeline.resolve({})
+    old = pipeline.resolve({"data": {"road_camera": "square"}, "finetune": {"motion": False}})
+    assert old == fresh and "road_camera" not in fresh["data"] and "motion" not in fresh["finetune"]
+    assert pipeline._synthetic_folder(old["data"]) == pipeline._synthetic_folder(fresh["data"])
+    with pytest.raises(VfmError, match="data.road_camera='folded' is no longer an option"):
+        pipeline.resolve({"data": {"road_camera": "folded"}})
+    with pytest.raises(VfmError, match="finetune.motion=True is no longer an option"):
+        pipeline.resolve({"finetune": {"motion": True}})
 
 
 def test_validate_runs_every_step():

@@ -56,16 +56,25 @@ def build_bundle(root: Path) -> Path:
     tokenizer = tiny_tokenizer(samples)
     with one_thread():
         model = quick_fit(tiny_model(tokenizer, k=K, size=SIZE), tokenizer, samples, steps=12)
-        export_commentary(model, tokenizer, root / "driving-model", np.stack([s.frames for s in samples[:2]]),
-                          clip_array(samples[:2])[1])
+        export_commentary(
+            model,
+            tokenizer,
+            root / "driving-model",
+            np.stack([s.frames for s in samples[:2]]),
+            clip_array(samples[:2])[1],
+        )
     files: dict[str, bytes | str | Path] = {name: root / "driving-model" / name for name in MODEL_FILES}
     for i, (scenario, gap, closing) in enumerate(EPISODES):
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **episode(gap, closing, seed=i), scenario=np.array(scenario))
         files[f"examples/{i:02d}_{scenario}.npz"] = buffer.getvalue()
-    return write_bundle(bundle, plugin_manifest=plugin.manifest, files=files, vfm_version="0.1.0",
-                        models={"encoder": "encoder.onnx", "decoder": "decoder.onnx",
-                                "decoder_step": "decoder_step.onnx"})
+    return write_bundle(
+        bundle,
+        plugin_manifest=plugin.manifest,
+        files=files,
+        vfm_version="0.1.0",
+        models={"encoder": "encoder.onnx", "decoder": "decoder.onnx", "decoder_step": "decoder_step.onnx"},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -95,8 +104,9 @@ def test_timeline_comments_on_every_window_as_the_runtime_does(predictor, drivin
     runtime = CommentaryRuntime(driving_bundle)
     for entry in result["timeline"]:
         t = entry["step"]
-        said = runtime.comment(frames[t - K + 1: t + 1], speed[t - K + 1: t + 1],
-                               driver_settings=example["driver_settings"])
+        said = runtime.comment(
+            frames[t - K + 1 : t + 1], speed[t - K + 1 : t + 1], driver_settings=example["driver_settings"]
+        )
         assert entry["commentary"] == said.text and entry["ego_speed"] == pytest.approx(float(speed[t]))
         assert (entry["action"], entry["cause"]) == parse_commentary(said.text)
         assert entry["reference"] == str(example["commentary"][t])  # the episode's ground truth
@@ -109,8 +119,9 @@ def test_timeline_comments_on_every_window_as_the_runtime_does(predictor, drivin
 def test_question_is_answered_about_the_last_window(predictor, driving_bundle, example):
     path = str(driving_bundle / "examples" / "00_highway.npz")
     reply = predictor.predict(path, question="Why?")["answer"]
-    expected = CommentaryRuntime(driving_bundle).answer(example["frames"][-K:], example["ego_speed"][-K:], "Why?",
-                                                        driver_settings=example["driver_settings"])
+    expected = CommentaryRuntime(driving_bundle).answer(
+        example["frames"][-K:], example["ego_speed"][-K:], "Why?", driver_settings=example["driver_settings"]
+    )
     assert reply["answer"] == expected.text and reply["step"] == 5 and 0 < reply["confidence"] <= 1
     clip = {"frames": example["frames"], "ego_speed": example["ego_speed"]}
     assert predictor.ask(clip, "Why?", driver_settings=(25.0, 1.5)) == reply
@@ -146,8 +157,14 @@ def test_every_lossless_clip_format_gives_the_same_commentary(predictor, example
     stills[0].save(tmp_path / "clip.png", save_all=True, append_images=stills[1:], duration=500)  # APNG, 2 Hz
     stills[0].save(tmp_path / "clip.webp", save_all=True, append_images=stills[1:], lossless=True, duration=500)
     np.savez(tmp_path / "clip.npz", frames=frames)
-    for source in (folder, sorted(folder.iterdir()), tmp_path / "clip.png", tmp_path / "clip.webp",
-                   str(tmp_path / "clip.npz"), [str(tmp_path / "clip.npz")]):
+    for source in (
+        folder,
+        sorted(folder.iterdir()),
+        tmp_path / "clip.png",
+        tmp_path / "clip.webp",
+        str(tmp_path / "clip.npz"),
+        [str(tmp_path / "clip.npz")],
+    ):
         result = predictor.predict(source)
         assert [e["commentary"] for e in result["timeline"]] == expected, source
         assert result["ego_speed_source"] == "unknown" and "speed is unknown" in result["notes"][0]
@@ -175,13 +192,17 @@ def test_long_clips_comment_on_the_last_windows_and_say_so(predictor, example, m
     assert any("Only the last 2 windows (1 s)" in note and "first 2 are skipped" in note for note in result["notes"])
 
 
-@pytest.mark.parametrize(("source", "message"), [
-    (lambda ex: ex["frames"][:2], "the clip has 2 frames, the model needs at least 3 (one per 0.5 s)"),
-    (lambda ex: {"frames": ex["frames"], "ego_speed": [1.0, 2.0]}, "ego_speed has shape [2] but the clip has 6"),
-    (lambda ex: {"frames": ex["frames"], "ego_speed": -3.0}, "ego_speed holds -3 m/s"),
-    (lambda ex: ex["frames"][..., 0], "expected RGB frames"),
-    (lambda ex: "missing.npz", "clip file not found"),
-], ids=["too-short", "speed-length", "negative-speed", "not-rgb", "missing-file"])
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (lambda ex: ex["frames"][:2], "the clip has 2 frames, the model needs at least 3 (one per 0.5 s)"),
+        (lambda ex: {"frames": ex["frames"], "ego_speed": [1.0, 2.0]}, "ego_speed has shape [2] but the clip has 6"),
+        (lambda ex: {"frames": ex["frames"], "ego_speed": -3.0}, "ego_speed holds -3 m/s"),
+        (lambda ex: ex["frames"][..., 0], "expected RGB frames"),
+        (lambda ex: "missing.npz", "clip file not found"),
+    ],
+    ids=["too-short", "speed-length", "negative-speed", "not-rgb", "missing-file"],
+)
 def test_bad_input_is_one_line_error(predictor, example, source, message):
     with pytest.raises(VfmError, match=re.escape(message)) as err:
         predictor.predict(source(example))
@@ -194,19 +215,26 @@ def test_smoke_inputs_name_the_first_episode(predictor, driving_bundle):
     assert [p.name for p in predictor.episodes()] == ["00_highway.npz", "01_merge.npz"]
 
 
-def test_vfm_predict_runs_without_torch_prints_json_and_writes_the_overlay_strip(driving_bundle, predictor,
-                                                                                 tmp_path):
+def test_vfm_predict_runs_without_torch_prints_json_and_writes_the_overlay_strip(driving_bundle, predictor, tmp_path):
     episode_path = driving_bundle / "examples" / "01_merge.npz"
-    script = ("import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
-              "from vfm.platform.cli import main\n"
-              f"sys.exit(main(['predict', {str(driving_bundle)!r}, {str(episode_path)!r}, 'nope.gif', "
-              f"'--explain-dir', {str(tmp_path / 'explain')!r}]))\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "VFM_NUM_THREADS": "1"})
+    script = (
+        "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+        "from vfm.platform.cli import main\n"
+        f"sys.exit(main(['predict', {str(driving_bundle)!r}, {str(episode_path)!r}, 'nope.gif', "
+        f"'--explain-dir', {str(tmp_path / 'explain')!r}]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "VFM_NUM_THREADS": "1"},
+    )
     assert done.stdout.strip(), done.stderr[-2000:]
     good, bad = json.loads(done.stdout)
-    assert [e["commentary"] for e in good["timeline"]] == [e["commentary"] for e in
-                                                           predictor.predict(episode_path)["timeline"]]
+    assert [e["commentary"] for e in good["timeline"]] == [
+        e["commentary"] for e in predictor.predict(episode_path)["timeline"]
+    ]
     assert "frames" not in good and "clip file not found" in bad["error"]
     strip = np.asarray(Image.open(good["overlay"]))
     assert strip.shape == (predictor_module.OVERLAY_SIZE, K * predictor_module.OVERLAY_SIZE, 3)

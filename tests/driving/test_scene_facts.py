@@ -25,9 +25,18 @@ def with_facts(samples, **facts):
 
 
 def test_facts_are_scaled_clipped_and_unknown_where_not_stated():
-    sample = with_facts(make_samples(1, k=2, size=16), lead_present=True, gap_m=15.0, closing_speed_mps=-3.0,
-                        left_lane_free=False, right_front_gap_m=None, lane_end_m=1e6, vehicles_ahead=2,
-                        commanded_accel_mps2=float("nan"), lanes_on_road=3)[0]
+    sample = with_facts(
+        make_samples(1, k=2, size=16),
+        lead_present=True,
+        gap_m=15.0,
+        closing_speed_mps=-3.0,
+        left_lane_free=False,
+        right_front_gap_m=None,
+        lane_end_m=1e6,
+        vehicles_ahead=2,
+        commanded_accel_mps2=float("nan"),
+        lanes_on_road=3,
+    )[0]
     row = dict(zip(NAMES, fact_targets([sample])[0].tolist()))
     assert row["lead_present"] == 1.0 and row["left_lane_free"] == 0.0
     assert row["gap_m"] == pytest.approx(0.5) and row["closing_speed_mps"] == pytest.approx(-1.0)
@@ -48,8 +57,10 @@ def test_the_loss_counts_known_targets_only():
     binary, number = int(np.flatnonzero(BINARY)[0]), int(np.flatnonzero(~BINARY)[0])
     targets[0, binary], targets[1, number] = 1.0, 0.5
     loss = fact_loss(predicted, targets)
-    expected = (torch.nn.functional.softplus(-predicted[0, binary])  # BCE with logits, target 1
-                + torch.nn.functional.smooth_l1_loss(predicted[1, number], torch.tensor(0.5))) / 2
+    expected = (
+        torch.nn.functional.softplus(-predicted[0, binary])  # BCE with logits, target 1
+        + torch.nn.functional.smooth_l1_loss(predicted[1, number], torch.tensor(0.5))
+    ) / 2
     torch.testing.assert_close(loss, expected)
     loss.backward()
     touched = predicted.grad != 0

@@ -39,8 +39,7 @@ def test_episode_is_commented_with_timeline_overlays_and_summary(client, predict
     table, gallery, summary = client.predict(*predictor.smoke_inputs(), api_name="/driving_predict")
     expected = predictor.predict(str(predictor.episodes()[0]))
     rows = _timeline(table)
-    assert table["headers"] == ["step", "speed", "commentary", "action", "cause", "confidence",
-                                "reference (simulator)"]
+    assert table["headers"] == ["step", "speed", "commentary", "action", "cause", "confidence", "reference (simulator)"]
     assert [row[0] for row in rows] == [e["step"] for e in expected["timeline"]]
     assert [row[2] for row in rows] == [e["commentary"] for e in expected["timeline"]]
     assert [row[6] for row in rows] == [e["reference"] for e in expected["timeline"]]  # the episode's truth
@@ -96,8 +95,11 @@ def test_bad_input_is_an_error_message_and_the_server_keeps_serving(client, pred
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "a.png")
     Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(tmp_path / "b.png")
     with pytest.raises(Exception, match=r"frame 1 is 32x24 \(WxH\) but frame 0 is 32x32"):
-        client.predict([handle_file(str(tmp_path / "a.png")), handle_file(str(tmp_path / "b.png"))], None,
-                       api_name="/driving_predict")
+        client.predict(
+            [handle_file(str(tmp_path / "a.png")), handle_file(str(tmp_path / "b.png"))],
+            None,
+            api_name="/driving_predict",
+        )
     (tmp_path / "broken.gif").write_bytes(b"GIF89a\x10\x00\x10\x00 truncated")
     with pytest.raises(Exception, match="cannot decode the clip"):
         client.predict([handle_file(str(tmp_path / "broken.gif"))], None, api_name="/driving_predict")

@@ -7,7 +7,6 @@ import csv
 import json
 from collections import Counter
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -92,8 +91,9 @@ def test_a_checkpoint_of_another_model_is_refused_in_one_line(samples, tmp_path)
 
 
 def test_label_fraction_and_tasks_choose_the_examples(samples, tmp_path):
-    result = train_commentary(samples, tiny_settings(max_steps=1, label_fraction=0.5, tasks=("qa",)),
-                              tmp_path, progress=False)
+    result = train_commentary(
+        samples, tiny_settings(max_steps=1, label_fraction=0.5, tasks=("qa",)), tmp_path, progress=False
+    )
     assert result["samples"] == {"given": 12, "labelled": 12, "trained_on": 6}  # 2 of each of 3 actions
     assert result["examples"] == {"commentary": 0, "qa": 12, "too_long": 0}
     assert json.loads((tmp_path / "settings.json").read_text())["label_fraction"] == 0.5
@@ -110,9 +110,9 @@ def test_examples_mix_commentary_and_qa_and_score_the_answer_only(samples):
     assert batch["frames"].shape == (3, 2, 3, 32, 32) and float(batch["frames"].max()) <= 1.0
     assert batch["speed"].shape == (3, 2)
     first = examples[0]
-    assert batch["tokens"][0, :len(first.tokens)].tolist() == list(first.tokens)
-    assert (batch["labels"][0, :first.prompt] == -100).all()
-    assert batch["labels"][0, first.prompt:len(first.tokens)].tolist() == list(first.tokens[first.prompt:])
+    assert batch["tokens"][0, : len(first.tokens)].tolist() == list(first.tokens)
+    assert (batch["labels"][0, : first.prompt] == -100).all()
+    assert batch["labels"][0, first.prompt : len(first.tokens)].tolist() == list(first.tokens[first.prompt :])
     _, short = make_examples(samples[:2], tokenizer, ("commentary",), 12, 5)
     assert short == {"commentary": 0, "qa": 0, "too_long": 2}
 
@@ -120,8 +120,7 @@ def test_examples_mix_commentary_and_qa_and_score_the_answer_only(samples):
 def test_commentary_repeats_repeat_the_commentary_only(samples):
     tokenizer = tiny_tokenizer(samples)
     once, counts = make_examples(samples[:2], tokenizer, ("commentary", "qa"), 12, 40)
-    thrice, repeated_counts = make_examples(samples[:2], tokenizer, ("commentary", "qa"), 12, 40,
-                                            commentary_repeats=3)
+    thrice, repeated_counts = make_examples(samples[:2], tokenizer, ("commentary", "qa"), 12, 40, commentary_repeats=3)
     assert repeated_counts == counts  # distinct sequences
     commentary = [e for e in once if e.prompt == 2]  # <bos> <sep>: no question
     assert len(commentary) == 2 and len(thrice) == len(once) + 2 * len(commentary)
@@ -135,8 +134,7 @@ def test_frozen_pretrained_encoder_stays_as_pretrained(samples, tmp_path):
     mae = MaskedAutoencoderViT(mae_cfg)
     save_file({k: v.contiguous() for k, v in mae.encoder_state_dict().items()}, tmp_path / "encoder.safetensors")
     (tmp_path / "encoder.json").write_text(json.dumps({"encoder": mae_cfg.encoder_config()}))
-    settings = tiny_settings(max_steps=2, pretrained_encoder=str(tmp_path / "encoder.safetensors"),
-                             freeze_encoder=True)
+    settings = tiny_settings(max_steps=2, pretrained_encoder=str(tmp_path / "encoder.safetensors"), freeze_encoder=True)
     train_commentary(samples, settings, tmp_path / "run", progress=False)
     trained = weights(tmp_path / "run")
     for name, value in mae.encoder_state_dict().items():
@@ -148,8 +146,9 @@ def test_frozen_pretrained_encoder_stays_as_pretrained(samples, tmp_path):
 def test_patch_size_sets_the_encoder_grid_of_a_scratch_model(samples):
     frames, _ = clip_array(samples)  # 32 px: the tiny preset picks 8 px patches, a 4 x 4 grid
     default, _ = training.build_model(tiny_settings(), frames.shape[1], frames.shape[2], ["a sentence"])
-    finer, _ = training.build_model(tiny_settings(patch_size=4, patch_grid=4), frames.shape[1], frames.shape[2],
-                                    ["a sentence"])
+    finer, _ = training.build_model(
+        tiny_settings(patch_size=4, patch_grid=4), frames.shape[1], frames.shape[2], ["a sentence"]
+    )
     assert (default.config.grid, finer.config.grid) == (4, 8)
     assert finer.vit.patch_embed.proj.kernel_size == (4, 4)
 
@@ -172,8 +171,9 @@ def test_a_text_adapted_decoder_is_trained_with_its_own_tokenizer(samples, tmp_p
 
     hf_tokenizer = train_hf_tokenizer(sample_texts(samples), "bpe", 300)
     save_pretrained_atomic(fresh_model("fresh:gpt2-tiny", hf_tokenizer), hf_tokenizer, tmp_path / "lm")
-    result = train_commentary(samples, tiny_settings(max_steps=1, text_model=str(tmp_path / "lm")), tmp_path / "run",
-                              progress=False)
+    result = train_commentary(
+        samples, tiny_settings(max_steps=1, text_model=str(tmp_path / "lm")), tmp_path / "run", progress=False
+    )
     assert result["steps"] == 1
     model, tokenizer = load_commentary_model(tmp_path / "run" / "model")
     assert tokenizer.vocab_size == len(hf_tokenizer) + 4

@@ -13,8 +13,13 @@ from vfm.plugins.finance.check_gold import check_gold_programs, main
 
 from .conftest import DATA_DIR, needs_data
 
-GOOD = {"id": "good", "pre_text": [], "post_text": [], "table": [["", "2019"], ["sales", "5"]],
-        "qa": {"question": "q", "program": "table_sum(sales, none)", "exe_ans": 5.0, "gold_inds": {}}}
+GOOD = {
+    "id": "good",
+    "pre_text": [],
+    "post_text": [],
+    "table": [["", "2019"], ["sales", "5"]],
+    "qa": {"question": "q", "program": "table_sum(sales, none)", "exe_ans": 5.0, "gold_inds": {}},
+}
 WRONG = dict(GOOD, id="wrong", qa=dict(GOOD["qa"], exe_ans=6.0))
 BROKEN = dict(GOOD, id="broken", qa=dict(GOOD["qa"], program="divide(5, 0)"))
 
@@ -49,8 +54,9 @@ def test_main_exits_1_on_mismatch_and_names_them(finqa_file, tmp_path, capsys):
 def test_runs_as_a_module(tmp_path):
     good = tmp_path / "good.json"
     good.write_text(json.dumps([GOOD]), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "vfm.plugins.finance.check_gold", str(good)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "vfm.plugins.finance.check_gold", str(good)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and "1/1 gold programs" in result.stdout
 
 

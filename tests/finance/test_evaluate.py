@@ -16,17 +16,39 @@ from vfm.plugins.finance.synthetic import generate
 from .test_decode import exported_model_folder
 
 TATQA_CONTEXT = {
-    "table": {"uid": "t1", "table": [["", "2019", "2018"], ["Revenue", "1,200", "1,000"],
-                                     ["Cost of sales", "(700)", "(600)"]]},
-    "paragraphs": [{"uid": "p1", "order": 1, "text": "Revenue grew because of new customers."},
-                   {"uid": "p2", "order": 2, "text": "All amounts are in thousands."}],
+    "table": {
+        "uid": "t1",
+        "table": [["", "2019", "2018"], ["Revenue", "1,200", "1,000"], ["Cost of sales", "(700)", "(600)"]],
+    },
+    "paragraphs": [
+        {"uid": "p1", "order": 1, "text": "Revenue grew because of new customers."},
+        {"uid": "p2", "order": 2, "text": "All amounts are in thousands."},
+    ],
     "questions": [
-        {"uid": "q1", "order": 1, "question": "What was the change in revenue from 2018 to 2019?",
-         "answer": 200, "derivation": "1,200 - 1,000", "answer_type": "arithmetic", "answer_from": "table",
-         "rel_paragraphs": [], "req_comparison": False, "scale": "thousand"},
-        {"uid": "q2", "order": 2, "question": "Why did revenue grow?", "answer": ["new customers"],
-         "derivation": "", "answer_type": "span", "answer_from": "text", "rel_paragraphs": ["1"],
-         "req_comparison": False, "scale": ""},
+        {
+            "uid": "q1",
+            "order": 1,
+            "question": "What was the change in revenue from 2018 to 2019?",
+            "answer": 200,
+            "derivation": "1,200 - 1,000",
+            "answer_type": "arithmetic",
+            "answer_from": "table",
+            "rel_paragraphs": [],
+            "req_comparison": False,
+            "scale": "thousand",
+        },
+        {
+            "uid": "q2",
+            "order": 2,
+            "question": "Why did revenue grow?",
+            "answer": ["new customers"],
+            "derivation": "",
+            "answer_type": "span",
+            "answer_from": "text",
+            "rel_paragraphs": ["1"],
+            "req_comparison": False,
+            "scale": "",
+        },
     ],
 }
 
@@ -34,9 +56,18 @@ TATQA_CONTEXT = {
 def _finqa_item(record: QARecord) -> dict:
     """A synthetic record in the official FinQA format."""
     evidence = record.evidence()
-    return {"id": record.id, "pre_text": record.pre_text, "table": record.table, "post_text": record.post_text,
-            "qa": {"question": record.question, "program": record.program, "exe_ans": record.answer,
-                   "gold_inds": {ident: evidence[ident] for ident in record.gold_evidence}}}
+    return {
+        "id": record.id,
+        "pre_text": record.pre_text,
+        "table": record.table,
+        "post_text": record.post_text,
+        "qa": {
+            "question": record.question,
+            "program": record.program,
+            "exe_ans": record.answer,
+            "gold_inds": {ident: evidence[ident] for ident in record.gold_evidence},
+        },
+    }
 
 
 @pytest.mark.slow
@@ -68,15 +99,31 @@ def test_main_reports_errors_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: file not found")
 
 
-def _record(question: str, answer: float, scale: str = "", source: str = "tatqa", program: str | None = None,
-            table: list[list[str]] | None = None) -> QARecord:
-    return QARecord(id="r", pre_text=[], table=table or [["", "2019"], ["revenue", "1,200"]], post_text=[],
-                    question=question, answer=answer, program=program, scale=scale, source=source)
+def _record(
+    question: str,
+    answer: float,
+    scale: str = "",
+    source: str = "tatqa",
+    program: str | None = None,
+    table: list[list[str]] | None = None,
+) -> QARecord:
+    return QARecord(
+        id="r",
+        pre_text=[],
+        table=table or [["", "2019"], ["revenue", "1,200"]],
+        post_text=[],
+        question=question,
+        answer=answer,
+        program=program,
+        scale=scale,
+        source=source,
+    )
 
 
 def test_scores_count_correct_tatqa_executions_under_the_tatqa_metric():
-    record = _record("what percentage of revenue is it ?", 22.22, scale="percent", program="divide(2, 9), "
-                     "multiply(#0, const_100)")
+    record = _record(
+        "what percentage of revenue is it ?", 22.22, scale="percent", program="divide(2, 9), multiply(#0, const_100)"
+    )
     right = Prediction("divide(2, 9), multiply(#0, const_100)", 22.22222, 0.9, (), (), (), scale="percent")
     wrong = Prediction("add(2, 9)", 11.0, 0.1, (), (), ())
     assert score_predictions([right], [record])["program"]["execution_accuracy"] == 1.0
@@ -85,17 +132,32 @@ def test_scores_count_correct_tatqa_executions_under_the_tatqa_metric():
     assert score_predictions([right], [record])["tatqa"]["arithmetic"]["exact_match"] == 1.0
 
 
-@pytest.mark.parametrize(("question", "program", "table", "scale"), [
-    ("what is the percentage change in revenue ?", "subtract(2, 1), divide(#0, 1), multiply(#1, const_100)", None,
-     "percent"),
-    ("what is the ratio of a to b ?", "divide(2, 1)", None, ""),
-    ("what is the change in revenue ?", "subtract(2, 1)", [["$'000", "2019"], ["revenue", "1"]], "thousand"),
-    ("what is the change in revenue ?", "subtract(2, 1)", [["( in millions )", "2019"], ["revenue", "1"]],
-     "million"),
-    ("what is the change in revenue ?", "subtract(2, 1)", None, ""),
-    ("what is the average revenue ?", "add(2, 1), divide(#0, 2)", [["", "2019 $\u2019000"], ["revenue", "1"]],
-     "thousand"),
-])
+@pytest.mark.parametrize(
+    ("question", "program", "table", "scale"),
+    [
+        (
+            "what is the percentage change in revenue ?",
+            "subtract(2, 1), divide(#0, 1), multiply(#1, const_100)",
+            None,
+            "percent",
+        ),
+        ("what is the ratio of a to b ?", "divide(2, 1)", None, ""),
+        ("what is the change in revenue ?", "subtract(2, 1)", [["$'000", "2019"], ["revenue", "1"]], "thousand"),
+        (
+            "what is the change in revenue ?",
+            "subtract(2, 1)",
+            [["( in millions )", "2019"], ["revenue", "1"]],
+            "million",
+        ),
+        ("what is the change in revenue ?", "subtract(2, 1)", None, ""),
+        (
+            "what is the average revenue ?",
+            "add(2, 1), divide(#0, 2)",
+            [["", "2019 $\u2019000"], ["revenue", "1"]],
+            "thousand",
+        ),
+    ],
+)
 def test_the_scale_rule_follows_the_question_and_the_document(question, program, table, scale):
     record = _record(question, 1.0, table=table)
     assert rule_scale(record.question, record.table, [], program=program) == scale
@@ -115,8 +177,17 @@ def test_an_answer_only_prompt_file_is_scored_on_its_answers(tmp_path):
     for r in records:
         table = "".join("|" + "|".join(row) + "|\n" for row in r.table)
         prompt = f"Context: {' '.join(r.pre_text)}\n{table}.\nQuestion: {r.question}\nAnswer:"
-        lines.append(json.dumps({"id": r.id, "conversations": [{"from": "human", "value": prompt},
-                                                                {"from": "assistant", "value": str(r.answer)}]}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": r.id,
+                    "conversations": [
+                        {"from": "human", "value": prompt},
+                        {"from": "assistant", "value": str(r.answer)},
+                    ],
+                }
+            )
+        )
     path = tmp_path / "prompts.jsonl"
     path.write_text("\n".join(lines))
     result = evaluate_file(path, exported_model_folder(), progress=False)
@@ -125,8 +196,15 @@ def test_an_answer_only_prompt_file_is_scored_on_its_answers(tmp_path):
 
 
 def test_answers_are_scored_with_or_without_a_gold_program():
-    record = QARecord(id="a", pre_text=[], table=[["", "2019"], ["sales", "9"]], post_text=[],
-                      question="what is 2 over 9 ?", answer=round(2 / 9, 5), source="finqa")
+    record = QARecord(
+        id="a",
+        pre_text=[],
+        table=[["", "2019"], ["sales", "9"]],
+        post_text=[],
+        question="what is 2 over 9 ?",
+        answer=round(2 / 9, 5),
+        source="finqa",
+    )
     right = Prediction("divide(2, 9)", round(2 / 9, 5), 0.9, (), (), ())
     wrong = Prediction("add(2, 9)", 11.0, 0.1, (), (), ())
     nothing = Prediction(None, None, 0.0, (), (), ())

@@ -84,16 +84,32 @@ def test_settings_describe_the_model():
 
 def _prompt(record) -> dict:
     table = "".join("|" + "|".join(row) + "|\n" for row in record.table)
-    text = (f"Please answer the given financial question based on the context.\nContext: {' '.join(record.pre_text)}\n"
-            f"{table}{' '.join(record.post_text) or '.'}\nQuestion: {record.question}\nAnswer:")
-    return {"id": record.id, "conversations": [{"from": "human", "value": text},
-                                               {"from": "assistant", "value": str(record.answer)}]}
+    text = (
+        f"Please answer the given financial question based on the context.\nContext: {' '.join(record.pre_text)}\n"
+        f"{table}{' '.join(record.post_text) or '.'}\nQuestion: {record.question}\nAnswer:"
+    )
+    return {
+        "id": record.id,
+        "conversations": [{"from": "human", "value": text}, {"from": "assistant", "value": str(record.answer)}],
+    }
 
 
 def _finqa(records) -> list[dict]:
-    return [{"id": r.id, "pre_text": r.pre_text, "post_text": r.post_text, "table": r.table,
-             "qa": {"question": r.question, "program": r.program, "exe_ans": r.answer,
-                    "gold_inds": {ident: "" for ident in r.gold_evidence}}} for r in records]
+    return [
+        {
+            "id": r.id,
+            "pre_text": r.pre_text,
+            "post_text": r.post_text,
+            "table": r.table,
+            "qa": {
+                "question": r.question,
+                "program": r.program,
+                "exe_ans": r.answer,
+                "gold_inds": {ident: "" for ident in r.gold_evidence},
+            },
+        }
+        for r in records
+    ]
 
 
 @pytest.mark.slow
@@ -112,8 +128,20 @@ def test_weak_labels_train_on_answer_only_questions(tmp_path, capsys):
     (data / "convfinqa/convfinqa_dev.pot_format.json").write_text("[]")
     prompts = [_prompt(r) for r in unlabelled + dev]  # the evaluation questions are in the file too
     (data / "finqa/dev_all883.pixiu_prompt.jsonl").write_text("\n".join(json.dumps(p) for p in prompts))
-    settings = TrainingSettings(data_dir=str(data), weak_labels=True, synthetic=20, max_epochs=1, d_model=32, n_layers=1,
-                                n_heads=2, d_ff=64, max_len=128, parity_records=1, beam_size=1, eval_synthetic=2)
+    settings = TrainingSettings(
+        data_dir=str(data),
+        weak_labels=True,
+        synthetic=20,
+        max_epochs=1,
+        d_model=32,
+        n_layers=1,
+        n_heads=2,
+        d_ff=64,
+        max_len=128,
+        parity_records=1,
+        beam_size=1,
+        eval_synthetic=2,
+    )
     metrics = train_generator(settings, tmp_path / "out")
     weak = metrics["weak_labels"]
     assert weak["unlabelled"] == len(unlabelled)  # the evaluation documents' prompts are dropped

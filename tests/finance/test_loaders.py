@@ -20,56 +20,128 @@ from vfm.plugins.finance.loaders import (
 
 from .conftest import DATA_DIR, needs_data
 
-FINQA = [{
-    "id": "ABC/2019/page_1.pdf-1", "filename": "ABC/2019/page_1.pdf",
-    "pre_text": ["sales grew .", "costs were flat ."],
-    "table": [["", "2019", "2018"], ["net sales", "$ 5829", "$ 5735"]],
-    "post_text": ["the company paid dividends ."],
-    "qa": {"question": "what was the percent change in net sales?", "program": "subtract(5829, 5735), divide(#0, 5735)",
-           "exe_ans": 0.01639, "answer": "1.6%", "gold_inds": {"table_1": "the net sales of 2019 is $ 5829 ;"}},
-}, {
-    "id": "ABC/2019/page_2.pdf-1", "pre_text": [], "table": [["", "2019"], ["a", "1"]], "post_text": [],
-    "qa": {"question": "was a above 0?", "program": "greater(1, 0)", "exe_ans": "yes", "gold_inds": {}},
-}]
+FINQA = [
+    {
+        "id": "ABC/2019/page_1.pdf-1",
+        "filename": "ABC/2019/page_1.pdf",
+        "pre_text": ["sales grew .", "costs were flat ."],
+        "table": [["", "2019", "2018"], ["net sales", "$ 5829", "$ 5735"]],
+        "post_text": ["the company paid dividends ."],
+        "qa": {
+            "question": "what was the percent change in net sales?",
+            "program": "subtract(5829, 5735), divide(#0, 5735)",
+            "exe_ans": 0.01639,
+            "answer": "1.6%",
+            "gold_inds": {"table_1": "the net sales of 2019 is $ 5829 ;"},
+        },
+    },
+    {
+        "id": "ABC/2019/page_2.pdf-1",
+        "pre_text": [],
+        "table": [["", "2019"], ["a", "1"]],
+        "post_text": [],
+        "qa": {"question": "was a above 0?", "program": "greater(1, 0)", "exe_ans": "yes", "gold_inds": {}},
+    },
+]
 
-TATQA = [{
-    "table": {"uid": "t1", "table": [["", "2019", "2018"], ["Other", "44.1", "56.7"], ["Total sales", "$1,496.5",
-                                                                                       "$1,202.9"]]},
-    "paragraphs": [{"uid": "p2", "order": 2, "text": "Sales in Other contract types represent cost plus."},
-                   {"uid": "p1", "order": 1, "text": "Substantially all of our contracts are fixed-price."}],
-    "questions": [
-        {"uid": "q1", "order": 1, "question": "What is the percentage change in Other?", "answer": -22.22,
-         "derivation": "(44.1-56.7)/56.7", "answer_type": "arithmetic", "answer_from": "table",
-         "rel_paragraphs": [], "scale": "percent"},
-        {"uid": "q2", "order": 2, "question": "What are the contract types?",
-         "answer": ["fixed-price", "cost plus"], "derivation": "", "answer_type": "multi-span",
-         "answer_from": "text", "rel_paragraphs": ["1", "2"], "scale": ""},
-        {"uid": "q3", "order": 3, "question": "What is total sales in 2019?", "answer": ["$1,496.5"],
-         "derivation": "", "answer_type": "span", "answer_from": "table-text", "rel_paragraphs": ["2"],
-         "scale": "million"},
-        {"uid": "q4", "order": 4, "question": "Sum of two values?", "answer": 92.4,
-         "derivation": "60.3 million + 32,137 thousand", "answer_type": "arithmetic", "answer_from": "text",
-         "rel_paragraphs": [], "scale": "million"},
-        {"uid": "q5", "order": 5, "question": "How many years?", "answer": "2", "derivation": "2019##2018",
-         "answer_type": "count", "answer_from": "table", "rel_paragraphs": [], "scale": ""},
-    ],
-}]
+TATQA = [
+    {
+        "table": {
+            "uid": "t1",
+            "table": [["", "2019", "2018"], ["Other", "44.1", "56.7"], ["Total sales", "$1,496.5", "$1,202.9"]],
+        },
+        "paragraphs": [
+            {"uid": "p2", "order": 2, "text": "Sales in Other contract types represent cost plus."},
+            {"uid": "p1", "order": 1, "text": "Substantially all of our contracts are fixed-price."},
+        ],
+        "questions": [
+            {
+                "uid": "q1",
+                "order": 1,
+                "question": "What is the percentage change in Other?",
+                "answer": -22.22,
+                "derivation": "(44.1-56.7)/56.7",
+                "answer_type": "arithmetic",
+                "answer_from": "table",
+                "rel_paragraphs": [],
+                "scale": "percent",
+            },
+            {
+                "uid": "q2",
+                "order": 2,
+                "question": "What are the contract types?",
+                "answer": ["fixed-price", "cost plus"],
+                "derivation": "",
+                "answer_type": "multi-span",
+                "answer_from": "text",
+                "rel_paragraphs": ["1", "2"],
+                "scale": "",
+            },
+            {
+                "uid": "q3",
+                "order": 3,
+                "question": "What is total sales in 2019?",
+                "answer": ["$1,496.5"],
+                "derivation": "",
+                "answer_type": "span",
+                "answer_from": "table-text",
+                "rel_paragraphs": ["2"],
+                "scale": "million",
+            },
+            {
+                "uid": "q4",
+                "order": 4,
+                "question": "Sum of two values?",
+                "answer": 92.4,
+                "derivation": "60.3 million + 32,137 thousand",
+                "answer_type": "arithmetic",
+                "answer_from": "text",
+                "rel_paragraphs": [],
+                "scale": "million",
+            },
+            {
+                "uid": "q5",
+                "order": 5,
+                "question": "How many years?",
+                "answer": "2",
+                "derivation": "2019##2018",
+                "answer_type": "count",
+                "answer_from": "table",
+                "rel_paragraphs": [],
+                "scale": "",
+            },
+        ],
+    }
+]
 
-CONVFINQA = [{
-    "id": "Single_MRO/2007/page_134.pdf-1",
-    "questions": ["what was the price in 2007?", "and in 2005?", "what was the change?",
-                  "and how much is that change relative to 2005?"],
-    "programs": ["ans = 60.94", "ans = 25.14", "ans = 60.94 - 25.14", "x0 = 60.94 - 25.14; ans = x0 / 25.14"],
-    "answer": 1.42403,
-    "text": "stock options vest ratably . the price was $ 60.94 in 2007 . it was $ 25.14 in 2005 .",
-    "table": "- | 2007 | 2006 | 2005\nweighted average exercise price per share | $ 60.94 | $ 37.84 | $ 25.14\n"
-             "expected life in years | 5.0 | 5.1 | 5.5\n",
-    "golden_text": "it was $ 25.14 in 2005 . ",
-    "golden_table": "- | 2007 | 2006 | 2005\nweighted average exercise price per share | $ 60.94 | $ 37.84 | $ 25.14\n",
-}, {
-    "id": "Double_X/2010/page_1.pdf", "questions": ["was 5 above 7?"], "programs": ["ans = 5 > 7"], "answer": "no",
-    "text": "", "table": "- | 2010\nitem | 5\n", "golden_text": "", "golden_table": "",
-}]
+CONVFINQA = [
+    {
+        "id": "Single_MRO/2007/page_134.pdf-1",
+        "questions": [
+            "what was the price in 2007?",
+            "and in 2005?",
+            "what was the change?",
+            "and how much is that change relative to 2005?",
+        ],
+        "programs": ["ans = 60.94", "ans = 25.14", "ans = 60.94 - 25.14", "x0 = 60.94 - 25.14; ans = x0 / 25.14"],
+        "answer": 1.42403,
+        "text": "stock options vest ratably . the price was $ 60.94 in 2007 . it was $ 25.14 in 2005 .",
+        "table": "- | 2007 | 2006 | 2005\nweighted average exercise price per share | $ 60.94 | $ 37.84 | $ 25.14\n"
+        "expected life in years | 5.0 | 5.1 | 5.5\n",
+        "golden_text": "it was $ 25.14 in 2005 . ",
+        "golden_table": "- | 2007 | 2006 | 2005\nweighted average exercise price per share | $ 60.94 | $ 37.84 | $ 25.14\n",
+    },
+    {
+        "id": "Double_X/2010/page_1.pdf",
+        "questions": ["was 5 above 7?"],
+        "programs": ["ans = 5 > 7"],
+        "answer": "no",
+        "text": "",
+        "table": "- | 2010\nitem | 5\n",
+        "golden_text": "",
+        "golden_table": "",
+    },
+]
 
 
 def _write(tmp_path: Path, name: str, data: object) -> Path:
@@ -82,7 +154,11 @@ def test_load_finqa(tmp_path):
     records = load_finqa(_write(tmp_path, "finqa.json", FINQA))
     first, second = records
     assert (first.id, first.answer, first.answer_type, first.source) == (
-        "ABC/2019/page_1.pdf-1", 0.01639, "arithmetic", "finqa")
+        "ABC/2019/page_1.pdf-1",
+        0.01639,
+        "arithmetic",
+        "finqa",
+    )
     assert first.program == FINQA[0]["qa"]["program"] and first.gold_evidence == ["table_1"]
     assert first.post_text == ["the company paid dividends ."]
     assert (second.answer, second.answer_type) == ("yes", "comparison")
@@ -90,13 +166,18 @@ def test_load_finqa(tmp_path):
 
 def test_load_tatqa(tmp_path):
     percent, spans, span, words, count = load_tatqa(_write(tmp_path, "tatqa.json", TATQA))
-    assert percent.pre_text == ["Substantially all of our contracts are fixed-price.",
-                                "Sales in Other contract types represent cost plus."]
+    assert percent.pre_text == [
+        "Substantially all of our contracts are fixed-price.",
+        "Sales in Other contract types represent cost plus.",
+    ]
     assert percent.program == "subtract(44.1, 56.7), divide(#0, 56.7), multiply(#1, const_100)"
     assert execute(percent.program, percent.table) == -22.22222
     assert percent.gold_evidence == ["table_1"] and percent.scale == "percent"
-    assert (spans.answer, spans.answer_spans, spans.program) == ("fixed-price; cost plus", ["fixed-price", "cost plus"],
-                                                                 None)
+    assert (spans.answer, spans.answer_spans, spans.program) == (
+        "fixed-price; cost plus",
+        ["fixed-price", "cost plus"],
+        None,
+    )
     assert spans.gold_evidence == ["text_0", "text_1"]
     assert span.gold_evidence == ["table_2", "text_1"] and span.answer == "$1,496.5"
     assert words.program is None and words.answer == 92.4  # scale words are not arithmetic
@@ -115,30 +196,21 @@ def test_load_convfinqa(tmp_path):
     assert (comparison.program, comparison.answer, comparison.answer_type) == ("greater(5, 7)", "no", "comparison")
 
 
-def test_load_convfinqa_every_turn_that_computes(tmp_path):
-    path = _write(tmp_path, "conv.json", CONVFINQA)
-    change, conversation, comparison = load_convfinqa(path, turns="all")
-    assert conversation == load_convfinqa(path)[0]  # the lookups "ans = 60.94" are no records
-    assert (change.id, change.question) == ("Single_MRO/2007/page_134.pdf-1#turn2", "what was the change?")
-    assert change.history == CONVFINQA[0]["questions"][:2]
-    assert (change.program, change.answer, change.answer_type) == ("subtract(60.94, 25.14)", 35.8, "arithmetic")
-    assert change.gold_evidence == ["table_1", "text_2"]  # both hold one of its numbers
-    with pytest.raises(VfmError, match="unknown turns"):
-        load_convfinqa(path, turns="some")
-
-
 @pytest.mark.parametrize(("data", "name"), [(FINQA, "finqa"), (TATQA, "tatqa"), (CONVFINQA, "convfinqa")])
 def test_load_any_recognises_each_format(tmp_path, data, name):
     assert detect_format(data) == name
     assert load_any(_write(tmp_path, f"{name}.json", data))[0].source == name
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("{not json", "not valid JSON: .* at line 1"),
-    ('{"a": 1}', "expected a JSON list of records, found a dict"),
-    ("[]", "the file holds no records"),
-    ('[{"question": "q", "context": "c"}]', "unknown format: the first record has fields context, question"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON: .* at line 1"),
+        ('{"a": 1}', "expected a JSON list of records, found a dict"),
+        ("[]", "the file holds no records"),
+        ('[{"question": "q", "context": "c"}]', "unknown format: the first record has fields context, question"),
+    ],
+)
 def test_load_any_explains_bad_files(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content, encoding="utf-8")
@@ -162,8 +234,9 @@ def test_convfinqa_needs_a_program_per_question(tmp_path):
 
 @needs_data("finqa/dev_sample200.original.json", "finqa/train_sample100.original.json")
 def test_real_finqa_files_load():
-    records = load_any(DATA_DIR / "finqa/dev_sample200.original.json") + \
-        load_any(DATA_DIR / "finqa/train_sample100.original.json")
+    records = load_any(DATA_DIR / "finqa/dev_sample200.original.json") + load_any(
+        DATA_DIR / "finqa/train_sample100.original.json"
+    )
     assert len(records) == 300 and all(r.program and r.gold_evidence for r in records)
 
 
@@ -184,11 +257,14 @@ def test_real_convfinqa_programs_compile():
 
 
 def _prompt_line(question: str = "what was the change in net sales?", answer: str = "94.0") -> str:
-    prompt = ("Please answer the given financial question based on the context.\nContext: sales grew . costs were "
-              "flat .\n||2019|2018|\n|net sales|$ 5829|$ 5735|\nthe company paid dividends .\nQuestion: "
-              f"{question}\nAnswer:")
-    return json.dumps({"id": "finqa7", "conversations": [{"from": "human", "value": prompt},
-                                                          {"from": "assistant", "value": answer}]})
+    prompt = (
+        "Please answer the given financial question based on the context.\nContext: sales grew . costs were "
+        "flat .\n||2019|2018|\n|net sales|$ 5829|$ 5735|\nthe company paid dividends .\nQuestion: "
+        f"{question}\nAnswer:"
+    )
+    return json.dumps(
+        {"id": "finqa7", "conversations": [{"from": "human", "value": prompt}, {"from": "assistant", "value": answer}]}
+    )
 
 
 def test_finqa_prompts_load_into_records(tmp_path):
@@ -202,14 +278,26 @@ def test_finqa_prompts_load_into_records(tmp_path):
     assert second.answer == "yes" and second.answer_type == "comparison"
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("{not json", "not valid JSON"),
-    (json.dumps({"id": 1}), "missing field 'conversations'"),
-    (json.dumps({"conversations": [{"from": "human", "value": "Question: why?\nAnswer:"},
-                                   {"from": "assistant", "value": "1"}]}), "no 'Context:' with a table"),
-    (_prompt_line(answer="about five"), "neither a number nor yes/no"),
-    (_prompt_line(answer="nan"), "neither a number nor yes/no"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({"id": 1}), "missing field 'conversations'"),
+        (
+            json.dumps(
+                {
+                    "conversations": [
+                        {"from": "human", "value": "Question: why?\nAnswer:"},
+                        {"from": "assistant", "value": "1"},
+                    ]
+                }
+            ),
+            "no 'Context:' with a table",
+        ),
+        (_prompt_line(answer="about five"), "neither a number nor yes/no"),
+        (_prompt_line(answer="nan"), "neither a number nor yes/no"),
+    ],
+)
 def test_bad_finqa_prompt_files_are_explained(tmp_path, line, message):
     path = tmp_path / "prompts.jsonl"
     path.write_text(line + "\n")

@@ -24,11 +24,13 @@ from vfm.plugins.finance.scale import rule_scale
 from vfm.plugins.finance.synthetic import generate, generate_lookups
 
 # TAT-QA's layout: a title row, a row of years (with a scale in the first cell), values
-TABLE = [["", "Year Ended March 31,", "", ""],
-         ["($ in millions)", "2019", "2018", "2017"],
-         ["Share options outstanding", "6,209", "6,230", "8,681"],
-         ["Unvested RSUs", "550", "33", "28"],
-         ["Effective tax rate", "13.0%", "18.3%", "21.0%"]]
+TABLE = [
+    ["", "Year Ended March 31,", "", ""],
+    ["($ in millions)", "2019", "2018", "2017"],
+    ["Share options outstanding", "6,209", "6,230", "8,681"],
+    ["Unvested RSUs", "550", "33", "28"],
+    ["Effective tax rate", "13.0%", "18.3%", "21.0%"],
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,24 +44,52 @@ def test_the_header_is_the_rows_before_the_first_named_row_with_a_value():
     assert header_rows(TABLE) == 2
     assert [y and y[0] for y in column_years(TABLE, 2)] == [None, "2019", "2018", "2017"]
     assert column_name(TABLE, 2) == "2018"
-    merged = [["", "2019", "", "2018", ""], ["", "Men", "Women", "Men", "Women"], ["Aged 65", "86.8", "88.9", "87.3",
-                                                                                   "89.3"]]
+    merged = [
+        ["", "2019", "", "2018", ""],
+        ["", "Men", "Women", "Men", "Women"],
+        ["Aged 65", "86.8", "88.9", "87.3", "89.3"],
+    ]
     assert [y and y[0] for y in column_years(merged, header_rows(merged))] == [None, "2019", "2019", "2018", "2018"]
 
 
 def test_answer_cells_are_found_only_when_every_span_is_a_cell():
-    record = QARecord(id="q", pre_text=[], table=TABLE, post_text=[], question="q", answer="550",
-                      answer_type="multi-span", source="tatqa", answer_spans=["550", "33"])
+    record = QARecord(
+        id="q",
+        pre_text=[],
+        table=TABLE,
+        post_text=[],
+        question="q",
+        answer="550",
+        answer_type="multi-span",
+        source="tatqa",
+        answer_spans=["550", "33"],
+    )
     assert answer_cells(record) == [(3, 1), (3, 2)]
-    assert answer_cells(QARecord(id="q", pre_text=[], table=TABLE, post_text=[], question="q", answer="x",
-                                 answer_type="span", source="tatqa", answer_spans=["new customers"])) is None
+    assert (
+        answer_cells(
+            QARecord(
+                id="q",
+                pre_text=[],
+                table=TABLE,
+                post_text=[],
+                question="q",
+                answer="x",
+                answer_type="span",
+                source="tatqa",
+                answer_spans=["new customers"],
+            )
+        )
+        is None
+    )
     assert answer_cells(generate(1, seed=3)[0]) is None  # a program's answer
 
 
 def test_questions_asking_for_cells_are_read_and_program_questions_are_left_to_the_generator(lookup):
     cells = generate_lookups(60, seed=99)
-    right = sum(found is not None and list(found.spans) == r.answer_spans
-                for r, found in zip(cells, (lookup.answer(r.question, r.table) for r in cells), strict=True))
+    right = sum(
+        found is not None and list(found.spans) == r.answer_spans
+        for r, found in zip(cells, (lookup.answer(r.question, r.table) for r in cells), strict=True)
+    )
     routed = sum(lookup.answer(r.question, r.table) is not None for r in generate(60, seed=99))
     assert right >= 57, f"{right} of 60 cell questions answered"
     assert routed <= 2, f"{routed} of 60 program questions taken from the generator"
@@ -95,8 +125,9 @@ def test_a_table_without_cells_beyond_the_row_names_has_no_lookup_answer(lookup)
 def test_a_year_is_never_made_up(lookup):
     """A which-year question over a table whose header names no year, or whose values do not parse."""
     assert lookup.answer("in which year was revenue higher ?", [["item", "a", "b"], ["revenue", "5", "7"]]) is None
-    assert lookup.answer("in which year was revenue higher ?", [["", "2019", "2018"], ["revenue", "n/a", "-"]]) \
-        is None, "no value to compare"
+    assert (
+        lookup.answer("in which year was revenue higher ?", [["", "2019", "2018"], ["revenue", "n/a", "-"]]) is None
+    ), "no value to compare"
     listed = lookup.answer("which years does the table show ?", [["", "2019", "2018"], ["revenue", "n/a", "-"]])
     assert listed is None or listed.spans == ("2019", "2018")
 
@@ -125,17 +156,28 @@ def test_too_few_cell_answers_fit_no_lookup():
 
 
 def test_cell_answers_are_scored_as_tatqa_spans_in_the_cell_scale():
-    record = QARecord(id="q", pre_text=["All amounts in thousands."], table=TABLE, post_text=[],
-                      question="What was the Unvested RSUs in 2019 and 2018?", answer="550", scale="million",
-                      answer_type="multi-span", source="tatqa", answer_spans=["550", "33"])
-    right = Prediction(None, ("550", "33"), 0.9, ("table_3",), (), (), cells=((3, 1), (3, 2)), scale="million",
-                       kind="lookup")
+    record = QARecord(
+        id="q",
+        pre_text=["All amounts in thousands."],
+        table=TABLE,
+        post_text=[],
+        question="What was the Unvested RSUs in 2019 and 2018?",
+        answer="550",
+        scale="million",
+        answer_type="multi-span",
+        source="tatqa",
+        answer_spans=["550", "33"],
+    )
+    right = Prediction(
+        None, ("550", "33"), 0.9, ("table_3",), (), (), cells=((3, 1), (3, 2)), scale="million", kind="lookup"
+    )
     half = Prediction(None, "550", 0.9, ("table_3",), (), (), cells=((3, 1),), scale="million", kind="lookup")
     scores = score_predictions([right, half], [record, record])
     assert scores["tatqa"]["spans"]["count"] == 2 and scores["answered_by"] == {"program": 0, "lookup": 2, "text": 0}
     assert scores["tatqa"]["spans"]["exact_match"] == 0.5 and 0.5 < scores["tatqa"]["spans"]["f1"] < 1.0
-    wrong_scale = Prediction(None, ("550", "33"), 0.9, ("table_3",), (), (), cells=((3, 1), (3, 2)),
-                             scale="thousand", kind="lookup")
+    wrong_scale = Prediction(
+        None, ("550", "33"), 0.9, ("table_3",), (), (), cells=((3, 1), (3, 2)), scale="thousand", kind="lookup"
+    )
     assert score_predictions([wrong_scale], [record])["tatqa"]["spans"]["exact_match"] == 0.0
     texts = record.pre_text
     assert rule_scale(record.question, TABLE, texts, spans=["550"]) == "million"  # the table's "($ in millions)"

@@ -16,11 +16,33 @@ from vfm.plugins.finance.synthetic import generate
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--set", "finetune.synthetic=40", "--set", "finetune.max_epochs=1", "--set", "finetune.d_model=32",
-        "--set", "finetune.n_layers=1", "--set", "finetune.n_heads=2", "--set", "finetune.d_ff=64",
-        "--set", "finetune.max_len=128", "--set", "finetune.select_synthetic=4", "--set", "finetune.eval_synthetic=4",
-        "--set", "finetune.parity_records=2", "--set", "finetune.beam_size=2", "--set", "finetune.threads=1",
-        "--no-progress"]
+TINY = [
+    "--set",
+    "finetune.synthetic=40",
+    "--set",
+    "finetune.max_epochs=1",
+    "--set",
+    "finetune.d_model=32",
+    "--set",
+    "finetune.n_layers=1",
+    "--set",
+    "finetune.n_heads=2",
+    "--set",
+    "finetune.d_ff=64",
+    "--set",
+    "finetune.max_len=128",
+    "--set",
+    "finetune.select_synthetic=4",
+    "--set",
+    "finetune.eval_synthetic=4",
+    "--set",
+    "finetune.parity_records=2",
+    "--set",
+    "finetune.beam_size=2",
+    "--set",
+    "finetune.threads=1",
+    "--no-progress",
+]
 
 
 def _ok(*args: str) -> str:
@@ -40,9 +62,25 @@ def finance(tmp_path_factory):
 
 def _finqa_file(path, n=3):
     records = generate(n, seed=7)
-    path.write_text(json.dumps([{"id": r.id, "pre_text": r.pre_text, "post_text": r.post_text, "table": r.table,
-                                 "qa": {"question": r.question, "program": r.program, "exe_ans": r.answer,
-                                        "gold_inds": {i: "" for i in r.gold_evidence}}} for r in records]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "id": r.id,
+                    "pre_text": r.pre_text,
+                    "post_text": r.post_text,
+                    "table": r.table,
+                    "qa": {
+                        "question": r.question,
+                        "program": r.program,
+                        "exe_ans": r.answer,
+                        "gold_inds": {i: "" for i in r.gold_evidence},
+                    },
+                }
+                for r in records
+            ]
+        )
+    )
     return records
 
 
@@ -82,8 +120,9 @@ def test_evaluate_scores_any_finqa_file_and_prints_json(finance, tmp_path):
 
 def test_evaluate_refuses_a_split_and_a_run_that_is_not_finance(finance, tmp_path):
     _finqa_file(tmp_path / "mine.json")
-    result = run_vfm("evaluate", "finance", "--run", str(finance["run"]), "--data", str(tmp_path / "mine.json"),
-                     "--split", "test")
+    result = run_vfm(
+        "evaluate", "finance", "--run", str(finance["run"]), "--data", str(tmp_path / "mine.json"), "--split", "test"
+    )
     assert result.returncode == 2 and "one split" in result.stderr
     result = run_vfm("evaluate", "finance", "--run", str(tmp_path))
     assert result.returncode == 2 and "not a finance run" in result.stderr and "fix:" in result.stderr
@@ -98,8 +137,11 @@ def test_predict_answers_with_a_program_whose_trace_gives_the_answer(finance):
         assert result["program"] and result["evidence"] and 0.0 <= result["confidence"] <= 1.0
         if result["answer"] is not None:  # an untrained model's program may not run; then it says why
             assert execute(result["program"], table) == result["answer"]
-            assert result["steps"][-1]["value"] == pytest.approx(result["answer"], rel=1e-6) \
-                if isinstance(result["answer"], float) else True
+            assert (
+                result["steps"][-1]["value"] == pytest.approx(result["answer"], rel=1e-6)
+                if isinstance(result["answer"], float)
+                else True
+            )
         else:
             assert result["no_answer_reason"]
         assert sum(unit["used"] for unit in result["evidence"]) >= 1
@@ -143,15 +185,18 @@ def test_evaluate_verifies_a_bundle_it_is_given(finance, tmp_path):
     assert result.returncode == 2 and "a finance bundle, not a retina one" in result.stderr
 
 
-@pytest.mark.parametrize(("source", "message"), [
-    ({"question": " ", "table": "a,2019\nb,1"}, "question is empty"),
-    ({"question": "what?", "table": ""}, "table is empty"),
-    ({"question": "what?", "table": "item,2019,2018\nrevenue,1"}, "cells"),
-    ({"question": "what?", "table": "item,kind\nrevenue,high"}, "number"),
-    ({"question": "what?", "table": "a,2019\nb,1", "pre_text": "x" * 100_001}, "characters"),
-    ({"question": "what?", "table": [["a", "2019"], "b"]}, "rows of cells"),
-    (42, "cannot read"),
-])
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ({"question": " ", "table": "a,2019\nb,1"}, "question is empty"),
+        ({"question": "what?", "table": ""}, "table is empty"),
+        ({"question": "what?", "table": "item,2019,2018\nrevenue,1"}, "cells"),
+        ({"question": "what?", "table": "item,kind\nrevenue,high"}, "number"),
+        ({"question": "what?", "table": "a,2019\nb,1", "pre_text": "x" * 100_001}, "characters"),
+        ({"question": "what?", "table": [["a", "2019"], "b"]}, "rows of cells"),
+        (42, "cannot read"),
+    ],
+)
 def test_bad_input_gets_one_clear_line(finance, source, message):
     from vfm.serve.runtime import open_predictor
 
@@ -167,8 +212,11 @@ def test_bad_files_get_one_clear_line(finance, tmp_path):
     predictor = open_predictor(finance["bundle"])
     (tmp_path / "bad.json").write_text("{not json")
     _finqa_file(tmp_path / "many.json")
-    for path, message in ((tmp_path / "missing.json", "not found"), (tmp_path / "bad.json", "not a JSON"),
-                          (tmp_path / "many.json", "vfm evaluate")):
+    for path, message in (
+        (tmp_path / "missing.json", "not found"),
+        (tmp_path / "bad.json", "not a JSON"),
+        (tmp_path / "many.json", "vfm evaluate"),
+    ):
         with pytest.raises(VfmError, match=message):
             predictor.predict(path)
 
@@ -177,8 +225,12 @@ def test_a_huge_question_context_is_refused_quickly(finance):
     from vfm.serve.runtime import open_predictor
 
     predictor = open_predictor(finance["bundle"])
-    table = "item," + ",".join(str(2000 + i) for i in range(20)) + "\n" + "\n".join(
-        f"row {r}," + ",".join(str(r * i) for i in range(20)) for r in range(2000))
+    table = (
+        "item,"
+        + ",".join(str(2000 + i) for i in range(20))
+        + "\n"
+        + "\n".join(f"row {r}," + ",".join(str(r * i) for i in range(20)) for r in range(2000))
+    )
     with pytest.raises(VfmError, match="limit"):
         predictor.predict({"question": "what is the total?", "table": table})
 
@@ -225,9 +277,25 @@ def test_validate_runs_every_step():
 
 def test_domain_adapted_encoder_feeds_the_generator(tmp_path):
     adapted = tmp_path / "adapt"
-    metrics = json.loads(_ok("pretrain", "finance", "--out", str(adapted), "--set", "pretrain.max_steps=3",
-                             "--set", "pretrain.vocab_size=600", "--set", "pretrain.warmup_steps=1",
-                             "--set", "pretrain.batch_size=8", "--set", "pretrain.block_size=64", "--no-progress"))
+    metrics = json.loads(
+        _ok(
+            "pretrain",
+            "finance",
+            "--out",
+            str(adapted),
+            "--set",
+            "pretrain.max_steps=3",
+            "--set",
+            "pretrain.vocab_size=600",
+            "--set",
+            "pretrain.warmup_steps=1",
+            "--set",
+            "pretrain.batch_size=8",
+            "--set",
+            "pretrain.block_size=64",
+            "--no-progress",
+        )
+    )
     assert metrics["perplexity"]["domain"]["after"] > 0
     assert (adapted / "model" / "tokenizer.json").is_file()
     run = tmp_path / "run"

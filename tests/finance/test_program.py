@@ -20,8 +20,18 @@ STEPS = [Step("subtract", ("5829", "5735")), Step("divide", ("#0", "5735"))]
 
 
 def test_operations_are_exactly_finqas():
-    assert set(OPERATIONS) == {"add", "subtract", "multiply", "divide", "exp", "greater",
-                               "table_max", "table_min", "table_sum", "table_average"}
+    assert set(OPERATIONS) == {
+        "add",
+        "subtract",
+        "multiply",
+        "divide",
+        "exp",
+        "greater",
+        "table_max",
+        "table_min",
+        "table_sum",
+        "table_average",
+    }
 
 
 @pytest.mark.parametrize("program", [TEXT, TOKENS, TOKENS[:-1], STEPS, f"{TEXT}, EOF", f"  {TEXT}  "])
@@ -37,8 +47,10 @@ def test_render_and_tokens_round_trip():
 
 def test_table_row_names_may_hold_commas_and_parentheses():
     steps = parse_program("table_max(visa inc. ( 1 ), none), table_sum(selling, general and admin, none)")
-    assert steps == [Step("table_max", ("visa inc. ( 1 )", "none")),
-                     Step("table_sum", ("selling, general and admin", "none"))]
+    assert steps == [
+        Step("table_max", ("visa inc. ( 1 )", "none")),
+        Step("table_sum", ("selling, general and admin", "none")),
+    ]
 
 
 def test_table_operation_without_none_gets_it():
@@ -49,18 +61,21 @@ def test_constants_and_percentages_stay_as_written():
     assert parse_program("multiply(25%, const_m1)")[0].args == ("25%", "const_m1")
 
 
-@pytest.mark.parametrize(("program", "message"), [
-    ("", "no steps"),
-    ("modulo(5, 3)", "unknown operation 'modulo'"),
-    ("add(5)", "add takes 2 arguments, got 1"),
-    ("add(5, 3, 1)", "add takes 2 arguments, got 3"),
-    (["table_max(", "a", "b", ")"], "table_max takes a row name and 'none'"),
-    ("table_max()", "table_max takes a row name and 'none'"),
-    ("add(5, 3", "unbalanced parentheses"),
-    ("add(5, 3) divide(#0, 2)", "expected ',' between steps"),
-    (["add(", "5", "3"], "never closed"),
-    (["5", "add("], "expected an operation"),
-])
+@pytest.mark.parametrize(
+    ("program", "message"),
+    [
+        ("", "no steps"),
+        ("modulo(5, 3)", "unknown operation 'modulo'"),
+        ("add(5)", "add takes 2 arguments, got 1"),
+        ("add(5, 3, 1)", "add takes 2 arguments, got 3"),
+        (["table_max(", "a", "b", ")"], "table_max takes a row name and 'none'"),
+        ("table_max()", "table_max takes a row name and 'none'"),
+        ("add(5, 3", "unbalanced parentheses"),
+        ("add(5, 3) divide(#0, 2)", "expected ',' between steps"),
+        (["add(", "5", "3"], "never closed"),
+        (["5", "add("], "expected an operation"),
+    ],
+)
 def test_malformed_programs_are_one_line_errors(program, message):
     with pytest.raises(VfmError, match=message.replace("(", r"\(")) as err:
         parse_program(program)

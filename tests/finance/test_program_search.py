@@ -24,10 +24,18 @@ def retriever() -> EvidenceRetriever:
 
 def _record(question: str, answer: float | str) -> QARecord:
     return QARecord(
-        id="q", pre_text=["net sales were $ 5,829 million in 2019 , up from 2018 .", "we have 3 plants ."],
-        table=[["", "2019", "2018", "2017"], ["net sales", "$ 5,829", "$ 5,735", "$ 5,512"],
-               ["operating costs", "( 4,100 )", "( 3,950 )", "( 3,800 )"]],
-        post_text=[], question=question, answer=answer, source="finqa")
+        id="q",
+        pre_text=["net sales were $ 5,829 million in 2019 , up from 2018 .", "we have 3 plants ."],
+        table=[
+            ["", "2019", "2018", "2017"],
+            ["net sales", "$ 5,829", "$ 5,735", "$ 5,512"],
+            ["operating costs", "( 4,100 )", "( 3,950 )", "( 3,800 )"],
+        ],
+        post_text=[],
+        question=question,
+        answer=answer,
+        source="finqa",
+    )
 
 
 def test_the_percentage_change_is_found_with_its_evidence(retriever):

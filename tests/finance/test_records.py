@@ -7,20 +7,26 @@ import pytest
 from vfm.platform.errors import VfmError
 from vfm.plugins.finance.records import QARecord, row_to_text
 
-TABLE = [["company", "payments volume ( billions )", "cards ( millions )"],
-         ["american express", "637", "86"]]
+TABLE = [["company", "payments volume ( billions )", "cards ( millions )"], ["american express", "637", "86"]]
 
 
 def _record(**overrides: object) -> QARecord:
-    fields: dict[str, object] = dict(id="r1", pre_text=["sales rose .", "costs fell ."], table=TABLE,
-                                     post_text=["margins widened ."], question="q?", answer=1.0)
+    fields: dict[str, object] = dict(
+        id="r1",
+        pre_text=["sales rose .", "costs fell ."],
+        table=TABLE,
+        post_text=["margins widened ."],
+        question="q?",
+        answer=1.0,
+    )
     return QARecord(**(fields | overrides))  # type: ignore[arg-type]
 
 
 def test_row_to_text_words_a_row_as_finqa_does():
     assert row_to_text(TABLE[0], TABLE[1]) == (
         "company the american express of payments volume ( billions ) is 637 ; "
-        "the american express of cards ( millions ) is 86 ;")
+        "the american express of cards ( millions ) is 86 ;"
+    )
     assert row_to_text(["", "2019"], ["sales", "5"]) == "the sales of 2019 is 5 ;"
 
 
@@ -35,12 +41,15 @@ def test_defaults_describe_a_synthetic_arithmetic_record():
     assert (record.source, record.answer_type, record.scale, record.program) == ("synthetic", "arithmetic", "", None)
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"source": "wiki"}, "source 'wiki' is not one of"),
-    ({"scale": "dozen"}, "scale 'dozen' is not one of"),
-    ({"answer_type": "essay"}, "answer_type 'essay' is not one of"),
-    ({"gold_evidence": ["table_9", "text_3"]}, "table_9, text_3 is not a row or sentence"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"source": "wiki"}, "source 'wiki' is not one of"),
+        ({"scale": "dozen"}, "scale 'dozen' is not one of"),
+        ({"answer_type": "essay"}, "answer_type 'essay' is not one of"),
+        ({"gold_evidence": ["table_9", "text_3"]}, "table_9, text_3 is not a row or sentence"),
+    ],
+)
 def test_invalid_fields_are_refused(overrides, message):
     with pytest.raises(VfmError, match=message):
         _record(**overrides)

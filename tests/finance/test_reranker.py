@@ -30,10 +30,17 @@ def test_features_read_the_years_and_the_order_of_a_change():
     record = QARecord("r", (), TABLE, ("revenue grew in 2009 .",), QUESTION, 0.2, "", ())
     facts = number_facts(record.evidence(), {"table_1": 0.9, "table_2": 0.1})
     assert facts["120"] == (frozenset({"2009"}), 0.9) and facts["900"] == (frozenset({"2008"}), 0.1)
-    beams = list(running_beams([("subtract(120, 100), divide(#0, 100)", 0.5),  # (new - old) / old
-                                ("subtract(100, 120), divide(#0, 120)", 0.3),  # the wrong order
-                                ("subtract(120, 100), divide(#0, 120)", 0.1),  # divided by the new value
-                                ("table_max(no such row, none)", 0.1)], TABLE))
+    beams = list(
+        running_beams(
+            [
+                ("subtract(120, 100), divide(#0, 100)", 0.5),  # (new - old) / old
+                ("subtract(100, 120), divide(#0, 120)", 0.3),  # the wrong order
+                ("subtract(120, 100), divide(#0, 120)", 0.1),  # divided by the new value
+                ("table_max(no such row, none)", 0.1),
+            ],
+            TABLE,
+        )
+    )
     assert [b.rank for b in beams] == [0, 1, 2]  # the program that fails is dropped, ranks kept
     x = beam_features(QUESTION, beams, facts)
     assert x.shape == (3, len(FEATURES))
@@ -41,16 +48,24 @@ def test_features_read_the_years_and_the_order_of_a_change():
     assert x[:, _column("change_divided_by_subtrahend")].tolist() == [1.0, 1.0, -1.0]
     assert x[:, _column("argument_year_in_question")].tolist() == [1.0, 1.0, 1.0]
     assert x[:, _column("argument_relevance_min")].tolist() == [0.9, 0.9, 0.9]
-    share = beam_features("what share of total assets is revenue?",
-                          list(running_beams([("divide(120, 1000)", 1.0)], TABLE)), facts)
+    share = beam_features(
+        "what share of total assets is revenue?", list(running_beams([("divide(120, 1000)", 1.0)], TABLE)), facts
+    )
     assert share[0, _column("share_in_unit_interval")] == 1.0 and share[0, _column("share_negative")] == 0.0
 
 
 def test_beams_that_agree_on_the_answer_pool_their_votes():
-    beams = list(running_beams([("add(120, 100)", 0.4),  # 220
-                                ("subtract(120, 100)", 0.3),  # 20
-                                ("add(100, 120)", 0.2),  # 220 again, the other order
-                                ("add(900, 100)", 0.1)], TABLE))  # 1000
+    beams = list(
+        running_beams(
+            [
+                ("add(120, 100)", 0.4),  # 220
+                ("subtract(120, 100)", 0.3),  # 20
+                ("add(100, 120)", 0.2),  # 220 again, the other order
+                ("add(900, 100)", 0.1),
+            ],
+            TABLE,
+        )
+    )  # 1000
     x = beam_features("what is revenue in 2009 and 2008 together?", beams, {})
     shares = np.exp(x[:, _column("answer_vote_log_share")])
     assert np.allclose(shares, [0.6, 0.3, 0.6, 0.1])
@@ -91,7 +106,8 @@ def test_the_predictor_answers_with_the_beam_the_reranker_scores_best(tmp_path):
     shutil.copytree(exported_model_folder(), folder)
     weights = np.where(np.array(FEATURES) == "beam_rank", 10.0, 0.0)  # prefers the least probable beam
     BeamReranker(LogisticModel(weights, np.zeros(len(FEATURES)), np.ones(len(FEATURES))), beams=4).save(
-        folder / "reranker.json")
+        folder / "reranker.json"
+    )
     reranked, plain = ProgramPredictor(folder), ProgramPredictor(folder, beam_size=4, rerank=False)
     assert reranked.beam_size == 4 and plain.reranker is None
     chose_another = 0

@@ -43,8 +43,11 @@ def test_rank_returns_every_unit_once(retriever):
 
 
 def test_row_name_and_year_features():
-    units = {"table_0": "year the 2019 of 2019 is 2019 ;", "table_1": "year the revenue of 2019 is $ 1,452 ;",
-             "text_0": "the company was founded long ago ."}
+    units = {
+        "table_0": "year the 2019 of 2019 is 2019 ;",
+        "table_1": "year the revenue of 2019 is $ 1,452 ;",
+        "text_0": "the company was founded long ago .",
+    }
     features = unit_features("what was revenue in 2019 ?", units, {"table_0": "year", "table_1": "revenue"})
     assert features.shape == (3, len(FEATURES))
     column = {name: features[:, i] for i, name in enumerate(FEATURES)}
@@ -55,11 +58,16 @@ def test_row_name_and_year_features():
 
 
 def test_report_layout_features():
-    units = {"table_0": "the goodwill of 2019 is 64 ;", "table_1": "the total of 2019 is $ 549 ;",
-             "text_0": "the purchase price was allocated as follows :", "text_1": "in november we bought 3 plants ."}
+    units = {
+        "table_0": "the goodwill of 2019 is 64 ;",
+        "table_1": "the total of 2019 is $ 549 ;",
+        "text_0": "the purchase price was allocated as follows :",
+        "text_1": "in november we bought 3 plants .",
+    }
     rows = {"table_0": "goodwill", "table_1": "total"}
-    column = dict(zip(FEATURES, unit_features("what portion of the price is goodwill in november ?", units, rows).T,
-                      strict=True))
+    column = dict(
+        zip(FEATURES, unit_features("what portion of the price is goodwill in november ?", units, rows).T, strict=True)
+    )
     assert column["row_is_total"].tolist() == [0.0, 1.0, 0.0, 0.0]
     assert column["total_row_for_share_question"].tolist() == [0.0, 1.0, 0.0, 0.0]
     assert column["total_row_for_total_question"].tolist() == [0.0, 0.0, 0.0, 0.0]
@@ -93,15 +101,20 @@ def test_unfitted_and_foreign_files_are_refused(tmp_path):
 
 
 def test_fit_needs_gold_evidence():
-    bare = QARecord(id="x", pre_text=["a ."], table=[["", "2019"], ["revenue", "1"]], post_text=[],
-                    question="what ?", answer=1.0)
+    bare = QARecord(
+        id="x", pre_text=["a ."], table=[["", "2019"], ["revenue", "1"]], post_text=[], question="what ?", answer=1.0
+    )
     with pytest.raises(VfmError, match="gold evidence"):
         EvidenceRetriever().fit([bare])
 
 
 @pytest.mark.slow
-@needs_data("finqa/train_sample100.original.json", "finqa/dev_sample200.original.json",
-            "tatqa/tatqa_dataset_dev.json", "convfinqa/convfinqa_dev.pot_format.json")
+@needs_data(
+    "finqa/train_sample100.original.json",
+    "finqa/dev_sample200.original.json",
+    "tatqa/tatqa_dataset_dev.json",
+    "convfinqa/convfinqa_dev.pot_format.json",
+)
 def test_real_data_recall_stays_above_the_measured_floor():
     real = load_real_data(DATA_DIR)
     retriever = EvidenceRetriever().fit(real.train)

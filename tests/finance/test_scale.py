@@ -23,16 +23,24 @@ def _record(index: int, stated: str, scale: str) -> QARecord:
     a, b = (int(v) for v in rng.integers(1_000, 90_000, size=2))
     table = [["", "2019", "2018"], [f"Item {index}", f"{a:,}", f"{b:,}"]]
     texts = [f"The amounts below are in {stated}s.", "Revenue was $1.2 million and costs $0.4 million."]
-    return QARecord(id=f"r{index}", pre_text=texts, table=table, post_text=[],
-                    question=f"What was the change in Item {index} from 2018 to 2019?", answer=float(a - b),
-                    program=f"subtract({a}, {b})", scale=scale, answer_type="arithmetic", source="tatqa")
+    return QARecord(
+        id=f"r{index}",
+        pre_text=texts,
+        table=table,
+        post_text=[],
+        question=f"What was the change in Item {index} from 2018 to 2019?",
+        answer=float(a - b),
+        program=f"subtract({a}, {b})",
+        scale=scale,
+        answer_type="arithmetic",
+        source="tatqa",
+    )
 
 
 def test_the_rule_reads_the_program_the_cells_and_the_document():
     table = [["( in millions )", "2019"], ["revenue", "1,200"]]
     assert rule_scale("what is the change?", table, [], program="subtract(2, 1)") == "million"
-    assert rule_scale("what is the percentage change?", table, [], program="subtract(2, 1), divide(#0, 1)") == \
-        "percent"
+    assert rule_scale("what is the percentage change?", table, [], program="subtract(2, 1), divide(#0, 1)") == "percent"
     assert rule_scale("what is the ratio?", table, [], program="divide(2, 300)") == ""
     assert rule_scale("what is the average?", table, [], program="add(2, 3), divide(#0, const_2)") == "million"
     assert rule_scale("which year?", table, [], spans=["2019"]) == ""
@@ -40,8 +48,9 @@ def test_the_rule_reads_the_program_the_cells_and_the_document():
 
 
 def test_the_model_learns_a_scale_the_rule_misses():
-    records = [_record(i, "thousand", "thousand") for i in range(40)] + \
-              [_record(100 + i, "million", "million") for i in range(40)]
+    records = [_record(i, "thousand", "thousand") for i in range(40)] + [
+        _record(100 + i, "million", "million") for i in range(40)
+    ]
     model, report = fit_scale_model(records)
     assert model is not None and report["kept"] and report["questions"] == 80
     for record in (_record(500, "thousand", "thousand"), _record(501, "million", "million")):
@@ -57,14 +66,17 @@ def test_too_few_tatqa_questions_fit_no_model():
 
 
 def test_the_file_round_trips_and_a_damaged_one_is_refused(tmp_path):
-    model, _ = fit_scale_model([_record(i, "thousand", "thousand") for i in range(30)]
-                               + [_record(100 + i, "million", "million") for i in range(30)])
+    model, _ = fit_scale_model(
+        [_record(i, "thousand", "thousand") for i in range(30)]
+        + [_record(100 + i, "million", "million") for i in range(30)]
+    )
     path = model.save(tmp_path / FILE)
     loaded = ScaleModel.load(path)
     record = _record(7, "million", "million")
     assert loaded.predict(record.question, record.table, record.pre_text, program=record.program) == "million"
-    assert scale_features(record.question, record.table, record.pre_text, program=record.program).shape == \
-        (len(FEATURES),)
+    assert scale_features(record.question, record.table, record.pre_text, program=record.program).shape == (
+        len(FEATURES),
+    )
     data = json.loads(path.read_text())
     data["models"]["million"]["weights"] = [0.0]
     path.write_text(json.dumps(data))

@@ -40,8 +40,18 @@ def test_every_gold_program_gives_the_answer(records):
 
 def test_every_question_type_and_statement_appears(records):
     steps = Counter(step.op for r in records for step in parse_program(r.program))  # type: ignore[arg-type]
-    assert set(steps) == {"add", "subtract", "multiply", "divide", "exp", "greater", "table_max", "table_min",
-                          "table_sum", "table_average"}
+    assert set(steps) == {
+        "add",
+        "subtract",
+        "multiply",
+        "divide",
+        "exp",
+        "greater",
+        "table_max",
+        "table_min",
+        "table_sum",
+        "table_average",
+    }
     titles = Counter(r.pre_text[1].split(" consolidated ")[1].split(" for ")[0] for r in records)
     assert set(titles) == {"income statement", "balance sheet", "cash flow statement"}
     assert len(QUESTION_TYPES) == 9 and len({r.question.split(" ")[0] for r in records}) > 4
@@ -68,17 +78,23 @@ def test_statements_are_internally_consistent(records):
     for record in records:
         names = {row[0] for row in record.table}
         if "gross profit" in names:
-            for rev, cost, gross, opex, operating in _years(record, "revenue", "cost of revenue", "gross profit",
-                                                            "total operating expenses", "operating income"):
+            for rev, cost, gross, opex, operating in _years(
+                record, "revenue", "cost of revenue", "gross profit", "total operating expenses", "operating income"
+            ):
                 assert gross == rev - cost and operating == gross - opex
         if "total assets" in names:
-            for assets, liabilities, equity in _years(record, "total assets", "total liabilities",
-                                                      "total shareholders equity"):
+            for assets, liabilities, equity in _years(
+                record, "total assets", "total liabilities", "total shareholders equity"
+            ):
                 assert equity == assets - liabilities and equity > 0
         if "net change in cash" in names:
-            for op, inv, fin, change in _years(record, "net cash provided by operating activities",
-                                               "net cash used in investing activities",
-                                               "net cash provided by financing activities", "net change in cash"):
+            for op, inv, fin, change in _years(
+                record,
+                "net cash provided by operating activities",
+                "net cash used in investing activities",
+                "net cash provided by financing activities",
+                "net change in cash",
+            ):
                 assert change == op + inv + fin
 
 
@@ -86,8 +102,12 @@ def test_evidence_is_sometimes_table_sometimes_text(records):
     kinds = Counter(tuple(sorted({e.split("_")[0] for e in r.gold_evidence})) for r in records)
     assert kinds[("table",)] and kinds[("text",)] and kinds[("table", "text")]
     for record in records:
-        numbers = [f"{int(arg):,}" for step in parse_program(record.program)  # type: ignore[arg-type]
-                   for arg in step.args if arg.isdigit()]
+        numbers = [
+            f"{int(arg):,}"
+            for step in parse_program(record.program)  # type: ignore[arg-type]
+            for arg in step.args
+            if arg.isdigit()
+        ]
         for evidence in (e for e in record.gold_evidence if e.startswith("text_")):
             assert any(number in record.evidence()[evidence] for number in numbers)
 

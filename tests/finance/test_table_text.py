@@ -11,12 +11,15 @@ from vfm.plugins.finance.table_text import MAX_TABLE_CHARS, parse_table
 EXPECTED = [["item", "2019", "2018"], ["revenue", "$1,234", "(56)"], ["costs", "10", ""]]
 
 
-@pytest.mark.parametrize("text", [
-    'item,2019,2018\nrevenue,"$1,234",(56)\ncosts,10,\n',
-    "item\t2019\t2018\nrevenue\t$1,234\t(56)\ncosts\t10\t\n",
-    "| item | 2019 | 2018 |\n|---|---:|:---:|\n| revenue | $1,234 | (56) |\n| costs | 10 |  |\n",
-    "item | 2019 | 2018\n\nrevenue | $1,234 | (56)\ncosts | 10 | \n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'item,2019,2018\nrevenue,"$1,234",(56)\ncosts,10,\n',
+        "item\t2019\t2018\nrevenue\t$1,234\t(56)\ncosts\t10\t\n",
+        "| item | 2019 | 2018 |\n|---|---:|:---:|\n| revenue | $1,234 | (56) |\n| costs | 10 |  |\n",
+        "item | 2019 | 2018\n\nrevenue | $1,234 | (56)\ncosts | 10 | \n",
+    ],
+)
 def test_every_pasted_form_gives_the_same_rows(text):
     assert parse_table(text) == EXPECTED
 
@@ -26,13 +29,16 @@ def test_a_parsed_table_executes():
     assert execute("table_sum(revenue, none)", table) == 1200.0
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "the table is empty"),
-    ("  \n \n", "the table is empty"),
-    ("item,2019,2018\nrevenue,1,234,5\n", "row 2 has 4 cells but the header has 3"),
-    ("| a | b |\n|---|---|\n| x | 1 |\n| y |\n", "row 3 has 1 cells but the header has 2"),
-    ("item,2019\nrevenue,n/a\ncosts,-\n", "no numeric cells"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the table is empty"),
+        ("  \n \n", "the table is empty"),
+        ("item,2019,2018\nrevenue,1,234,5\n", "row 2 has 4 cells but the header has 3"),
+        ("| a | b |\n|---|---|\n| x | 1 |\n| y |\n", "row 3 has 1 cells but the header has 2"),
+        ("item,2019\nrevenue,n/a\ncosts,-\n", "no numeric cells"),
+    ],
+)
 def test_bad_tables_are_explained(text, message):
     with pytest.raises(VfmError, match=message) as err:
         parse_table(text)
@@ -40,7 +46,7 @@ def test_bad_tables_are_explained(text, message):
 
 
 def test_ragged_rows_suggest_quoting():
-    with pytest.raises(VfmError, match='quote CSV cells that hold commas'):
+    with pytest.raises(VfmError, match="quote CSV cells that hold commas"):
         parse_table("item,2019\nrevenue,1,234\n")
 
 

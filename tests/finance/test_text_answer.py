@@ -14,24 +14,57 @@ from vfm.plugins.finance.retriever import EvidenceRetriever
 from vfm.plugins.finance.synthetic import generate
 from vfm.plugins.finance.text_answer import TextAnswerer, answer_is_text, best_sentence, fit_text_answerer
 
-ITEMS = ("revenue", "gross margin", "operating costs", "freight expense", "service income", "royalty income",
-         "interest cost", "lease expense", "tax expense", "software sales")
-REASONS = ("higher volumes in Europe", "the sale of the retail business", "new customer contracts",
-           "lower fuel prices", "a stronger dollar", "the closure of two plants")
+ITEMS = (
+    "revenue",
+    "gross margin",
+    "operating costs",
+    "freight expense",
+    "service income",
+    "royalty income",
+    "interest cost",
+    "lease expense",
+    "tax expense",
+    "software sales",
+)
+REASONS = (
+    "higher volumes in Europe",
+    "the sale of the retail business",
+    "new customer contracts",
+    "lower fuel prices",
+    "a stronger dollar",
+    "the closure of two plants",
+)
 
 
 def _text_record(index: int) -> QARecord:
     """A TAT-QA-style record: a table of amounts, and paragraphs of which one gives a reason."""
     item, reason = ITEMS[index % len(ITEMS)], REASONS[index % len(REASONS)]
     other = ITEMS[(index + 3) % len(ITEMS)]
-    table = [["", "2019", "2018"], [item.capitalize(), f"{1000 + index:,}", f"{900 + index:,}"],
-             [other.capitalize(), "12", "15"]]
-    pre = ["The table below shows amounts for the last two years. All amounts are in thousands.",
-           f"Management expects the trend to continue. {item.capitalize()} changed in 2019 due to {reason}."]
-    question = ("Why did {i} change in 2019?", "What was the reason for the change in {i}?",
-                "What caused the change in {i} in 2019?")[index % 3].format(i=item)
-    return QARecord(id=f"t{index}", pre_text=pre, table=table, post_text=[], question=question,
-                    answer=f"due to {reason}", answer_type="span", source="tatqa", answer_spans=[f"due to {reason}"])
+    table = [
+        ["", "2019", "2018"],
+        [item.capitalize(), f"{1000 + index:,}", f"{900 + index:,}"],
+        [other.capitalize(), "12", "15"],
+    ]
+    pre = [
+        "The table below shows amounts for the last two years. All amounts are in thousands.",
+        f"Management expects the trend to continue. {item.capitalize()} changed in 2019 due to {reason}.",
+    ]
+    question = (
+        "Why did {i} change in 2019?",
+        "What was the reason for the change in {i}?",
+        "What caused the change in {i} in 2019?",
+    )[index % 3].format(i=item)
+    return QARecord(
+        id=f"t{index}",
+        pre_text=pre,
+        table=table,
+        post_text=[],
+        question=question,
+        answer=f"due to {reason}",
+        answer_type="span",
+        source="tatqa",
+        answer_spans=[f"due to {reason}"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +100,17 @@ def test_number_questions_stay_with_the_generator(fitted):
 def test_answer_is_text_needs_a_span_of_the_text_that_is_not_a_cell():
     assert answer_is_text(_text_record(1))
     assert not answer_is_text(generate(1, seed=1)[0])
-    cell = QARecord(id="c", pre_text=["Revenue was 1,001 in 2019."], table=[["", "2019"], ["Revenue", "1,001"]],
-                    post_text=[], question="What was revenue in 2019?", answer="1,001", answer_type="span",
-                    source="tatqa", answer_spans=["1,001"])
+    cell = QARecord(
+        id="c",
+        pre_text=["Revenue was 1,001 in 2019."],
+        table=[["", "2019"], ["Revenue", "1,001"]],
+        post_text=[],
+        question="What was revenue in 2019?",
+        answer="1,001",
+        answer_type="span",
+        source="tatqa",
+        answer_spans=["1,001"],
+    )
     assert not answer_is_text(cell)
 
 

@@ -1,9 +1,9 @@
-"""A small embedded sample of everyday English, generated from templates: for tests only.
+"""A small sample of everyday English, generated from templates: a test helper, not part of vfm.
 
 No general-English corpus ships with vfm and none can be downloaded here. Real runs should pass
 a path to one (Wikipedia, C4 or books text as ``.txt`` or ``.jsonl``). This generator gives
-the tests and the embedded default *something* general to mix in and to measure forgetting on;
-its sentences are simple and repetitive, so perplexities on it say little about real English.
+the tests *something* general to mix in and to measure forgetting on; its sentences are simple
+and repetitive, so perplexities on it say little about real English.
 """
 
 from __future__ import annotations
@@ -15,14 +15,60 @@ from vfm.pretrain.text_corpus import Document
 SOURCE = "embedded-general-sample"
 """The ``Document.source`` of every generated document, so reports can flag it."""
 
-_PEOPLE = ["my sister", "the old man", "a young teacher", "our neighbour", "the children", "a tired doctor",
-           "the farmer", "my best friend", "the new student", "a quiet woman", "the baker", "his grandmother"]
-_ACTIONS = ["walked to", "looked at", "painted", "cleaned", "visited", "talked about", "read about", "found",
-            "remembered", "photographed", "described", "built a model of"]
-_THINGS = ["the river", "a small garden", "the library", "an old bridge", "the kitchen", "a red bicycle",
-           "the mountain village", "a wooden boat", "the city park", "a quiet beach", "the school hall", "a bird"]
-_TIMES = ["in the morning", "after lunch", "on a rainy afternoon", "late at night", "last summer",
-          "during the holidays", "before breakfast", "on sunday", "in the spring", "at sunset"]
+_PEOPLE = [
+    "my sister",
+    "the old man",
+    "a young teacher",
+    "our neighbour",
+    "the children",
+    "a tired doctor",
+    "the farmer",
+    "my best friend",
+    "the new student",
+    "a quiet woman",
+    "the baker",
+    "his grandmother",
+]
+_ACTIONS = [
+    "walked to",
+    "looked at",
+    "painted",
+    "cleaned",
+    "visited",
+    "talked about",
+    "read about",
+    "found",
+    "remembered",
+    "photographed",
+    "described",
+    "built a model of",
+]
+_THINGS = [
+    "the river",
+    "a small garden",
+    "the library",
+    "an old bridge",
+    "the kitchen",
+    "a red bicycle",
+    "the mountain village",
+    "a wooden boat",
+    "the city park",
+    "a quiet beach",
+    "the school hall",
+    "a bird",
+]
+_TIMES = [
+    "in the morning",
+    "after lunch",
+    "on a rainy afternoon",
+    "late at night",
+    "last summer",
+    "during the holidays",
+    "before breakfast",
+    "on sunday",
+    "in the spring",
+    "at sunset",
+]
 _FEELINGS = ["happy", "surprised", "calm", "curious", "sleepy", "proud", "hungry", "cheerful"]
 _WEATHER = ["sunny", "cold", "windy", "warm", "cloudy", "foggy", "bright", "wet"]
 _TEMPLATES = [
@@ -46,8 +92,15 @@ def general_english_sample(n_documents: int = 200, sentences_per_document: int =
         for _ in range(sentences_per_document):
             p, w = rng.choice(_PEOPLE), rng.choice(_TIMES)
             sentence = rng.choice(_TEMPLATES).format(
-                p=p, p_cap=p[0].upper() + p[1:], a=rng.choice(_ACTIONS), t=rng.choice(_THINGS), w=w,
-                w_cap=w[0].upper() + w[1:], f=rng.choice(_FEELINGS), weather=rng.choice(_WEATHER))
+                p=p,
+                p_cap=p[0].upper() + p[1:],
+                a=rng.choice(_ACTIONS),
+                t=rng.choice(_THINGS),
+                w=w,
+                w_cap=w[0].upper() + w[1:],
+                f=rng.choice(_FEELINGS),
+                weather=rng.choice(_WEATHER),
+            )
             sentences.append(sentence[0].upper() + sentence[1:])
         docs.append(Document(f"general-{seed}-{index}", " ".join(sentences), SOURCE))
     return docs

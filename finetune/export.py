@@ -46,9 +46,19 @@ def _as_tuple(outputs) -> tuple[torch.Tensor, ...]:
     return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
 
 
-def export_onnx(module: torch.nn.Module, example_inputs: dict[str, torch.Tensor], output_names: list[str],
-                path: Path, *, opset: int = 18, dynamic_batch: bool = True, atol: float = 1e-4, rtol: float = 1e-3,
-                parity_inputs: dict[str, torch.Tensor] | None = None, raise_on_failure: bool = True) -> dict:
+def export_onnx(
+    module: torch.nn.Module,
+    example_inputs: dict[str, torch.Tensor],
+    output_names: list[str],
+    path: Path,
+    *,
+    opset: int = 18,
+    dynamic_batch: bool = True,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    parity_inputs: dict[str, torch.Tensor] | None = None,
+    raise_on_failure: bool = True,
+) -> dict:
     """Export ``module`` (put in eval mode and cast to float32, in place) to ``path`` and check parity.
 
     Args:
@@ -73,17 +83,28 @@ def export_onnx(module: torch.nn.Module, example_inputs: dict[str, torch.Tensor]
     dynamic_shapes = tuple({0: batch} for _ in names) if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        program = torch.onnx.export(module, example, input_names=names, output_names=list(output_names),
-                                    opset_version=opset, dynamo=True, dynamic_shapes=dynamic_shapes,
-                                    optimize=True, verbose=False)
+        program = torch.onnx.export(
+            module,
+            example,
+            input_names=names,
+            output_names=list(output_names),
+            opset_version=opset,
+            dynamo=True,
+            dynamic_shapes=dynamic_shapes,
+            optimize=True,
+            verbose=False,
+        )
     files = write_onnx(program, path)
 
     inputs = {k: (v.float() if v.is_floating_point() else v) for k, v in (parity_inputs or example_inputs).items()}
     with torch.no_grad():
         expected = [t.numpy() for t in _as_tuple(module(*inputs.values()))]
     if len(expected) != len(output_names):
-        raise VfmError(f"the module returns {len(expected)} outputs for {len(output_names)} names",
-                       where="export_onnx(output_names)", fix="name every output, in order")
+        raise VfmError(
+            f"the module returns {len(expected)} outputs for {len(output_names)} names",
+            where="export_onnx(output_names)",
+            fix="name every output, in order",
+        )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(list(output_names), {k: v.numpy() for k, v in inputs.items()})
 
@@ -92,17 +113,31 @@ def export_onnx(module: torch.nn.Module, example_inputs: dict[str, torch.Tensor]
         same_shape = onnx_out.shape == torch_out.shape
         diff = np.abs(onnx_out.astype(np.float64) - torch_out) if same_shape else np.array([np.inf])
         rel = diff / np.maximum(np.abs(torch_out), 1e-6) if same_shape else diff
-        outputs[name] = {"max_abs_err": float(diff.max(initial=0.0)), "max_rel_err": float(rel.max(initial=0.0)),
-                         "shape": list(onnx_out.shape)}
+        outputs[name] = {
+            "max_abs_err": float(diff.max(initial=0.0)),
+            "max_rel_err": float(rel.max(initial=0.0)),
+            "shape": list(onnx_out.shape),
+        }
         if not (same_shape and np.allclose(onnx_out, torch_out, rtol=rtol, atol=atol)):
             failures.append(name)
-    report = {"outputs": outputs, "atol": atol, "rtol": rtol, "passed": not failures,
-              "n_inputs": int(next(iter(inputs.values())).shape[0]), "opset": opset,
-              "onnxruntime": ort.__version__, "torch": torch.__version__, "files": files}
+    report = {
+        "outputs": outputs,
+        "atol": atol,
+        "rtol": rtol,
+        "passed": not failures,
+        "n_inputs": int(next(iter(inputs.values())).shape[0]),
+        "opset": opset,
+        "onnxruntime": ort.__version__,
+        "torch": torch.__version__,
+        "files": files,
+    }
     if failures and raise_on_failure:
         worst = outputs[failures[0]]
-        raise VfmError(f"ONNX output '{failures[0]}' differs from torch: max abs err {worst['max_abs_err']:.3g}, "
-                       f"max rel err {worst['max_rel_err']:.3g} (atol {atol}, rtol {rtol}); "
-                       f"shape {worst['shape']}", where=str(path),
-                       fix="check the model for ops that ONNX computes differently, or loosen atol/rtol")
+        raise VfmError(
+            f"ONNX output '{failures[0]}' differs from torch: max abs err {worst['max_abs_err']:.3g}, "
+            f"max rel err {worst['max_rel_err']:.3g} (atol {atol}, rtol {rtol}); "
+            f"shape {worst['shape']}",
+            where=str(path),
+            fix="check the model for ops that ONNX computes differently, or loosen atol/rtol",
+        )
     return report
