@@ -148,13 +148,16 @@ def write_run_bundle(
     ``metrics``) and ``SHA256SUMS`` (:func:`vfm.platform.bundle.write_bundle`)."""
     from vfm.platform.config import load_yaml_file
 
-    config = load_yaml_file(config_file) if config_file.is_file() else {}
+    has_config = config_file.is_file()
     files = dict(model_files) | {
         "metrics.json": json.dumps(metrics, indent=2),
         "parity.json": parity.to_json(),
-        "config.yaml": config_file.read_text("utf-8") if config_file.is_file() else "{}\n",
+        "config.yaml": config_file.read_text("utf-8") if has_config else "{}\n",
         "MODEL_CARD.md": render_model_card(
-            manifest, metrics=metrics if card_metrics is None else card_metrics, parity=asdict(parity), config=config
+            manifest,
+            metrics=metrics if card_metrics is None else card_metrics,
+            parity=asdict(parity),
+            config=load_yaml_file(config_file) if has_config else {},
         ),
     }
     return write_bundle(out, plugin_manifest=manifest, models=models, files=files, vfm_version=vfm_version())

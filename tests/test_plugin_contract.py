@@ -4,7 +4,7 @@ plugin is tested the moment it registers. The scaffold of ``vfm plugins new`` pa
 from __future__ import annotations
 
 import inspect
-import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -60,7 +60,7 @@ def test_a_manifest_declaring_a_component_its_task_never_uses_is_reported(tmp_pa
     package = tmp_path / "unused_plugin"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    manifest = (Path(sys.modules["vfm.plugins.finance"].__file__).parent / "manifest.yaml").read_text()
+    manifest = resources.files("vfm.plugins.finance").joinpath("manifest.yaml").read_text("utf-8")
     (package / "manifest.yaml").write_text(
         manifest.replace("name: finance", "name: unused_plugin") + "  loader: vfm.plugins.finance.loaders:load_any\n"
     )

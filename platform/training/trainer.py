@@ -29,7 +29,7 @@ from vfm.platform.training.settings import TrainSettings
 
 log = logging.getLogger("vfm.training")
 
-CHECKPOINTS, LAST, BEST = "checkpoints", "last.ckpt", "best.ckpt"
+CHECKPOINTS, LAST = "checkpoints", "last.ckpt"
 _QUIET = (
     ".*does not have many workers.*",
     ".*exists and is not empty.*",

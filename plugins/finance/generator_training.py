@@ -1,6 +1,6 @@
 """Training the finance retriever and program generator, exporting them, and scoring them.
 
-    vfm finetune finance --config configs/finance/finqa_tatqa.yaml --data DATA --out OUT
+    vfm finetune finance --config configs/finance/generator.yaml --data DATA --out OUT
 
 Steps, each logged with where its outputs went:
 

@@ -1,4 +1,4 @@
-"""Finance plugin test helpers: the real-data marker and its data folder.
+"""Finance plugin test helpers: the real-data marker and its data folder, and records written as FinQA.
 
 Real-data tests read the public datasets from ``$VFM_DATA_DIR`` (default: ``../shared/data``
 beside the repository) and are skipped when the folder is missing; nothing else here reads
@@ -29,3 +29,20 @@ def needs_data(*relative: str) -> Callable[[F], F]:
         return pytest.mark.realdata(skip(test))
 
     return decorate
+
+
+def finqa_item(record: Any) -> dict[str, Any]:
+    """A ``QARecord`` in the official FinQA JSON format (gold evidence with its text)."""
+    evidence = record.evidence()
+    return {
+        "id": record.id,
+        "pre_text": record.pre_text,
+        "table": record.table,
+        "post_text": record.post_text,
+        "qa": {
+            "question": record.question,
+            "program": record.program,
+            "exe_ans": record.answer,
+            "gold_inds": {ident: evidence[ident] for ident in record.gold_evidence},
+        },
+    }

@@ -13,6 +13,7 @@ from vfm.plugins.finance.records import QARecord
 from vfm.plugins.finance.scale import rule_scale
 from vfm.plugins.finance.synthetic import generate
 
+from .conftest import finqa_item
 from .test_decode import exported_model_folder
 
 TATQA_CONTEXT = {
@@ -53,27 +54,10 @@ TATQA_CONTEXT = {
 }
 
 
-def _finqa_item(record: QARecord) -> dict:
-    """A synthetic record in the official FinQA format."""
-    evidence = record.evidence()
-    return {
-        "id": record.id,
-        "pre_text": record.pre_text,
-        "table": record.table,
-        "post_text": record.post_text,
-        "qa": {
-            "question": record.question,
-            "program": record.program,
-            "exe_ans": record.answer,
-            "gold_inds": {ident: evidence[ident] for ident in record.gold_evidence},
-        },
-    }
-
-
 @pytest.mark.slow
 def test_evaluate_file_scores_a_finqa_file(tmp_path):
     path = tmp_path / "finqa.json"
-    path.write_text(json.dumps([_finqa_item(r) for r in generate(3, seed=31)]))
+    path.write_text(json.dumps([finqa_item(r) for r in generate(3, seed=31)]))
     result = evaluate_file(path, exported_model_folder(), progress=False)
     assert result["count"] == 3 and result["file"] == str(path)
     assert set(result["retrieval"]) == {"recall@1", "recall@3", "recall@5", "count"}

@@ -18,7 +18,7 @@ from vfm.plugins.finance.generator_training import (
 from vfm.plugins.finance.reranker_training import main as reranker_main
 from vfm.plugins.finance.synthetic import generate
 
-from .conftest import DATA_DIR, needs_data
+from .conftest import DATA_DIR, finqa_item, needs_data
 
 
 def test_training_units_always_hold_the_gold_evidence():
@@ -94,24 +94,6 @@ def _prompt(record) -> dict:
     }
 
 
-def _finqa(records) -> list[dict]:
-    return [
-        {
-            "id": r.id,
-            "pre_text": r.pre_text,
-            "post_text": r.post_text,
-            "table": r.table,
-            "qa": {
-                "question": r.question,
-                "program": r.program,
-                "exe_ans": r.answer,
-                "gold_inds": {ident: "" for ident in r.gold_evidence},
-            },
-        }
-        for r in records
-    ]
-
-
 @pytest.mark.slow
 def test_weak_labels_train_on_answer_only_questions(tmp_path, capsys):
     """A data folder whose FinQA prompt file holds answer-only questions: the run finds programs
@@ -122,8 +104,8 @@ def test_weak_labels_train_on_answer_only_questions(tmp_path, capsys):
     (data / "convfinqa").mkdir()
     records = [r for r in generate(90, seed=21) if isinstance(r.answer, float)]
     train, dev, unlabelled = records[:20], records[20:26], records[26:]
-    (data / "finqa/train_sample100.original.json").write_text(json.dumps(_finqa(train)))
-    (data / "finqa/dev_sample200.original.json").write_text(json.dumps(_finqa(dev)))
+    (data / "finqa/train_sample100.original.json").write_text(json.dumps([finqa_item(r) for r in train]))
+    (data / "finqa/dev_sample200.original.json").write_text(json.dumps([finqa_item(r) for r in dev]))
     (data / "tatqa/tatqa_dataset_dev.json").write_text("[]")
     (data / "convfinqa/convfinqa_dev.pot_format.json").write_text("[]")
     prompts = [_prompt(r) for r in unlabelled + dev]  # the evaluation questions are in the file too

@@ -14,6 +14,8 @@ from vfm.platform.errors import VfmError
 from vfm.plugins.finance.executor import execute
 from vfm.plugins.finance.synthetic import generate
 
+from .conftest import finqa_item
+
 pytestmark = pytest.mark.slow
 
 TINY = [
@@ -62,25 +64,7 @@ def finance(tmp_path_factory):
 
 def _finqa_file(path, n=3):
     records = generate(n, seed=7)
-    path.write_text(
-        json.dumps(
-            [
-                {
-                    "id": r.id,
-                    "pre_text": r.pre_text,
-                    "post_text": r.post_text,
-                    "table": r.table,
-                    "qa": {
-                        "question": r.question,
-                        "program": r.program,
-                        "exe_ans": r.answer,
-                        "gold_inds": {i: "" for i in r.gold_evidence},
-                    },
-                }
-                for r in records
-            ]
-        )
-    )
+    path.write_text(json.dumps([finqa_item(r) for r in records]))
     return records
 
 
