@@ -10,18 +10,9 @@ import torch
 from text_general_sample import SOURCE, general_english_sample
 
 from vfm.platform.errors import VfmError
+from vfm.plugins.finance.corpus import finance_document_id, read_finance, read_phrasebank
 from vfm.pretrain.text_blocks import mix_by_tokens, pack_blocks, split_heldout
-from vfm.pretrain.text_corpus import (
-    Corpus,
-    Document,
-    build_corpus,
-    finance_document_id,
-    normalise,
-    read_finance,
-    read_jsonl,
-    read_phrasebank,
-    read_text,
-)
+from vfm.pretrain.text_corpus import Corpus, Document, build_corpus, normalise, read_jsonl, read_text
 
 DATA = Path(os.environ.get("VFM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -45,7 +36,8 @@ def load_corpus(
     """Every path read with :func:`read_any`, through :func:`build_corpus`, excluding the ids and
     every document of ``exclude_files`` (read the same way)."""
     documents = [doc for path in paths for doc in read_any(path)]
-    return build_corpus(documents, exclude_ids, [doc for path in exclude_files for doc in read_any(path)])
+    excluded = [doc for path in exclude_files for doc in read_any(path)]
+    return build_corpus(documents, exclude_ids, excluded, id_key=finance_document_id)
 
 
 def finqa_record(doc: str, n: int, sentence: str) -> dict:

@@ -69,9 +69,10 @@ class FinancePipeline:
     # ---------------------------------------------------------------- pretrain
     def pretrain(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         """Continue pretraining the encoder on domain text (masked LM for encoders)."""
+        from vfm.plugins.finance.corpus import finance_documents, read_phrasebank
         from vfm.plugins.finance.synthetic import generate
         from vfm.pretrain.text_adaptation import TextAdaptSettings, adapt_text_model
-        from vfm.pretrain.text_corpus import build_corpus, finance_documents, read_phrasebank
+        from vfm.pretrain.text_corpus import build_corpus
 
         config = self.resolve(config)
         section = dict(config["pretrain"])
