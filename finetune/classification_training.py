@@ -78,6 +78,8 @@ class FinetuneSettings(TrainSettings):
     lora_dropout: float = 0.0
     num_workers: int = 0
 
+    RESUMABLE_CHANGES = TrainSettings.RESUMABLE_CHANGES | {"num_workers"}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check(
@@ -184,8 +186,8 @@ class ClassifierModule(L.LightningModule):
             )
             for group in groups:
                 group["lr"] = lr * group.pop("lr_scale")
-        total = int(self.trainer.estimated_stepping_batches)
-        warmup = round(s.warmup_epochs * total / max(1, self.trainer.max_epochs))
+        total = int(self.trainer.estimated_stepping_batches)  # loads the data: num_training_batches is known
+        warmup = round(s.warmup_epochs * self.trainer.num_training_batches)
         return adamw_with_schedule(groups, lr=lr, warmup_steps=warmup, total_steps=total)
 
 
@@ -331,6 +333,12 @@ def finetune_classifier(
     )
     run = fit(module, settings, out_dir, train=loader, val=val_loader, monitor=MONITOR, mode="max", progress=progress)
 
+    if run.best is None:
+        raise VfmError(
+            f"training stopped after {run.steps} steps, before the first validation",
+            where="FinetuneSettings.max_steps",
+            fix="train at least one epoch (raise max_steps, or set max_epochs instead)",
+        )
     model, best_epoch = _trained(module, str(run.best))
     probs = predict_proba(model, x_val.numpy())  # [N_val, C]
     metrics = metrics_fn(y_val.numpy(), probs, label_names)

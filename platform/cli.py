@@ -303,11 +303,23 @@ HANDLERS = {
 }
 
 
+def _log_progress_to_stderr() -> None:
+    """What vfm's loggers say (a run's steps and where their outputs went, the training stack's
+    warnings) goes to stderr, one timed line each; stdout carries only the result."""
+    logger = logging.getLogger("vfm")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vfm`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    _log_progress_to_stderr()
     try:
         # Progress bars and library chatter go to stderr; stdout carries only the result.
         with contextlib.redirect_stdout(sys.stderr):

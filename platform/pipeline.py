@@ -116,7 +116,7 @@ class ParityReport:
             for graph, report in graphs.items()
             for name, stats in report["outputs"].items()
         }
-        passed = all(r["passed"] for r in graphs.values()) and all(c.get("passed", True) for c in checks.values())
+        passed = all(r["passed"] for r in graphs.values()) and all(c["passed"] for c in checks.values())
         return cls(
             passed=passed,
             atol=first["atol"],

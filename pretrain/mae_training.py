@@ -68,6 +68,8 @@ class PretrainSettings(TrainSettings):
     figure_every_n_epochs: int = 1
     compile: str | None = None
 
+    RESUMABLE_CHANGES = TrainSettings.RESUMABLE_CHANGES | {"figure_every_n_epochs", "compile"}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check(

@@ -60,6 +60,8 @@ class TextAdaptSettings(TrainSettings):
     eval_max_blocks: int = 256
     eval_batch_size: int = 16
 
+    RESUMABLE_CHANGES = TrainSettings.RESUMABLE_CHANGES | {"eval_max_blocks", "eval_batch_size"}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check(

@@ -7,8 +7,8 @@ the field again. Config sections stay flat: ``pretrain.max_steps``, ``finetune.p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
 
 from vfm.platform.errors import VfmError
 
@@ -42,6 +42,24 @@ class TrainSettings:
     strategy: str = "auto"
     seed: int = 0
     checkpoint_every_n_steps: int | None = 500
+
+    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset(
+        {
+            "max_steps",
+            "max_epochs",
+            "max_minutes",
+            "checkpoint_every_n_steps",
+            "accelerator",
+            "devices",
+            "num_nodes",
+            "strategy",
+        }
+    )
+    """Fields a resumed run may change (the run's length and where it runs); subclasses add theirs."""
+
+    def comparable(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the run it resumes (JSON-able)."""
+        return {k: v for k, v in asdict(self).items() if k not in self.RESUMABLE_CHANGES}
 
     def __post_init__(self) -> None:
         self.check(

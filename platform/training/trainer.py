@@ -24,10 +24,15 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import CSVLogger
 
+from vfm.platform.errors import VfmError
 from vfm.platform.training.checkpoints import AtomicCheckpointIO, TrainingClock, resumable_checkpoint
 from vfm.platform.training.settings import TrainSettings
 
 log = logging.getLogger("vfm.training")
+# Lightning advertises a cloud logger at every Trainer construction (an INFO line, not a warning)
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: not str(record.msg).startswith("💡 Tip")
+)
 
 CHECKPOINTS, LAST = "checkpoints", "last.ckpt"
 _QUIET = (
@@ -35,8 +40,6 @@ _QUIET = (
     ".*exists and is not empty.*",
     ".*resuming from a checkpoint.*",
     ".*mid-epoch.*",
-    ".*litlogger.*",
-    ".*LitLogger.*",
     ".*LeafSpec.*",
     ".*smaller than the logging interval.*",
 )
@@ -100,12 +103,39 @@ class FitResult:
 
 class _BatchSamplerEpoch(Callback):
     """Lightning tells a DataLoader's ``sampler`` the epoch, not its ``batch_sampler``: do that
-    too, before the epoch's batches are drawn, so batch samplers can order by (seed, epoch)."""
+    too, before the epoch's batches are drawn, so batch samplers can order by (seed, epoch).
+    Also at the start of a resumed fit, for which Lightning skips the epoch-start hook."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.on_train_epoch_start(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         set_epoch = getattr(getattr(trainer.train_dataloader, "batch_sampler", None), "set_epoch", None)
         if callable(set_epoch):
             set_epoch(trainer.current_epoch)
+
+
+class _SameRun(Callback):
+    """Refuses to resume a checkpoint written under other settings (another seed, data size or
+    model option would silently mix two runs): the settings travel in every checkpoint, and only
+    the fields of ``settings.RESUMABLE_CHANGES`` (length, cap, devices, ...) may differ."""
+
+    def __init__(self, settings: TrainSettings):
+        self.settings = settings
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings.comparable()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved, now = state.get("settings"), self.settings.comparable()
+        if saved is None or saved == now:
+            return
+        changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+        raise VfmError(
+            f"the checkpoint to resume from was written with other settings ({', '.join(changed[:4])})",
+            where=f"{CHECKPOINTS}/{LAST}",
+            fix="re-run with the run's own config.yaml, or start again in a new --out folder",
+        )
 
 
 def fit(
@@ -133,7 +163,8 @@ def fit(
             ``gradient_clip_val``, ``log_every_n_steps``, ``use_distributed_sampler``, ...).
 
     Raises:
-        VfmError: ``last.ckpt`` exists but cannot be read or does not fit ``module``.
+        VfmError: ``last.ckpt`` exists but cannot be read, does not fit ``module`` or its optimizer,
+            or was written under other settings (:class:`_SameRun`).
     """
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / CHECKPOINTS
@@ -170,12 +201,15 @@ def fit(
         strategy=settings.strategy,
         precision=cast(Any, precision),
         logger=CSVLogger(out_dir, name="logs"),
+        # best before keep_last: Lightning runs checkpoint callbacks in order, and last.ckpt must hold
+        # the best score of the epoch it saves
         callbacks=[
-            keep_last,
             *([best] if best else []),
+            keep_last,
             *([timer] if timer else []),
             clock,
             _BatchSamplerEpoch(),
+            _SameRun(settings),
             *callbacks,
         ],
         plugins=[AtomicCheckpointIO()],
@@ -187,10 +221,20 @@ def fit(
     with warnings.catch_warnings():
         for message in _QUIET:
             warnings.filterwarnings("ignore", message)
-        trainer.fit(module, train, val, ckpt_path=resumable_checkpoint(module, last), weights_only=True)
+        try:
+            trainer.fit(module, train, val, ckpt_path=resumable_checkpoint(module, last), weights_only=True)
+        except ValueError as err:  # Lightning's optimizer load: another parameter-group layout
+            if "parameter group" not in str(err):
+                raise
+            raise VfmError(
+                "the checkpoint's optimizer state does not fit this model's parameter groups (a vfm version "
+                "whose optimizer changed wrote it)",
+                where=str(last),
+                fix="start again in a new --out folder, or delete the checkpoint",
+            ) from None
         trainer.save_checkpoint(last, weights_only=False)  # with optimiser and loop state, to resume
 
-    stopped_by_time = timer is not None and (timer.time_remaining("train") or 0.0) <= 0
+    stopped_by_time = timer is not None and trainer.should_stop  # nothing else stops a run early
     if stopped_by_time:
         log.warning(
             "training stopped by the wall-clock cap of %s minutes at step %d (epoch %d): the model may be "

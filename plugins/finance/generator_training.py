@@ -174,6 +174,17 @@ class TrainingSettings(TrainSettings):
     lookup: bool = True
     lookup_synthetic: int = 300
 
+    RESUMABLE_CHANGES = TrainSettings.RESUMABLE_CHANGES | {
+        "data_dir",
+        "threads",
+        "limit_eval",
+        "parity_records",
+        "eval_synthetic",
+        "beam_size",
+        "lookup",
+        "lookup_synthetic",
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check(

@@ -226,7 +226,7 @@ class FinancePipeline:
         metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
         parity = json.loads((run_dir / "parity.json").read_text("utf-8"))
         graphs = graph_reports(parity)
-        tokens = parity.get("greedy_tokens", {"count": 0, "equal": 0})
+        tokens = parity["greedy_tokens"]
         report = ParityReport.from_graphs(
             graphs, greedy_tokens={**tokens, "passed": tokens["equal"] == tokens["count"]}
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CORE = ("platform", "pretrain", "finetune", "serve")
 TORCH = ("torch", "lightning", "timm", "transformers", "monai", "peft")
 

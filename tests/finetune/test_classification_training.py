@@ -84,6 +84,22 @@ def test_separable_problem_is_learned_saved_and_resumed(tmp_path):
     assert again["epochs"] == 4  # resumed after epoch 3, trained one more
 
 
+def test_a_step_budget_that_ends_before_the_first_validation_is_named(tmp_path):
+    train, val = colour_data(64, 0), colour_data(30, 1)  # 4 batches per epoch
+    with pytest.raises(VfmError, match="before the first validation"):
+        finetune_classifier(
+            train,
+            val,
+            encoder_cfg=ENCODER,
+            num_classes=3,
+            settings=settings(max_steps=2),
+            out_dir=tmp_path,
+            pretrained=None,
+            label_names=LABELS,
+            progress=False,
+        )
+
+
 def test_linear_probe_trains_only_the_head_of_a_pretrained_encoder(tmp_path):
     mae = MaskedAutoencoderViT(MaeConfig(**ENCODER, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2))
     save_file(mae.encoder_state_dict(), tmp_path / "encoder.safetensors")

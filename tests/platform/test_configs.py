@@ -10,7 +10,7 @@ import pytest
 from vfm.platform.config import build_settings, load_yaml_file
 from vfm.platform.registry import get_plugin
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*/*.yaml"))
 NOT_SETTINGS = {"pretrained", "base", "preset", "patch_size"}  # read by the pipelines themselves
 
 

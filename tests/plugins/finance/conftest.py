@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 F = TypeVar("F", bound=Callable[..., Any])
 
 DATA_DIR = Path(os.environ.get("VFM_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -190,6 +190,9 @@ def test_pretrain_writes_artifacts_and_resumes(tmp_path):
         extra_meta=meta,
     )
     assert again["resumed_from_step"] == 4 and again["steps"] == 6
+    other = PretrainSettings(**{**settings.__dict__, "max_steps": 8, "base_lr": 1e-3})
+    with pytest.raises(VfmError, match=r"written with other settings \(base_lr\)"):
+        pretrain_mae(images, cfg, other, tmp_path, progress=False, extra_meta=meta)  # two runs never mix
     assert again["seconds_all_calls"] > again["seconds"] > 0 and first["seconds_all_calls"] >= first["seconds"]
 
 

@@ -14,7 +14,7 @@ from vfm.plugins.finance.corpus import finance_document_id, read_finance, read_p
 from vfm.pretrain.text_blocks import mix_by_tokens, pack_blocks, split_heldout
 from vfm.pretrain.text_corpus import Corpus, Document, build_corpus, normalise, read_jsonl, read_text
 
-DATA = Path(os.environ.get("VFM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = Path(os.environ.get("VFM_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
 def read_any(path: str | Path) -> list[Document]:

@@ -230,7 +230,7 @@ def test_installed_plugin_passes_vfm_plugins_validate(installed: SimpleNamespace
 def test_validate_names_the_failing_step(tmp_path: Path):
     """A plugin whose generator cannot be imported fails at 'imports', and the CLI exits non-zero."""
     site = tmp_path / "site"
-    manifest = yaml.safe_load((Path(__file__).parents[1] / "plugins/retina/manifest.yaml").read_text())
+    manifest = yaml.safe_load((Path(__file__).parents[2] / "plugins/retina/manifest.yaml").read_text())
     manifest["name"] = "halfbuilt"
     manifest["components"] = {"generator": "halfbuilt_pkg.synthetic:generate"}
     _write_dist(
