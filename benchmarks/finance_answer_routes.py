@@ -1,12 +1,12 @@
 """What the answers that are not programs add: each finance run scored with and without them.
 
 For each model folder, scores FinQA dev and the held-out TAT-QA questions twice: with every
-answer route the folder has (table lookup, text answers; :mod:`vfm.plugins.finance.lookup`,
-:mod:`vfm.plugins.finance.text_answer`) and with programs only (``lookup=False``). The scale
+answer route the folder has (table lookup, text answers; :mod:`vfm.plugins.finance.answers.lookup`,
+:mod:`vfm.plugins.finance.answers.text_answer`) and with programs only (``lookup=False``). The scale
 model, when the folder has one, is used by both. Prints JSON, one object per folder, plus the
 means over folders:
 
-    python -m vfm.plugins.finance.answer_fitting --data-dir $VFM_DATA_DIR --model RUN   # if RUN predates them
+    python -m vfm.plugins.finance.answers.answer_fitting --data-dir $VFM_DATA_DIR --model RUN   # if RUN predates them
     python benchmarks/finance_answer_routes.py --data-dir $VFM_DATA_DIR --model RUN [RUN ...]
 
 Torch-free (the ONNX runtime); about 45 s per folder on 2 cores.
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from vfm.plugins.finance.data_splits import load_real_data
-from vfm.plugins.finance.decode import ProgramPredictor
-from vfm.plugins.finance.evaluate import evaluate_records
+from vfm.plugins.finance.data.data_splits import load_real_data
+from vfm.plugins.finance.evaluation.evaluate import evaluate_records
+from vfm.plugins.finance.generation.decode import ProgramPredictor
 
 MEASURES = {
     "tatqa_exact_match": ("tatqa_held_out", ("tatqa", "all", "exact_match")),

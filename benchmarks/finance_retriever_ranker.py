@@ -6,7 +6,7 @@ recall@1/3/5 on the selection records, FinQA dev and the held-out TAT-QA questio
 
     python benchmarks/finance_retriever_ranker.py --data-dir $VFM_DATA_DIR [--seeds 0 1]
 
-The ranker is LightGBM's lambdarank over :data:`vfm.plugins.finance.retriever.FEATURES`, one
+The ranker is LightGBM's lambdarank over :data:`vfm.plugins.finance.retrieval.retriever.FEATURES`, one
 query per question, the gold units relevant; its seeds vary the row and feature subsampling.
 Needs ``pip install -e '.[bench]'`` (LightGBM; not a dependency of vfm itself: the shipped
 retriever is the logistic regression, whose probabilities the weak-label search multiplies).
@@ -22,12 +22,12 @@ from collections.abc import Callable, Sequence
 import lightgbm
 import numpy as np
 
-from vfm.plugins.finance.data_splits import load_real_data, selection_split
-from vfm.plugins.finance.features import record_question
-from vfm.plugins.finance.metrics import mean_recall_at_k
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.retriever import EvidenceRetriever, record_row_names, unit_features
-from vfm.plugins.finance.synthetic import generate
+from vfm.plugins.finance.data.data_splits import load_real_data, selection_split
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.data.synthetic import generate
+from vfm.plugins.finance.evaluation.metrics import mean_recall_at_k
+from vfm.plugins.finance.generation.features import record_question
+from vfm.plugins.finance.retrieval.retriever import EvidenceRetriever, record_row_names, unit_features
 
 RANKER_PARAMS = {
     "objective": "lambdarank",

@@ -6,7 +6,7 @@ A :class:`Document` is one unit of text that is kept whole when a held-out split
 - :func:`read_text` — ``.txt`` files or folders of them (a document per file, paragraph or line);
 - :func:`read_jsonl` — JSON Lines with a ``text`` field.
 
-Domain readers live in their plugin (finance: :mod:`vfm.plugins.finance.corpus`).
+Domain readers live in their plugin (finance: :mod:`vfm.plugins.finance.data.corpus`).
 
 :func:`build_corpus` removes duplicates (a hash of the normalised text) and excludes evaluation
 documents by id *and* by content: a document is dropped when it shares its text or any long
@@ -123,7 +123,7 @@ def build_corpus(
         exclude_documents: documents of an evaluation set; any document sharing its text or a
             sentence of ``min_words``+ words with one of them is dropped.
         id_key: the id a domain groups ids under (e.g. a filing page for a question's id:
-            :func:`vfm.plugins.finance.corpus.finance_document_id`); default the id itself.
+            :func:`vfm.plugins.finance.data.corpus.finance_document_id`); default the id itself.
     """
     ids = set(exclude_ids)
     ids |= {id_key(i) for i in ids}

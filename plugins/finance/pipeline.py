@@ -10,7 +10,7 @@ Each method is one CLI verb (``vfm pretrain|finetune|evaluate|export finance``).
   the encoder on the domain text (the training documents, or synthetic statements).
 - ``finetune``: ``pretrained`` (a Hugging Face model folder with ``tokenizer.json``, e.g. the
   ``model/`` folder ``vfm pretrain finance`` writes; ``null`` trains the encoder from scratch)
-  plus :class:`vfm.plugins.finance.generator_training.TrainingSettings` fields.
+  plus :class:`vfm.plugins.finance.generation.generator_training.TrainingSettings` fields.
 
 A fine-tune run folder is itself a model folder (ONNX encoder and decoder step, tokenizer,
 retriever, decoding settings): ``evaluate`` and ``export`` read it without torch.
@@ -69,8 +69,8 @@ class FinancePipeline:
     # ---------------------------------------------------------------- pretrain
     def pretrain(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         """Continue pretraining the encoder on domain text (masked LM for encoders)."""
-        from vfm.plugins.finance.corpus import finance_documents, read_phrasebank
-        from vfm.plugins.finance.synthetic import generate
+        from vfm.plugins.finance.data.corpus import finance_documents, read_phrasebank
+        from vfm.plugins.finance.data.synthetic import generate
         from vfm.pretrain.text_adaptation import TextAdaptSettings, adapt_text_model
         from vfm.pretrain.text_corpus import build_corpus
 
@@ -82,7 +82,7 @@ class FinancePipeline:
         if data_dir is None:
             documents, held_out = finance_documents(generate(2000, seed=config["finetune"].get("seed", 0))), []
         else:
-            from vfm.plugins.finance.data_splits import load_real_data
+            from vfm.plugins.finance.data.data_splits import load_real_data
 
             real = load_real_data(data_dir)
             documents = finance_documents(real.train)
@@ -100,8 +100,8 @@ class FinancePipeline:
 
     # ---------------------------------------------------------------- finetune
     def _training_settings(self, config: dict[str, Any]) -> Any:
-        from vfm.plugins.finance.generator import SCRATCH
-        from vfm.plugins.finance.generator_training import TrainingSettings
+        from vfm.plugins.finance.generation.generator import SCRATCH
+        from vfm.plugins.finance.generation.generator_training import TrainingSettings
 
         section = dict(config["finetune"])
         pretrained = section.pop("pretrained")
@@ -116,7 +116,7 @@ class FinancePipeline:
 
     def finetune(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         """Fit the retriever and train the program generator; export and score it (``metrics.json``)."""
-        from vfm.plugins.finance.generator_training import train_generator
+        from vfm.plugins.finance.generation.generator_training import train_generator
 
         config = self.resolve(config)
         settings = self._training_settings(config)
@@ -137,9 +137,9 @@ class FinancePipeline:
 
         Torch-free: the run's exported ONNX model answers every question.
         """
-        from vfm.plugins.finance.decode import ProgramPredictor
-        from vfm.plugins.finance.evaluate import evaluate_file, evaluate_records
-        from vfm.plugins.finance.synthetic import generate
+        from vfm.plugins.finance.data.synthetic import generate
+        from vfm.plugins.finance.evaluation.evaluate import evaluate_file, evaluate_records
+        from vfm.plugins.finance.generation.decode import ProgramPredictor
 
         check_model_folder(run_dir)
         if split is not None:
@@ -180,10 +180,10 @@ class FinancePipeline:
         import numpy as np
         from tokenizers import Tokenizer
 
-        from vfm.plugins.finance.features import InputEncoder, make_example
-        from vfm.plugins.finance.generator import TorchBackend, build_generator
-        from vfm.plugins.finance.generator_training import record_texts, train_word_tokenizer
-        from vfm.plugins.finance.synthetic import generate
+        from vfm.plugins.finance.data.synthetic import generate
+        from vfm.plugins.finance.generation.features import InputEncoder, make_example
+        from vfm.plugins.finance.generation.generator import TorchBackend, build_generator
+        from vfm.plugins.finance.generation.generator_training import record_texts, train_word_tokenizer
 
         settings = self._training_settings(self.resolve(self.smoke_config()))
         records = generate(4, seed=0)
@@ -215,12 +215,12 @@ class FinancePipeline:
         """Bundle a run's exported model (ONNX encoder + decoder step, tokenizer, retriever, and the beam
         re-ranker, the table lookup, the scale model and the text answerer when the run kept them)."""
         from vfm.platform.pipeline import ParityReport, write_run_bundle
-        from vfm.plugins.finance.decode import graph_reports
-        from vfm.plugins.finance.examples import example_files
-        from vfm.plugins.finance.lookup import FILE as LOOKUP_FILE
-        from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
-        from vfm.plugins.finance.scale import FILE as SCALE_FILE
-        from vfm.plugins.finance.text_answer import FILE as TEXT_FILE
+        from vfm.plugins.finance.answers.lookup import FILE as LOOKUP_FILE
+        from vfm.plugins.finance.answers.scale import FILE as SCALE_FILE
+        from vfm.plugins.finance.answers.text_answer import FILE as TEXT_FILE
+        from vfm.plugins.finance.data.examples import example_files
+        from vfm.plugins.finance.generation.decode import graph_reports
+        from vfm.plugins.finance.generation.reranker import FILE as RERANKER_FILE
 
         check_model_folder(run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))

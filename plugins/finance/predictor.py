@@ -20,10 +20,10 @@ from typing import Any
 from vfm.platform.bundle import Bundle
 from vfm.platform.errors import VfmError
 from vfm.platform.plugin import Plugin
-from vfm.plugins.finance.decode import ProgramPredictor, document_units
-from vfm.plugins.finance.executor import trace
-from vfm.plugins.finance.lookup import column_name
-from vfm.plugins.finance.table_text import parse_table
+from vfm.plugins.finance.answers.lookup import column_name
+from vfm.plugins.finance.data.table_text import parse_table
+from vfm.plugins.finance.generation.decode import ProgramPredictor, document_units
+from vfm.plugins.finance.language.executor import trace
 
 MAX_CONTEXT_CHARS = 100_000
 """The longest text (before + after the table) accepted; annual-report pages are a few thousand."""
@@ -189,7 +189,7 @@ def _read_file(path: Path) -> tuple[str, list[list[str]], list[str], list[str], 
         ) from None
     if isinstance(data, Mapping) and "question" in data:
         return read_question(data)
-    from vfm.plugins.finance.loaders import load_any
+    from vfm.plugins.finance.data.loaders import load_any
 
     records = load_any(path)
     if len(records) != 1:

@@ -17,7 +17,7 @@ NOT_SETTINGS = {"pretrained", "base", "preset", "patch_size"}  # read by the pip
 def _settings_classes(plugin: str) -> dict[str, type]:
     from vfm.finetune.classification_training import FinetuneSettings
     from vfm.plugins.driving.training import CommentaryTrainSettings
-    from vfm.plugins.finance.generator_training import TrainingSettings
+    from vfm.plugins.finance.generation.generator_training import TrainingSettings
     from vfm.pretrain.mae_training import PretrainSettings
     from vfm.pretrain.text_adaptation import TextAdaptSettings
 

@@ -61,7 +61,8 @@ def test_a_manifest_declaring_a_component_its_task_never_uses_is_reported(tmp_pa
     (package / "__init__.py").write_text("")
     manifest = resources.files("vfm.plugins.finance").joinpath("manifest.yaml").read_text("utf-8")
     (package / "manifest.yaml").write_text(
-        manifest.replace("name: finance", "name: unused_plugin") + "  loader: vfm.plugins.finance.loaders:load_any\n"
+        manifest.replace("name: finance", "name: unused_plugin")
+        + "  loader: vfm.plugins.finance.data.loaders:load_any\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert Plugin.from_package("unused_plugin").unused_components() == ["loader"]
@@ -79,7 +80,7 @@ def test_the_scaffold_pipeline_satisfies_the_contract(tmp_path, monkeypatch):
 def test_every_training_settings_class_is_a_train_settings():
     from vfm.finetune.classification_training import FinetuneSettings
     from vfm.plugins.driving.training import CommentaryTrainSettings
-    from vfm.plugins.finance.generator_training import TrainingSettings
+    from vfm.plugins.finance.generation.generator_training import TrainingSettings
     from vfm.pretrain.mae_training import PretrainSettings
     from vfm.pretrain.text_adaptation import TextAdaptSettings
 

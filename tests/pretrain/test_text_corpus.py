@@ -10,7 +10,7 @@ import torch
 from text_general_sample import SOURCE, general_english_sample
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.corpus import finance_document_id, read_finance, read_phrasebank
+from vfm.plugins.finance.data.corpus import finance_document_id, read_finance, read_phrasebank
 from vfm.pretrain.text_blocks import mix_by_tokens, pack_blocks, split_heldout
 from vfm.pretrain.text_corpus import Corpus, Document, build_corpus, normalise, read_jsonl, read_text
 

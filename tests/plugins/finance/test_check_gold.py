@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vfm.plugins.finance.check_gold import check_gold_programs, main
+from vfm.plugins.finance.data.check_gold import check_gold_programs, main
 
 from .conftest import DATA_DIR, needs_data
 
@@ -55,7 +55,10 @@ def test_runs_as_a_module(tmp_path):
     good = tmp_path / "good.json"
     good.write_text(json.dumps([GOOD]), encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "vfm.plugins.finance.check_gold", str(good)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "vfm.plugins.finance.data.check_gold", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0 and "1/1 gold programs" in result.stdout
 

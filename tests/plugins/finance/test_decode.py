@@ -16,7 +16,9 @@ import pytest
 import torch
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.decode import (
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.data.synthetic import generate
+from vfm.plugins.finance.generation.decode import (
     OnnxBackend,
     Prediction,
     ProgramPredictor,
@@ -27,12 +29,10 @@ from vfm.plugins.finance.decode import (
     parity_passed,
     read_settings,
 )
-from vfm.plugins.finance.features import OUTPUT_VOCAB, make_example
-from vfm.plugins.finance.generator import TorchBackend, load_generator
-from vfm.plugins.finance.generator_training import TrainingSettings, build_model_folder
-from vfm.plugins.finance.program import parse_program, step_reference
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.synthetic import generate
+from vfm.plugins.finance.generation.features import OUTPUT_VOCAB, make_example
+from vfm.plugins.finance.generation.generator import TorchBackend, load_generator
+from vfm.plugins.finance.generation.generator_training import TrainingSettings, build_model_folder
+from vfm.plugins.finance.language.program import parse_program, step_reference
 
 TINY = TrainingSettings(
     d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=128, top_k=3, beam_size=3, vocab_size=2000, dropout=0.0
@@ -156,8 +156,8 @@ def test_beam_size_must_be_positive():
 
 def test_the_runtime_imports_no_torch():
     code = (
-        "import sys; import vfm.plugins.finance.decode, vfm.plugins.finance.evaluate, "
-        "vfm.plugins.finance.retriever, vfm.plugins.finance.features; "
+        "import sys; import vfm.plugins.finance.generation.decode, vfm.plugins.finance.evaluation.evaluate, "
+        "vfm.plugins.finance.retrieval.retriever, vfm.plugins.finance.generation.features; "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -167,8 +167,8 @@ def test_the_runtime_imports_no_torch():
 @pytest.mark.slow
 def test_the_exported_model_answers_without_torch(folder):
     code = (
-        "import sys; from vfm.plugins.finance.decode import ProgramPredictor; "
-        "from vfm.plugins.finance.synthetic import generate; "
+        "import sys; from vfm.plugins.finance.generation.decode import ProgramPredictor; "
+        "from vfm.plugins.finance.data.synthetic import generate; "
         "p = ProgramPredictor(sys.argv[1]).predict_record(generate(1, seed=21)[0]); "
         "assert p.program and 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"
     )

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.decode import Prediction
-from vfm.plugins.finance.evaluate import evaluate_file, main, score_predictions
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.scale import rule_scale
-from vfm.plugins.finance.synthetic import generate
+from vfm.plugins.finance.answers.scale import rule_scale
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.data.synthetic import generate
+from vfm.plugins.finance.evaluation.evaluate import evaluate_file, main, score_predictions
+from vfm.plugins.finance.generation.decode import Prediction
 
 from .conftest import finqa_item
 from .test_decode import exported_model_folder

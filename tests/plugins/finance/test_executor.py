@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.executor import StepResult, execute, trace
+from vfm.plugins.finance.language.executor import StepResult, execute, trace
 
 TABLE = [
     ["", "2019", "2018", "2017"],

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.executor import execute
-from vfm.plugins.finance.expression import compile_expression
-from vfm.plugins.finance.program import render_program
+from vfm.plugins.finance.language.executor import execute
+from vfm.plugins.finance.language.expression import compile_expression
+from vfm.plugins.finance.language.program import render_program
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.decode import greedy_decode
-from vfm.plugins.finance.features import (
+from vfm.plugins.finance.data.synthetic import generate
+from vfm.plugins.finance.generation.decode import greedy_decode
+from vfm.plugins.finance.generation.features import (
     OUTPUT_VOCAB,
     VOCAB_INDEX,
     Example,
@@ -20,7 +21,7 @@ from vfm.plugins.finance.features import (
     program_targets,
     split_words,
 )
-from vfm.plugins.finance.generator import (
+from vfm.plugins.finance.generation.generator import (
     GeneratorConfig,
     TorchBackend,
     build_generator,
@@ -28,9 +29,8 @@ from vfm.plugins.finance.generator import (
     load_generator,
     save_generator,
 )
-from vfm.plugins.finance.generator_training import record_texts, train_word_tokenizer, training_units
-from vfm.plugins.finance.program import parse_program, program_tokens
-from vfm.plugins.finance.synthetic import generate
+from vfm.plugins.finance.generation.generator_training import record_texts, train_word_tokenizer, training_units
+from vfm.plugins.finance.language.program import parse_program, program_tokens
 
 TINY = {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64, "max_len": 160, "dropout": 0.0}
 

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.data_splits import hash_percent, selection_split, split_tatqa
-from vfm.plugins.finance.generator_training import (
+from vfm.plugins.finance.data.data_splits import hash_percent, selection_split, split_tatqa
+from vfm.plugins.finance.data.synthetic import generate
+from vfm.plugins.finance.generation.generator_training import (
     LengthBuckets,
     TrainingSettings,
     train_generator,
     training_units,
 )
-from vfm.plugins.finance.reranker_training import main as reranker_main
-from vfm.plugins.finance.synthetic import generate
+from vfm.plugins.finance.generation.reranker_training import main as reranker_main
 
 from .conftest import DATA_DIR, finqa_item, needs_data
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.executor import execute
-from vfm.plugins.finance.loaders import (
+from vfm.plugins.finance.data.loaders import (
     detect_format,
     load_any,
     load_convfinqa,
@@ -17,6 +16,7 @@ from vfm.plugins.finance.loaders import (
     load_finqa_prompts,
     load_tatqa,
 )
+from vfm.plugins.finance.language.executor import execute
 
 from .conftest import DATA_DIR, needs_data
 

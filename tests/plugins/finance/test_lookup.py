@@ -8,9 +8,7 @@ import json
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.decode import Prediction
-from vfm.plugins.finance.evaluate import score_predictions
-from vfm.plugins.finance.lookup import (
+from vfm.plugins.finance.answers.lookup import (
     TableLookup,
     answer_cells,
     column_name,
@@ -19,9 +17,11 @@ from vfm.plugins.finance.lookup import (
     header_rows,
     training_questions,
 )
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.scale import rule_scale
-from vfm.plugins.finance.synthetic import generate, generate_lookups
+from vfm.plugins.finance.answers.scale import rule_scale
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.data.synthetic import generate, generate_lookups
+from vfm.plugins.finance.evaluation.evaluate import score_predictions
+from vfm.plugins.finance.generation.decode import Prediction
 
 # TAT-QA's layout: a title row, a row of years (with a scale in the first cell), values
 TABLE = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.metrics import (
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.evaluation.metrics import (
     finqa_execution_match,
     finqa_program_match,
     finqa_scores,
@@ -14,7 +15,6 @@ from vfm.plugins.finance.metrics import (
     tatqa_em_f1,
     tatqa_scores,
 )
-from vfm.plugins.finance.records import QARecord
 
 TABLE = [["", "2019", "2018"], ["net sales", "5829", "5735"]]
 

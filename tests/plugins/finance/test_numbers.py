@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vfm.plugins.finance.numbers import (
+from vfm.plugins.finance.language.numbers import (
     finqa_cell_to_num,
     finqa_str_to_num,
     parse_number,

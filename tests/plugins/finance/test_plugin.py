@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import run_vfm
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.executor import execute
-from vfm.plugins.finance.synthetic import generate
+from vfm.plugins.finance.data.synthetic import generate
+from vfm.plugins.finance.language.executor import execute
 
 from .conftest import finqa_item
 

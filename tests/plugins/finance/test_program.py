@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.program import (
+from vfm.plugins.finance.language.program import (
     OPERATIONS,
     Step,
     parse_program,

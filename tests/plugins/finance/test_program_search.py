@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from vfm.plugins.finance.data_splits import load_real_data, table_key
-from vfm.plugins.finance.executor import execute
-from vfm.plugins.finance.program_search import candidates, find_program, label_quality, label_records, main
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.retriever import EvidenceRetriever
-from vfm.plugins.finance.synthetic import generate
+from vfm.plugins.finance.data.data_splits import load_real_data, table_key
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.data.synthetic import generate
+from vfm.plugins.finance.generation.program_search import candidates, find_program, label_quality, label_records, main
+from vfm.plugins.finance.language.executor import execute
+from vfm.plugins.finance.retrieval.retriever import EvidenceRetriever
 
 from .conftest import DATA_DIR, needs_data
 

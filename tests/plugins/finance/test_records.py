@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.records import QARecord, row_to_text
+from vfm.plugins.finance.data.records import QARecord, row_to_text
 
 TABLE = [["company", "payments volume ( billions )", "cards ( millions )"], ["american express", "637", "86"]]
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.decode import ProgramPredictor
-from vfm.plugins.finance.logistic import LogisticModel
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.reranker import FEATURES, BeamReranker, beam_features, number_facts, running_beams
-from vfm.plugins.finance.reranker_training import fit_reranker
-from vfm.plugins.finance.synthetic import generate
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.data.synthetic import generate
+from vfm.plugins.finance.generation.decode import ProgramPredictor
+from vfm.plugins.finance.generation.reranker import FEATURES, BeamReranker, beam_features, number_facts, running_beams
+from vfm.plugins.finance.generation.reranker_training import fit_reranker
+from vfm.plugins.finance.retrieval.logistic import LogisticModel
 
 from .test_decode import exported_model_folder
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.data_splits import load_real_data
-from vfm.plugins.finance.features import content_words
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.retriever import FEATURES, EvidenceRetriever, retrieval_recall, unit_features
-from vfm.plugins.finance.synthetic import generate
+from vfm.plugins.finance.data.data_splits import load_real_data
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.data.synthetic import generate
+from vfm.plugins.finance.generation.features import content_words
+from vfm.plugins.finance.retrieval.retriever import FEATURES, EvidenceRetriever, retrieval_recall, unit_features
 
 from .conftest import DATA_DIR, needs_data
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.decode import ProgramPredictor
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.scale import FEATURES, FILE, ScaleModel, fit_scale_model, rule_scale, scale_features
+from vfm.plugins.finance.answers.scale import FEATURES, FILE, ScaleModel, fit_scale_model, rule_scale, scale_features
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.generation.decode import ProgramPredictor
 
 from .test_decode import exported_model_folder
 

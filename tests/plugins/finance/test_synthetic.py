@@ -7,11 +7,11 @@ from collections import Counter
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.executor import execute
-from vfm.plugins.finance.numbers import finqa_cell_to_num
-from vfm.plugins.finance.program import parse_program
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.synthetic import QUESTION_TYPES, generate, generate_record
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.data.synthetic import QUESTION_TYPES, generate, generate_record
+from vfm.plugins.finance.language.executor import execute
+from vfm.plugins.finance.language.numbers import finqa_cell_to_num
+from vfm.plugins.finance.language.program import parse_program
 
 
 @pytest.fixture(scope="module")

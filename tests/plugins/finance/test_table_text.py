@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.executor import execute
-from vfm.plugins.finance.table_text import MAX_TABLE_CHARS, parse_table
+from vfm.plugins.finance.data.table_text import MAX_TABLE_CHARS, parse_table
+from vfm.plugins.finance.language.executor import execute
 
 EXPECTED = [["item", "2019", "2018"], ["revenue", "$1,234", "(56)"], ["costs", "10", ""]]
 

@@ -8,11 +8,11 @@ import json
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.decode import document_units
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.retriever import EvidenceRetriever
-from vfm.plugins.finance.synthetic import generate
-from vfm.plugins.finance.text_answer import TextAnswerer, answer_is_text, best_sentence, fit_text_answerer
+from vfm.plugins.finance.answers.text_answer import TextAnswerer, answer_is_text, best_sentence, fit_text_answerer
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.data.synthetic import generate
+from vfm.plugins.finance.generation.decode import document_units
+from vfm.plugins.finance.retrieval.retriever import EvidenceRetriever
 
 ITEMS = (
     "revenue",

@@ -18,7 +18,7 @@ own numbers is found by search, as weakly supervised semantic parsers do:
 Spurious programs (the right answer from the wrong numbers) exist; :func:`label_quality`
 measures how often the label is the gold program on records that have one::
 
-    python -m vfm.plugins.finance.program_search --data-dir $VFM_DATA_DIR
+    python -m vfm.plugins.finance.generation.program_search --data-dir $VFM_DATA_DIR
 """
 
 from __future__ import annotations
@@ -36,9 +36,11 @@ from typing import Any
 import numpy as np
 
 from vfm.platform.errors import VfmError, print_json_or_error
-from vfm.plugins.finance.data_splits import RealData, load_real_data
-from vfm.plugins.finance.executor import execute
-from vfm.plugins.finance.features import (
+from vfm.plugins.finance.data.data_splits import RealData, load_real_data
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.data.synthetic import generate
+from vfm.plugins.finance.evaluation.metrics import finqa_program_match
+from vfm.plugins.finance.generation.features import (
     is_number_word,
     is_year_word,
     number_argument,
@@ -46,11 +48,9 @@ from vfm.plugins.finance.features import (
     split_words,
     year_before,
 )
-from vfm.plugins.finance.metrics import finqa_program_match
-from vfm.plugins.finance.numbers import finqa_str_to_num
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.retriever import EvidenceRetriever, record_row_names
-from vfm.plugins.finance.synthetic import generate
+from vfm.plugins.finance.language.executor import execute
+from vfm.plugins.finance.language.numbers import finqa_str_to_num
+from vfm.plugins.finance.retrieval.retriever import EvidenceRetriever, record_row_names
 
 TEMPLATES: tuple[tuple[str, float], ...] = (
     ("subtract(a, b)", 200),
@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     programs hidden; the retriever fitted on the other training sources and 300 synthetic
     records, so it never saw their evidence) and how many unlabelled questions get a label."""
     parser = argparse.ArgumentParser(
-        prog="python -m vfm.plugins.finance.program_search",
+        prog="python -m vfm.plugins.finance.generation.program_search",
         description="Measure the weak-label program search on the real data.",
     )
     parser.add_argument("--data-dir", help="the real data folder (default: $VFM_DATA_DIR)")

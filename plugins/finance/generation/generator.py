@@ -36,7 +36,7 @@ from torch import nn
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
-from vfm.plugins.finance.features import (
+from vfm.plugins.finance.generation.features import (
     N_TOKEN_TYPES,
     OUTPUT_VOCAB,
     POINTER_NUMBER,

@@ -33,10 +33,10 @@ from collections.abc import Collection, Sequence
 from fractions import Fraction
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.executor import Value, execute
-from vfm.plugins.finance.numbers import scale_factor, tatqa_is_number, tatqa_to_number
-from vfm.plugins.finance.program import TABLE_OPS, Program, Step, parse_program, step_reference
-from vfm.plugins.finance.records import QARecord
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.language.executor import Value, execute
+from vfm.plugins.finance.language.numbers import scale_factor, tatqa_is_number, tatqa_to_number
+from vfm.plugins.finance.language.program import TABLE_OPS, Program, Step, parse_program, step_reference
 
 _EQUIVALENCE_POINTS = 4
 """Random points at which two symbolic programs must agree to count as equal. Symbols

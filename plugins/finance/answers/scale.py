@@ -28,18 +28,18 @@ import numpy as np
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
-from vfm.plugins.finance.features import is_year_word
-from vfm.plugins.finance.logistic import (
+from vfm.plugins.finance.answers.lookup import answer_cells, header_rows
+from vfm.plugins.finance.data.records import SCALES, QARecord
+from vfm.plugins.finance.generation.features import is_year_word
+from vfm.plugins.finance.language.numbers import finqa_str_to_num, parse_number
+from vfm.plugins.finance.language.program import Step, parse_program
+from vfm.plugins.finance.retrieval.logistic import (
     LogisticModel,
     fit_logistic,
     logistic_from_json,
     logistic_to_json,
     read_scorer_json,
 )
-from vfm.plugins.finance.lookup import answer_cells, header_rows
-from vfm.plugins.finance.numbers import finqa_str_to_num, parse_number
-from vfm.plugins.finance.program import Step, parse_program
-from vfm.plugins.finance.records import SCALES, QARecord
 
 FILE = "scale.json"
 _FORMAT = "vfm-finance-scale/1"

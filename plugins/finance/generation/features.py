@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.numbers import finqa_str_to_num
-from vfm.plugins.finance.program import (
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.language.numbers import finqa_str_to_num
+from vfm.plugins.finance.language.program import (
     END_TOKEN,
     NO_ARGUMENT,
     OPERATIONS,
@@ -39,7 +40,6 @@ from vfm.plugins.finance.program import (
     parse_program,
     step_reference,
 )
-from vfm.plugins.finance.records import QARecord
 
 CONSTANTS = (
     "const_1",

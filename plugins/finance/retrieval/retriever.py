@@ -15,7 +15,7 @@ evidence) turns them into one score:
   monthly table.
 
 Recall@k is FinQA's retriever metric: the share of a question's gold units among its k best,
-averaged over questions (:func:`vfm.plugins.finance.metrics.mean_recall_at_k`). Torch-free.
+averaged over questions (:func:`vfm.plugins.finance.evaluation.metrics.mean_recall_at_k`). Torch-free.
 """
 
 from __future__ import annotations
@@ -28,10 +28,16 @@ import bm25s
 import numpy as np
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.features import content_words, is_number_word, is_year_word, record_question, split_words
-from vfm.plugins.finance.logistic import LogisticModel, fit_logistic, load_logistic, save_logistic
-from vfm.plugins.finance.metrics import mean_recall_at_k
-from vfm.plugins.finance.records import QARecord
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.evaluation.metrics import mean_recall_at_k
+from vfm.plugins.finance.generation.features import (
+    content_words,
+    is_number_word,
+    is_year_word,
+    record_question,
+    split_words,
+)
+from vfm.plugins.finance.retrieval.logistic import LogisticModel, fit_logistic, load_logistic, save_logistic
 
 FEATURES = (
     "bias",

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.program import Step
+from vfm.plugins.finance.language.program import Step
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?%?|\.\d+%?)"

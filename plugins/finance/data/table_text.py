@@ -19,7 +19,7 @@ import io
 import re
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.numbers import finqa_cell_to_num, parse_number
+from vfm.plugins.finance.language.numbers import finqa_cell_to_num, parse_number
 
 MAX_TABLE_CHARS = 100_000
 """The longest table text accepted (characters); financial tables are a few thousand."""

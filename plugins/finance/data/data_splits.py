@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.loaders import load_convfinqa, load_finqa, load_finqa_prompts, load_tatqa
-from vfm.plugins.finance.records import QARecord
+from vfm.plugins.finance.data.loaders import load_convfinqa, load_finqa, load_finqa_prompts, load_tatqa
+from vfm.plugins.finance.data.records import QARecord
 
 TATQA_HELD_OUT_PERCENT = 25
 """The share of TAT-QA contexts held out for evaluation."""

@@ -2,7 +2,7 @@
 
 Torch-free: numpy, onnxruntime and ``tokenizers``. The decode loop runs over any
 :class:`Backend` (the ONNX encoder + one-step decoder here; the torch model in
-:class:`vfm.plugins.finance.generator.TorchBackend`, for parity checks), with the grammar
+:class:`vfm.plugins.finance.generation.generator.TorchBackend`, for parity checks), with the grammar
 of :class:`ProgramGrammar` masking every step, so that each decoded program parses and
 refers only to earlier steps. The positions of one number (``1452`` in a sentence and in
 a row) count as one option: their probabilities are summed, as in training.
@@ -14,7 +14,7 @@ about 1 % of their programs, while an undertrained pointer repeats one often.
 A program's confidence is its probability under the model: the product of its options'
 probabilities (``exp`` of the summed log-probabilities). The answer is the most probable program
 that runs, or, when the model folder holds a ``reranker.json``, the program that runs which
-:class:`vfm.plugins.finance.reranker.BeamReranker` scores best among its beams.
+:class:`vfm.plugins.finance.generation.reranker.BeamReranker` scores best among its beams.
 """
 
 from __future__ import annotations
@@ -30,8 +30,14 @@ import numpy as np
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import read_format_json
-from vfm.plugins.finance.executor import trace
-from vfm.plugins.finance.features import (
+from vfm.plugins.finance.answers.lookup import FILE as LOOKUP_FILE
+from vfm.plugins.finance.answers.lookup import TableLookup
+from vfm.plugins.finance.answers.scale import FILE as SCALE_FILE
+from vfm.plugins.finance.answers.scale import ScaleModel, rule_scale
+from vfm.plugins.finance.answers.text_answer import FILE as TEXT_FILE
+from vfm.plugins.finance.answers.text_answer import TextAnswerer
+from vfm.plugins.finance.data.records import QARecord, row_to_text
+from vfm.plugins.finance.generation.features import (
     END_TOKEN,
     MAX_STEPS,
     OUTPUT_VOCAB,
@@ -44,17 +50,11 @@ from vfm.plugins.finance.features import (
     ProgramGrammar,
     options_to_tokens,
 )
-from vfm.plugins.finance.lookup import FILE as LOOKUP_FILE
-from vfm.plugins.finance.lookup import TableLookup
-from vfm.plugins.finance.program import parse_program, render_program
-from vfm.plugins.finance.records import QARecord, row_to_text
-from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
-from vfm.plugins.finance.reranker import BeamReranker, beam_features, number_facts, running_beams
-from vfm.plugins.finance.retriever import EvidenceRetriever
-from vfm.plugins.finance.scale import FILE as SCALE_FILE
-from vfm.plugins.finance.scale import ScaleModel, rule_scale
-from vfm.plugins.finance.text_answer import FILE as TEXT_FILE
-from vfm.plugins.finance.text_answer import TextAnswerer
+from vfm.plugins.finance.generation.reranker import FILE as RERANKER_FILE
+from vfm.plugins.finance.generation.reranker import BeamReranker, beam_features, number_facts, running_beams
+from vfm.plugins.finance.language.executor import trace
+from vfm.plugins.finance.language.program import parse_program, render_program
+from vfm.plugins.finance.retrieval.retriever import EvidenceRetriever
 from vfm.serve.numeric import log_softmax
 
 SETTINGS_FILE = "finance_model.json"
@@ -295,7 +295,7 @@ def document_units(table: Sequence[Sequence[str]], sentences: Sequence[str]) -> 
 
 class ProgramPredictor:
     """Retrieve, decode and execute, from a model folder written by
-    :mod:`vfm.plugins.finance.generator_training`.
+    :mod:`vfm.plugins.finance.generation.generator_training`.
 
     Args:
         folder: holds ``finance_model.json``, ``tokenizer.json``, ``retriever.json``,
@@ -445,7 +445,7 @@ def read_settings(folder: str | Path) -> dict[str, Any]:
         path,
         SETTINGS_FORMAT,
         what="a finance program generator",
-        written_by="'vfm finetune finance' (or python -m vfm.plugins.finance.generator_training)",
+        written_by="'vfm finetune finance' (or python -m vfm.plugins.finance.generation.generator_training)",
     )
     if settings.get("output_vocab") != list(OUTPUT_VOCAB):
         raise VfmError(

@@ -5,20 +5,20 @@ reported recipe a correct program is among its 20 beams for about 60 % of the qu
 among those that run for about 30 %. Most misses have the right operations and the wrong
 arguments: last year's value for this year's, the two numbers of a change in the wrong order.
 :class:`BeamReranker` scores each beam that runs by :data:`FEATURES` with a logistic regression
-(:mod:`vfm.plugins.finance.logistic`) fitted on the selection records after training, and the
+(:mod:`vfm.plugins.finance.retrieval.logistic`) fitted on the selection records after training, and the
 predictor answers with the best-scoring one.
 
 Features of one beam, from the question, the document and the retriever's unit scores:
 
 - the generator's log-probability and the beam's rank; the number of steps;
 - of its number arguments: the share whose year (the column of a table row, or the nearest
-  year before it in a sentence, :func:`vfm.plugins.finance.features.year_before`) the question
+  year before it in a sentence, :func:`vfm.plugins.finance.generation.features.year_before`) the question
   names; the mean and lowest retriever score of the units that hold them; the share written in
   the question;
 - for a program that starts with a subtraction of two numbers of known years: +1 when the later
   year comes first (a change), -1 when the earlier does; for ``subtract`` then ``divide``: +1 when
   the change is divided by the number subtracted (a relative change), else -1;
-- for a question about a share (:data:`vfm.plugins.finance.retriever.SHARE_WORDS`): whether the
+- for a question about a share (:data:`vfm.plugins.finance.retrieval.retriever.SHARE_WORDS`): whether the
   answer lies in (0, 1] and whether it is negative;
 - the answer's vote among the beams that run: the log of the share of their probability that
   gives the same answer (to 5 decimals), and how many of them do. Different programs that agree
@@ -38,11 +38,17 @@ from pathlib import Path
 import numpy as np
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.executor import Value, execute
-from vfm.plugins.finance.features import is_number_word, is_year_word, number_argument, split_words, year_before
-from vfm.plugins.finance.logistic import LogisticModel, fit_logistic, load_logistic, save_logistic
-from vfm.plugins.finance.program import parse_program, step_reference
-from vfm.plugins.finance.retriever import SHARE_WORDS
+from vfm.plugins.finance.generation.features import (
+    is_number_word,
+    is_year_word,
+    number_argument,
+    split_words,
+    year_before,
+)
+from vfm.plugins.finance.language.executor import Value, execute
+from vfm.plugins.finance.language.program import parse_program, step_reference
+from vfm.plugins.finance.retrieval.logistic import LogisticModel, fit_logistic, load_logistic, save_logistic
+from vfm.plugins.finance.retrieval.retriever import SHARE_WORDS
 
 FEATURES = (
     "bias",
@@ -233,6 +239,6 @@ class BeamReranker:
             features=FEATURES,
             what="beam re-ranker",
             written_by="pass the reranker.json a training run wrote, or delete it to keep the beam order",
-            refit="refit it: python -m vfm.plugins.finance.reranker_training --model FOLDER",
+            refit="refit it: python -m vfm.plugins.finance.generation.reranker_training --model FOLDER",
         )
         return cls(model, int(data["beams"]))

@@ -58,9 +58,12 @@ from vfm.platform.fileio import atomic_write_json
 from vfm.platform.training.optim import adamw_with_schedule, decay_groups
 from vfm.platform.training.settings import TrainSettings
 from vfm.platform.training.trainer import fit
-from vfm.plugins.finance.answer_fitting import fit_answer_models
-from vfm.plugins.finance.data_splits import RealData, load_real_data, selection_split
-from vfm.plugins.finance.decode import (
+from vfm.plugins.finance.answers.answer_fitting import fit_answer_models
+from vfm.plugins.finance.data.data_splits import RealData, load_real_data, selection_split
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.data.synthetic import generate
+from vfm.plugins.finance.evaluation.evaluate import evaluate_records, score_predictions
+from vfm.plugins.finance.generation.decode import (
     SETTINGS_FILE,
     SETTINGS_FORMAT,
     OnnxBackend,
@@ -68,8 +71,7 @@ from vfm.plugins.finance.decode import (
     greedy_decode,
     parity_passed,
 )
-from vfm.plugins.finance.evaluate import evaluate_records, score_predictions
-from vfm.plugins.finance.features import (
+from vfm.plugins.finance.generation.features import (
     OUTPUT_VOCAB,
     SPECIAL_TOKENS,
     EncodedInput,
@@ -80,7 +82,7 @@ from vfm.plugins.finance.features import (
     record_question,
     split_words,
 )
-from vfm.plugins.finance.generator import (
+from vfm.plugins.finance.generation.generator import (
     SCRATCH,
     GeneratorConfig,
     ProgramGenerator,
@@ -90,12 +92,10 @@ from vfm.plugins.finance.generator import (
     export_generator,
     save_generator,
 )
-from vfm.plugins.finance.program_search import label_quality, label_records
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.reranker import FILE as RERANKER_FILE
-from vfm.plugins.finance.reranker_training import fit_reranker
-from vfm.plugins.finance.retriever import EvidenceRetriever, retrieval_recall
-from vfm.plugins.finance.synthetic import generate
+from vfm.plugins.finance.generation.program_search import label_quality, label_records
+from vfm.plugins.finance.generation.reranker import FILE as RERANKER_FILE
+from vfm.plugins.finance.generation.reranker_training import fit_reranker
+from vfm.plugins.finance.retrieval.retriever import EvidenceRetriever, retrieval_recall
 
 log = logging.getLogger("vfm.finance")
 
@@ -131,7 +131,7 @@ class TrainingSettings(TrainSettings):
         limit_eval: score only the first N records of each evaluation set (None: all).
         weak_labels: also train on the unlabelled FinQA questions, with the programs
             :mod:`program_search` finds for their answers.
-        lookup: fit the table lookup (``lookup.json``, :mod:`vfm.plugins.finance.lookup`) that answers
+        lookup: fit the table lookup (``lookup.json``, :mod:`vfm.plugins.finance.answers.lookup`) that answers
             questions asking for table cells, and the text answerer (``text_answer.json``) that
             answers with a sentence; each is kept when enough training answers are of its kind.
         lookup_synthetic: synthetic cell questions (:func:`generate_lookups`) added to the lookup's

@@ -26,16 +26,16 @@ import numpy as np
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
-from vfm.plugins.finance.features import content_words
-from vfm.plugins.finance.logistic import (
+from vfm.plugins.finance.answers.lookup import QuestionWords, answer_cells
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.generation.features import content_words
+from vfm.plugins.finance.retrieval.logistic import (
     LogisticModel,
     fit_logistic,
     logistic_from_json,
     logistic_to_json,
     read_scorer_json,
 )
-from vfm.plugins.finance.lookup import QuestionWords, answer_cells
-from vfm.plugins.finance.records import QARecord
 
 FILE = "text_answer.json"
 _FORMAT = "vfm-finance-text-answer/1"
@@ -147,7 +147,7 @@ class TextAnswerer:
             VfmError: unreadable, of another version, or damaged.
         """
         path = Path(path)
-        refit = f"refit it: python -m vfm.plugins.finance.answer_fitting --data-dir DATA --model {path.parent}"
+        refit = f"refit it: python -m vfm.plugins.finance.answers.answer_fitting --data-dir DATA --model {path.parent}"
         data = read_scorer_json(
             path, _FORMAT, what="text answerer", written_by=refit, refit=refit, expected={"cues": list(CUES)}
         )
@@ -181,7 +181,7 @@ def fit_text_answerer(
     Returns:
         ``(answerer, report)``: None (the report says why) with fewer than :data:`MIN_POSITIVES`.
     """
-    from vfm.plugins.finance.decode import document_units
+    from vfm.plugins.finance.generation.decode import document_units
 
     labels = np.array([answer_is_text(r) for r in records], dtype=np.float64)
     report: dict[str, Any] = {"questions": len(records), "text_answers": int(labels.sum())}

@@ -1,6 +1,6 @@
 """Check that every gold program in a dataset file executes to its gold answer.
 
-    python -m vfm.plugins.finance.check_gold FILE [FILE ...]
+    python -m vfm.plugins.finance.data.check_gold FILE [FILE ...]
 
 Works on FinQA, TAT-QA and ConvFinQA files (see :func:`load_any`). FinQA and ConvFinQA
 answers must match exactly, as the official FinQA evaluation compares them (5 decimals);
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.executor import Value, execute
-from vfm.plugins.finance.loaders import load_any
-from vfm.plugins.finance.metrics import tatqa_em_f1
-from vfm.plugins.finance.records import QARecord
+from vfm.plugins.finance.data.loaders import load_any
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.evaluation.metrics import tatqa_em_f1
+from vfm.plugins.finance.language.executor import Value, execute
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _mismatch(record: QARecord, program: str) -> Mismatch | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Check the files named on the command line; print a summary and every mismatch."""
     parser = argparse.ArgumentParser(
-        prog="python -m vfm.plugins.finance.check_gold", description=__doc__.split("\n")[0]
+        prog="python -m vfm.plugins.finance.data.check_gold", description=__doc__.split("\n")[0]
     )
     parser.add_argument("files", nargs="+", type=Path, help="FinQA, TAT-QA or ConvFinQA JSON files")
     args = parser.parse_args(argv)

@@ -1,8 +1,8 @@
-"""Fitting the beam re-ranker (:mod:`vfm.plugins.finance.reranker`) of an exported model folder.
+"""Fitting the beam re-ranker (:mod:`vfm.plugins.finance.generation.reranker`) of an exported model folder.
 
-    python -m vfm.plugins.finance.reranker_training --model OUT
+    python -m vfm.plugins.finance.generation.reranker_training --model OUT
 
-The folder's model decodes :data:`~vfm.plugins.finance.reranker.BEAMS` beams for each selection
+The folder's model decodes :data:`~vfm.plugins.finance.generation.reranker.BEAMS` beams for each selection
 question (the records its training run selected its epoch on, rebuilt from the settings in its ``metrics.json``);
 each beam that runs is labelled by whether its answer is the question's; the re-ranker is
 fitted on all of them and written to ``reranker.json``. The report gives the selection
@@ -23,10 +23,17 @@ from typing import Any
 import numpy as np
 
 from vfm.platform.errors import VfmError, print_json_or_error
-from vfm.plugins.finance.decode import ProgramPredictor
-from vfm.plugins.finance.evaluate import answer_is_correct
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.reranker import BEAMS, FILE, BeamReranker, beam_features, number_facts, running_beams
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.evaluation.evaluate import answer_is_correct
+from vfm.plugins.finance.generation.decode import ProgramPredictor
+from vfm.plugins.finance.generation.reranker import (
+    BEAMS,
+    FILE,
+    BeamReranker,
+    beam_features,
+    number_facts,
+    running_beams,
+)
 
 FOLDS = 5
 
@@ -88,7 +95,7 @@ def fit_reranker(folder: str | Path, records: Sequence[QARecord], *, l2: float =
 def main(argv: Sequence[str] | None = None) -> int:
     """Refit the re-ranker of a training run's folder; prints the report as JSON."""
     parser = argparse.ArgumentParser(
-        prog="python -m vfm.plugins.finance.reranker_training", description=__doc__.split("\n\n")[0]
+        prog="python -m vfm.plugins.finance.generation.reranker_training", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--model", type=Path, required=True, help="the --out folder of vfm finetune finance")
     parser.add_argument("--data-dir", type=Path, default=None, help="the real data folder, if it moved since training")
@@ -98,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def refit(folder: Path, data_dir: Path | None = None) -> dict[str, Any]:
     """Refit the re-ranker of a training run's ``folder`` on its selection records (see :func:`main`)."""
-    from vfm.plugins.finance.generator_training import TrainingSettings, selection_records
-    from vfm.plugins.finance.retriever import EvidenceRetriever
+    from vfm.plugins.finance.generation.generator_training import TrainingSettings, selection_records
+    from vfm.plugins.finance.retrieval.retriever import EvidenceRetriever
 
     metrics = folder / "metrics.json"
     if not metrics.is_file():

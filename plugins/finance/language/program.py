@@ -5,7 +5,7 @@ A program reads ``subtract(5829, 5735), divide(#0, 5735)``: step ``#0`` subtract
 files also store the tokenised form ``["subtract(", "5829", "5735", ")", "divide(",
 "#0", "5735", ")", "EOF"]``; both parse to the same list of :class:`Step`.
 
-Arguments are kept as text here; :mod:`vfm.plugins.finance.executor` gives them values:
+Arguments are kept as text here; :mod:`vfm.plugins.finance.language.executor` gives them values:
 
 - numbers as written in the document (``5829``, ``-3.5``, ``5.2%``);
 - constants ``const_1`` ... ``const_1000000000`` (``const_X`` is X) and ``const_m1`` (-1);

@@ -6,7 +6,7 @@
 - **TAT-QA** (``tatqa_dataset_*.json``): a list of contexts, each a ``table``, its
   ``paragraphs`` and several ``questions``. Paragraphs become ``pre_text`` in their
   ``order``. An arithmetic ``derivation`` such as ``(44.1-56.7)/56.7`` becomes a FinQA
-  program (:mod:`vfm.plugins.finance.expression`); when the answer is a percentage
+  program (:mod:`vfm.plugins.finance.language.expression`); when the answer is a percentage
   (``scale == "percent"``, -22.22) and the derivation gives the fraction (-0.2222), a
   final ``multiply(#n, const_100)`` makes the program give the answer itself. Evidence is
   ``rel_paragraphs``, plus, when the answer comes from the table, the rows holding a
@@ -19,7 +19,7 @@
 - **FinQA prompts** (JSON Lines, PIXIU's ``valid.jsonl``: ``{"id", "conversations": [human,
   assistant]}``): the human turn holds ``Context: <pre text>``, the table as ``|a|b|c|``
   lines, the post text, then ``Question: ...``; the assistant turn is the answer
-  (``exe_ans``). No program and no gold evidence: :mod:`vfm.plugins.finance.program_search`
+  (``exe_ans``). No program and no gold evidence: :mod:`vfm.plugins.finance.generation.program_search`
   finds programs that give the answer (:func:`load_finqa_prompts`).
 
 :func:`load_any` tells the three JSON formats apart by their fields, and reads ``.jsonl`` as prompts.
@@ -36,13 +36,13 @@ from typing import Any
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import read_jsonl_objects
-from vfm.plugins.finance.executor import execute
-from vfm.plugins.finance.expression import compile_expression
-from vfm.plugins.finance.metrics import tatqa_em_f1
-from vfm.plugins.finance.numbers import float_or_none
-from vfm.plugins.finance.program import Step, render_program
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.table_text import parse_table
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.data.table_text import parse_table
+from vfm.plugins.finance.evaluation.metrics import tatqa_em_f1
+from vfm.plugins.finance.language.executor import execute
+from vfm.plugins.finance.language.expression import compile_expression
+from vfm.plugins.finance.language.numbers import float_or_none
+from vfm.plugins.finance.language.program import Step, render_program
 
 _YES_NO = ("yes", "no")
 _SENTENCE_END = re.compile(r"(?<=\s\.)\s+")

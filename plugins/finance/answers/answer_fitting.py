@@ -5,7 +5,7 @@ and the scale model (``scale.json``, :mod:`scale`).
 A training run fits both (step 7 of :mod:`generator_training`); for a run trained before they
 existed::
 
-    python -m vfm.plugins.finance.answer_fitting --data-dir DATA --model MODEL_DIR
+    python -m vfm.plugins.finance.answers.answer_fitting --data-dir DATA --model MODEL_DIR
 
 fits them the same way from the real training records of ``DATA`` (never the evaluation ones)
 and prints what each was fitted on as JSON. Each takes seconds.
@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from vfm.platform.errors import VfmError, print_json_or_error
-from vfm.plugins.finance.lookup import FILE as LOOKUP_FILE
-from vfm.plugins.finance.lookup import fit_table_lookup, training_questions
-from vfm.plugins.finance.records import QARecord
-from vfm.plugins.finance.scale import FILE as SCALE_FILE
-from vfm.plugins.finance.scale import fit_scale_model
-from vfm.plugins.finance.text_answer import FILE as TEXT_FILE
-from vfm.plugins.finance.text_answer import fit_text_answerer
+from vfm.plugins.finance.answers.lookup import FILE as LOOKUP_FILE
+from vfm.plugins.finance.answers.lookup import fit_table_lookup, training_questions
+from vfm.plugins.finance.answers.scale import FILE as SCALE_FILE
+from vfm.plugins.finance.answers.scale import fit_scale_model
+from vfm.plugins.finance.answers.text_answer import FILE as TEXT_FILE
+from vfm.plugins.finance.answers.text_answer import fit_text_answerer
+from vfm.plugins.finance.data.records import QARecord
 
 
 def fit_answer_models(
@@ -74,8 +74,8 @@ def fit_into_model(data_dir: str | Path, model_dir: str | Path, *, synthetic_loo
     Raises:
         VfmError: ``model_dir`` is not a finance model folder, or the data cannot be read.
     """
-    from vfm.plugins.finance.data_splits import load_real_data
-    from vfm.plugins.finance.retriever import EvidenceRetriever
+    from vfm.plugins.finance.data.data_splits import load_real_data
+    from vfm.plugins.finance.retrieval.retriever import EvidenceRetriever
 
     model_dir = Path(model_dir)
     if not (model_dir / "finance_model.json").is_file():
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Fit the table lookup, the text answerer and the scale model into a finance model folder; prints
     the reports as JSON."""
     parser = argparse.ArgumentParser(
-        prog="python -m vfm.plugins.finance.answer_fitting",
+        prog="python -m vfm.plugins.finance.answers.answer_fitting",
         description="Fit the table lookup, the text answerer and the answer-scale model into a finance model folder.",
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="the real data folder (finqa/, tatqa/, ...)")

@@ -20,7 +20,7 @@ cannot state such an answer, so a lookup answers them, with three numpy logistic
 
 Stored as ``lookup.json`` in a model folder (and bundle) beside the generator; a folder
 without one answers with programs only. A training run fits one; ``python -m
-vfm.plugins.finance.answer_fitting --data-dir DATA --model MODEL_DIR`` fits one into an older run.
+vfm.plugins.finance.answers.answer_fitting --data-dir DATA --model MODEL_DIR`` fits one into an older run.
 """
 
 from __future__ import annotations
@@ -36,16 +36,16 @@ import numpy as np
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
-from vfm.plugins.finance.features import STOPWORDS, content_words, is_year_word, split_words
-from vfm.plugins.finance.logistic import (
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.generation.features import STOPWORDS, content_words, is_year_word, split_words
+from vfm.plugins.finance.language.numbers import parse_number
+from vfm.plugins.finance.retrieval.logistic import (
     LogisticModel,
     fit_logistic,
     logistic_from_json,
     logistic_to_json,
     read_scorer_json,
 )
-from vfm.plugins.finance.numbers import parse_number
-from vfm.plugins.finance.records import QARecord
 
 FILE = "lookup.json"
 _FORMAT = "vfm-finance-lookup/1"
@@ -360,7 +360,7 @@ class TableLookup:
             VfmError: missing, unreadable, or written for other features.
         """
         path = Path(path)
-        refit = f"refit it: python -m vfm.plugins.finance.answer_fitting --data-dir DATA --model {path.parent}"
+        refit = f"refit it: python -m vfm.plugins.finance.answers.answer_fitting --data-dir DATA --model {path.parent}"
         data = read_scorer_json(
             path,
             _FORMAT,
@@ -481,6 +481,6 @@ def training_questions(
     questions otherwise), plus ``synthetic_lookups`` synthetic cell questions
     (:func:`generate_lookups`). Measured on the selection documents: adding the 3,000 synthetic
     program questions to the real ones costs 4 of 138 TAT-QA answers, so they are left out."""
-    from vfm.plugins.finance.synthetic import generate_lookups
+    from vfm.plugins.finance.data.synthetic import generate_lookups
 
     return list(real or synthetic) + generate_lookups(synthetic_lookups, seed=seed)

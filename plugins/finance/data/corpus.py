@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.loaders import load_any
-from vfm.plugins.finance.records import row_to_text
+from vfm.plugins.finance.data.loaders import load_any
+from vfm.plugins.finance.data.records import row_to_text
 from vfm.pretrain.text_corpus import Document, text_hash
 
 _FINANCE_ID_PREFIX = re.compile(r"^(?:Single|Double)_")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from vfm.plugins.finance.synthetic import generate, generate_lookups
+from vfm.plugins.finance.data.synthetic import generate, generate_lookups
 
 EXAMPLE_SEED = 424242
 """Examples are drawn with a seed no training or evaluation set uses."""

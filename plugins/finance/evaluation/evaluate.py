@@ -1,6 +1,6 @@
 """Scoring a finance model folder on any FinQA, TAT-QA or ConvFinQA file.
 
-    python -m vfm.plugins.finance.evaluate FILE --model MODEL_DIR [--beam-size N] [--limit N]
+    python -m vfm.plugins.finance.evaluation.evaluate FILE --model MODEL_DIR [--beam-size N] [--limit N]
 
 prints one JSON object (the integrator wires it to ``vfm evaluate finance --data FILE``).
 Torch-free: it runs the exported ONNX model through :class:`ProgramPredictor`.
@@ -35,16 +35,16 @@ from typing import Any
 from tqdm import tqdm
 
 from vfm.platform.errors import VfmError, print_json_or_error
-from vfm.plugins.finance.decode import Prediction, ProgramPredictor
-from vfm.plugins.finance.loaders import load_any
-from vfm.plugins.finance.metrics import (
+from vfm.plugins.finance.data.loaders import load_any
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.evaluation.metrics import (
     finqa_execution_match,
     finqa_program_match,
     finqa_scores,
     mean_recall_at_k,
     tatqa_em_f1,
 )
-from vfm.plugins.finance.records import QARecord
+from vfm.plugins.finance.generation.decode import Prediction, ProgramPredictor
 
 
 def evaluate_file(
@@ -63,7 +63,7 @@ def evaluate_file(
     Args:
         path: a FinQA, TAT-QA or ConvFinQA JSON file, or a FinQA prompt file (`.jsonl`; see
             :func:`load_any`).
-        model_dir: a folder written by ``python -m vfm.plugins.finance.generator_training``.
+        model_dir: a folder written by ``python -m vfm.plugins.finance.generation.generator_training``.
         beam_size: overrides the folder's beam size (1: greedy).
         rerank: choose among the beams with the folder's re-ranker, when it has one.
         lookup: answer from table cells and with sentences, with the folder's table lookup and
@@ -179,7 +179,7 @@ def _tatqa_scores(pairs: Sequence[tuple[Prediction, QARecord]]) -> dict[str, flo
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the scores of a model folder on a dataset file as JSON."""
     parser = argparse.ArgumentParser(
-        prog="python -m vfm.plugins.finance.evaluate",
+        prog="python -m vfm.plugins.finance.evaluation.evaluate",
         description="Score a finance program-generator folder on a FinQA, TAT-QA or ConvFinQA file; prints JSON.",
     )
     parser.add_argument("file", type=Path, help="a FinQA, TAT-QA or ConvFinQA JSON file")

@@ -7,7 +7,7 @@ program invalid, these raise a :class:`VfmError` that says which step failed and
 unknown operation, wrong arity, a reference to a step not yet computed, a row not in the
 table, a cell or argument that is not a number, division by zero, overflow.
 
-Arguments and cells are read as FinQA reads them (:mod:`vfm.plugins.finance.numbers`):
+Arguments and cells are read as FinQA reads them (:mod:`vfm.plugins.finance.language.numbers`):
 ``5.2%`` is 0.052, ``const_m1`` is -1, a cell ``$ -1234 ( 1234 )`` is -1234, and a cell
 ``(1,234)`` is -1234 (where the official script would reject the row). Row lookup follows
 FinQA: the first cell of each row is its name, matched exactly, and when two rows share a
@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.numbers import finqa_cell_to_num, finqa_str_to_num
-from vfm.plugins.finance.program import (
+from vfm.plugins.finance.language.numbers import finqa_cell_to_num, finqa_str_to_num
+from vfm.plugins.finance.language.program import (
     TABLE_OPS,
     Program,
     parse_program,

@@ -28,8 +28,8 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.executor import execute
-from vfm.plugins.finance.records import QARecord
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.language.executor import execute
 
 QUESTION_TYPES = (
     "change",

@@ -1,0 +1,1 @@
+"""Finance data: records, dataset loaders, splits, synthetic statements, corpora for text adaptation."""

@@ -1,0 +1,1 @@
+"""Scoring: FinQA / TAT-QA metrics and evaluation of a model folder."""

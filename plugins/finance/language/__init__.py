@@ -1,0 +1,1 @@
+"""The FinQA program language: expressions, the executor, programs, number parsing."""

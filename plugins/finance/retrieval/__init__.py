@@ -1,0 +1,1 @@
+"""Evidence retrieval: the ranker of a report's sentences and rows, and its logistic model."""
