@@ -186,7 +186,8 @@ class ClassifierModule(L.LightningModule):
             )
             for group in groups:
                 group["lr"] = lr * group.pop("lr_scale")
-        total = int(self.trainer.estimated_stepping_batches)  # loads the data: num_training_batches is known
+        total = int(self.trainer.estimated_stepping_batches)
+        self.trainer.fit_loop.setup_data()  # batches per epoch, also when max_steps gave the total alone
         warmup = round(s.warmup_epochs * self.trainer.num_training_batches)
         return adamw_with_schedule(groups, lr=lr, warmup_steps=warmup, total_steps=total)
 
