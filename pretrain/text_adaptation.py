@@ -62,6 +62,11 @@ class TextAdaptSettings(TrainSettings):
 
     RESUMABLE_CHANGES = TrainSettings.RESUMABLE_CHANGES | {"eval_max_blocks", "eval_batch_size"}
 
+    def comparable(self) -> dict:
+        """As :meth:`TrainSettings.comparable`, with the schedule's effective length (a run done in
+        pieces gives ``schedule_steps`` first and may leave it to ``max_steps`` at the end)."""
+        return {**super().comparable(), "schedule_steps": self.schedule_steps or self.max_steps}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check(
