@@ -32,6 +32,9 @@ from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer
 from vfm.serve.numeric import log_softmax
 
 SETTINGS_FILE = "driving_model.json"
+WEIGHTS_FILE = "commentary.safetensors"
+"""The torch model's weights (a training run's ``model/`` folder), decoded by
+:class:`vfm.plugins.driving.model.TorchBackend` when the folder has no ONNX graphs."""
 SETTINGS_FORMAT = "vfm-driving-commentary-onnx/3"  # 3: the driver's settings, 2: a speed per frame
 ENCODER_ONNX, DECODER_ONNX, STEP_ONNX = "encoder.onnx", "decoder.onnx", "decoder_step.onnx"
 
@@ -86,6 +89,25 @@ class OnnxBackend:
             {"tokens": tokens, **dict(zip(self.past_names, past, strict=True))},
         )
         return logits, attention, present
+
+
+def default_backend(folder: Path) -> Backend:
+    """The folder's ONNX graphs, else its torch weights.
+
+    Raises:
+        VfmError: it holds neither.
+    """
+    if (folder / ENCODER_ONNX).is_file():
+        return OnnxBackend(folder)
+    if (folder / WEIGHTS_FILE).is_file():
+        from vfm.plugins.driving.model import TorchBackend, load_commentary_model
+
+        return TorchBackend(load_commentary_model(folder)[0])
+    raise VfmError(
+        f"no commentary model in the folder (neither {ENCODER_ONNX} nor {WEIGHTS_FILE})",
+        where=str(folder),
+        fix="pass a driving bundle or the model/ folder of 'vfm finetune driving'",
+    )
 
 
 @dataclass
@@ -248,18 +270,24 @@ def read_settings(folder: str | Path) -> dict[str, Any]:
 
 
 class CommentaryRuntime:
-    """Commentary and answers for clips, from a folder written by :func:`export_commentary`.
+    """Commentary and answers for clips, from a bundle or a training run's ``model/`` folder.
 
     Args:
-        folder: holds ``driving_model.json``, ``tokenizer.json`` and the three ONNX graphs.
-        backend: the model to decode with; default: the folder's ONNX graphs.
+        folder: holds ``driving_model.json``, ``tokenizer.json`` and the model: the three ONNX
+            graphs of :func:`vfm.plugins.driving.export.export_commentary` (a bundle), or the
+            torch weights of :func:`vfm.plugins.driving.model.save_commentary_model` (a run).
+        backend: the model to decode with; default: the folder's ONNX graphs, else its torch
+            weights (torch is imported only then).
+
+    Raises:
+        VfmError: the folder holds neither.
     """
 
     def __init__(self, folder: str | Path, *, backend: Backend | None = None):
         folder = Path(folder)
         self.settings = read_settings(folder)
         self.tokenizer = DrivingTokenizer.load(folder / TOKENIZER_FILE)
-        self.backend = backend if backend is not None else OnnxBackend(folder)
+        self.backend = backend if backend is not None else default_backend(folder)
 
     def preprocess(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB clip [k, H, W, 3], oldest frame first -> float32 [1, k, 3, H, W] in [0, 1].

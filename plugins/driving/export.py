@@ -35,15 +35,8 @@ import torch.nn as nn
 from vfm.finetune.export import export_onnx, write_onnx
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
-from vfm.plugins.driving.decode import (
-    DECODER_ONNX,
-    ENCODER_ONNX,
-    SETTINGS_FILE,
-    SETTINGS_FORMAT,
-    STEP_ONNX,
-    CommentaryRuntime,
-)
-from vfm.plugins.driving.model import CommentaryModel
+from vfm.plugins.driving.decode import DECODER_ONNX, ENCODER_ONNX, STEP_ONNX, CommentaryRuntime, OnnxBackend
+from vfm.plugins.driving.model import CommentaryModel, write_decoding_settings
 from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer
 
 PARITY_FILE = "parity.json"
@@ -219,20 +212,7 @@ def export_commentary(
     )
 
     tokenizer.save(folder / TOKENIZER_FILE)
-    atomic_write_json(
-        folder / SETTINGS_FILE,
-        {
-            "format": SETTINGS_FORMAT,
-            "frames": cfg.frames,
-            "image_size": cfg.image_size,
-            "grid": cfg.grid,
-            "slots": cfg.slots,
-            "prefix_length": cfg.prefix_length,
-            "layers": layers,
-            "max_question_tokens": cfg.max_question_tokens,
-            "max_new_tokens": cfg.max_new_tokens,
-        },
-    )
+    write_decoding_settings(model, folder)
     report = {
         "encoder": encoder,
         "decoder": full,
@@ -255,7 +235,7 @@ def token_parity(
     """Greedy tokens of the exported runtime (cached and uncached) against torch's
     :meth:`CommentaryModel.generate`: commentary on every clip (with its driver ``settings``
     [N, 2], and on the first also without them), and each question on the first."""
-    runtime = CommentaryRuntime(folder)
+    runtime = CommentaryRuntime(folder, backend=OnnxBackend(folder))
     speeds = np.asarray(speeds, dtype=np.float32)  # [N, k]
     unknown = np.full(2, np.nan, dtype=np.float32)
     settings = np.full((len(clips), 2), np.nan, np.float32) if settings is None else np.asarray(settings, np.float32)

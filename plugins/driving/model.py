@@ -35,6 +35,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -46,11 +47,12 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from vfm.finetune.vit_classifier import build_vit_classifier, load_encoder_weights
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_bytes, atomic_write_json
+from vfm.plugins.driving.decode import SETTINGS_FILE, SETTINGS_FORMAT, WEIGHTS_FILE
 from vfm.plugins.driving.tokenizer import TOKENIZER_FILE, DrivingTokenizer
 from vfm.pretrain.text_models import FRESH_CONFIGS, load_pretrained, max_positions
 
 MODEL_FORMAT = "vfm-driving-commentary/3"  # 3: the driver's settings, 2: a speed per frame (1: one speed)
-WEIGHTS_FILE, CONFIG_FILE = "commentary.safetensors", "commentary.json"
+CONFIG_FILE = "commentary.json"
 
 
 def decoder_config(tokenizer: DrivingTokenizer, preset: str = "gpt2-mini", n_positions: int = 256) -> dict:
@@ -405,8 +407,65 @@ class CommentaryModel(nn.Module):
         return out
 
 
+class TorchBackend:
+    """The model as :mod:`vfm.plugins.driving.decode` runs it (its ``Backend``): numpy in, numpy out.
+
+    Decodes a training run before it is exported, and is the reference the ONNX graphs are checked against.
+    """
+
+    def __init__(self, model: CommentaryModel):
+        self.model = model.eval()
+
+    @staticmethod
+    def _tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array))
+
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray, speed: np.ndarray, settings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """frames [B, k, 3, H, W], speed [B, k], settings [B, 2] -> (prefix [B, P, D], saliency [B, k, G, G])."""
+        prefix, saliency = self.model.prefix(
+            self._tensor(frames), self._tensor(speed), self._tensor(settings), with_saliency=True
+        )
+        return prefix.numpy(), saliency.numpy()
+
+    @torch.no_grad()
+    def full(
+        self, prefix: np.ndarray, tokens: np.ndarray, with_cache: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+        """prefix [B, P, D], tokens [B, T] -> (logits [B, V], prefix_attention [B, P], cache or None)."""
+        logits, attention, present = self.model.decode_full(self._tensor(prefix), self._tensor(tokens))
+        return logits.numpy(), attention.numpy(), [p.numpy() for p in present] if with_cache else None
+
+    @torch.no_grad()
+    def step(self, tokens: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """tokens [B, 1], past: each [B, H, T, hd] -> (logits, prefix_attention, cache with T+1)."""
+        logits, attention, present = self.model.decode_step(self._tensor(tokens), tuple(self._tensor(p) for p in past))
+        return logits.numpy(), attention.numpy(), [p.numpy() for p in present]
+
+
+def write_decoding_settings(model: CommentaryModel, folder: str | Path) -> Path:
+    """Write ``driving_model.json``, what :class:`vfm.plugins.driving.decode.CommentaryRuntime` reads
+    beside the model (its ONNX graphs or its torch weights)."""
+    cfg = model.config
+    return atomic_write_json(
+        Path(folder) / SETTINGS_FILE,
+        {
+            "format": SETTINGS_FORMAT,
+            "frames": cfg.frames,
+            "image_size": cfg.image_size,
+            "grid": cfg.grid,
+            "slots": cfg.slots,
+            "prefix_length": cfg.prefix_length,
+            "layers": model.decoder.config.num_hidden_layers,
+            "max_question_tokens": cfg.max_question_tokens,
+            "max_new_tokens": cfg.max_new_tokens,
+        },
+    )
+
+
 def save_commentary_model(model: CommentaryModel, tokenizer: DrivingTokenizer, folder: str | Path) -> list[Path]:
-    """Write ``commentary.safetensors`` (tied weights once), ``commentary.json`` and ``tokenizer.json``."""
+    """Write ``commentary.safetensors`` (tied weights once), ``commentary.json``, ``tokenizer.json`` and the
+    decoding settings (``driving_model.json``), so that the folder also decodes through :class:`TorchBackend`."""
     folder = Path(folder)
     tensors, seen = {}, set()
     for name, value in model.state_dict().items():
@@ -418,6 +477,7 @@ def save_commentary_model(model: CommentaryModel, tokenizer: DrivingTokenizer, f
         atomic_write_bytes(folder / WEIGHTS_FILE, save(tensors)),
         atomic_write_json(folder / CONFIG_FILE, {"format": MODEL_FORMAT, "config": asdict(model.config)}),
         tokenizer.save(folder / TOKENIZER_FILE),
+        write_decoding_settings(model, folder),
     ]
 
 

@@ -16,15 +16,18 @@ Each method is one CLI verb (``vfm pretrain|finetune|evaluate|export driving``).
   random encoder) plus :class:`vfm.plugins.driving.training.CommentaryTrainSettings` fields.
 - ``evaluate``: ``beam_size``, ``max_samples`` (per evaluation set), ``qa`` (score the answers too).
 
-A fine-tune run holds the torch model (``model/``), its ONNX export with parity (``onnx/``) and
-``metrics.json``: action / cause / QA accuracy and caption metrics on held-out seeds and on the
-scenario never seen in training.
+A fine-tune run holds the torch model (``model/``, which also decodes) and ``metrics.json``: action /
+cause / QA accuracy and caption metrics on held-out seeds and on the scenario never seen in
+training. ``export`` converts the model to ONNX, checks it against torch (graph outputs and greedy
+tokens) and writes the bundle.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,10 +39,20 @@ from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json, read_json_if_any
 from vfm.platform.plugin import Plugin
 from vfm.platform.registry import vfm_version
+from vfm.plugins.driving.decode import (
+    DECODER_ONNX,
+    ENCODER_ONNX,
+    SETTINGS_FILE,
+    STEP_ONNX,
+    WEIGHTS_FILE,
+)
 from vfm.plugins.driving.records import DrivingSample
+from vfm.plugins.driving.tokenizer import TOKENIZER_FILE
 
 SYNTHETIC = "synthetic"
-ONNX_DIR = "onnx"
+MODEL_DIR = "model"
+LEGACY_ONNX_DIR = "onnx"
+"""Where runs before export moved out of ``finetune`` kept their ONNX graphs (still read by ``evaluate``)."""
 DATA_FORMAT = 4
 """Version of what the generator writes (2: speeds per frame, 3: the driver's settings, 4: road
 cameras that show 70-75 m ahead); part of the cache key."""
@@ -183,11 +196,9 @@ class DrivingPipeline:
 
     # ---------------------------------------------------------------- finetune
     def finetune(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
-        """Train the commentary model, export it (ONNX + parity) and score it on the held-out sets."""
+        """Train the commentary model and score it on the held-out sets (``export`` converts it to ONNX)."""
         from vfm.platform.training.checkpoints import keep_trained_result
-        from vfm.plugins.driving.export import export_commentary
-        from vfm.plugins.driving.model import load_commentary_model
-        from vfm.plugins.driving.training import CommentaryTrainSettings, clip_array, train_commentary
+        from vfm.plugins.driving.training import CommentaryTrainSettings, train_commentary
 
         config = self.resolve(config)
         section = dict(config["finetune"])
@@ -205,31 +216,7 @@ class DrivingPipeline:
             train_commentary(train, settings, out_dir, progress=progress),
             (read_json_if_any(out_dir / "metrics.json") or {}).get("training"),
         )
-
-        model, tokenizer = load_commentary_model(out_dir / "model")
-        val = self.load_split(config, config["data"]["val_split"])
-        chosen = [s for s in val if s.frames is not None][:8]
-        clips, speeds = clip_array(chosen)
-        questions = [
-            q
-            for q in (pair.question for pair in chosen[0].qa)
-            if len(tokenizer.prompt(q)) - 2 <= model.config.max_question_tokens
-        ][:3]
-        parity = export_commentary(
-            model,
-            tokenizer,
-            out_dir / ONNX_DIR,
-            clips,
-            speeds,
-            questions,
-            settings=np.stack([s.driver_settings() for s in chosen]),
-        )
-        metrics = {
-            "training": training,
-            "parity_passed": True,
-            "parity_tokens": parity["tokens"],
-            "evaluation": self._evaluate_sets(out_dir / ONNX_DIR, config),
-        }
+        metrics = {"training": training, "evaluation": self._evaluate_sets(out_dir / MODEL_DIR, config)}
         atomic_write_json(out_dir / "metrics.json", metrics)
         return metrics
 
@@ -326,44 +313,76 @@ class DrivingPipeline:
 
     # ------------------------------------------------------------------ export
     def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
-        """Bundle a run's ONNX export with example episodes (held-out seeds and the unseen scenario)."""
+        """Convert a run's model to ONNX, check it against torch (every graph's outputs, and the greedy
+        tokens on clips of the validation split) and bundle it with example episodes (held-out seeds
+        and the unseen scenario)."""
         from vfm.platform.pipeline import OutputParity, ParityReport, write_run_bundle
+        from vfm.plugins.driving.export import export_commentary
+        from vfm.plugins.driving.model import load_commentary_model
+        from vfm.plugins.driving.training import clip_array
 
-        model_dir = model_folder(run_dir)
+        model_dir = Path(run_dir) / MODEL_DIR
+        if not (model_dir / WEIGHTS_FILE).is_file():
+            raise VfmError(
+                "not a driving training run (no model/commentary.safetensors)",
+                where=str(run_dir),
+                fix="pass the --out folder of 'vfm finetune driving'",
+            )
         config = self.resolve(_run_config(run_dir))
-        metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
-        parity = json.loads((model_dir / "parity.json").read_text("utf-8"))
-        outputs = {
-            f"encoder.{name}": OutputParity(stats["max_abs_err"], stats["max_rel_err"])
-            for name, stats in parity["encoder"]["outputs"].items()
-        }
-        outputs |= {
-            f"{graph}.{name}": OutputParity(error)
-            for graph in ("decoder", "decoder_step")
-            for name, error in parity[graph]["max_abs_err"].items()
-        }
-        # export_commentary raises when an output or a greedy token differs, so a run that exported passed
-        report = ParityReport(
-            passed=True,
-            atol=parity["encoder"]["atol"],
-            rtol=parity["encoder"].get("rtol"),
-            n_inputs=parity["tokens"]["cases"],
-            outputs=outputs,
-            checks={"tokens": {**parity["tokens"], "passed": True}},
-        )
-        files: dict[str, Any] = {name: model_dir / name for name in MODEL_FILES}
-        files |= example_episodes(config, self.manifest.demo.n_examples)
-        evaluation = metrics.get("evaluation", {})
-        return write_run_bundle(
-            out,
-            self.manifest,
-            models={"encoder": "encoder.onnx", "decoder": "decoder.onnx", "decoder_step": "decoder_step.onnx"},
-            model_files=files,
-            metrics=evaluation,
-            parity=report,
-            config_file=run_dir / "config.yaml",
-            card_metrics=_flat(evaluation),
-        )
+        metrics = json.loads((Path(run_dir) / "metrics.json").read_text("utf-8"))
+        model, tokenizer = load_commentary_model(model_dir)
+        chosen = [s for s in self.load_split(config, config["data"]["val_split"]) if s.frames is not None][:8]
+        clips, speeds = clip_array(chosen)
+        questions = [
+            q
+            for q in (pair.question for pair in chosen[0].qa)
+            if len(tokenizer.prompt(q)) - 2 <= model.config.max_question_tokens
+        ][:3]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.onnx.", dir=out.parent))
+        try:
+            # raises when an output or a greedy token differs, so an export that returns passed
+            parity = export_commentary(
+                model,
+                tokenizer,
+                staging,
+                clips,
+                speeds,
+                questions,
+                settings=np.stack([s.driver_settings() for s in chosen]),
+            )
+            outputs = {
+                f"encoder.{name}": OutputParity(stats["max_abs_err"], stats["max_rel_err"])
+                for name, stats in parity["encoder"]["outputs"].items()
+            }
+            outputs |= {
+                f"{graph}.{name}": OutputParity(error)
+                for graph in ("decoder", "decoder_step")
+                for name, error in parity[graph]["max_abs_err"].items()
+            }
+            report = ParityReport(
+                passed=True,
+                atol=parity["encoder"]["atol"],
+                rtol=parity["encoder"].get("rtol"),
+                n_inputs=parity["tokens"]["cases"],
+                outputs=outputs,
+                checks={"tokens": {**parity["tokens"], "passed": True}},
+            )
+            files: dict[str, Any] = {name: staging / name for name in MODEL_FILES}
+            files |= example_episodes(config, self.manifest.demo.n_examples)
+            evaluation = metrics.get("evaluation", {})
+            return write_run_bundle(
+                out,
+                self.manifest,
+                models={"encoder": "encoder.onnx", "decoder": "decoder.onnx", "decoder_step": "decoder_step.onnx"},
+                model_files=files,
+                metrics=evaluation,
+                parity=report,
+                config_file=Path(run_dir) / "config.yaml",
+                card_metrics=_flat(evaluation),
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 MODEL_FILES = ("encoder.onnx", "decoder.onnx", "decoder_step.onnx", "tokenizer.json", "driving_model.json")
@@ -371,17 +390,20 @@ MODEL_FILES = ("encoder.onnx", "decoder.onnx", "decoder_step.onnx", "tokenizer.j
 
 
 def model_folder(path: Path) -> Path:
-    """The exported model of a fine-tune run (``run/onnx``) or of a bundle (its root).
+    """The model of a fine-tune run (``run/model``, torch; ``run/onnx`` in runs of earlier versions)
+    or of a bundle (its root, ONNX): a folder :class:`CommentaryRuntime` decodes.
 
     Raises:
-        VfmError: neither holds the exported model files.
+        VfmError: none holds a commentary model.
     """
     path = Path(path)
-    for folder in (path / ONNX_DIR, path):
-        if all((folder / name).is_file() for name in MODEL_FILES):
+    for folder in (path / MODEL_DIR, path / LEGACY_ONNX_DIR, path):
+        readable = (folder / SETTINGS_FILE).is_file() and (folder / TOKENIZER_FILE).is_file()
+        onnx = all((folder / name).is_file() for name in (ENCODER_ONNX, DECODER_ONNX, STEP_ONNX))
+        if readable and (onnx or (folder / WEIGHTS_FILE).is_file()):
             return folder
     raise VfmError(
-        "not a driving run or bundle (no exported commentary model)",
+        "not a driving run or bundle (no commentary model)",
         where=str(path),
         fix="pass the --out folder of 'vfm finetune driving' (or a driving bundle)",
     )
@@ -446,7 +468,7 @@ def evaluate_samples(
     qa: bool = True,
     driver_settings: bool = True,
 ) -> dict[str, Any]:
-    """Run the exported (torch-free) model on every sample's clip and score it; with
+    """Run the model in ``model_dir`` (ONNX, or a run's torch model) on every sample's clip and score it; with
     ``driver_settings`` false the model is not given the samples' driver settings (as for a
     car that does not report them).
 

@@ -1,7 +1,7 @@
 """The driving plugin through the real CLI on tiny settings: simulator data (cached), MAE on
-frames, commentary training from the pretrained encoder with ONNX export and held-out scores,
-`vfm evaluate driving --data DIR` on a dataset in the generic format, and a verified bundle with
-example episodes."""
+frames, commentary training from the pretrained encoder with held-out scores, `vfm evaluate
+driving --data DIR` on a dataset in the generic format, and `vfm export`: ONNX with parity in a
+verified bundle with example episodes."""
 
 from __future__ import annotations
 
@@ -68,11 +68,11 @@ def test_pretraining_a_finished_run_again_keeps_its_recorded_timing(driving):
     assert recorded["resumed_from_step"] == 0  # the call that trained, not the one that found it done
 
 
-def test_finetune_exports_with_token_parity_and_scores_both_held_out_sets(driving):
-    metrics = driving["finetune"]
-    config = json.loads((driving["root"] / "finetune" / "model" / "commentary.json").read_text())
+def test_finetune_scores_the_torch_model_on_both_held_out_sets(driving):
+    metrics, run = driving["finetune"], driving["root"] / "finetune"
+    config = json.loads((run / "model" / "commentary.json").read_text())
     assert config["config"]["encoder"]["patch_size"] == 4  # read from the pretrained encoder's encoder.json
-    assert metrics["parity_passed"] and metrics["parity_tokens"]["cached_match"] == metrics["parity_tokens"]["cases"]
+    assert not list(run.rglob("*.onnx")) and model_folder(run) == run / "model"  # export converts, not finetune
     assert set(metrics["evaluation"]) == {"test_seeds", "test_scenario"}
     for scores in metrics["evaluation"].values():
         assert scores["samples"] == 2
@@ -141,6 +141,18 @@ def test_export_bundles_the_model_and_example_episodes(driving, tmp_path):
     assert len(speed) == len(text) == len(frames) and np.isfinite(speed).all() and text[0] == "" and text[-1]
     assert settings.shape == (2,) and np.isfinite(settings).all()
     assert "action_accuracy" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    parity = json.loads((tmp_path / "b" / "parity.json").read_text())
+    assert parity["passed"] and parity["checks"]["tokens"]["cached_match"] == parity["checks"]["tokens"]["cases"]
+    exported, trained = CommentaryRuntime(tmp_path / "b"), CommentaryRuntime(driving["root"] / "finetune" / "model")
+    clip = frames[-2:]
+    assert exported.comment(clip, speed[-2:]).tokens == trained.comment(clip, speed[-2:]).tokens
+    assert not list(tmp_path.glob(".b.onnx.*"))  # the staging folder is gone
+
+
+def test_export_names_a_folder_that_is_not_a_training_run(tmp_path):
+    result = run_vfm("export", "driving", "--run", str(tmp_path), "--out", str(tmp_path / "b"))
+    assert result.returncode == 2 and "not a driving training run" in result.stderr and "fix:" in result.stderr
+    assert not (tmp_path / "b").exists()
 
 
 def test_distinct_frames_drops_the_overlap_of_clips():
