@@ -9,7 +9,7 @@ means over folders:
     python -m vfm.plugins.finance.answers.answer_fitting --data-dir $VFM_DATA_DIR --model RUN   # if RUN predates them
     python benchmarks/finance_answer_routes.py --data-dir $VFM_DATA_DIR --model RUN [RUN ...]
 
-Torch-free (the ONNX runtime); about 45 s per folder on 2 cores.
+Runs decode with their torch generator, bundles with the ONNX runtime (torch-free); about 45 s per folder on 2 cores.
 """
 
 from __future__ import annotations

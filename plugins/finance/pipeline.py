@@ -12,13 +12,17 @@ Each method is one CLI verb (``vfm pretrain|finetune|evaluate|export finance``).
   ``model/`` folder ``vfm pretrain finance`` writes; ``null`` trains the encoder from scratch)
   plus :class:`vfm.plugins.finance.generation.generator_training.TrainingSettings` fields.
 
-A fine-tune run folder is itself a model folder (ONNX encoder and decoder step, tokenizer,
-retriever, decoding settings): ``evaluate`` and ``export`` read it without torch.
+A fine-tune run folder is itself a model folder (the torch generator's weights, tokenizer,
+retriever, decoding settings): ``evaluate`` scores it with the torch generator. ``export`` converts
+the generator to ONNX, checks the conversion against torch and bundles it; ``evaluate`` scores a
+bundle without torch.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +33,8 @@ from vfm.platform.plugin import Plugin
 
 SYNTHETIC = "synthetic"
 EVAL_SEED = 2  # synthetic evaluation records are drawn with this seed (training uses finetune.seed = 0)
-MODEL_FILES = ("encoder.onnx", "decoder_step.onnx", "tokenizer.json", "retriever.json", "finance_model.json")
-"""What a run folder must hold to serve as a model folder (and what a bundle carries)."""
+READER_FILES = ("tokenizer.json", "retriever.json", "finance_model.json")
+"""What the generator reads a question with: a run and a bundle both hold them."""
 
 
 class FinancePipeline:
@@ -115,7 +119,8 @@ class FinancePipeline:
         return build_settings(TrainingSettings, section, "finetune")
 
     def finetune(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
-        """Fit the retriever and train the program generator; export and score it (``metrics.json``)."""
+        """Fit the retriever, train the program generator and the answer models, and score them (``metrics.json``);
+        the run keeps the generator in torch (``generator.safetensors``)."""
         from vfm.plugins.finance.generation.generator_training import train_generator
 
         config = self.resolve(config)
@@ -135,7 +140,7 @@ class FinancePipeline:
     ) -> dict[str, Any]:
         """Score a run (or a bundle) on a FinQA / TAT-QA / ConvFinQA file, or on synthetic test records.
 
-        Torch-free: the run's exported ONNX model answers every question.
+        A run's torch generator answers every question; a bundle's ONNX model, without torch.
         """
         from vfm.plugins.finance.data.synthetic import generate
         from vfm.plugins.finance.evaluation.evaluate import evaluate_file, evaluate_records
@@ -212,57 +217,95 @@ class FinancePipeline:
 
     # ------------------------------------------------------------------ export
     def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
-        """Bundle a run's exported model (ONNX encoder + decoder step, tokenizer, retriever, and the beam
-        re-ranker, the table lookup, the scale model and the text answerer when the run kept them)."""
+        """A training run in, a verified bundle out: the run's generator converted to ONNX (encoder + one
+        decoder step), each graph and the greedy program tokens on synthetic records checked against torch
+        (``parity.json``), bundled with the tokenizer, the retriever, the decoding settings and the beam
+        re-ranker, the table lookup, the scale model and the text answerer when the run kept them.
+
+        Raises:
+            VfmError: ``run_dir`` is not a finished training run, or the ONNX program tokens differ from torch's.
+        """
         from vfm.platform.pipeline import ParityReport, write_run_bundle
         from vfm.plugins.finance.answers.lookup import FILE as LOOKUP_FILE
         from vfm.plugins.finance.answers.scale import FILE as SCALE_FILE
         from vfm.plugins.finance.answers.text_answer import FILE as TEXT_FILE
         from vfm.plugins.finance.data.examples import example_files
-        from vfm.plugins.finance.generation.decode import graph_reports
+        from vfm.plugins.finance.data.synthetic import generate
+        from vfm.plugins.finance.generation.decode import ENCODER_ONNX, STEP_ONNX
+        from vfm.plugins.finance.generation.generator import (
+            PARITY_RECORDS,
+            export_generator,
+            greedy_token_parity,
+            load_generator,
+        )
         from vfm.plugins.finance.generation.reranker import FILE as RERANKER_FILE
 
-        check_model_folder(run_dir)
+        run_dir, out = Path(run_dir), Path(out)
+        check_model_folder(run_dir, export=True)
         metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
-        parity = json.loads((run_dir / "parity.json").read_text("utf-8"))
-        graphs = graph_reports(parity)
-        tokens = parity["greedy_tokens"]
-        report = ParityReport.from_graphs(
-            graphs, greedy_tokens={**tokens, "passed": tokens["equal"] == tokens["count"]}
-        )
-        summary = {
-            name: {
-                mode: scores["program"] | {"retrieval": scores["retrieval"]} | _tatqa_summary(scores)
-                for mode, scores in result.items()
+        records = generate(int(metrics.get("settings", {}).get("parity_records", PARITY_RECORDS)), seed=EVAL_SEED)
+        model = load_generator(run_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.onnx.", dir=out.parent))
+        try:
+            graphs = export_generator(model, staging)
+            tokens = greedy_token_parity(model, staging, run_dir, records)
+            if tokens["equal"] != tokens["count"]:
+                raise VfmError(
+                    f"the ONNX generator's greedy program tokens differ from torch's on "
+                    f"{tokens['count'] - tokens['equal']} of {tokens['count']} synthetic records "
+                    f"(first: {tokens['mismatches'][0]['id']})",
+                    where=str(run_dir),
+                    fix="report this as a bug, with the run folder",
+                )
+            report = ParityReport.from_graphs(graphs, greedy_tokens={**tokens, "passed": True})
+            summary = {
+                name: {
+                    mode: scores["program"] | {"retrieval": scores["retrieval"]} | _tatqa_summary(scores)
+                    for mode, scores in result.items()
+                }
+                for name, result in metrics.get("evaluation", {}).items()
             }
-            for name, result in metrics.get("evaluation", {}).items()
-        }
-        files: dict[str, Any] = {name: run_dir / name for name in MODEL_FILES}
-        files |= {Path(f).name: run_dir / Path(f).name for r in graphs.values() for f in r.get("files", [])}
-        for optional in (RERANKER_FILE, LOOKUP_FILE, SCALE_FILE, TEXT_FILE):
-            if (run_dir / optional).is_file():
-                files[optional] = run_dir / optional
-        files |= example_files(self.manifest.demo.n_examples)
-        return write_run_bundle(
-            out,
-            self.manifest,
-            models={"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"},
-            model_files=files,
-            metrics=summary,
-            parity=report,
-            config_file=run_dir / "config.yaml",
-            card_metrics=_flat_metrics(summary),
-        )
+            # the ONNX graphs (and their weights' files, past ONNX's 2 GB limit)
+            files: dict[str, Any] = {Path(f).name: Path(f) for r in graphs.values() for f in r["files"]}
+            files |= {name: run_dir / name for name in READER_FILES}
+            for optional in (RERANKER_FILE, LOOKUP_FILE, SCALE_FILE, TEXT_FILE):
+                if (run_dir / optional).is_file():
+                    files[optional] = run_dir / optional
+            files |= example_files(self.manifest.demo.n_examples)
+            return write_run_bundle(
+                out,
+                self.manifest,
+                models={"encoder": ENCODER_ONNX, "decoder_step": STEP_ONNX},
+                model_files=files,
+                metrics=summary,
+                parity=report,
+                config_file=run_dir / "config.yaml",
+                card_metrics=_flat_metrics(summary),
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
-def check_model_folder(folder: Path) -> None:
-    """Refuse a folder that is not a trained finance run (or bundle), naming the missing file."""
-    missing = [name for name in MODEL_FILES if not (Path(folder) / name).is_file()]
+def check_model_folder(folder: Path, *, export: bool = False) -> None:
+    """Refuse a folder ``evaluate`` cannot read (a training run, or a bundle) or, with ``export``, one
+    ``export`` cannot (a finished training run: the generator's weights and ``metrics.json``), naming the
+    missing files."""
+    from vfm.plugins.finance.generation.decode import CONFIG_FILE, ENCODER_ONNX, STEP_ONNX, WEIGHTS_FILE
+
+    folder = Path(folder)
+    if export:
+        needed, what = (WEIGHTS_FILE, CONFIG_FILE, *READER_FILES, "metrics.json"), "finished finance training run"
+    elif (folder / ENCODER_ONNX).is_file():
+        needed, what = (ENCODER_ONNX, STEP_ONNX, *READER_FILES), "finance bundle"
+    else:
+        needed, what = (WEIGHTS_FILE, CONFIG_FILE, *READER_FILES), "finance run"
+    missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         raise VfmError(
-            f"not a finance run: {', '.join(missing)} missing",
+            f"not a {what}: {', '.join(missing)} missing",
             where=str(folder),
-            fix="pass the --out folder of 'vfm finetune finance' (or a finance bundle)",
+            fix="pass the --out folder of 'vfm finetune finance'" + ("" if export else " (or a finance bundle)"),
         )
 
 

@@ -3,7 +3,8 @@
     python -m vfm.plugins.finance.evaluation.evaluate FILE --model MODEL_DIR [--beam-size N] [--limit N]
 
 prints one JSON object (the integrator wires it to ``vfm evaluate finance --data FILE``).
-Torch-free: it runs the exported ONNX model through :class:`ProgramPredictor`.
+It runs the folder's model through :class:`ProgramPredictor`: torch-free on a bundle (its ONNX
+model), in torch on a training run (its generator's weights).
 
 Scores, each with the count of questions it is taken over:
 
@@ -63,7 +64,7 @@ def evaluate_file(
     Args:
         path: a FinQA, TAT-QA or ConvFinQA JSON file, or a FinQA prompt file (`.jsonl`; see
             :func:`load_any`).
-        model_dir: a folder written by ``python -m vfm.plugins.finance.generation.generator_training``.
+        model_dir: a training run (``vfm finetune finance``) or a bundle (``vfm export finance``).
         beam_size: overrides the folder's beam size (1: greedy).
         rerank: choose among the beams with the folder's re-ranker, when it has one.
         lookup: answer from table cells and with sentences, with the folder's table lookup and

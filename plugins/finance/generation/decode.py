@@ -1,8 +1,9 @@
-"""Answering a question with an exported program generator: retrieve, decode, execute.
+"""Answering a question with a program generator: retrieve, decode, execute.
 
-Torch-free: numpy, onnxruntime and ``tokenizers``. The decode loop runs over any
-:class:`Backend` (the ONNX encoder + one-step decoder here; the torch model in
-:class:`vfm.plugins.finance.generation.generator.TorchBackend`, for parity checks), with the grammar
+Torch-free at import: numpy, onnxruntime and ``tokenizers``. The decode loop runs over any
+:class:`Backend`: the ONNX encoder + one-step decoder of a bundle (:class:`OnnxBackend`), or the
+torch model of a training run (:class:`vfm.plugins.finance.generation.generator.TorchBackend`,
+imported only for a folder without ONNX files; see :func:`folder_backend`), with the grammar
 of :class:`ProgramGrammar` masking every step, so that each decoded program parses and
 refers only to earlier steps. The positions of one number (``1452`` in a sentence and in
 a row) count as one option: their probabilities are summed, as in training.
@@ -59,6 +60,10 @@ from vfm.serve.numeric import log_softmax
 
 SETTINGS_FILE = "finance_model.json"
 SETTINGS_FORMAT = "vfm-finance-program-generator/1"
+ENCODER_ONNX, STEP_ONNX = "encoder.onnx", "decoder_step.onnx"
+"""The generator exported to ONNX (a bundle's model; :func:`generator.export_generator` writes them)."""
+WEIGHTS_FILE, CONFIG_FILE = "generator.safetensors", "generator_config.json"
+"""The torch generator (a training run's model; :func:`generator.save_generator` writes them)."""
 MAX_OPTIONS = 4 * MAX_STEPS + 1
 """The most options decoded: every step is 4 options (``op(``, two arguments or a row and
 ``none``, ``)``), then ``EOF``; the grammar ends every program within this."""
@@ -87,8 +92,8 @@ class OnnxBackend:
         from vfm.serve.runtime import onnx_session
 
         folder = Path(folder)
-        self.encoder = onnx_session(folder / "encoder.onnx")
-        self.decoder = onnx_session(folder / "decoder_step.onnx")
+        self.encoder = onnx_session(folder / ENCODER_ONNX)
+        self.decoder = onnx_session(folder / STEP_ONNX)
 
     def encode(self, input_ids, attention_mask, token_types):
         memory, state = self.encoder.run(
@@ -103,26 +108,25 @@ class OnnxBackend:
         return logits, state
 
 
-def graph_reports(parity: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The generator's per-graph ONNX-vs-torch reports in ``parity.json`` (``encoder``, ``decoder_step``),
-    without its greedy-token check.
+def folder_backend(folder: str | Path) -> Backend:
+    """The model of a folder: its ONNX files when it has them (a bundle), else its torch generator
+    (a training run; torch is imported only then).
 
     Raises:
-        VfmError: the report is an ensemble's (``members``), which this version no longer has.
+        VfmError: the folder holds neither.
     """
-    if "members" in parity:
-        raise VfmError(
-            "the run is an ensemble of generators, which this version no longer exports or decodes",
-            where="parity.json",
-            fix="retrain the model with this version of vfm",
-        )
-    return {key: report for key, report in parity.items() if key != "greedy_tokens"}
+    folder = Path(folder)
+    if (folder / ENCODER_ONNX).is_file():
+        return OnnxBackend(folder)
+    if (folder / WEIGHTS_FILE).is_file():
+        from vfm.plugins.finance.generation.generator import TorchBackend, load_generator
 
-
-def parity_passed(parity: Mapping[str, Any]) -> bool:
-    """Whether the generator's ONNX graphs matched torch and its greedy tokens were equal."""
-    tokens = parity["greedy_tokens"]
-    return all(r["passed"] for r in graph_reports(parity).values()) and tokens["equal"] == tokens["count"]
+        return TorchBackend(load_generator(folder))
+    raise VfmError(
+        f"no program generator: neither {ENCODER_ONNX} (a bundle) nor {WEIGHTS_FILE} (a training run)",
+        where=str(folder),
+        fix="pass the --out folder of 'vfm finetune finance', or a bundle of 'vfm export finance'",
+    )
 
 
 @dataclass(frozen=True)
@@ -294,13 +298,14 @@ def document_units(table: Sequence[Sequence[str]], sentences: Sequence[str]) -> 
 
 
 class ProgramPredictor:
-    """Retrieve, decode and execute, from a model folder written by
-    :mod:`vfm.plugins.finance.generation.generator_training`.
+    """Retrieve, decode and execute, from a model folder: a training run of
+    :mod:`vfm.plugins.finance.generation.generator_training`, or a bundle of its export.
 
     Args:
-        folder: holds ``finance_model.json``, ``tokenizer.json``, ``retriever.json``,
-            ``encoder.onnx`` and ``decoder_step.onnx``.
-        backend: the model to decode with; default: the folder's ONNX files.
+        folder: holds ``finance_model.json``, ``tokenizer.json``, ``retriever.json`` and the
+            generator: ``encoder.onnx`` and ``decoder_step.onnx`` (a bundle), or
+            ``generator.safetensors`` and ``generator_config.json`` (a training run).
+        backend: the model to decode with; default: the folder's (:func:`folder_backend`).
         beam_size: overrides the folder's setting, or the re-ranker's (1 is greedy decoding).
         rerank: use the folder's ``reranker.json`` when it has one.
         lookup: answer from table cells when the folder's ``lookup.json`` (:mod:`lookup`)
@@ -337,7 +342,7 @@ class ProgramPredictor:
             Tokenizer.from_file(str(folder / "tokenizer.json")), self.length, int(settings["max_question_len"])
         )
         self.retriever = EvidenceRetriever.load(folder / "retriever.json")
-        self.backend = backend if backend is not None else OnnxBackend(folder)
+        self.backend = backend if backend is not None else folder_backend(folder)
 
     def predict(
         self,

@@ -15,6 +15,10 @@ Three named steps, as in MAE:
   options under the grammar's masks (a gold argument found at several positions counts
   once: the probabilities of its positions are summed).
 
+A trained model is saved as ``generator.safetensors`` (:func:`save_generator`), the form a training
+run keeps; ``vfm export`` converts it with :func:`export_generator` and checks the conversion with
+:func:`greedy_token_parity`.
+
 The encoder is pluggable: ``encoder="scratch"`` is a small pre-LN transformer trained from
 random weights; any other value is a local Hugging Face model folder (``AutoModel``, e.g.
 the domain-adapted encoder of ``vfm.pretrain``), read without downloading or remote code.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,16 @@ from torch import nn
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
+from vfm.plugins.finance.data.records import QARecord
+from vfm.plugins.finance.generation.decode import (
+    CONFIG_FILE,
+    ENCODER_ONNX,
+    STEP_ONNX,
+    WEIGHTS_FILE,
+    OnnxBackend,
+    ProgramPredictor,
+    greedy_decode,
+)
 from vfm.plugins.finance.generation.features import (
     N_TOKEN_TYPES,
     OUTPUT_VOCAB,
@@ -45,6 +60,7 @@ from vfm.plugins.finance.generation.features import (
     QUESTION_NUMBER,
     SPECIAL,
     TOKEN_TYPES,
+    make_example,
 )
 
 SCRATCH = "scratch"
@@ -330,7 +346,7 @@ class TorchBackend:
         return logits.float().cpu().numpy(), state.float().cpu().numpy()
 
 
-WEIGHTS_FILE, CONFIG_FILE, HF_CONFIG_DIR = "generator.safetensors", "generator_config.json", "encoder_config"
+HF_CONFIG_DIR = "encoder_config"
 
 
 def save_generator(model: ProgramGenerator, folder: str | Path) -> None:
@@ -387,9 +403,6 @@ class _StepGraph(nn.Module):
         return self.model.forward_step(prev, state, memory, attention_mask)
 
 
-ENCODER_ONNX, STEP_ONNX = "encoder.onnx", "decoder_step.onnx"
-
-
 def export_generator(model: ProgramGenerator, folder: str | Path, *, opset: int = 18) -> dict[str, Any]:
     """Export the encoder and one decoder step to ONNX in ``folder`` (torch.onnx, dynamo),
     with the batch axis dynamic and inputs padded to ``max_len``.
@@ -426,3 +439,30 @@ def export_generator(model: ProgramGenerator, folder: str | Path, *, opset: int 
         opset=opset,
     )
     return {"encoder": encoder_report, "decoder_step": step_report}
+
+
+PARITY_RECORDS = 20
+"""Records whose greedy program tokens an export compares, ONNX against torch, by default."""
+
+
+def greedy_token_parity(
+    model: ProgramGenerator, onnx_folder: str | Path, model_folder: str | Path, records: Sequence[QARecord]
+) -> dict[str, Any]:
+    """Greedy program tokens of ``model`` and of its ONNX export in ``onnx_folder`` on ``records``, each
+    read with its top-k retrieved units by the tokenizer, retriever and settings of ``model_folder``.
+
+    Returns:
+        ``{"count", "equal", "mismatches": [{"id", "torch", "onnx"}]}``.
+    """
+    reader = ProgramPredictor(model_folder, backend=TorchBackend(model), rerank=False, lookup=False)
+    onnx = OnnxBackend(onnx_folder)
+    equal, mismatches = 0, []
+    for record in records:
+        encoded = reader.inputs.encode(make_example(record, reader.retriever.rank(record)[: reader.top_k]))
+        a = greedy_decode(reader.backend, encoded, length=reader.length, pad_id=reader.inputs.pad_id)
+        b = greedy_decode(onnx, encoded, length=reader.length, pad_id=reader.inputs.pad_id)
+        if a.tokens == b.tokens:
+            equal += 1
+        else:
+            mismatches.append({"id": record.id, "torch": list(a.tokens), "onnx": list(b.tokens)})
+    return {"count": len(records), "equal": equal, "mismatches": mismatches}

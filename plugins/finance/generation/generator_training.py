@@ -1,4 +1,4 @@
-"""Training the finance retriever and program generator, exporting them, and scoring them.
+"""Training the finance retriever and program generator, and scoring them.
 
     vfm finetune finance --config configs/finance/generator.yaml --data DATA --out OUT
 
@@ -21,16 +21,17 @@ Steps, each logged with where its outputs went:
    training stack, :mod:`vfm.platform.training`: checkpoints every epoch into
    ``checkpoints/last.ckpt``, so a killed run resumes; CPU by default; ``max_minutes`` caps it
    with a warning); the epoch with the best execution accuracy on the selection records
-   (``checkpoints/best.ckpt``) is kept (``generator.safetensors``);
-5. export: ``encoder.onnx`` and ``decoder_step.onnx``, with ``parity.json`` (ONNX vs torch
-   outputs, and greedy program tokens on selection records);
+   (``checkpoints/best.ckpt``) is kept;
+5. the trained generator: ``generator.safetensors`` and ``generator_config.json``
+   (:func:`save_generator`); the run keeps it in torch, and ``vfm export finance`` converts it
+   to ONNX and checks the conversion;
 6. the beam re-ranker (``reranker.json``, :mod:`reranker_training`), fitted on the selection
    records' beams and kept when it beats the generator's own order in cross-validation;
 7. the table lookup (``lookup.json``, :mod:`lookup`), fitted on the training questions whose
    answers are table cells (TAT-QA spans) and on synthetic ones, the text answerer
    (``text_answer.json``, :mod:`text_answer`) and the scale model (``scale.json``,
    :mod:`scale`), fitted on the TAT-QA training questions (:mod:`answer_fitting`);
-8. evaluation with the exported model (no torch): FinQA dev, TAT-QA held-out, synthetic
+8. evaluation with the trained generator (in torch): FinQA dev, TAT-QA held-out, synthetic
    test, greedy and beam (the generator's order) and re-ranked, into ``metrics.json``.
 
 The run's ``config.yaml`` (written by the pipeline) reproduces it. Outputs go to ``--out``,
@@ -64,12 +65,12 @@ from vfm.plugins.finance.data.records import QARecord
 from vfm.plugins.finance.data.synthetic import generate
 from vfm.plugins.finance.evaluation.evaluate import evaluate_records, score_predictions
 from vfm.plugins.finance.generation.decode import (
+    ENCODER_ONNX,
     SETTINGS_FILE,
     SETTINGS_FORMAT,
-    OnnxBackend,
+    STEP_ONNX,
+    WEIGHTS_FILE,
     ProgramPredictor,
-    greedy_decode,
-    parity_passed,
 )
 from vfm.plugins.finance.generation.features import (
     OUTPUT_VOCAB,
@@ -83,13 +84,13 @@ from vfm.plugins.finance.generation.features import (
     split_words,
 )
 from vfm.plugins.finance.generation.generator import (
+    PARITY_RECORDS,
     SCRATCH,
     GeneratorConfig,
     ProgramGenerator,
     TorchBackend,
     build_generator,
     collate,
-    export_generator,
     save_generator,
 )
 from vfm.plugins.finance.generation.program_search import label_quality, label_records
@@ -119,15 +120,15 @@ class TrainingSettings(TrainSettings):
         top_k: evidence units the generator reads.
         max_len, max_question_len: input lengths, in tokens.
         vocab_size, min_frequency: the word-level tokenizer (scratch encoder).
-        beam_size: the beam of the exported model's decoding.
+        beam_size: the beam of the model's decoding (``finance_model.json``).
         encoder: ``"scratch"`` or a local Hugging Face model folder.
         d_model, n_layers, n_heads, d_ff, dropout: the model (see :class:`GeneratorConfig`); the
             reported real-data recipe uses dropout 0.3, the short synthetic demo recipe 0.1.
         threads: torch CPU threads.
         select_synthetic, eval_synthetic: synthetic selection records (used when there is no
             real data to select on) and synthetic test records.
-        parity_records: selection records whose greedy program tokens are compared,
-            ONNX against torch.
+        parity_records: synthetic records whose greedy program tokens ``vfm export finance``
+            compares, ONNX against torch.
         limit_eval: score only the first N records of each evaluation set (None: all).
         weak_labels: also train on the unlabelled FinQA questions, with the programs
             :mod:`program_search` finds for their answers.
@@ -168,7 +169,7 @@ class TrainingSettings(TrainSettings):
     threads: int = 1
     select_synthetic: int = 50
     eval_synthetic: int = 200
-    parity_records: int = 20
+    parity_records: int = PARITY_RECORDS
     limit_eval: int | None = None
     weak_labels: bool = False
     lookup: bool = True
@@ -468,21 +469,13 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     select_records = with_programs(real_select or select_synthetic)
     trained = _train(settings, examples, tokenizer.get_vocab_size(), out, select_records)
 
-    # 5. export and parity
-    reports = write_model_folder(out, trained["model"])
-    parity = {
-        **reports,
-        "greedy_tokens": _token_parity(trained["model"], out, inputs, retriever, select_records, settings),
-    }
-    log.info(
-        "export: ONNX greedy tokens equal torch on %d/%d selection records -> %s",
-        parity["greedy_tokens"]["equal"],
-        parity["greedy_tokens"]["count"],
-        out,
-    )
-    atomic_write_json(out / "parity.json", parity)
+    # 5. the trained generator (in torch: 'vfm export finance' converts it to ONNX)
+    save_generator(trained["model"], out)
+    for stale in (ENCODER_ONNX, STEP_ONNX, "parity.json"):  # an older version's export, of an older model
+        (out / stale).unlink(missing_ok=True)
+    log.info("generator: saved -> %s", out / WEIGHTS_FILE)
 
-    # 6. the beam re-ranker, fitted on the selection records with the exported model
+    # 6. the beam re-ranker, fitted on the selection records with the trained generator
     reranking = fit_reranker(out, select_records)
     log.info(
         "re-ranker: selection execution accuracy %s (generator's order) -> %s (cross-validated); %s",
@@ -511,8 +504,8 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
             "kept" if report["kept"] else report["why"],
         )
 
-    # 8. evaluation with the exported model
-    evaluation = _evaluate(out, real, settings)
+    # 8. evaluation with the trained generator
+    evaluation = _evaluate(out, TorchBackend(trained["model"]), real, settings)
     metrics = {
         "settings": asdict(settings),
         "total_seconds": time.time() - started,
@@ -527,7 +520,6 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
         "weak_labels": weak_report,
         "reranker": reranking,
         **answer_reports,
-        "parity_passed": parity_passed(parity),
         "evaluation": evaluation,
     }
     atomic_write_json(out / "metrics.json", metrics)
@@ -626,89 +618,39 @@ def write_settings(out: str | Path, *, top_k: int, max_len: int, max_question_le
     )
 
 
-def write_model_folder(
-    out: str | Path,
-    model: ProgramGenerator,
-    *,
-    tokenizer: Any = None,
-    retriever: EvidenceRetriever | None = None,
-    top_k: int = 4,
-    max_question_len: int = 64,
-    beam_size: int = 5,
-) -> dict[str, Any]:
-    """Save and export ``model`` into ``out`` (weights, ONNX files), with the tokenizer,
-    retriever and decoding settings when given, so that ``out`` serves a
-    :class:`ProgramPredictor`.
-
-    Returns:
-        The ONNX parity reports of :func:`export_generator`.
-    """
-    out = Path(out)
-    save_generator(model, out)
-    if tokenizer is not None:
-        tokenizer.save(str(out / "tokenizer.json"))
-    if retriever is not None:
-        retriever.save(out / "retriever.json")
-    if tokenizer is not None or retriever is not None:
-        write_settings(
-            out, top_k=top_k, max_len=model.config.max_len, max_question_len=max_question_len, beam_size=beam_size
-        )
-    return export_generator(model, out)
-
-
 def build_model_folder(
     out: str | Path,
     records: Sequence[QARecord],
     settings: TrainingSettings | None = None,
     model: ProgramGenerator | None = None,
 ) -> ProgramGenerator:
-    """A complete model folder in ``out`` without training the generator: the retriever and
-    tokenizer fitted on ``records``, and ``model`` (default: new weights, shaped by
-    ``settings``), exported. For smoke tests and for trying the runtime before a real run.
+    """A model folder in ``out`` laid out as a training run's, without training the generator: the
+    retriever and tokenizer fitted on ``records``, the decoding settings, and ``model`` (default: new
+    weights, shaped by ``settings``) saved. For smoke tests and for trying the runtime before a real run
+    (:func:`vfm.plugins.finance.generation.generator.export_generator` adds its ONNX files).
     """
+    out = Path(out)
     settings = settings or TrainingSettings()
     tokenizer = train_word_tokenizer(record_texts(records), settings.vocab_size, 1)
     if model is None:
         torch.manual_seed(settings.seed)
         model = build_generator(settings.model_config(tokenizer.get_vocab_size()))
-    write_model_folder(
+    save_generator(model, out)
+    tokenizer.save(str(out / "tokenizer.json"))
+    EvidenceRetriever().fit(records).save(out / "retriever.json")
+    write_settings(
         out,
-        model,
-        tokenizer=tokenizer,
-        retriever=EvidenceRetriever().fit(records),
         top_k=settings.top_k,
+        max_len=model.config.max_len,
         max_question_len=settings.max_question_len,
         beam_size=settings.beam_size,
     )
     return model
 
 
-def _token_parity(
-    model: ProgramGenerator,
-    out: Path,
-    inputs: InputEncoder,
-    retriever: EvidenceRetriever,
-    records: Sequence[QARecord],
-    settings: TrainingSettings,
-) -> dict[str, Any]:
-    """Greedy program tokens of torch and ONNX on the first selection records."""
-    torch_backend, onnx_backend = TorchBackend(model), OnnxBackend(out)
-    equal, mismatches = 0, []
-    chosen = records[: settings.parity_records]
-    for record in chosen:
-        encoded = inputs.encode(make_example(record, retriever.rank(record)[: settings.top_k]))
-        a = greedy_decode(torch_backend, encoded, length=settings.max_len, pad_id=inputs.pad_id)
-        b = greedy_decode(onnx_backend, encoded, length=settings.max_len, pad_id=inputs.pad_id)
-        if a.tokens == b.tokens:
-            equal += 1
-        else:
-            mismatches.append({"id": record.id, "torch": list(a.tokens), "onnx": list(b.tokens)})
-    return {"count": len(chosen), "equal": equal, "mismatches": mismatches}
-
-
-def _evaluate(out: Path, real: Any, settings: TrainingSettings) -> dict[str, Any]:
-    """Scores of the exported model on each evaluation set: greedy, beam (the generator's order) and, with a
-    re-ranker, re-ranked."""
+def _evaluate(out: Path, backend: TorchBackend, real: Any, settings: TrainingSettings) -> dict[str, Any]:
+    """Scores of the model folder ``out`` decoded with ``backend`` on each evaluation set: greedy, beam (the
+    generator's order) and, with a re-ranker, re-ranked."""
     sets: dict[str, list[QARecord]] = {"synthetic_test": generate(settings.eval_synthetic, seed=settings.seed + 2)}
     if real is not None:
         sets["finqa_dev"] = real.finqa_dev
@@ -725,7 +667,7 @@ def _evaluate(out: Path, real: Any, settings: TrainingSettings) -> dict[str, Any
         results[name] = {}
         for mode, options in modes.items():
             started = time.time()
-            scores = evaluate_records(ProgramPredictor(out, **options), records, progress=True)
+            scores = evaluate_records(ProgramPredictor(out, backend=backend, **options), records, progress=True)
             scores["seconds"] = time.time() - started
             results[name][mode] = scores
             log.info("%s (%s): %s", name, mode, json.dumps({k: v for k, v in scores.items() if k != "count"}))

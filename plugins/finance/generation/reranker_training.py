@@ -1,9 +1,10 @@
-"""Fitting the beam re-ranker (:mod:`vfm.plugins.finance.generation.reranker`) of an exported model folder.
+"""Fitting the beam re-ranker (:mod:`vfm.plugins.finance.generation.reranker`) of a model folder.
 
     python -m vfm.plugins.finance.generation.reranker_training --model OUT
 
-The folder's model decodes :data:`~vfm.plugins.finance.generation.reranker.BEAMS` beams for each selection
-question (the records its training run selected its epoch on, rebuilt from the settings in its ``metrics.json``);
+The folder's model (a training run's torch generator, or the ONNX files of a folder that has them)
+decodes :data:`~vfm.plugins.finance.generation.reranker.BEAMS` beams for each selection question (the
+records its training run selected its epoch on, rebuilt from the settings in its ``metrics.json``);
 each beam that runs is labelled by whether its answer is the question's; the re-ranker is
 fitted on all of them and written to ``reranker.json``. The report gives the selection
 execution accuracy of the generator's own order and, by 5-fold cross-validation over the
