@@ -6,7 +6,6 @@ answer route the folder has (table lookup, text answers; :mod:`vfm.plugins.finan
 model, when the folder has one, is used by both. Prints JSON, one object per folder, plus the
 means over folders:
 
-    python -m vfm.plugins.finance.answers.answer_fitting --data-dir $VFM_DATA_DIR --model RUN   # if RUN predates them
     python benchmarks/finance_answer_routes.py --data-dir $VFM_DATA_DIR --model RUN [RUN ...]
 
 Runs decode with their torch generator, bundles with the ONNX runtime (torch-free); about 45 s per folder on 2 cores.

@@ -11,6 +11,10 @@ Each method is one CLI verb (``vfm pretrain|finetune|evaluate|export finance``).
 - ``finetune``: ``pretrained`` (a Hugging Face model folder with ``tokenizer.json``, e.g. the
   ``model/`` folder ``vfm pretrain finance`` writes; ``null`` trains the encoder from scratch)
   plus :class:`vfm.plugins.finance.generation.generator_training.TrainingSettings` fields.
+- ``evaluate``: ``beam_size`` (null: the model's; 1: greedy), ``limit`` (score the first N
+  questions), ``rerank`` (choose among beams with the run's re-ranker) and ``lookup`` (answer from
+  table cells and sentences when the run has those models); ``--set evaluate.rerank=false`` scores
+  the generator's own order.
 
 A fine-tune run folder is itself a model folder (the torch generator's weights, tokenizer,
 retriever, decoding settings): ``evaluate`` scores it with the torch generator. ``export`` converts
@@ -33,6 +37,8 @@ from vfm.platform.plugin import Plugin
 
 SYNTHETIC = "synthetic"
 EVAL_SEED = 2  # synthetic evaluation records are drawn with this seed (training uses finetune.seed = 0)
+EVALUATE_DEFAULTS: dict[str, Any] = {"beam_size": None, "limit": None, "rerank": True, "lookup": True}
+"""The ``evaluate`` section: how ``vfm evaluate finance`` decodes (see the module docstring)."""
 READER_FILES = ("tokenizer.json", "retriever.json", "finance_model.json")
 """What the generator reads a question with: a run and a bundle both hold them."""
 
@@ -52,6 +58,7 @@ class FinancePipeline:
             "data": {"source": SYNTHETIC},
             "pretrain": {"base": "fresh:bert-tiny", **training.get("pretrain", {})},
             "finetune": {"pretrained": None, **training.get("finetune", {})},
+            "evaluate": {**EVALUATE_DEFAULTS, **training.get("evaluate", {})},
         }
 
     def resolve(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -152,12 +159,20 @@ class FinancePipeline:
                 f"finance files hold one split each; got --split {split}",
                 fix="drop --split and pass the file of the split to score with --data",
             )
+        options = self.resolve(config_overrides or {})["evaluate"]
+        unknown = sorted(set(options) - set(EVALUATE_DEFAULTS))
+        if unknown:
+            raise VfmError(
+                f"unknown config field(s) {', '.join('evaluate.' + k for k in unknown)}",
+                fix=f"valid fields in 'evaluate' are: {', '.join(EVALUATE_DEFAULTS)}",
+            )
         if source:
-            return evaluate_file(source, run_dir, progress=False)
-        records = generate(200, seed=EVAL_SEED)
+            return evaluate_file(source, run_dir, progress=False, **options)
+        limit = options.pop("limit")
+        records = generate(200, seed=EVAL_SEED)[:limit]
         return {
-            "file": f"synthetic(seed={EVAL_SEED}, n=200)",
-            **evaluate_records(ProgramPredictor(run_dir), records, progress=False),
+            "file": f"synthetic(seed={EVAL_SEED}, n={len(records)})",
+            **evaluate_records(ProgramPredictor(run_dir, **options), records, progress=False),
         }
 
     # ------------------------------------------------------- demo and validate

@@ -360,7 +360,7 @@ class TableLookup:
             VfmError: missing, unreadable, or written for other features.
         """
         path = Path(path)
-        refit = f"refit it: python -m vfm.plugins.finance.answers.answer_fitting --data-dir DATA --model {path.parent}"
+        refit = f"refit it: re-run 'vfm finetune finance --out {path.parent}' (a finished run resumes at its end)"
         data = read_scorer_json(
             path,
             _FORMAT,

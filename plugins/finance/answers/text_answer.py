@@ -147,7 +147,7 @@ class TextAnswerer:
             VfmError: unreadable, of another version, or damaged.
         """
         path = Path(path)
-        refit = f"refit it: python -m vfm.plugins.finance.answers.answer_fitting --data-dir DATA --model {path.parent}"
+        refit = f"refit it: re-run 'vfm finetune finance --out {path.parent}' (a finished run resumes at its end)"
         data = read_scorer_json(
             path, _FORMAT, what="text answerer", written_by=refit, refit=refit, expected={"cues": list(CUES)}
         )

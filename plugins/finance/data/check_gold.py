@@ -1,19 +1,15 @@
-"""Check that every gold program in a dataset file executes to its gold answer.
-
-    python -m vfm.plugins.finance.data.check_gold FILE [FILE ...]
+"""Check that every gold program in a dataset file executes to its gold answer
+(``benchmarks/finance_check_gold.py FILE ...`` checks the real files).
 
 Works on FinQA, TAT-QA and ConvFinQA files (see :func:`load_any`). FinQA and ConvFinQA
 answers must match exactly, as the official FinQA evaluation compares them (5 decimals);
 TAT-QA answers must match under the TAT-QA metric (2 decimals, in the answer's scale).
 Records with no program (TAT-QA spans, non-arithmetic derivations) are counted, not
-checked. Exits 1 when a program fails or gives another answer.
+checked.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,29 +98,3 @@ def _mismatch(record: QARecord, program: str) -> Mismatch | None:
     if matches:
         return None
     return Mismatch(record.id, program, record.answer, got, f"gives {got!r}, gold is {record.answer!r}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Check the files named on the command line; print a summary and every mismatch."""
-    parser = argparse.ArgumentParser(
-        prog="python -m vfm.plugins.finance.data.check_gold", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("files", nargs="+", type=Path, help="FinQA, TAT-QA or ConvFinQA JSON files")
-    args = parser.parse_args(argv)
-    failed = False
-    for path in args.files:
-        try:
-            report = check_gold_programs(path)
-        except VfmError as err:
-            print(f"error: {err}", file=sys.stderr)
-            failed = True
-            continue
-        print(report.summary())
-        for mismatch in report.mismatches:
-            print(f"  {mismatch.id}: {mismatch.program} — {mismatch.reason}")
-        failed = failed or bool(report.mismatches)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

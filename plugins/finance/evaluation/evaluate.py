@@ -1,9 +1,8 @@
 """Scoring a finance model folder on any FinQA, TAT-QA or ConvFinQA file.
 
-    python -m vfm.plugins.finance.evaluation.evaluate FILE --model MODEL_DIR [--beam-size N] [--limit N]
+    vfm evaluate finance --run RUN --data FILE [--set evaluate.beam_size=N --set evaluate.limit=N]
 
-prints one JSON object (the integrator wires it to ``vfm evaluate finance --data FILE``).
-It runs the folder's model through :class:`ProgramPredictor`: torch-free on a bundle (its ONNX
+prints one JSON object. It runs the folder's model through :class:`ProgramPredictor`: torch-free on a bundle (its ONNX
 model), in torch on a training run (its generator's weights).
 
 Scores, each with the count of questions it is taken over:
@@ -27,7 +26,6 @@ Scores, each with the count of questions it is taken over:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,7 +33,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from vfm.platform.errors import VfmError, print_json_or_error
+from vfm.platform.errors import VfmError
 from vfm.plugins.finance.data.loaders import load_any
 from vfm.plugins.finance.data.records import QARecord
 from vfm.plugins.finance.evaluation.metrics import (
@@ -175,37 +173,3 @@ def _tatqa_scores(pairs: Sequence[tuple[Prediction, QARecord]]) -> dict[str, flo
         "f1": sum(s[1] for s in scores) / len(scores),
         "count": len(scores),
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print the scores of a model folder on a dataset file as JSON."""
-    parser = argparse.ArgumentParser(
-        prog="python -m vfm.plugins.finance.evaluation.evaluate",
-        description="Score a finance program-generator folder on a FinQA, TAT-QA or ConvFinQA file; prints JSON.",
-    )
-    parser.add_argument("file", type=Path, help="a FinQA, TAT-QA or ConvFinQA JSON file")
-    parser.add_argument("--model", type=Path, required=True, help="the --out folder of generator_training")
-    parser.add_argument("--beam-size", type=int, default=None, help="beam size (1: greedy); default: the model's")
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N questions")
-    parser.add_argument(
-        "--no-rerank",
-        dest="rerank",
-        action="store_false",
-        help="answer with the generator's most probable program that runs, even if the folder has a reranker.json",
-    )
-    parser.add_argument(
-        "--no-lookup",
-        dest="lookup",
-        action="store_false",
-        help="answer every question with a program, even if the folder has a lookup.json or a text_answer.json",
-    )
-    args = parser.parse_args(argv)
-    return print_json_or_error(
-        lambda: evaluate_file(
-            args.file, args.model, beam_size=args.beam_size, limit=args.limit, rerank=args.rerank, lookup=args.lookup
-        )
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

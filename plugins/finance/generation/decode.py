@@ -450,7 +450,7 @@ def read_settings(folder: str | Path) -> dict[str, Any]:
         path,
         SETTINGS_FORMAT,
         what="a finance program generator",
-        written_by="'vfm finetune finance' (or python -m vfm.plugins.finance.generation.generator_training)",
+        written_by="'vfm finetune finance'",
     )
     if settings.get("output_vocab") != list(OUTPUT_VOCAB):
         raise VfmError(

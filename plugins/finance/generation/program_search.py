@@ -16,29 +16,21 @@ own numbers is found by search, as weakly supervised semantic parsers do:
    its gold evidence. Questions no template answers get no label.
 
 Spurious programs (the right answer from the wrong numbers) exist; :func:`label_quality`
-measures how often the label is the gold program on records that have one::
-
-    python -m vfm.plugins.finance.generation.program_search --data-dir $VFM_DATA_DIR
+measures how often the label is the gold program on records that have one
+(``benchmarks/finance_weak_labels.py`` on the real data).
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import math
 import re
-import sys
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
-from vfm.platform.errors import VfmError, print_json_or_error
-from vfm.plugins.finance.data.data_splits import RealData, load_real_data
+from vfm.platform.errors import VfmError
 from vfm.plugins.finance.data.records import QARecord
-from vfm.plugins.finance.data.synthetic import generate
 from vfm.plugins.finance.evaluation.metrics import finqa_program_match
 from vfm.plugins.finance.generation.features import (
     is_number_word,
@@ -285,35 +277,3 @@ def label_quality(records: Sequence[QARecord], retriever: EvidenceRetriever) -> 
 
 
 __all__ = ["TEMPLATES", "Candidate", "Label", "candidates", "find_program", "label_quality", "label_records"]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print, as JSON, how well the search labels: on the FinQA training records (their
-    programs hidden; the retriever fitted on the other training sources and 300 synthetic
-    records, so it never saw their evidence) and how many unlabelled questions get a label."""
-    parser = argparse.ArgumentParser(
-        prog="python -m vfm.plugins.finance.generation.program_search",
-        description="Measure the weak-label program search on the real data.",
-    )
-    parser.add_argument("--data-dir", help="the real data folder (default: $VFM_DATA_DIR)")
-    args = parser.parse_args(argv)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    return print_json_or_error(lambda: search_report(load_real_data(args.data_dir)))
-
-
-def search_report(real: RealData) -> dict[str, Any]:
-    """What :func:`main` prints for the real data ``real``."""
-    finqa = [r for r in real.train if r.source == "finqa"]
-    retriever = EvidenceRetriever().fit([r for r in real.train if r.source != "finqa"] + generate(300, seed=0))
-    labelled = label_records(real.unlabelled, retriever)
-    shapes = Counter(" ".join(step.split("(")[0] for step in r.program.split("), ")) for r in labelled)
-    return {
-        "finqa_train": label_quality(finqa, retriever),
-        "unlabelled": len(real.unlabelled),
-        "labelled": len(labelled),
-        "shapes": dict(shapes.most_common()),
-    }
-
-
-if __name__ == "__main__":
-    sys.exit(main())

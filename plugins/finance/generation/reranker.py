@@ -239,6 +239,6 @@ class BeamReranker:
             features=FEATURES,
             what="beam re-ranker",
             written_by="pass the reranker.json a training run wrote, or delete it to keep the beam order",
-            refit="refit it: python -m vfm.plugins.finance.generation.reranker_training --model FOLDER",
+            refit="refit it: re-run 'vfm finetune finance --out RUN' (a finished run resumes at its end and refits it)",
         )
         return cls(model, int(data["beams"]))

@@ -1,29 +1,23 @@
 """Fitting the beam re-ranker (:mod:`vfm.plugins.finance.generation.reranker`) of a model folder.
 
-    python -m vfm.plugins.finance.generation.reranker_training --model OUT
-
 The folder's model (a training run's torch generator, or the ONNX files of a folder that has them)
 decodes :data:`~vfm.plugins.finance.generation.reranker.BEAMS` beams for each selection question (the
-records its training run selected its epoch on, rebuilt from the settings in its ``metrics.json``);
-each beam that runs is labelled by whether its answer is the question's; the re-ranker is
+records its training run selects its epoch on); each beam that runs is labelled by whether its answer is the question's; the re-ranker is
 fitted on all of them and written to ``reranker.json``. The report gives the selection
 execution accuracy of the generator's own order and, by 5-fold cross-validation over the
 questions, of the re-ranker: the re-ranker is kept only when it does better. Training runs do
-this as their step 6.
+this as their step 6 (re-running ``vfm finetune finance --out RUN`` on a finished run fits it again).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vfm.platform.errors import VfmError, print_json_or_error
+from vfm.platform.errors import VfmError
 from vfm.plugins.finance.data.records import QARecord
 from vfm.plugins.finance.evaluation.evaluate import answer_is_correct
 from vfm.plugins.finance.generation.decode import ProgramPredictor
@@ -91,36 +85,3 @@ def fit_reranker(folder: str | Path, records: Sequence[QARecord], *, l2: float =
         reranker.save(path)
         report["kept"] = True
     return report
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Refit the re-ranker of a training run's folder; prints the report as JSON."""
-    parser = argparse.ArgumentParser(
-        prog="python -m vfm.plugins.finance.generation.reranker_training", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--model", type=Path, required=True, help="the --out folder of vfm finetune finance")
-    parser.add_argument("--data-dir", type=Path, default=None, help="the real data folder, if it moved since training")
-    args = parser.parse_args(argv)
-    return print_json_or_error(lambda: refit(args.model, args.data_dir))
-
-
-def refit(folder: Path, data_dir: Path | None = None) -> dict[str, Any]:
-    """Refit the re-ranker of a training run's ``folder`` on its selection records (see :func:`main`)."""
-    from vfm.plugins.finance.generation.generator_training import TrainingSettings, selection_records
-    from vfm.plugins.finance.retrieval.retriever import EvidenceRetriever
-
-    metrics = folder / "metrics.json"
-    if not metrics.is_file():
-        raise VfmError(
-            "the folder has no metrics.json",
-            where=str(folder),
-            fix="pass the --out folder of a finished 'vfm finetune finance' run",
-        )
-    settings = TrainingSettings(**json.loads(metrics.read_text(encoding="utf-8"))["settings"])
-    if data_dir is not None:
-        settings.data_dir = str(data_dir)
-    return fit_reranker(folder, selection_records(settings, EvidenceRetriever.load(folder / "retriever.json")))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Gold-program checking: the report, the command line, and the real FinQA files."""
+"""Gold-program checking: the report, the benchmark script that runs it, and the real FinQA files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vfm.plugins.finance.data.check_gold import check_gold_programs, main
+from vfm.plugins.finance.data.check_gold import check_gold_programs
 
 from .conftest import DATA_DIR, needs_data
 
@@ -40,27 +40,23 @@ def test_report_counts_and_explains_mismatches(finqa_file):
     assert report.summary().endswith("1/3 gold programs give the gold answer (3 records, 0 without a program)")
 
 
-def test_main_exits_1_on_mismatch_and_names_them(finqa_file, tmp_path, capsys):
-    assert main([str(finqa_file)]) == 1
-    out = capsys.readouterr().out
-    assert "wrong: table_sum(sales, none) — gives 5.0" in out and "broken:" in out
-    good = tmp_path / "good.json"
-    good.write_text(json.dumps([GOOD]), encoding="utf-8")
-    assert main([str(good)]) == 0
-    assert main([str(tmp_path / "missing.json")]) == 1
-    assert "error: file not found" in capsys.readouterr().err
+SCRIPT = Path(__file__).parents[3] / "benchmarks" / "finance_check_gold.py"
 
 
-def test_runs_as_a_module(tmp_path):
+def _check(*files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, files)], capture_output=True, text=True, timeout=60)
+
+
+def test_the_script_exits_1_on_a_mismatch_and_names_each(finqa_file, tmp_path):
+    result = _check(finqa_file)
+    assert result.returncode == 1
+    assert "wrong: table_sum(sales, none) — gives 5.0" in result.stdout and "broken:" in result.stdout
     good = tmp_path / "good.json"
     good.write_text(json.dumps([GOOD]), encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "vfm.plugins.finance.data.check_gold", str(good)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _check(good)
     assert result.returncode == 0 and "1/1 gold programs" in result.stdout
+    result = _check(tmp_path / "missing.json")
+    assert result.returncode == 1 and result.stderr.startswith("error: file not found")
 
 
 @needs_data("finqa/dev_sample200.original.json", "finqa/train_sample100.original.json")

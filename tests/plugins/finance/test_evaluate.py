@@ -6,11 +6,12 @@ import json
 
 import pytest
 
+from tests.conftest import run_vfm
 from vfm.platform.errors import VfmError
 from vfm.plugins.finance.answers.scale import rule_scale
 from vfm.plugins.finance.data.records import QARecord
 from vfm.plugins.finance.data.synthetic import generate
-from vfm.plugins.finance.evaluation.evaluate import evaluate_file, main, score_predictions
+from vfm.plugins.finance.evaluation.evaluate import evaluate_file, score_predictions
 from vfm.plugins.finance.generation.decode import Prediction
 
 from .conftest import finqa_item
@@ -67,20 +68,26 @@ def test_evaluate_file_scores_a_finqa_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_file_scores_a_tatqa_file_and_main_prints_json(tmp_path, capsys):
+def test_vfm_evaluate_scores_a_tatqa_file_with_the_evaluate_options(tmp_path):
     path = tmp_path / "tatqa.json"
     path.write_text(json.dumps([TATQA_CONTEXT]))
-    assert main([str(path), "--model", str(exported_model_folder()), "--beam-size", "1"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["count"] == 2 and result["program"]["count"] == 1
-    assert result["tatqa"]["all"]["count"] == 2 and result["tatqa"]["arithmetic"]["count"] == 1
-    assert set(result["tatqa"]["all"]) == {"exact_match", "f1", "count"}
-    assert "answers" not in result, "TAT-QA answers are scored under the TAT-QA metric, not as a 0-count block"
+    model = str(exported_model_folder())
+    result = run_vfm("evaluate", "finance", "--run", model, "--data", str(path), "--set", "evaluate.beam_size=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads(result.stdout)
+    assert scores["count"] == 2 and scores["program"]["count"] == 1
+    assert scores["tatqa"]["all"]["count"] == 2 and scores["tatqa"]["arithmetic"]["count"] == 1
+    assert set(scores["tatqa"]["all"]) == {"exact_match", "f1", "count"}
+    assert "answers" not in scores, "TAT-QA answers are scored under the TAT-QA metric, not as a 0-count block"
+    limited = run_vfm("evaluate", "finance", "--run", model, "--data", str(path), "--set", "evaluate.limit=1")
+    assert json.loads(limited.stdout)["count"] == 1
+    wrong = run_vfm("evaluate", "finance", "--run", model, "--data", str(path), "--set", "evaluate.beams=3")
+    assert wrong.returncode == 2 and "unknown config field(s) evaluate.beams" in wrong.stderr
 
 
-def test_main_reports_errors_in_one_line(tmp_path, capsys):
-    assert main([str(tmp_path / "missing.json"), "--model", str(tmp_path)]) == 1
-    assert capsys.readouterr().err.startswith("error: file not found")
+def test_vfm_evaluate_names_a_missing_file_in_one_line(tmp_path):
+    result = run_vfm("evaluate", "finance", "--run", str(exported_model_folder()), "--data", str(tmp_path / "no.json"))
+    assert result.returncode == 2 and "data path not found" in result.stderr and "Traceback" not in result.stderr
 
 
 def _record(
