@@ -2,7 +2,7 @@
 
 ``AntialiasedResize`` is torch's antialiased interpolation; on 8-bit pixels its bilinear kernel
 reproduces Pillow's ``BILINEAR`` (the serving resize) to within one grey level (fixed-point
-rounding; under 0.3% of pixels).
+rounding, on a few pixels; ``tests/pretrain/test_fundus_transforms.py`` checks both bounds).
 
 ``mae_augment`` is MAE's augmentation: a random resized crop (0.2-1.0 of the area, aspect
 3/4-4/3, bicubic) and a horizontal flip. ``augment_batch`` draws each sample's randomness from
@@ -37,7 +37,7 @@ class AntialiasedResize(Transform):
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         """img: [C, H, W] -> [C, S, S]."""
-        x = convert_to_tensor(img, track_meta=False).contiguous()[None]  # [1, C, H, W]; a crop view is 8x slower
+        x = convert_to_tensor(img, track_meta=False).contiguous()[None]  # [1, C, H, W]; a crop view is slow
         if x.shape[-2:] == (self.size, self.size):
             return x[0]
         return F.interpolate(x, size=(self.size, self.size), mode=self.mode, antialias=True, align_corners=False)[0]
@@ -94,7 +94,7 @@ class RandResizedCrop(Randomizable, Transform):
 
 class RandHorizontalFlip(RandomizableTransform):
     """Mirror left-right with probability ``prob``: MONAI's ``RandFlip(spatial_axis=1)`` without its
-    metadata bookkeeping, which costs ~15 ms per 224 px image on a CPU.
+    metadata bookkeeping, which is slow for every image on a CPU.
 
     Args:
         prob: probability of flipping.

@@ -64,7 +64,8 @@ def onnx_session(model_path: Path) -> Any:
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
     # Idle worker threads must sleep, not spin: a predictor holding several sessions (an encoder
-    # and decoders) would otherwise have them compete for the cores (3.6x slower on 2 cores).
+    # and decoders) would otherwise have them compete for the cores (measured: docs/log/driving.md,
+    # 'Serving').
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])

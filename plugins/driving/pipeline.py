@@ -57,9 +57,10 @@ DATA_FORMAT = 4
 """Version of what the generator writes (2: speeds per frame, 3: the driver's settings, 4: road
 cameras that show 70-75 m ahead); part of the cache key."""
 RETIRED_OPTIONS = {("data", "road_camera"): "square", ("finetune", "motion"): False}
-"""Options removed after they were measured as no gain, with the value every run had without them:
-configs written before (``config.yaml`` of a run or bundle) hold it and read as before; any other
-value is refused."""
+"""Options removed after they were measured as no gain (docs/results/driving.md, 'What each option
+did (ablation)': frame differences, a road camera at twice the pixels per metre), with the value every
+run had without them: configs written before (``config.yaml`` of a run or bundle) hold it and read as
+before; any other value is refused."""
 SYNTHETIC_SPLITS = ("train", "test_seeds", "test_scenario")
 """Synthetic splits: training episodes, held-out seeds of the training scenarios, and the
 held-out scenario type."""

@@ -121,7 +121,8 @@ class Scenario:
         centering: where the ego car sits in the frame (fractions of width, height). On the
             roads, 100 m across with the car a quarter from the left edge: the camera shows the
             75 m ahead in which the driver reacts to nearly every car it follows (70 m on the
-            ramp); at 96 px a frame has about a pixel per metre.
+            ramp; measured: docs/log/driving.md, 'Reading the scene', item 2); at 96 px a frame
+            has about a pixel per metre.
         cruise_speed: range of the ego driver's desired speed, m/s (drawn per episode).
         duration_s: the episode's default length in seconds.
         lane_changes: whether the ego car may change lanes here.

@@ -70,12 +70,12 @@ class CommentaryTrainSettings(TrainSettings):
         fact_weight: weight of the auxiliary scene-fact loss (:mod:`scene_facts`: the decoder's
             ``<bos>`` state regresses the simulator's facts, gaps, closing speed, free lanes, the
             commanded acceleration) beside the language loss; 0: language loss only. Samples
-            without facts add nothing to it. On the 40-episode data it lifts action / cause
-            accuracy from 82.6 / 76.3 to 85.0 / 78.7 % (``docs/results/driving.md``).
+            without facts add nothing to it. What it does to action / cause accuracy:
+            docs/results/driving.md, 'What each option did (ablation)'.
         freeze_encoder: keep the ViT's weights fixed.
         batch_size, lr, encoder_lr (None: ``lr``), warmup_steps, weight_decay, gradient_clip: the optimiser.
-        precision defaults to ``"32"``: bf16-mixed measured little gain for this small model
-            (docs/results/driving.md).
+        precision defaults to ``"32"``: for this small model bf16-mixed reaches the same loss,
+            only a little faster (measured: docs/results/driving.md, 'Limits').
     """
 
     max_steps: int | None = 2000

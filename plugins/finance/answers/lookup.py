@@ -479,8 +479,9 @@ def training_questions(
 ) -> list[QARecord]:
     """The lookup's training questions: the real ones when there are any (the synthetic program
     questions otherwise), plus ``synthetic_lookups`` synthetic cell questions
-    (:func:`generate_lookups`). Measured on the selection documents: adding the 3,000 synthetic
-    program questions to the real ones costs 4 of 138 TAT-QA answers, so they are left out."""
+    (:func:`generate_lookups`). The synthetic program questions are left out when there are real
+    ones: adding them cost right TAT-QA answers on the selection documents (measured:
+    docs/log/finance.md, 'Answers read from the table')."""
     from vfm.plugins.finance.data.synthetic import generate_lookups
 
     return list(real or synthetic) + generate_lookups(synthetic_lookups, seed=seed)

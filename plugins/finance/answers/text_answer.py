@@ -1,11 +1,11 @@
 """Answers that are a sentence of the report: "Why did revenue grow?", "How is X calculated?".
 
 TAT-QA asks many questions whose answer is a phrase of the text. Without a pretrained reader a
-phrase cannot be cut out reliably from the ~300 training examples here (a span scorer tried on
-them did worse than the whole sentence), so the answer is the sentence that holds it: the
+phrase cannot be cut out reliably from the few hundred training examples here (a span scorer tried
+on them did worse than the whole sentence), so the answer is the sentence that holds it: the
 sentence of the retriever's best paragraph that shares most of the question's words (a learned
 sentence scorer over the two best paragraphs, with cause and position cues, did no better on the
-training documents: the answer is in the chosen sentence for 79 against 80 %). A *router*
+training documents; both comparisons: docs/log/finance.md, 'Text answers'). A *router*
 (a numpy logistic regression over the question's words and word pairs, as the table lookup reads
 them, and four retrieval cues: how likely the best sentence and the best table row are evidence,
 and how much of the question the best sentence holds) decides whether the answer is text.
@@ -44,8 +44,9 @@ MIN_POSITIVES = 20
 """The fewest text-answer training questions a router is fitted on; with fewer, none is kept."""
 THRESHOLD = 0.7
 """The router's probability above which the answer is a sentence. Chosen on the selection documents
-and on half of the answer-only FinQA questions (fitted on the other half): at 0.5, 12 of 261 FinQA
-questions went to text; at 0.7, 2 (and 15 of 32 TAT-QA text answers still do)."""
+and on half of the answer-only FinQA questions (fitted on the other half): at 0.7 rather than 0.5
+far fewer FinQA number questions go to text, while TAT-QA text answers still do (the counts:
+docs/log/finance.md, 'Text answers')."""
 _SENTENCE_END = re.compile(r"(?<=[.;:])\s+(?=[A-Z(\u201c\"$0-9])")
 
 
@@ -176,7 +177,7 @@ def fit_text_answerer(
     """Fit the router on ``records`` (positives: :func:`answer_is_text`), ranking each
     document's units with ``retriever`` (an :class:`EvidenceRetriever`). Questions known to want
     a number (FinQA's answer-only ones) are worth adding as negatives: FinQA's long texts make its
-    questions look like text questions to the retrieval cues.
+    questions look like text questions to the retrieval cues (docs/log/finance.md, 'Text answers').
 
     Returns:
         ``(answerer, report)``: None (the report says why) with fewer than :data:`MIN_POSITIVES`.

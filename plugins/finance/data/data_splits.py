@@ -9,8 +9,8 @@ The public files (``$VFM_DATA_DIR``, see ``shared/data/README.md``) hold no test
   digits of ``sha256(table uid)``, as an integer, modulo 100 are below
   :data:`TATQA_HELD_OUT_PERCENT`; the others are for training;
 - ``convfinqa/convfinqa_dev.pot_format.json``: training, without the conversations about a
-  document of the FinQA evaluation records (ConvFinQA is built on FinQA's documents; 74 of
-  its 342 conversations share a table with ``dev_sample200``);
+  document of the FinQA evaluation records (ConvFinQA is built on FinQA's documents; how many
+  conversations this drops: docs/log/finance.md, 'Data and splits');
 - ``finqa/dev_all883.pixiu_prompt.jsonl`` (FinQA's whole dev split as prompt/answer pairs,
   no programs): *unlabelled* training questions, without those whose table is one of the
   evaluation records' (which drops the 200 evaluation questions themselves and the other

@@ -9,8 +9,8 @@ refers only to earlier steps. The positions of one number (``1452`` in a sentenc
 a row) count as one option: their probabilities are summed, as in training.
 
 One rule is added at decoding time: a step's second argument differs from its first
-(``divide(1572, 1572)``); gold FinQA, TAT-QA and ConvFinQA programs repeat an argument in
-about 1 % of their programs, while an undertrained pointer repeats one often.
+(``divide(1572, 1572)``); gold FinQA, TAT-QA and ConvFinQA programs rarely repeat an argument,
+while an undertrained pointer repeats one often.
 
 A program's confidence is its probability under the model: the product of its options'
 probabilities (``exp`` of the summed log-probabilities). The answer is the most probable program
