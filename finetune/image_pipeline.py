@@ -167,6 +167,7 @@ class ImageClassificationPipeline:
     def finetune(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         """Fine-tune a ViT classifier (from the pretrained encoder when given, else from scratch)."""
         from vfm.finetune.classification_training import FinetuneSettings, finetune_classifier
+        from vfm.platform.pipeline import record_base_model
 
         config = self.resolve(config)
         section = dict(config["finetune"])
@@ -184,6 +185,7 @@ class ImageClassificationPipeline:
         val = (self.prepare(val_set, config), self._labelled(val_set, "validation"))
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, out_dir)
+        record_base_model(out_dir, pretrained)
         return finetune_classifier(
             train,
             val,

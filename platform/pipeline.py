@@ -19,6 +19,9 @@ from vfm.platform.model_card import render_model_card
 from vfm.platform.plugin import Plugin
 from vfm.platform.registry import vfm_version
 
+BASE_MODEL_FILE = "base_model.json"
+"""What a fine-tune run started from (:func:`record_base_model`); its bundle carries it and names it on the card."""
+
 Config = dict[str, Any]
 Metrics = dict[str, Any]
 """A verb's JSON-able result: ``metrics.json`` of a run, what ``vfm <verb>`` prints."""
@@ -144,10 +147,14 @@ def write_run_bundle(
 ) -> Path:
     """Assemble and verify a bundle: the plugin's files (``model_files``: bundle path -> a file to copy,
     or its bytes / text) plus the standard ones every bundle has: ``metrics.json``, ``parity.json``,
-    ``config.yaml`` (the run's), ``MODEL_CARD.md`` (with ``card_metrics``, default the numeric
-    ``metrics``) and ``SHA256SUMS`` (:func:`vfm.platform.bundle.write_bundle`)."""
+    ``config.yaml`` (the run's), ``base_model.json`` (the run's, when it started from a pretrained
+    model; see :func:`vfm.platform.models.sources.base_model_entry`), ``MODEL_CARD.md`` (with
+    ``card_metrics``, default the numeric ``metrics``, and the base model) and ``SHA256SUMS``
+    (:func:`vfm.platform.bundle.write_bundle`)."""
     from vfm.platform.config import load_yaml_file
 
+    base_file = config_file.parent / BASE_MODEL_FILE
+    base_model = json.loads(base_file.read_text("utf-8")) if base_file.is_file() else None
     has_config = config_file.is_file()
     files = dict(model_files) | {
         "metrics.json": json.dumps(metrics, indent=2),
@@ -158,6 +165,24 @@ def write_run_bundle(
             metrics=metrics if card_metrics is None else card_metrics,
             parity=asdict(parity),
             config=load_yaml_file(config_file) if has_config else {},
+            base_model=base_model,
         ),
     }
+    if base_model is not None:
+        files[BASE_MODEL_FILE] = json.dumps(base_model, indent=2)
     return write_bundle(out, plugin_manifest=manifest, models=models, files=files, vfm_version=vfm_version())
+
+
+def record_base_model(run_dir: Path, reference: str | Path | None) -> dict[str, Any] | None:
+    """Write the run's ``base_model.json`` (:func:`vfm.platform.models.sources.base_model_entry` of
+    ``reference``), or remove a stale one when the run starts from random weights (``None``)."""
+    from vfm.platform.fileio import atomic_write_json
+    from vfm.platform.models.sources import base_model_entry
+
+    path = Path(run_dir) / BASE_MODEL_FILE
+    if reference is None:
+        path.unlink(missing_ok=True)
+        return None
+    entry = base_model_entry(reference)
+    atomic_write_json(path, entry)
+    return entry

@@ -239,7 +239,7 @@ def adapt_text_model(
         "files": [],
     }
     if run.trainer.is_global_zero:
-        save_pretrained_atomic(model, tokenizer, out_dir / "model")
+        save_pretrained_atomic(model, tokenizer, out_dir / "model", base=base)
         metrics["files"] = [str(out_dir / n) for n in ("model", "metrics.json", "checkpoints/last.ckpt")]
         atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics

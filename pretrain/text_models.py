@@ -11,13 +11,12 @@ masked-LM perplexity of ``run_mlm``, not the much slower pseudo-perplexity).
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from vfm.platform.errors import VfmError
+from vfm.platform.models.sources import resolve
 
 FRESH_CONFIGS: dict[str, dict] = {
     "bert-tiny": {
@@ -42,11 +41,6 @@ FRESH_CONFIGS: dict[str, dict] = {
 
 FRESH_TOKENIZER = {"bert": "wordpiece", "gpt2": "bpe"}
 FRESH_OBJECTIVE = {"bert": "mlm", "gpt2": "clm"}
-
-
-def offline() -> bool:
-    """Whether the Hub must not be contacted (``HF_HUB_OFFLINE`` set to a true value)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def fresh_family(base: str) -> str:
@@ -82,20 +76,23 @@ def fresh_model(base: str, tokenizer, seed: int = 0):
     return GPT2LMHeadModel(config)
 
 
-def _hub_kwargs(base: str) -> dict:
-    return {"trust_remote_code": False, "local_files_only": Path(base).is_dir() or offline()}
+LOCAL_ONLY = {"trust_remote_code": False, "local_files_only": True}
+"""How every pretrained folder is read: :func:`vfm.platform.models.sources.resolve` has made it local."""
 
 
 def load_tokenizer(base: str):
+    """The tokenizer of ``base``: a packaged model's name, a local folder or a Hugging Face id
+    (:func:`vfm.platform.models.sources.resolve`)."""
     from transformers import AutoTokenizer
 
+    folder = str(resolve(base))
     try:
-        return AutoTokenizer.from_pretrained(base, **_hub_kwargs(base))
+        return AutoTokenizer.from_pretrained(folder, **LOCAL_ONLY)
     except (OSError, ValueError) as err:
         raise VfmError(
             f"cannot load a tokenizer: {str(err).splitlines()[0]}",
             where=base,
-            fix="pass a local model folder, a cached Hub id, or unset HF_HUB_OFFLINE to download",
+            fix="pass a model folder with its tokenizer files (tokenizer.json)",
         ) from None
 
 
@@ -125,21 +122,23 @@ def resolve_objective(config, tokenizer, requested: str = "auto") -> str:
 
 
 def load_pretrained(base: str, objective: str = "auto"):
-    """``(model, tokenizer, objective)`` from a Hub id or local folder (no remote code)."""
+    """``(model, tokenizer, objective)`` from a packaged model's name, a local folder or a Hugging Face
+    id (no remote code, safetensors weights)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
-    tokenizer = load_tokenizer(base)
+    folder = str(resolve(base))
+    tokenizer = load_tokenizer(folder)
     try:
-        config = AutoConfig.from_pretrained(base, **_hub_kwargs(base))
+        config = AutoConfig.from_pretrained(folder, **LOCAL_ONLY)
     except (OSError, ValueError) as err:
         raise VfmError(
             f"cannot load a model config: {str(err).splitlines()[0]}",
             where=base,
-            fix="pass a local model folder, a cached Hub id, or unset HF_HUB_OFFLINE to download",
+            fix="pass a Hugging Face model folder (config.json, weights, tokenizer)",
         ) from None
     objective = resolve_objective(config, tokenizer, objective)
     cls = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
-    model = cls.from_pretrained(base, config=config, **_hub_kwargs(base))
+    model = cls.from_pretrained(folder, config=config, **LOCAL_ONLY)
     return model, tokenizer, objective
 
 

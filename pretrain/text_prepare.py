@@ -137,12 +137,27 @@ def save_dir_atomic(write, path: Path) -> Path:
     return path
 
 
-def save_pretrained_atomic(model, tokenizer, path: Path) -> Path:
+def save_pretrained_atomic(model, tokenizer, path: Path, *, base: str | None = None) -> Path:
     """``save_pretrained`` the model and its tokenizer into ``path``, loadable with ``AutoModel*``
-    and ``AutoTokenizer.from_pretrained(path)``."""
+    and ``AutoTokenizer.from_pretrained(path)``; with ``base`` (the model it was adapted from), also
+    the folder's record (``vfm_model.json``: the base's source, licence and hashes, and this folder's
+    file hashes, for ``vfm models verify`` and the model cards of what is trained on it)."""
+    from vfm.platform.fileio import atomic_write_json
+    from vfm.platform.models.sources import base_model_entry
+    from vfm.platform.models.store import RECORD_FILE, make_record
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if base is not None:
+            entry = base_model_entry(base)
+            record = make_record(
+                tmp,
+                name=f"{path.parent.name}/{path.name}",
+                source={"kind": "adapted", "base": entry},
+                upstream=entry.get("upstream"),
+                licence=entry["licence"],
+            )
+            atomic_write_json(tmp / RECORD_FILE, record)
 
     return save_dir_atomic(write, path)

@@ -198,6 +198,7 @@ class DrivingPipeline:
     # ---------------------------------------------------------------- finetune
     def finetune(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         """Train the commentary model and score it on the held-out sets (``export`` converts it to ONNX)."""
+        from vfm.platform.pipeline import record_base_model
         from vfm.platform.training.checkpoints import keep_trained_result
         from vfm.plugins.driving.training import CommentaryTrainSettings, train_commentary
 
@@ -213,6 +214,7 @@ class DrivingPipeline:
         train = self.load_split(config, config["data"]["train_split"])
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, out_dir)
+        record_base_model(out_dir, settings.text_model or pretrained)
         training = keep_trained_result(
             train_commentary(train, settings, out_dir, progress=progress),
             (read_json_if_any(out_dir / "metrics.json") or {}).get("training"),

@@ -111,6 +111,7 @@ class FinancePipeline:
 
     # ---------------------------------------------------------------- finetune
     def _training_settings(self, config: dict[str, Any]) -> Any:
+        from vfm.platform.models.sources import resolve
         from vfm.plugins.finance.generation.generator import SCRATCH
         from vfm.plugins.finance.generation.generator_training import TrainingSettings
 
@@ -120,7 +121,7 @@ class FinancePipeline:
             if reserved in section:
                 raise VfmError(f"finetune.{reserved} is set through {where}", fix=f"set {where} instead")
         data_dir = self._data_dir(config)
-        section |= {"data_dir": data_dir, "encoder": str(pretrained) if pretrained else SCRATCH}
+        section |= {"data_dir": data_dir, "encoder": str(resolve(pretrained)) if pretrained else SCRATCH}
         if data_dir is None:
             section["synthetic_only"] = True
         return build_settings(TrainingSettings, section, "finetune")
@@ -128,12 +129,14 @@ class FinancePipeline:
     def finetune(self, config: dict[str, Any], out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
         """Fit the retriever, train the program generator and the answer models, and score them (``metrics.json``);
         the run keeps the generator in torch (``generator.safetensors``)."""
+        from vfm.platform.pipeline import record_base_model
         from vfm.plugins.finance.generation.generator_training import train_generator
 
         config = self.resolve(config)
         settings = self._training_settings(config)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, out_dir)
+        record_base_model(out_dir, config["finetune"]["pretrained"])
         return train_generator(settings, out_dir)
 
     # ---------------------------------------------------------------- evaluate

@@ -154,8 +154,11 @@ def test_settings_and_inputs_fail_with_one_line_errors(tmp_path):
         adapt_text_model(
             "fresh:gpt2-tiny", finance_docs(20), None, tiny(objective="mlm"), tmp_path / "x", progress=False
         )
-    with pytest.raises(VfmError, match="cannot load a tokenizer"):
+    with pytest.raises(VfmError, match="not a model reference"):  # neither a folder, a package nor org/name
         adapt_text_model(
             str(tmp_path / "no-such-model"), finance_docs(20), None, tiny(), tmp_path / "y", progress=False
         )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VfmError, match="cannot load a tokenizer"):
+        adapt_text_model(str(tmp_path / "empty"), finance_docs(20), None, tiny(), tmp_path / "z", progress=False)
     assert warmup_decay(2, 10, shape="linear")(0) == 0.5 and warmup_decay(2, 10, shape="linear")(10) == 0.0

@@ -320,6 +320,13 @@ def test_domain_adapted_encoder_feeds_the_generator(tmp_path):
     run = tmp_path / "run"
     result = json.loads(_ok("finetune", "finance", "--out", str(run), "--pretrained", str(adapted / "model"), *TINY))
     assert result["settings"]["encoder"] == str(adapted / "model")
+    record = json.loads((adapted / "model" / "vfm_model.json").read_text())
+    assert record["source"]["kind"] == "adapted" and record["source"]["base"]["reference"] == "fresh:bert-tiny"
+    assert json.loads(_ok("models", "verify", str(adapted / "model")))["verified"]
     bundle = tmp_path / "bundle"
     _ok("export", "finance", "--run", str(run), "--out", str(bundle))
     assert json.loads((bundle / "parity.json").read_text())["passed"]
+    base = json.loads((bundle / "base_model.json").read_text())
+    assert base["reference"] == str(adapted / "model") and "model.safetensors" in base["weights_sha256"]
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert "## Base model" in card and "domain-adapted by `vfm pretrain` from `fresh:bert-tiny`" in card

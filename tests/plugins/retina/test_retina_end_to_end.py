@@ -50,6 +50,11 @@ def test_bundle_has_every_part_and_passes_parity(retina_run):
         assert parity["outputs"][output]["max_abs_err"] <= 1e-4
     card = (bundle / "MODEL_CARD.md").read_text()
     assert "Intended use" in card and "Limitations" in card and "synthetic" in card.lower()
+    base = json.loads((bundle / "base_model.json").read_text())  # the MAE encoder it was fine-tuned from
+    encoder = retina_run["pretrain"] / "encoder.safetensors"
+    assert base["source"] == {"kind": "file"} and base["reference"] == str(encoder.resolve())
+    digest = base["weights_sha256"]["encoder.safetensors"]
+    assert f"`encoder.safetensors`: `{digest}`" in card and "## Base model" in card
 
 
 def test_evaluate_scores_any_npz_split_and_image_folder(retina_run, tmp_path):

@@ -1,0 +1,1 @@
+"""Pretrained models by reference: a Hugging Face id, a local folder, or a packaged offline model."""
