@@ -25,9 +25,8 @@ import numpy as np
 from vfm.plugins.finance.data.data_splits import load_real_data, selection_split
 from vfm.plugins.finance.data.records import QARecord
 from vfm.plugins.finance.data.synthetic import generate
-from vfm.plugins.finance.evaluation.metrics import mean_recall_at_k
 from vfm.plugins.finance.generation.features import record_question
-from vfm.plugins.finance.retrieval.retriever import EvidenceRetriever, record_row_names, unit_features
+from vfm.plugins.finance.retrieval.retriever import EvidenceRetriever, record_row_names, retrieval_recall, unit_features
 
 RANKER_PARAMS = {
     "objective": "lambdarank",
@@ -77,9 +76,7 @@ def ranker_order(ranker: lightgbm.Booster) -> Callable[[QARecord], list[str]]:
 
 def recalls(rank: Callable[[QARecord], list[str]], records: Sequence[QARecord]) -> dict[str, float]:
     """Recall@1/3/5 (%) of ``rank`` over the records that have gold evidence."""
-    scored = [r for r in records if r.gold_evidence]
-    ranked, gold = [rank(r) for r in scored], [r.gold_evidence for r in scored]
-    return {f"recall@{k}": round(100 * mean_recall_at_k(ranked, gold, k), 1) for k in (1, 3, 5)}
+    return {k: round(100 * v, 1) for k, v in retrieval_recall(rank, records).items() if k != "count"}
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from vfm.platform.training.settings import TrainSettings
 from vfm.platform.training.trainer import fit, last_checkpoint
 from vfm.pretrain.text_blocks import mix_by_tokens, pack_blocks, split_heldout, tokenize
 from vfm.pretrain.text_corpus import Corpus, Document
-from vfm.pretrain.text_models import max_positions, perplexity
+from vfm.pretrain.text_models import max_positions, perplexity, pseudo_perplexity
 from vfm.pretrain.text_prepare import prepare_model, save_pretrained_atomic
 from vfm.pretrain.text_training import BlockStream, TextLmModule
 
@@ -59,8 +59,13 @@ class TextAdaptSettings(TrainSettings):
     heldout_fraction: float = 0.05
     eval_max_blocks: int = 256
     eval_batch_size: int = 16
+    pseudo_perplexity_blocks: int = 16
 
-    RESUMABLE_CHANGES = TrainSettings.RESUMABLE_CHANGES | {"eval_max_blocks", "eval_batch_size"}
+    RESUMABLE_CHANGES = TrainSettings.RESUMABLE_CHANGES | {
+        "eval_max_blocks",
+        "eval_batch_size",
+        "pseudo_perplexity_blocks",
+    }
 
     def comparable(self) -> dict:
         """As :meth:`TrainSettings.comparable`, with the schedule's effective length (a run done in
@@ -96,13 +101,18 @@ def _documents(corpus: Corpus | list[Document] | None) -> tuple[list[Document], 
 
 
 def _evaluate(model, sets: dict[str, torch.Tensor], objective: str, tokenizer, s: TextAdaptSettings) -> dict:
-    """Perplexity on each set, on the GPU when training may use one; the model returns to the CPU."""
+    """Perplexity on each set (and, for a masked LM, pseudo-perplexity on its first
+    ``pseudo_perplexity_blocks`` blocks), on the GPU when training may use one; the model returns to the CPU."""
     use_gpu = torch.cuda.is_available() and s.accelerator in ("auto", "gpu", "cuda")
     model.to("cuda" if use_gpu else "cpu")
     result = {
         name: perplexity(model, blocks, objective, tokenizer, s.eval_batch_size, s.mlm_probability, s.seed + 1234)
         for name, blocks in sets.items()
     }
+    if objective == "mlm" and s.pseudo_perplexity_blocks:
+        for name, blocks in sets.items():
+            pseudo = pseudo_perplexity(model, blocks[: s.pseudo_perplexity_blocks], tokenizer, 4 * s.eval_batch_size)
+            result[name]["pseudo_perplexity"] = pseudo["pseudo_perplexity"]
     model.cpu()
     return result
 
@@ -216,6 +226,16 @@ def adapt_text_model(
         "perplexity": {
             name: {"before": before[name]["perplexity"], "after": after[name]["perplexity"]} for name in eval_sets
         },
+        **(
+            {
+                "pseudo_perplexity": {
+                    name: {"before": before[name].get("pseudo_perplexity"), "after": after[name]["pseudo_perplexity"]}
+                    for name in eval_sets
+                }
+            }
+            if "pseudo_perplexity" in after.get("domain", {})
+            else {}
+        ),
         "before": before,
         "after": after,
         "train": {

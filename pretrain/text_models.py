@@ -97,9 +97,10 @@ def load_tokenizer(base: str):
 
 
 def resolve_objective(config, tokenizer, requested: str = "auto") -> str:
-    """``"mlm"`` or ``"clm"`` for a model config. ``"auto"``: masked LM when the checkpoint was
-    trained that way (``*ForMaskedLM``/``*ForPreTraining``) and the tokenizer has a mask token,
-    else causal LM when the architecture has one."""
+    """``"mlm"`` or ``"clm"`` for a model config. ``"auto"``: masked LM when the architecture has
+    one, the tokenizer has a mask token and the checkpoint is not a decoder (``*ForCausalLM``,
+    ``*LMHeadModel``, ``is_decoder``); so a bare encoder (``BertModel``, e.g. a sentence encoder)
+    is adapted as a masked LM, as it was pretrained. Else causal LM when the architecture has one."""
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
@@ -108,8 +109,9 @@ def resolve_objective(config, tokenizer, requested: str = "auto") -> str:
     can_mlm = config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and tokenizer.mask_token is not None
     can_clm = config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     if requested == "auto":
-        masked_arch = any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in config.architectures or [])
-        requested = "mlm" if can_mlm and (masked_arch or not can_clm) and not config.is_decoder else "clm"
+        architectures = config.architectures or []
+        causal_arch = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+        requested = "mlm" if can_mlm and not causal_arch and not config.is_decoder else "clm"
     if requested not in ("mlm", "clm"):
         raise VfmError(f"unknown objective {requested!r}", where="objective", fix='use "mlm", "clm" or "auto"')
     if (requested == "mlm" and not can_mlm) or (requested == "clm" and not can_clm):
@@ -197,3 +199,39 @@ def perplexity(
     model.train(was_training)
     loss = nll / max(count, 1)
     return {"perplexity": round(math.exp(loss), 4), "loss": round(loss, 6), "tokens": count, "blocks": len(blocks)}
+
+
+@torch.no_grad()
+def pseudo_perplexity(model, blocks: torch.Tensor, tokenizer, batch_size: int = 64) -> dict:
+    """Pseudo-perplexity of a masked LM (Salazar et al., 2020) on blocks [N, T]: every token that is
+    not special is masked alone and scored from the rest of its block; ``exp`` of the mean negative
+    log-likelihood. ``T`` forward passes per block, run ``batch_size`` masked copies at a time.
+
+    Returns:
+        ``{"pseudo_perplexity", "loss", "tokens", "blocks"}``.
+    """
+    if len(blocks) == 0:
+        return {"pseudo_perplexity": None, "loss": None, "tokens": 0, "blocks": 0}
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+    nll, count = 0.0, 0
+    for block in blocks:  # [T]
+        positions = torch.nonzero(~torch.isin(block, special)).flatten()  # the tokens scored
+        for start in range(0, len(positions), batch_size):
+            chosen = positions[start : start + batch_size]  # [b]
+            copies = block.repeat(len(chosen), 1)  # [b, T]
+            rows = torch.arange(len(chosen))
+            copies[rows, chosen] = tokenizer.mask_token_id
+            logits = model(input_ids=copies.to(device)).logits.float()[rows, chosen]  # [b, V]
+            nll += F.cross_entropy(logits, block[chosen].to(device), reduction="sum").item()
+            count += len(chosen)
+    model.train(was_training)
+    loss = nll / max(count, 1)
+    return {
+        "pseudo_perplexity": round(math.exp(loss), 4),
+        "loss": round(loss, 6),
+        "tokens": count,
+        "blocks": len(blocks),
+    }

@@ -394,7 +394,7 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
     retriever.save(out / "retriever.json")
     log.info(
         "retriever: recall %s on the selection records -> %s",
-        retrieval_recall(retriever, real_select + select_synthetic),
+        retrieval_recall(retriever.rank, real_select + select_synthetic),
         out / "retriever.json",
     )
 

@@ -21,7 +21,7 @@ averaged over questions (:func:`vfm.plugins.finance.evaluation.metrics.mean_reca
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import bm25s
@@ -303,15 +303,16 @@ class EvidenceRetriever:
 
 
 def retrieval_recall(
-    retriever: EvidenceRetriever, records: Sequence[QARecord], ks: Sequence[int] = (1, 3, 5)
+    rank: Callable[[QARecord], list[str]], records: Sequence[QARecord], ks: Sequence[int] = (1, 3, 5)
 ) -> dict[str, float]:
-    """FinQA's retriever recall@k for each k, over the records that have gold evidence.
+    """FinQA's retriever recall@k for each k of a ranking (e.g. :meth:`EvidenceRetriever.rank`: a record's
+    evidence ids, best first), over the records that have gold evidence.
 
     Returns:
         ``{"recall@1": ..., "recall@3": ..., "count": records scored}``.
     """
     scored = [r for r in records if r.gold_evidence]
-    ranked = [retriever.rank(r) for r in scored]
+    ranked = [rank(r) for r in scored]
     result = {f"recall@{k}": mean_recall_at_k(ranked, [r.gold_evidence for r in scored], k) for k in ks}
     result["count"] = float(len(scored))
     return result

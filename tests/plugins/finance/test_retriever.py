@@ -31,7 +31,7 @@ def test_gold_rows_rank_first_on_synthetic_records(retriever):
 
 
 def test_recall_at_3_is_complete_on_synthetic_records(retriever):
-    scores = retrieval_recall(retriever, generate(40, seed=2))
+    scores = retrieval_recall(retriever.rank, generate(40, seed=2))
     assert scores["recall@3"] == 1.0
     assert scores["recall@1"] <= scores["recall@3"] <= scores["recall@5"]
     assert scores["count"] == 40
@@ -118,5 +118,5 @@ def test_fit_needs_gold_evidence():
 def test_real_data_recall_stays_above_the_measured_floor():
     real = load_real_data(DATA_DIR)
     retriever = EvidenceRetriever().fit(real.train)
-    scores = retrieval_recall(retriever, real.finqa_dev)
+    scores = retrieval_recall(retriever.rank, real.finqa_dev)
     assert scores["recall@3"] > 0.7
