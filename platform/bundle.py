@@ -37,6 +37,29 @@ CHECKSUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
 
 
+def confined(root: Path, name: str) -> Path:
+    """``root / name``, refused unless it stays inside ``root``: a relative path without ``..`` whose
+    resolved location (symlinks followed) is below ``root``.
+
+    Raises:
+        VfmError: the name is absolute, climbs out, or leads out through a symlink.
+    """
+    relative = Path(name)
+    path = root / relative
+    if (
+        not name
+        or relative.is_absolute()
+        or ".." in relative.parts
+        or not path.resolve().is_relative_to(root.resolve())
+    ):
+        raise VfmError(
+            f"the bundle refers to a file outside itself: {name!r}",
+            where=str(root),
+            fix="use only bundles written by 'vfm export' from a trusted source",
+        )
+    return path
+
+
 def _files_below(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink())
 
@@ -128,7 +151,8 @@ class Bundle:
         return self.manifest["plugin"]["name"]
 
     def file(self, name: str) -> Path:
-        return self.path / name
+        """A file of the bundle (:func:`confined` to it)."""
+        return confined(self.path, name)
 
     def json(self, name: str) -> Any:
         return json.loads(self.file(name).read_text("utf-8"))
@@ -160,7 +184,7 @@ def verify_checksums(path: Path) -> None:
             fix="the bundle was modified after export; re-export it or remove the file",
         )
     for name, digest in listed.items():
-        file = path / name
+        file = confined(path, name)
         if not file.is_file():
             raise VfmError(f"bundle file missing: {name}", where=str(path), fix="re-export the bundle")
         if sha256_file(file) != digest:
@@ -190,4 +214,12 @@ def load_bundle(path: str | Path) -> Bundle:
             fix="re-export the bundle with this version of vfm",
         )
     plugin_manifest = parse_manifest(manifest.get("plugin_manifest"), source=f"{path}/{MANIFEST}")
+    listed = set(_files_below(path))
+    for role, name in (manifest.get("models") or {}).items():
+        if confined(path, str(name)).relative_to(path).as_posix() not in listed:
+            raise VfmError(
+                f"the bundle's {role} model {name!r} is not one of its checksummed files",
+                where=str(path),
+                fix="re-export the bundle with 'vfm export'",
+            )
     return Bundle(path=path, manifest=manifest, plugin_manifest=plugin_manifest)

@@ -77,3 +77,46 @@ def test_rewrite_replaces_and_refuses_foreign_directory(tmp_path):
     with pytest.raises(VfmError, match="not a vfm bundle"):
         _write(tmp_path / "mine")
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def _resum(bundle: Path, extra_lines: str = "") -> None:
+    """Recompute SHA256SUMS over the bundle's files, as someone tampering would, plus ``extra_lines``."""
+    import hashlib
+
+    lines = [
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(bundle).as_posix()}\n"
+        for p in sorted(bundle.rglob("*"))
+        if p.is_file() and p.name != "SHA256SUMS"
+    ]
+    (bundle / "SHA256SUMS").write_text("".join(lines) + extra_lines)
+
+
+def test_a_bundle_cannot_reach_outside_itself(tmp_path):
+    outside = tmp_path / "outside.onnx"
+    outside.write_bytes(b"\x08\x01evil")
+    path = _write(tmp_path / "b")
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps(manifest | {"models": {"model": "../outside.onnx"}}))
+    _resum(path)
+    with pytest.raises(VfmError, match="refers to a file outside itself: '../outside.onnx'"):
+        load_bundle(path)
+
+    path = _write(tmp_path / "c")
+    _resum(path, f"{'0' * 64}  ../../etc/passwd\n")
+    with pytest.raises(VfmError, match="outside itself: '../../etc/passwd'"):
+        load_bundle(path)
+
+    path = _write(tmp_path / "d")
+    (path / "examples" / "01.png").symlink_to(outside)
+    _resum(path)
+    with pytest.raises(VfmError, match="outside itself: 'examples/01.png'"):
+        load_bundle(path)
+
+
+def test_a_model_the_checksums_do_not_cover_is_refused(tmp_path):
+    path = _write(tmp_path / "b")
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps(manifest | {"models": {"model": "missing.onnx"}}))
+    _resum(path)
+    with pytest.raises(VfmError, match="model 'missing.onnx' is not one of its checksummed files"):
+        load_bundle(path)
