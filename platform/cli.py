@@ -199,7 +199,7 @@ def _plugins(args: argparse.Namespace) -> Outcome:
 
 
 def _pipeline_and_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    from vfm.platform.config import resolve_config
+    from vfm.platform.config import check_known_keys, resolve_config
     from vfm.platform.registry import get_plugin
 
     plugin = get_plugin(args.plugin)
@@ -209,15 +209,27 @@ def _pipeline_and_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]
             raise VfmError("data path not found", where=args.data, fix="pass an existing file or folder to --data")
         overrides.append(f"data.source={args.data}")
     if getattr(args, "pretrained", None):
-        if not Path(args.pretrained).exists():
+        if not Path(args.pretrained).exists() and not _is_model_reference(args.pretrained):
             raise VfmError(
                 "pretrained checkpoint not found",
                 where=args.pretrained,
-                fix="pass the encoder.safetensors written by 'vfm pretrain'",
+                fix="pass the encoder.safetensors written by 'vfm pretrain', or a model reference (docs/models.md)",
             )
         overrides.append(f"finetune.pretrained={args.pretrained}")
     config = resolve_config({}, getattr(args, "config", None), overrides)
-    return plugin.component("pipeline")(plugin), config
+    pipeline = plugin.component("pipeline")(plugin)
+    check_known_keys(pipeline.resolve(config), pipeline.default_config())
+    return pipeline, config
+
+
+def _is_model_reference(text: str) -> bool:
+    """A packaged model's name or a Hugging Face id (see :mod:`vfm.platform.models.sources`)."""
+    from vfm.platform.models.sources import parse_reference
+
+    try:
+        return parse_reference(text).kind != "local"
+    except VfmError:
+        return False
 
 
 def _train(args: argparse.Namespace) -> Outcome:

@@ -80,6 +80,34 @@ def resolve_config(
     return config
 
 
+def check_known_keys(
+    config: dict[str, Any], defaults: dict[str, Any], *, settings_sections: tuple[str, ...] = ("pretrain", "finetune")
+) -> None:
+    """Refuse a config section, or a field of a section, that ``defaults`` (a pipeline's
+    ``default_config()``) does not have: a typo is an error, not a silently ignored value. Fields of
+    ``settings_sections`` are checked where they are read (:func:`build_settings`).
+
+    Raises:
+        VfmError: naming the unknown keys and the valid ones.
+    """
+    unknown = sorted(set(config) - set(defaults))
+    if unknown:
+        raise VfmError(
+            f"unknown config section(s) {', '.join(unknown)}",
+            fix=f"valid sections are: {', '.join(sorted(defaults))}",
+        )
+    for section, values in config.items():
+        known = defaults.get(section)
+        if section in settings_sections or not isinstance(values, dict) or not isinstance(known, dict):
+            continue
+        fields = sorted(set(values) - set(known))
+        if fields:
+            raise VfmError(
+                f"unknown config field(s) {', '.join(f'{section}.{k}' for k in fields)}",
+                fix=f"valid fields in '{section}' are: {', '.join(sorted(known))}",
+            )
+
+
 def write_config(config: dict[str, Any], out_dir: str | Path, name: str = "config.yaml") -> Path:
     """Atomically write the resolved config into ``out_dir``."""
     return atomic_write_text(Path(out_dir) / name, yaml.safe_dump(config, sort_keys=False))

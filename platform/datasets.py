@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vfm.platform.errors import VfmError
-from vfm.platform.fileio import read_jsonl_objects
+from vfm.platform.fileio import available_memory, check_npz_size, read_jsonl_objects
 from vfm.platform.image_io import read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -135,6 +135,7 @@ def _load_npz(path: Path, split: str | None, label_names: list[str] | None) -> I
         VfmError: unreadable archive, no image key, missing or ambiguous split, bad
             shapes, label count or range.
     """
+    check_npz_size(path, available_memory() // 2)
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as err:

@@ -1,5 +1,5 @@
-"""Atomic file writes (a reader sees the old file or the new one, never half of one), and a
-format-checked reader for settings files."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one), a
+format-checked reader for settings files, and a size check for ``.npz`` archives before they are decoded."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from vfm.platform.errors import VfmError
 
@@ -110,3 +113,46 @@ def read_format_json(path: str | Path, fmt: str, *, what: str, written_by: str) 
             f"not {what} (format {found!r})", where=str(path), fix=f"pass a folder whose {path.name} has format {fmt}"
         )
     return data
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (Linux ``MemAvailable``; physical pages elsewhere)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_npz_size(path: str | Path, max_bytes: int) -> None:
+    """Refuse an ``.npz`` whose arrays would decode to more than ``max_bytes`` in all, reading only
+    each member's ``.npy`` header (shape and dtype), so a small compressed file cannot expand into
+    gigabytes. Unreadable members are left to ``np.load`` to report.
+
+    Raises:
+        VfmError: the decoded size passes ``max_bytes``.
+    """
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                with archive.open(member) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read_header(handle)
+                total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return
+    if total > max_bytes:
+        raise VfmError(
+            f"the .npz holds {total / 2**20:,.0f} MiB of arrays once decoded, more than the "
+            f"{max_bytes / 2**20:,.0f} MiB accepted",
+            where=str(path),
+            fix="pass fewer or smaller frames (downscale the clip) or split the data",
+        )

@@ -9,10 +9,10 @@ fast version.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from vfm.platform.errors import VfmError
+from vfm.platform.fileio import available_memory
 
 MEMORY_SHARE = 0.8
 """A GGUF is converted only when its float32 weights fit in this share of the available memory."""
@@ -36,17 +36,6 @@ def gguf_architecture(path: Path) -> tuple[str, int]:
     except (KeyError, ValueError, IndexError) as err:
         raise VfmError(f"not a readable GGUF file: {err}", where=str(path)) from None
     return architecture, 4 * elements
-
-
-def available_memory() -> int:
-    """Bytes of memory available now (Linux ``MemAvailable``; physical pages elsewhere)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def convert_gguf(path: Path, dest: Path) -> str:

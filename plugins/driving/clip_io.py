@@ -39,12 +39,15 @@ import numpy as np
 from PIL import Image
 
 from vfm.platform.errors import VfmError
+from vfm.platform.fileio import check_npz_size
 from vfm.platform.image_io import read_image
 
 FRAME_INTERVAL_S = 0.5
 """Seconds between the model's frames (the simulator's decision rate, ``scenarios.DECISION_HZ`` = 2)."""
 
 MAX_FRAMES = 600
+MAX_NPZ_BYTES = 512 * 2**20
+"""The most an ``.npz`` clip may decode to (600 frames of 512 x 512 RGB fit; a decompression bomb does not)."""
 """The most frames one clip may have after resampling (5 minutes); longer input is refused
 while it is read, so a long video never ties up the server."""
 
@@ -175,6 +178,7 @@ def _read_path(path: Path, size: int | None, max_frames: int) -> tuple[np.ndarra
 
 
 def _read_npz(path: Path, size: int | None, max_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    check_npz_size(path, MAX_NPZ_BYTES)
     try:
         with np.load(path, allow_pickle=False) as data:
             if "frames" not in data.files:

@@ -25,8 +25,9 @@ import numpy as np
 
 from vfm.platform.bundle import Bundle
 from vfm.platform.errors import VfmError
+from vfm.platform.fileio import check_npz_size
 from vfm.platform.plugin import Plugin
-from vfm.plugins.driving.clip_io import FRAME_INTERVAL_S, check_speed, read_clip
+from vfm.plugins.driving.clip_io import FRAME_INTERVAL_S, MAX_NPZ_BYTES, check_speed, read_clip
 from vfm.plugins.driving.commentary import parse_commentary
 from vfm.plugins.driving.decode import Commentary, CommentaryRuntime, check_driver_settings
 from vfm.serve.overlay import overlay_heatmap
@@ -236,6 +237,7 @@ def _episode_array(source: Any, name: str) -> np.ndarray | None:
     path = paths[0]
     if not isinstance(path, (str, Path)) or Path(path).suffix.lower() != ".npz":
         return None
+    check_npz_size(path, MAX_NPZ_BYTES)
     with np.load(path, allow_pickle=False) as data:
         return data[name] if name in data.files else None
 

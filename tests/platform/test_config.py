@@ -62,3 +62,22 @@ def test_a_number_given_to_a_text_field_is_its_text():
     """``--set finetune.precision=32`` reaches the settings as YAML's number 32."""
     overrides = resolve_config({}, None, ["pretrain.precision=32", "pretrain.model=7", "pretrain.lr=1"])["pretrain"]
     assert build_settings(Settings, overrides, "pretrain") == Settings(lr=1.0, precision="32", model="7")
+
+
+def test_unknown_sections_and_fields_are_named_and_refused():
+    from vfm.platform.config import check_known_keys
+
+    defaults = {"plugin": "x", "data": {"source": "synthetic", "n_train": 10}, "finetune": {"lr": 1.0}}
+    check_known_keys(defaults | {"finetune": {"anything": 1}}, defaults)  # settings sections: checked where built
+    with pytest.raises(VfmError, match=r"unknown config field\(s\) data.n_trian .*valid fields in 'data' are: "):
+        check_known_keys({**defaults, "data": {"n_trian": 10}}, defaults)
+    with pytest.raises(VfmError, match=r"unknown config section\(s\) bogus"):
+        check_known_keys({**defaults, "bogus": {"key": 1}}, defaults)
+
+
+@pytest.mark.parametrize("override", ["data.n_trian=10", "bogus.key=1"])
+def test_the_cli_refuses_a_typo_before_training(override, tmp_path):
+    from tests.conftest import run_vfm
+
+    result = run_vfm("finetune", "retina", "--set", override, "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "unknown config" in result.stderr and not (tmp_path / "run").exists()

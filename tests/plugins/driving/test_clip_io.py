@@ -8,6 +8,7 @@ import re
 import sys
 import types
 from itertools import count
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +202,21 @@ def test_endless_or_broken_video_stops_with_an_error(tmp_path, monkeypatch):
 
     _fake_imageio(monkeypatch, 30.0, broken)
     one_line_error(tmp_path / "drive.mp4", "cannot decode the video (RuntimeError: moov atom not found)")
+
+
+def bomb_npz(path: Path, shape: tuple[int, ...] = (4, 8000, 8000, 3)) -> Path:
+    """An .npz whose 'frames' header declares ``shape`` (768 MB of uint8 by default) over a few bytes of
+    data: what a decompression bomb looks like before it is decoded, without building it."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("frames.npy", header.getvalue() + b"\0" * 64)
+    return path
+
+
+def test_a_clip_that_would_decode_to_gigabytes_is_refused_before_decoding(tmp_path):
+    with pytest.raises(VfmError, match=r"the .npz holds 732 MiB of arrays once decoded, more than the 512 MiB"):
+        read_clip(bomb_npz(tmp_path / "bomb.npz"))
