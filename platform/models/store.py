@@ -34,9 +34,10 @@ RECORD_FORMAT = "vfm-model-record/1"
 
 
 def models_dir(cache_dir: str | Path | None = None) -> Path:
-    """``cache_dir/models``; default ``$VFM_CACHE_DIR/models`` (``~/.cache/vfm/models``)."""
-    root = cache_dir or os.environ.get("VFM_CACHE_DIR") or Path.home() / ".cache" / "vfm"
-    return Path(root) / "models"
+    """``models/`` of :func:`vfm.platform.demo.cache_root` (default ``$VFM_CACHE_DIR/models``)."""
+    from vfm.platform.demo import cache_root
+
+    return cache_root(cache_dir) / "models"
 
 
 def folder_hashes(folder: Path) -> dict[str, str]:

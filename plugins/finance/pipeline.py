@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from vfm.platform.config import build_settings, deep_merge, write_config
+from vfm.platform.config import build_settings, check_known_keys, deep_merge, write_config
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.platform.plugin import Plugin
@@ -163,12 +163,7 @@ class FinancePipeline:
                 fix="drop --split and pass the file of the split to score with --data",
             )
         options = self.resolve(config_overrides or {})["evaluate"]
-        unknown = sorted(set(options) - set(EVALUATE_DEFAULTS))
-        if unknown:
-            raise VfmError(
-                f"unknown config field(s) {', '.join('evaluate.' + k for k in unknown)}",
-                fix=f"valid fields in 'evaluate' are: {', '.join(EVALUATE_DEFAULTS)}",
-            )
+        check_known_keys({"evaluate": options}, {"evaluate": EVALUATE_DEFAULTS})
         if source:
             return evaluate_file(source, run_dir, progress=False, **options)
         limit = options.pop("limit")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_vfm
+from tests.conftest import run_vfm, tiny_wordpiece_tokenizer
 from vfm.platform.errors import VfmError
 from vfm.platform.models import catalog, gguf_conversion, sources, store
 from vfm.platform.models.catalog import PackagedModel
@@ -21,18 +21,11 @@ REAL_MINILM_WEIGHTS = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab
 
 def _tiny_bert(folder: Path) -> Path:
     """A real (tiny, random) BERT with a fast WordPiece tokenizer and a model card, as a Hugging Face folder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertModel
 
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "net", "income", "rose"])}
-    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]",
-    )  # fmt: skip
+    tokenizer = tiny_wordpiece_tokenizer()
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
     )
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -6,20 +6,13 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, GPT2Config, LlamaConfig, PreTrainedTokenizerFast
 
+from tests.conftest import tiny_wordpiece_tokenizer
 from vfm.pretrain.text_models import pseudo_perplexity, resolve_objective
 
 
 @pytest.fixture(scope="module")
 def tokenizer() -> PreTrainedTokenizerFast:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "net", "income", "rose"])}
-    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]",
-    )  # fmt: skip
+    return tiny_wordpiece_tokenizer()
 
 
 @pytest.mark.parametrize(
