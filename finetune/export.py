@@ -54,6 +54,7 @@ def export_onnx(
     *,
     opset: int = 18,
     dynamic_batch: bool = True,
+    dynamic_dims: dict[int, str] | None = None,
     atol: float = 1e-4,
     rtol: float = 1e-3,
     parity_inputs: dict[str, torch.Tensor] | None = None,
@@ -67,6 +68,8 @@ def export_onnx(
         example_inputs: ONNX input name -> example tensor used for tracing. With
             ``dynamic_batch`` axis 0 of every input (and output) is symbolic ("batch"); give
             a batch of at least 2, as torch.export specialises size-1 dimensions.
+        dynamic_dims: further symbolic axes of every input, by axis (``{1: "sequence"}`` for
+            token inputs of any length; give examples longer than 1 along them).
         parity_inputs: inputs for the parity check (e.g. real images, any batch size);
             defaults to ``example_inputs``.
         raise_on_failure: raise VfmError naming the first failing output.
@@ -80,9 +83,12 @@ def export_onnx(
     names = list(example_inputs)
     example = tuple(t.float() if t.is_floating_point() else t for t in example_inputs.values())
     batch = torch.export.Dim("batch", min=1)
-    dynamic_shapes = tuple({0: batch} for _ in names) if dynamic_batch else None
+    axes = {axis: torch.export.Dim(name, min=1) for axis, name in (dynamic_dims or {}).items()}
+    axes |= {0: batch} if dynamic_batch else {}
+    dynamic_shapes = tuple(dict(axes) for _ in names) if axes else None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")  # axes of one Dim
         program = torch.onnx.export(
             module,
             example,

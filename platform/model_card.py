@@ -19,9 +19,23 @@ def _metric_rows(metrics: dict[str, Any]) -> list[str]:
 
 def _base_model_lines(base: dict[str, Any] | None) -> list[str]:
     """The card's "Base model" section from a run's ``base_model.json``
-    (:func:`vfm.platform.models.sources.base_model_entry`)."""
+    (:func:`vfm.platform.models.sources.base_model_entry`, with its ``components`` by role)."""
+    components = (base or {}).get("components") or {}
     if base is None or base.get("source", {}).get("kind") == "fresh":
-        return ["Trained from random initialisation: no pretrained base model."]
+        lines = [
+            "The main model is trained from random initialisation."
+            if components
+            else "Trained from random initialisation: no pretrained base model."
+        ]
+    else:
+        lines = _model_lines(base)
+    for role, entry in components.items():
+        lines += ["", f"The {role} starts from a pretrained model:", *_model_lines(entry)]
+    return lines
+
+
+def _model_lines(base: dict[str, Any]) -> list[str]:
+    """One pretrained model's lines: reference, origin, source, licence, weights' sha256."""
     source = base.get("source") or {}
     kind = source.get("kind")
     if kind == "adapted":  # domain-adapted by vfm from another base: name both

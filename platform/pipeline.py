@@ -173,16 +173,23 @@ def write_run_bundle(
     return write_bundle(out, plugin_manifest=manifest, models=models, files=files, vfm_version=vfm_version())
 
 
-def record_base_model(run_dir: Path, reference: str | Path | None) -> dict[str, Any] | None:
+def record_base_model(
+    run_dir: Path, reference: str | Path | None, components: dict[str, str | Path | None] | None = None
+) -> dict[str, Any] | None:
     """Write the run's ``base_model.json`` (:func:`vfm.platform.models.sources.base_model_entry` of
-    ``reference``), or remove a stale one when the run starts from random weights (``None``)."""
+    ``reference``, the model the run fine-tunes), or remove a stale one when the run uses no pretrained
+    model at all. ``components``: further pretrained models the run uses, by role (``{"dense retriever":
+    "all-minilm-l6-v2"}``; None values are skipped), recorded under ``"components"``."""
     from vfm.platform.fileio import atomic_write_json
     from vfm.platform.models.sources import base_model_entry
 
     path = Path(run_dir) / BASE_MODEL_FILE
-    if reference is None:
+    others = {role: base_model_entry(ref) for role, ref in (components or {}).items() if ref is not None}
+    if reference is None and not others:
         path.unlink(missing_ok=True)
         return None
-    entry = base_model_entry(reference)
+    entry = base_model_entry(reference) if reference is not None else {"reference": None, "source": {"kind": "fresh"}}
+    if others:
+        entry["components"] = others
     atomic_write_json(path, entry)
     return entry

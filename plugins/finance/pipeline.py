@@ -9,8 +9,10 @@ Each method is one CLI verb (``vfm pretrain|finetune|evaluate|export finance``).
   :class:`vfm.pretrain.text_adaptation.TextAdaptSettings` fields: continued pretraining of
   the encoder on the domain text (the training documents, or synthetic statements).
 - ``finetune``: ``pretrained`` (a Hugging Face model folder with ``tokenizer.json``, e.g. the
-  ``model/`` folder ``vfm pretrain finance`` writes; ``null`` trains the encoder from scratch)
-  plus :class:`vfm.plugins.finance.generation.generator_training.TrainingSettings` fields.
+  ``model/`` folder ``vfm pretrain finance`` writes; ``null`` trains the encoder from scratch),
+  ``dense_retriever`` (a model reference, e.g. ``all-minilm-l6-v2``: the sentence encoder the
+  retriever fine-tunes and fuses; ``null``: lexical retrieval; a packaged model that is not
+  installed is skipped with a warning) plus :class:`vfm.plugins.finance.generation.generator_training.TrainingSettings` fields.
 - ``evaluate``: ``beam_size`` (null: the model's; 1: greedy), ``limit`` (score the first N
   questions), ``rerank`` (choose among beams with the run's re-ranker) and ``lookup`` (answer from
   table cells and sentences when the run has those models); ``--set evaluate.rerank=false`` scores
@@ -111,7 +113,7 @@ class FinancePipeline:
 
     # ---------------------------------------------------------------- finetune
     def _training_settings(self, config: dict[str, Any]) -> Any:
-        from vfm.platform.models.sources import resolve
+        from vfm.platform.models.sources import resolve, resolve_if_installed
         from vfm.plugins.finance.generation.generator import SCRATCH
         from vfm.plugins.finance.generation.generator_training import TrainingSettings
 
@@ -122,6 +124,9 @@ class FinancePipeline:
                 raise VfmError(f"finetune.{reserved} is set through {where}", fix=f"set {where} instead")
         data_dir = self._data_dir(config)
         section |= {"data_dir": data_dir, "encoder": str(resolve(pretrained)) if pretrained else SCRATCH}
+        if section.get("dense_retriever"):
+            folder = resolve_if_installed(section["dense_retriever"], "the dense retriever")
+            section["dense_retriever"] = str(folder) if folder else None
         if data_dir is None:
             section["synthetic_only"] = True
         return build_settings(TrainingSettings, section, "finetune")
@@ -136,7 +141,8 @@ class FinancePipeline:
         settings = self._training_settings(config)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, out_dir)
-        record_base_model(out_dir, config["finetune"]["pretrained"])
+        dense = config["finetune"].get("dense_retriever") if settings.dense_retriever else None
+        record_base_model(out_dir, config["finetune"]["pretrained"], components={"dense retriever": dense})
         return train_generator(settings, out_dir)
 
     # ---------------------------------------------------------------- evaluate
@@ -232,7 +238,8 @@ class FinancePipeline:
     def export(self, run_dir: Path, out: Path, *, progress: bool = True) -> Path:
         """A training run in, a verified bundle out: the run's generator converted to ONNX (encoder + one
         decoder step), each graph and the greedy program tokens on synthetic records checked against torch
-        (``parity.json``), bundled with the tokenizer, the retriever, the decoding settings and the beam
+        (``parity.json``), bundled with the tokenizer, the retriever (its sentence encoder converted to ONNX and
+        checked the same way, embeddings and retrieval scores, when it has one), the decoding settings and the beam
         re-ranker, the table lookup, the scale model and the text answerer when the run kept them.
 
         Raises:
@@ -252,6 +259,9 @@ class FinancePipeline:
             load_generator,
         )
         from vfm.plugins.finance.generation.reranker import FILE as RERANKER_FILE
+        from vfm.plugins.finance.retrieval.dense import TOKENIZER_FILE as DENSE_TOKENIZER
+        from vfm.plugins.finance.retrieval.dense_training import export_dense_encoder
+        from vfm.plugins.finance.retrieval.retriever import EvidenceRetriever
 
         run_dir, out = Path(run_dir), Path(out)
         check_model_folder(run_dir, export=True)
@@ -271,7 +281,17 @@ class FinancePipeline:
                     where=str(run_dir),
                     fix="report this as a bug, with the run folder",
                 )
-            report = ParityReport.from_graphs(graphs, greedy_tokens={**tokens, "passed": True})
+            checks: dict[str, Any] = {"greedy_tokens": {**tokens, "passed": True}}
+            if EvidenceRetriever.load(run_dir / "retriever.json").dense is not None:
+                graphs["dense_encoder"], checks["dense_retrieval"] = export_dense_encoder(run_dir, staging, records)
+                if not checks["dense_retrieval"]["passed"]:
+                    raise VfmError(
+                        "the ONNX sentence encoder changes the retriever's scores by "
+                        f"{checks['dense_retrieval']['max_probability_diff']:.3g} (more than 1e-3)",
+                        where=str(run_dir),
+                        fix="report this as a bug, with the run folder",
+                    )
+            report = ParityReport.from_graphs(graphs, **checks)
             summary = {
                 name: {
                     mode: scores["program"] | {"retrieval": scores["retrieval"]} | _tatqa_summary(scores)
@@ -282,6 +302,8 @@ class FinancePipeline:
             # the ONNX graphs (and their weights' files, past ONNX's 2 GB limit)
             files: dict[str, Any] = {Path(f).name: Path(f) for r in graphs.values() for f in r["files"]}
             files |= {name: run_dir / name for name in READER_FILES}
+            if (staging / DENSE_TOKENIZER).is_file():
+                files[DENSE_TOKENIZER] = staging / DENSE_TOKENIZER
             for optional in (RERANKER_FILE, LOOKUP_FILE, SCALE_FILE, TEXT_FILE):
                 if (run_dir / optional).is_file():
                     files[optional] = run_dir / optional

@@ -11,26 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_vfm, tiny_wordpiece_tokenizer
+from tests.conftest import run_vfm, tiny_bert_folder
 from vfm.platform.errors import VfmError
 from vfm.platform.models import catalog, gguf_conversion, sources, store
 from vfm.platform.models.catalog import PackagedModel
 
 REAL_MINILM_WEIGHTS = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-
-
-def _tiny_bert(folder: Path) -> Path:
-    """A real (tiny, random) BERT with a fast WordPiece tokenizer and a model card, as a Hugging Face folder."""
-    from transformers import BertConfig, BertModel
-
-    tokenizer = tiny_wordpiece_tokenizer()
-    config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
-    )
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
-    return folder
 
 
 def _install(site: Path, dist: str, files: dict[str, bytes]) -> None:
@@ -54,7 +40,7 @@ def _zipped(folder: Path, top: str = "tiny-bert") -> bytes:
 @pytest.fixture
 def packaged(tmp_path, monkeypatch) -> PackagedModel:
     """A zipped tiny BERT split over two stand-in packages, registered in the catalog."""
-    payload = _zipped(_tiny_bert(tmp_path / "src" / "tiny-bert"))
+    payload = _zipped(tiny_bert_folder(tmp_path / "src" / "tiny-bert"))
     half = len(payload) // 2
     site = tmp_path / "site"
     _install(site, "tiny-bert-part-a", {"tiny_bert_part_a/model.zip.001": payload[:half]})
@@ -186,7 +172,7 @@ def _hub_cache(root: Path, repo: str, folder: Path, commit: str = "a" * 40) -> N
 
 def test_a_hub_id_resolves_from_the_cache_offline_and_says_when_it_is_not_there(tmp_path):
     hub = tmp_path / "hf"
-    _hub_cache(hub, "vfm-tests/tiny-bert", _tiny_bert(tmp_path / "tiny"))
+    _hub_cache(hub, "vfm-tests/tiny-bert", tiny_bert_folder(tmp_path / "tiny"))
     env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "VFM_CACHE_DIR": str(tmp_path / "vfm")}
     result = run_vfm("models", "pull", "vfm-tests/tiny-bert", env=env)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -8,7 +8,9 @@ Steps, each logged with where its outputs went:
    records of :mod:`data_splits` (FinQA train, TAT-QA train contexts, ConvFinQA without
    FinQA-dev documents); a hashed 15 % of the real training documents (and some synthetic
    records) are kept aside for model selection;
-2. the retriever (``retriever.json``) is fitted on the training records' gold evidence;
+2. the retriever (``retriever.json``) is fitted on the training records' gold evidence; with
+   ``dense_retriever``, a pretrained sentence encoder is first fine-tuned contrastively on the same
+   records (``dense_encoder/``) and its cosine joins the retriever's features;
    with ``--weak-labels``, it then ranks the evidence of the unlabelled FinQA questions
    (:attr:`RealData.unlabelled`) for :mod:`program_search`, and the questions a program
    is found for join the generator's training records, the usual hashed 15 % of their
@@ -54,6 +56,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from vfm.finetune.bi_encoder import BiEncoderSettings
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json
 from vfm.platform.training.optim import adamw_with_schedule, decay_groups
@@ -96,6 +99,8 @@ from vfm.plugins.finance.generation.generator import (
 from vfm.plugins.finance.generation.program_search import label_quality, label_records
 from vfm.plugins.finance.generation.reranker import FILE as RERANKER_FILE
 from vfm.plugins.finance.generation.reranker_training import fit_reranker
+from vfm.plugins.finance.retrieval.dense import load_dense_encoder
+from vfm.plugins.finance.retrieval.dense_training import train_dense_encoder
 from vfm.plugins.finance.retrieval.retriever import EvidenceRetriever, retrieval_recall
 
 log = logging.getLogger("vfm.finance")
@@ -137,6 +142,12 @@ class TrainingSettings(TrainSettings):
             answers with a sentence; each is kept when enough training answers are of its kind.
         lookup_synthetic: synthetic cell questions (:func:`generate_lookups`) added to the lookup's
             training questions (the real training questions, else the synthetic ones).
+        dense_retriever: a local Hugging Face sentence-encoder folder (the pipeline resolves the config's
+            model reference); the retriever then fuses its fine-tuned cosine with the lexical features
+            (:mod:`vfm.plugins.finance.retrieval.dense`). None: lexical features only.
+        dense_steps, dense_batch_size, dense_lr, dense_max_length: its contrastive fine-tuning
+            (:class:`vfm.finetune.bi_encoder.BiEncoderSettings`: steps, questions per step, peak
+            learning rate, tokens per text).
     """
 
     max_epochs: int | None = 9
@@ -174,6 +185,11 @@ class TrainingSettings(TrainSettings):
     weak_labels: bool = False
     lookup: bool = True
     lookup_synthetic: int = 300
+    dense_retriever: str | None = None
+    dense_steps: int = 300
+    dense_batch_size: int = 8
+    dense_lr: float = 3.0e-5
+    dense_max_length: int = 128
 
     RESUMABLE_CHANGES = TrainSettings.RESUMABLE_CHANGES | {
         "data_dir",
@@ -210,6 +226,21 @@ class TrainingSettings(TrainSettings):
             max_len=self.max_len,
             dropout=self.dropout,
         )
+
+
+def dense_settings(settings: TrainingSettings) -> BiEncoderSettings:
+    """The sentence encoder's fine-tuning settings of a run (seed, precision and devices are the run's)."""
+    return BiEncoderSettings(
+        max_steps=settings.dense_steps,
+        batch_size=settings.dense_batch_size,
+        lr=settings.dense_lr,
+        max_length=settings.dense_max_length,
+        warmup_steps=settings.dense_steps // 10,
+        seed=settings.seed,
+        precision=settings.precision,
+        accelerator=settings.accelerator,
+        devices=settings.devices,
+    )
 
 
 def train_word_tokenizer(texts: Sequence[str], vocab_size: int = 10000, min_frequency: int = 2):
@@ -389,8 +420,15 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
         len(select_synthetic),
     )
 
-    # 2. retriever
-    retriever = EvidenceRetriever().fit(real_fit + synthetic[:300])
+    # 2. retriever (with a sentence encoder fine-tuned on the same records, when one is set)
+    dense, dense_report = None, {}
+    if settings.dense_retriever:
+        dense_report = train_dense_encoder(
+            real_fit + synthetic[:300], settings.dense_retriever, dense_settings(settings), out, progress=False
+        )
+        dense = load_dense_encoder(out, settings.dense_max_length)
+    retriever = EvidenceRetriever(dense=dense, dense_max_length=settings.dense_max_length if dense else None)
+    retriever.fit(real_fit + synthetic[:300])
     retriever.save(out / "retriever.json")
     log.info(
         "retriever: recall %s on the selection records -> %s",
@@ -518,6 +556,7 @@ def train_generator(settings: TrainingSettings, out: str | Path) -> dict[str, An
         },
         "parameters": sum(p.numel() for p in trained["model"].parameters()),
         "weak_labels": weak_report,
+        "dense_retriever": dense_report,
         "reranker": reranking,
         **answer_reports,
         "evaluation": evaluation,

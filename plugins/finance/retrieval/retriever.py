@@ -14,8 +14,12 @@ evidence) turns them into one score:
   "... as follows:") holds no answer, and a month named in the question picks its row of a
   monthly table.
 
+With a sentence encoder (``dense``), the regression also weighs the unit's cosine with the question
+(:mod:`vfm.plugins.finance.retrieval.dense`).
+
 Recall@k is FinQA's retriever metric: the share of a question's gold units among its k best,
-averaged over questions (:func:`vfm.plugins.finance.evaluation.metrics.mean_recall_at_k`). Torch-free.
+averaged over questions (:func:`vfm.plugins.finance.evaluation.metrics.mean_recall_at_k`). Torch-free
+(a training run's dense encoder is torch; a bundle's is ONNX).
 """
 
 from __future__ import annotations
@@ -37,7 +41,14 @@ from vfm.plugins.finance.generation.features import (
     record_question,
     split_words,
 )
-from vfm.plugins.finance.retrieval.logistic import LogisticModel, fit_logistic, load_logistic, save_logistic
+from vfm.plugins.finance.retrieval.dense import DENSE_FEATURES, dense_features, load_dense_encoder
+from vfm.plugins.finance.retrieval.logistic import (
+    LogisticModel,
+    fit_logistic,
+    load_logistic,
+    read_scorer_json,
+    save_logistic,
+)
 
 FEATURES = (
     "bias",
@@ -203,14 +214,30 @@ def record_row_names(record: QARecord) -> dict[str, str]:
 
 
 class EvidenceRetriever:
-    """A logistic-regression ranker over :data:`FEATURES`.
+    """A logistic-regression ranker over :data:`FEATURES` (and :data:`DENSE_FEATURES` with ``dense``).
 
     Args:
         model: the fitted scorer; None before :meth:`fit`.
+        dense: a sentence encoder (``embed(texts) -> [N, D]`` unit vectors), or None (lexical only).
+        dense_max_length: the encoder's tokens per text, saved with the scorer.
     """
 
-    def __init__(self, model: LogisticModel | None = None):
-        self.model = model
+    def __init__(self, model: LogisticModel | None = None, dense=None, dense_max_length: int | None = None):
+        self.model, self.dense, self.dense_max_length = model, dense, dense_max_length
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The scorer's inputs, in order."""
+        return FEATURES + DENSE_FEATURES if self.dense is not None else FEATURES
+
+    def features_for(
+        self, question: str, units: Mapping[str, str], row_names: Mapping[str, str], table_at: int | None = None
+    ) -> np.ndarray:
+        """``[N, len(self.features)]``: :func:`unit_features`, then the dense ones."""
+        features = unit_features(question, units, row_names, table_at)
+        if self.dense is None:
+            return features
+        return np.concatenate([features, dense_features(self.dense, question, units)], axis=1)
 
     def fit(self, records: Sequence[QARecord], *, l2: float = 1.0, iterations: int = 25) -> EvidenceRetriever:
         """Fit on the gold evidence of ``records`` (Newton's method, L2 penalty ``l2``).
@@ -230,7 +257,7 @@ class EvidenceRetriever:
             if not gold or len(gold) == len(evidence):
                 continue
             blocks.append(
-                unit_features(record_question(record), evidence, record_row_names(record), len(record.pre_text))
+                self.features_for(record_question(record), evidence, record_row_names(record), len(record.pre_text))
             )
             label = np.array([ident in gold for ident in evidence], dtype=np.float64)
             labels.append(label)
@@ -264,7 +291,7 @@ class EvidenceRetriever:
             )
         if not units:
             return []
-        scores = self.model.probabilities(unit_features(question, units, row_names, table_at))
+        scores = self.model.probabilities(self.features_for(question, units, row_names, table_at))
         order = np.argsort(-scores, kind="stable")
         ids = list(units)
         return [(ids[i], float(scores[i])) for i in order]
@@ -279,27 +306,35 @@ class EvidenceRetriever:
         ]
 
     def save(self, path: str | Path) -> Path:
-        """Write the scorer as JSON."""
+        """Write the scorer as JSON (the dense encoder is saved by its trainer, beside it)."""
         if self.model is None:
             raise VfmError("the retriever is not fitted", where=str(path), fix="call fit(records) before save")
-        return save_logistic(path, self.model, fmt=_FORMAT, features=FEATURES)
+        dense = {"dense_max_length": self.dense_max_length} if self.dense is not None else {}
+        return save_logistic(path, self.model, fmt=_FORMAT, features=self.features, **dense)
 
     @classmethod
     def load(cls, path: str | Path) -> EvidenceRetriever:
-        """Read a scorer written by :meth:`save`.
+        """Read a scorer written by :meth:`save`, with its dense encoder when it has one (a bundle's
+        ONNX export or a run's torch folder beside the file: :func:`load_dense_encoder`).
 
         Raises:
-            VfmError: the file is missing, not a retriever, or made for other features.
+            VfmError: the file is missing, not a retriever, or made for other features; its dense
+                encoder is missing.
         """
-        model, _ = load_logistic(
-            path,
-            fmt=_FORMAT,
-            features=FEATURES,
-            what="retriever",
-            written_by="pass the retriever.json a training run wrote",
-            refit="retrain the retriever with this version of vfm",
+        options = {
+            "what": "retriever",
+            "written_by": "pass the retriever.json a training run wrote",
+            "refit": "retrain the retriever with this version of vfm",
+        }
+        written = read_scorer_json(path, _FORMAT, expected={}, **options)
+        dense = written.get("features") == [*FEATURES, *DENSE_FEATURES]
+        model, data = load_logistic(
+            path, fmt=_FORMAT, features=FEATURES + DENSE_FEATURES if dense else FEATURES, **options
         )
-        return cls(model)
+        if not dense:
+            return cls(model)
+        length = int(data["dense_max_length"])
+        return cls(model, load_dense_encoder(Path(path).parent, length), length)
 
 
 def retrieval_recall(
