@@ -201,7 +201,23 @@ def load_classifier(path_dir: str | Path, build_model: ModelBuilder | None = Non
             where=str(path_dir),
             fix="pass the output directory of a fine-tuning run",
         )
-    info = json.loads(info_path.read_text("utf-8"))
-    model = (build_model or build_vit_classifier)(info["encoder"], info["num_classes"], global_pool=info["global_pool"])
-    model.load_state_dict(load_file(weights), strict=True)
+    try:
+        info = json.loads(info_path.read_text("utf-8"))
+        model = (build_model or build_vit_classifier)(
+            info["encoder"], info["num_classes"], global_pool=info["global_pool"]
+        )
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise VfmError(
+            f"classifier.json is not a vfm ViT classifier's ({err.__class__.__name__}: {err})",
+            where=str(info_path),
+            fix="pass the output directory of 'vfm finetune' (a baseline from benchmarks/ is not one)",
+        ) from None
+    try:
+        model.load_state_dict(load_file(weights), strict=True)
+    except RuntimeError as err:  # other keys or shapes: another architecture (e.g. the small-CNN baseline)
+        raise VfmError(
+            f"the weights are not this ViT classifier's ({str(err).splitlines()[0]})",
+            where=str(weights),
+            fix="pass the output directory of 'vfm finetune' (a baseline from benchmarks/ is not one)",
+        ) from None
     return model.eval()

@@ -12,6 +12,7 @@ Layout of a bundle directory::
     config.yaml         the resolved training config
     examples/           a few synthetic example inputs for the demo
     SHA256SUMS          sha256 of every other file; verified on load
+    SIGNATURE           optional: an Ed25519 signature of SHA256SUMS (:mod:`vfm.platform.signing`)
 
 Writes are atomic: the bundle is assembled in a temporary sibling directory and
 renamed into place, so no half-written bundle ever carries the final name.
@@ -31,6 +32,7 @@ from typing import Any
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import sha256_file
 from vfm.platform.manifest import Manifest, parse_manifest
+from vfm.platform.signing import SIGNATURE
 
 BUNDLE_FORMAT = 1
 CHECKSUMS = "SHA256SUMS"
@@ -147,6 +149,11 @@ class Bundle:
     plugin_manifest: Manifest
 
     @property
+    def signed(self) -> bool:
+        """Whether the bundle carries a signature (checked only against a key: ``--require-signature``)."""
+        return (self.path / SIGNATURE).is_file()
+
+    @property
     def plugin_name(self) -> str:
         return self.manifest["plugin"]["name"]
 
@@ -176,7 +183,7 @@ def verify_checksums(path: Path) -> None:
         if not sep or len(digest) != 64:
             raise VfmError("SHA256SUMS is malformed", where=str(sums_file), fix="re-export the bundle")
         listed[name] = digest
-    present = set(_files_below(path)) - {CHECKSUMS}
+    present = set(_files_below(path)) - {CHECKSUMS, SIGNATURE}  # SIGNATURE signs SHA256SUMS itself
     for name in sorted(present - set(listed)):
         raise VfmError(
             f"bundle contains a file not in its checksums: {name}",

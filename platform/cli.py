@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import sys
@@ -78,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
             "reference", help="a packaged model's name, a local folder, or a Hugging Face id (org/name[@revision])"
         )
 
+    keys = verbs.add_parser("keys", help="Ed25519 keys to sign bundles (vfm export --sign) and check them")
+    key_verbs = keys.add_subparsers(dest="keys_verb", metavar="ACTION", required=True)
+    new_key = key_verbs.add_parser("new", help="write a new key pair: NAME.pem (private, keep it) and NAME.pub")
+    new_key.add_argument("--out", type=Path, default=Path("."), help="folder for the two files (default: .)")
+    new_key.add_argument("--name", default="vfm-signing", help="file name stem (default: vfm-signing)")
+
     pretrain = verbs.add_parser("pretrain", help="self-supervised pretraining (MAE for images)")
     _add_run_options(pretrain, "pretrain")
     finetune = verbs.add_parser("finetune", help="fine-tune a task model from a pretrained encoder")
@@ -110,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("plugin", help="plugin name")
     export.add_argument("--run", type=Path, required=True, help="the fine-tune run directory")
     export.add_argument("--out", type=Path, help="bundle directory (default: bundles/<plugin>)")
+    export.add_argument("--sign", type=Path, metavar="KEY", help="sign the bundle with this private key (PEM)")
 
     predict = verbs.add_parser("predict", help="run a bundle on inputs (torch-free); prints JSON")
     predict.add_argument("bundle", type=Path, help="bundle directory")
@@ -120,10 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("explanations"),
         help="where heat-map images are written (default: ./explanations)",
     )
+    _add_signature_option(predict)
 
     serve = verbs.add_parser("serve", help="serve bundles in a Gradio app (one tab per bundle)")
     serve.add_argument("bundles", type=Path, nargs="+", help="bundle directories")
     _add_server_options(serve)
+    _add_signature_option(serve)
 
     demo = verbs.add_parser(
         "demo", help="build small bundles for every plugin from synthetic data (cached), then serve them"
@@ -144,9 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_signature_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--require-signature",
+        type=Path,
+        metavar="PUBKEY",
+        help="refuse a bundle unless it is signed by this public key (PEM, e.g. from 'vfm keys new')",
+    )
+
+
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, local only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    parser.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload accepted (default: 25)")
+    parser.add_argument(
+        "--queue-size", type=int, default=64, help="requests that may wait; more are turned away (default: 64)"
+    )
+    parser.add_argument("--auth-file", type=Path, default=None, help="require a login: a file of user:password lines")
 
 
 Outcome = tuple[int, Any]  # (exit code, result printed on stdout: JSON-able data, text, or None)
@@ -282,29 +306,60 @@ def _export(args: argparse.Namespace) -> Outcome:
 
     plugin = get_plugin(args.plugin)
     out = args.out or Path("bundles") / args.plugin
+    if args.sign is not None:  # the key is read before the export's minutes of work
+        from vfm.platform.signing import check_private_key
+
+        check_private_key(args.sign)
     bundle = plugin.component("pipeline")(plugin).export(args.run, out)
     parity = json.loads((bundle / "parity.json").read_text("utf-8"))
-    return 0, f"bundle written to {bundle} (parity passed: {parity['passed']})"
+    signed = ""
+    if args.sign is not None:
+        from vfm.platform.signing import sign_bundle
+
+        signed = f"; signed by {sign_bundle(bundle, args.sign)['key']}"
+    return 0, f"bundle written to {bundle} (parity passed: {parity['passed']}{signed})"
 
 
 def _predict(args: argparse.Namespace) -> Outcome:
     from vfm.serve.predict_cli import predict_files
 
-    results = predict_files(args.bundle, args.inputs, explain_dir=args.explain_dir)
+    results = predict_files(args.bundle, args.inputs, explain_dir=args.explain_dir, public_key=args.require_signature)
     return (0 if all("error" not in r for r in results) else EXIT_USER_ERROR), results
 
 
 def _serve(args: argparse.Namespace) -> Outcome:
     from vfm.serve.app import serve_bundles
 
-    serve_bundles(args.bundles, host=args.host, port=args.port)
+    serve_bundles(
+        args.bundles, host=args.host, port=args.port, limits=_server_limits(args), public_key=args.require_signature
+    )
     return 0, None
+
+
+def _keys(args: argparse.Namespace) -> Outcome:
+    from vfm.platform.signing import new_key_pair
+
+    return 0, new_key_pair(args.out, args.name)
+
+
+def _server_limits(args: argparse.Namespace) -> Any:
+    from vfm.serve.app import ServerLimits, read_auth_file
+
+    for name, value in (("--max-upload-mb", args.max_upload_mb), ("--queue-size", args.queue_size)):
+        if not value > 0:
+            raise VfmError(f"{name} must be positive, got {value}", fix=f"pass {name} with a number > 0")
+    return ServerLimits(
+        max_upload_mb=args.max_upload_mb,
+        queue_size=args.queue_size,
+        auth=read_auth_file(args.auth_file) if args.auth_file else None,
+    )
 
 
 def _demo(args: argparse.Namespace) -> Outcome:
     from vfm.platform.demo import build_demo_bundles
 
     names = [n.strip() for n in args.plugins.split(",")] if args.plugins else None
+    limits = _server_limits(args)  # refused before the bundles are built
     from vfm.platform.config import resolve_config
 
     config = resolve_config({}, None, args.overrides)
@@ -313,7 +368,7 @@ def _demo(args: argparse.Namespace) -> Outcome:
         return 0, {name: str(path) for name, path in bundles.items()}
     from vfm.serve.app import serve_bundles
 
-    serve_bundles(list(bundles.values()), host=args.host, port=args.port)
+    serve_bundles(list(bundles.values()), host=args.host, port=args.port, limits=limits)
     return 0, None
 
 
@@ -333,6 +388,7 @@ def _models(args: argparse.Namespace) -> Outcome:
 HANDLERS = {
     "plugins": _plugins,
     "models": _models,
+    "keys": _keys,
     "pretrain": _train,
     "finetune": _train,
     "evaluate": _evaluate,
@@ -379,15 +435,44 @@ def main(argv: list[str] | None = None) -> int:
             "vfm: interrupted (checkpoints written so far are kept; re-run the same command to resume)", file=sys.stderr
         )
         return 130
+    except OSError as err:
+        if args.debug:
+            raise
+        user_error = system_error(err)
+        if user_error is None:
+            return _internal_error(err)
+        print(f"vfm: error: {user_error}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as err:
         if args.debug:
             raise
-        first_line = (str(err).splitlines() or [""])[0]
-        print(
-            f"vfm: internal error: {type(err).__name__}: {first_line} (re-run with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return EXIT_INTERNAL_ERROR
+        return _internal_error(err)
+
+
+SYSTEM_ERRORS = {
+    errno.ENOSPC: ("the disk is full", "free space on that disk, or pass an --out on another disk"),
+    errno.EDQUOT: ("the disk quota is used up", "free space, or pass an --out on another disk"),
+    errno.EACCES: ("permission denied", "choose a folder you may write to, or fix its permissions"),
+    errno.EROFS: ("the file system is read-only", "pass an --out on a writable disk"),
+}
+"""Operating-system failures that are the machine's state, not a bug: each is one line naming the file."""
+
+
+def system_error(err: OSError) -> VfmError | None:
+    """A :class:`VfmError` for an :data:`SYSTEM_ERRORS` failure (with the file it hit), else None."""
+    if err.errno not in SYSTEM_ERRORS:
+        return None
+    what, fix = SYSTEM_ERRORS[err.errno]
+    return VfmError(what, where=err.filename or None, fix=fix)
+
+
+def _internal_error(err: Exception) -> int:
+    first_line = (str(err).splitlines() or [""])[0]
+    print(
+        f"vfm: internal error: {type(err).__name__}: {first_line} (re-run with --debug for the traceback)",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ single line and exits non-zero; the Gradio app shows it as an error message.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,15 @@ class VfmError(Exception):
         if self.fix:
             text += f" — fix: {self.fix}"
         return " ".join(text.split())
+
+    def public(self) -> str:
+        """:meth:`render` for someone who is not on the server (the app's error messages): every
+        absolute path is cut to its last component, so no server folder is disclosed."""
+        return _ABSOLUTE_PATH.sub(lambda m: m.group(1) + m.group(2).rstrip("/").rsplit("/", 1)[-1], self.render())
+
+
+_ABSOLUTE_PATH = re.compile(r"(^|[\s\[('\"=])(/[^\s\]')\",]+)")
+"""An absolute POSIX path after a space, bracket, quote or ``=`` (group 2), with what precedes it (group 1)."""
 
 
 def print_json_or_error(compute: Callable[[], Any]) -> int:

@@ -132,8 +132,14 @@ def check_npz_size(path: str | Path, max_bytes: int) -> None:
     gigabytes. Unreadable members are left to ``np.load`` to report.
 
     Raises:
-        VfmError: the decoded size passes ``max_bytes``.
+        VfmError: the file is not a zip archive (an ``.npz`` is one), or the decoded size passes ``max_bytes``.
     """
+    if Path(path).is_file() and not zipfile.is_zipfile(path):
+        raise VfmError(
+            "not a numpy .npz archive (an .npz is a zip file of arrays; this file is not)",
+            where=str(path),
+            fix="save the arrays with numpy.savez or numpy.savez_compressed",
+        )
     total = 0
     try:
         with zipfile.ZipFile(path) as archive:

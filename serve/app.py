@@ -7,7 +7,9 @@ input in one tab is an error message there and never stops the server.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,28 +44,105 @@ def build_app(predictors: Sequence[Predictor]) -> Any:
     return app
 
 
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one client can ask of the server.
+
+    Attributes:
+        max_upload_mb: the largest file an upload may be (Gradio refuses larger ones with a message).
+        queue_size: requests waiting beyond those running; more are turned away ("queue full").
+        concurrency: requests running at once per event.
+        auth: ``(user, password)`` pairs a login must match; None: no login (loopback only is the default).
+    """
+
+    max_upload_mb: float = 25.0
+    queue_size: int = 64
+    concurrency: int = 2
+    auth: list[tuple[str, str]] | None = None
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def read_auth_file(path: str | Path) -> list[tuple[str, str]]:
+    """``user:password`` lines (blank lines and ``#`` comments skipped) as Gradio's ``auth`` pairs.
+
+    Raises:
+        VfmError: the file is missing, empty, or a line has no ``user:password``.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise VfmError(f"cannot read the login file: {err.__class__.__name__}", where=str(path)) from None
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        user, sep, password = line.strip().partition(":")
+        if not sep or not user or not password:
+            raise VfmError(
+                f"line {number} of the login file is not user:password",
+                where=str(path),
+                fix="write one user:password per line",
+            )
+        pairs.append((user, password))
+    if not pairs:
+        raise VfmError("the login file holds no user:password line", where=str(path), fix="add one")
+    return pairs
+
+
 def launch(
-    app: Any, predictors: Sequence[Predictor], *, host: str = "127.0.0.1", port: int = 7860, block: bool = True
+    app: Any,
+    predictors: Sequence[Predictor],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    block: bool = True,
+    limits: ServerLimits = ServerLimits(),
 ) -> Any:
-    """Start the server; bundle folders are the only extra paths it may serve files from."""
-    allowed = [str(Path(p.bundle.path).resolve()) for p in predictors]
-    app.queue(default_concurrency_limit=2)
-    return app.launch(
-        server_name=host,
-        server_port=port,
-        prevent_thread_lock=not block,
-        allowed_paths=allowed,
-        show_error=True,
-        quiet=not block,
-    )
+    """Start the server. The bundles' ``examples/`` folders are the only extra paths it serves files
+    from (the models, configs and checksums stay private); bound beyond loopback without a login, it
+    warns on stderr."""
+    if host not in LOOPBACK and limits.auth is None:
+        print(
+            f"warning: serving on {host}: anyone who can reach this machine can use the app; "
+            "pass --auth-file FILE (user:password lines) to require a login",
+            file=sys.stderr,
+            flush=True,
+        )
+    allowed = [str((Path(p.bundle.path) / "examples").resolve()) for p in predictors]
+    app.queue(default_concurrency_limit=limits.concurrency, max_size=limits.queue_size)
+    try:
+        return app.launch(
+            server_name=host,
+            server_port=port,
+            prevent_thread_lock=not block,
+            allowed_paths=allowed,
+            max_file_size=int(limits.max_upload_mb * 2**20),  # bytes
+            auth=limits.auth,
+            show_error=True,
+            quiet=not block,
+        )
+    except OSError as err:  # Gradio: "Cannot find empty port in range ..."; the OS: cannot bind the host
+        raise VfmError(
+            f"cannot serve on {host}:{port}: {str(err).splitlines()[0]}",
+            fix="pass another --port (one no other program uses), or a --host this machine has",
+        ) from None
 
 
 def serve_bundles(
-    bundles: Sequence[str | Path], *, host: str = "127.0.0.1", port: int = 7860, block: bool = True
+    bundles: Sequence[str | Path],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    block: bool = True,
+    limits: ServerLimits = ServerLimits(),
+    public_key: str | Path | None = None,
 ) -> Any:
-    """Open every bundle (verified), build the app and serve it."""
-    predictors = [open_predictor(path) for path in bundles]
+    """Open every bundle (verified; signed by ``public_key`` when one is given), build the app and serve it."""
+    predictors = [open_predictor(path, public_key) for path in bundles]
     app = build_app(predictors)
     print(f"serving {len(predictors)} bundle(s) on http://{host}:{port}", flush=True)
-    launch(app, predictors, host=host, port=port, block=block)
+    launch(app, predictors, host=host, port=port, block=block, limits=limits)
     return app

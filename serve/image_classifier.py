@@ -39,6 +39,17 @@ class ImageClassifierPredictor:
         self.session = onnx_session(bundle.model_path())
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [out.name for out in self.session.get_outputs()]
+        classes = self.session.get_outputs()[0].shape[-1]
+        if not isinstance(self.labels, list) or not all(isinstance(label, str) for label in self.labels):
+            raise VfmError(
+                "labels.json is not a list of label names", where=str(bundle.path), fix="re-export the bundle"
+            )
+        if isinstance(classes, int) and classes != len(self.labels):
+            raise VfmError(
+                f"the model outputs {classes} classes but labels.json names {len(self.labels)}",
+                where=str(bundle.path),
+                fix="re-export the bundle from its run (labels.json and the model must come from the same export)",
+            )
 
     def _pixels(self, source: Any) -> np.ndarray:
         image = read_image(source)  # uint8 [H, W, 3]

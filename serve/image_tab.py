@@ -31,7 +31,7 @@ def build_image_classification_tab(predictor: Any) -> None:
         try:
             result = predictor.predict(path)
         except VfmError as err:
-            raise gr.Error(str(err)) from None
+            raise gr.Error(err.public()) from None
         view = np.asarray(result["view"])
         overlays = [
             overlay_heatmap(view, result["explanations"][name])

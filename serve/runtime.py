@@ -6,6 +6,7 @@ Torch-free: this module and everything it imports run on a serve-only install
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,6 +17,9 @@ from vfm.platform.bundle import Bundle, load_bundle
 from vfm.platform.errors import VfmError
 from vfm.platform.plugin import Plugin
 from vfm.platform.registry import discover
+from vfm.platform.signing import verify_signature
+
+log = logging.getLogger("vfm.serve")
 
 
 class Predictor(Protocol):
@@ -41,9 +45,19 @@ def _compatible(installed: str, made_with: str) -> bool:
     return a.major == b.major and (a.major > 0 or a.minor == b.minor)
 
 
-def open_predictor(path: str | Path) -> Predictor:
-    """Load and verify the bundle at ``path`` and return its plugin's predictor."""
+def open_predictor(path: str | Path, public_key: str | Path | None = None) -> Predictor:
+    """Load and verify the bundle at ``path`` (its checksums; with ``public_key``, also its signature:
+    :func:`vfm.platform.signing.verify_signature`) and return its plugin's predictor. An unsigned
+    bundle opened without a key is used, with a note that only its checksums were checked."""
     bundle = load_bundle(path)
+    if public_key is not None:
+        verify_signature(bundle.path, public_key)
+    elif not bundle.signed:
+        log.info(
+            "bundle %s is not signed: its checksums catch accidents, not tampering "
+            "(vfm export --sign KEY; vfm predict/serve --require-signature PUBKEY)",
+            Path(path).name,
+        )
     plugin = discover().get(bundle.plugin_name)
     made_with = bundle.manifest["plugin"]["version"]
     if not _compatible(plugin.manifest.version, made_with):

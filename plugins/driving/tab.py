@@ -38,7 +38,7 @@ def build_driving_tab(predictor: Any) -> None:
         try:
             result = predictor.predict(_clip(files), ego_speed=speed, driver_settings=(set_speed, time_gap))
         except VfmError as err:
-            raise gr.Error(str(err)) from None
+            raise gr.Error(err.public()) from None
         rows = [
             [
                 entry["step"],
@@ -78,7 +78,7 @@ def build_driving_tab(predictor: Any) -> None:
         try:
             reply = predictor.ask(_clip(files), question, ego_speed=speed, driver_settings=(set_speed, time_gap))
         except VfmError as err:
-            raise gr.Error(str(err)) from None
+            raise gr.Error(err.public()) from None
         return (
             f"**Q:** {reply['question']}\n\n### {reply['answer'] or '(no answer)'}\nconfidence "
             f"{reply['confidence']:.2f} · about the last window (ending at frame {reply['step']})"

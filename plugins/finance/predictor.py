@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,7 @@ def read_question(source: Any) -> tuple[str, list[list[str]], list[str], list[st
             f"cannot read a question from {type(source).__name__}",
             fix="pass a mapping with question and table, or a JSON file",
         )
-    question = str(source.get("question") or "").strip()
+    question = ascii_digits(str(source.get("question") or "")).strip()
     if not question:
         raise VfmError(
             "the question is empty",
@@ -189,6 +190,12 @@ def _read_file(path: Path) -> tuple[str, list[list[str]], list[str], list[str], 
         ) from None
     if isinstance(data, Mapping) and "question" in data:
         return read_question(data)
+    if isinstance(data, Mapping) and not any(key in data for key in ("qa", "questions", "dialogue", "annotation")):
+        raise VfmError(
+            "the JSON object has no question",
+            where=str(path),
+            fix='add "question" (and "table"), as in the bundle\'s examples/, or pass a FinQA / TAT-QA / ConvFinQA file',
+        )
     from vfm.plugins.finance.data.loaders import load_any
 
     records = load_any(path)
@@ -215,9 +222,17 @@ def _sentences(value: Any, name: str) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
+        value = ascii_digits(value)
         return [s.strip() for line in value.splitlines() for s in _SENTENCE_END.split(line) if s.strip()]
     if isinstance(value, Sequence):
-        return [str(s).strip() for s in value if str(s).strip()]
+        bad = next((s for s in value if not isinstance(s, (str, int, float))), None)
+        if bad is not None:
+            raise VfmError(
+                f"{name} holds a {type(bad).__name__}, not a sentence",
+                where=name,
+                fix="pass text or a list of sentences",
+            )
+        return [ascii_digits(str(s)).strip() for s in value if str(s).strip()]
     raise VfmError(f"{name} must be text or a list of sentences, not {type(value).__name__}", where=name)
 
 
@@ -229,13 +244,37 @@ def _table(value: Any) -> list[list[str]]:
             fix="paste the table as CSV or markdown, the header row first and row names in column 1",
         )
     if isinstance(value, str):
-        return parse_table(value)
+        return parse_table(ascii_digits(value))
     if not isinstance(value, Sequence) or not all(
         isinstance(row, Sequence) and not isinstance(row, str) for row in value
     ):
         raise VfmError("the table must be rows of cells", where="table", fix="pass [[header...], [row...], ...]")
-    rows = [[" ".join(str(cell).split()) for cell in row] for row in value]
+    for r, row in enumerate(value):
+        for c, cell in enumerate(row):
+            if cell is not None and not isinstance(cell, (str, int, float)):
+                raise VfmError(
+                    f"the cell in row {r}, column {c} is a {type(cell).__name__}, not text or a number",
+                    where="table",
+                    fix="give every cell as text or a number (null for an empty cell)",
+                )
+    rows = [[" ".join(ascii_digits("" if cell is None else str(cell)).split()) for cell in row] for row in value]
     return parse_table("\n".join(",".join(_csv_cell(c) for c in row) for row in rows))
+
+
+_DIGITS = {
+    **{
+        code: str(unicodedata.digit(chr(code)))
+        for code in range(0x80, 0x10000)
+        if unicodedata.category(chr(code)) == "Nd"
+    },
+    0x066B: ".",  # ARABIC DECIMAL SEPARATOR
+    0x066C: ",",  # ARABIC THOUSANDS SEPARATOR
+}
+
+
+def ascii_digits(text: str) -> str:
+    """Digits of every script as ASCII (``"١٢٠٫٥"`` -> ``"120.5"``), so a number is read whole or not at all."""
+    return text.translate(_DIGITS)
 
 
 def _csv_cell(cell: str) -> str:

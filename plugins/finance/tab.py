@@ -31,7 +31,7 @@ def build_finance_tab(predictor: Any) -> None:
                 {"question": question, "table": table, "pre_text": pre_text, "post_text": post_text}
             )
         except VfmError as err:
-            raise gr.Error(str(err)) from None
+            raise gr.Error(err.public()) from None
         if result["kind"] == "lookup":
             read = "; ".join(
                 f"*{cell['row_name'] or 'header'}*, *{cell['column_name'] or cell['column']}*: `{cell['text']}`"

@@ -111,3 +111,16 @@ def test_save_and_load_classifier_roundtrip(tmp_path):
         torch.testing.assert_close(loaded(x), model(x))
     with pytest.raises(VfmError):
         load_classifier(tmp_path / "nowhere")
+
+
+def test_weights_of_another_architecture_are_one_line(tmp_path):
+    """A run folder whose weights are not this ViT's (the small-CNN baseline's) is refused, not a state-dict dump."""
+    cfg = mae().encoder_config()
+    save_classifier(build_vit_classifier(cfg, num_classes=4), cfg, 4, tmp_path, meta={})
+    save_file({"conv.weight": torch.zeros(8, 3, 3, 3)}, tmp_path / "classifier.safetensors")
+    with pytest.raises(VfmError, match="not this ViT classifier's") as info:
+        load_classifier(tmp_path)
+    assert "\n" not in str(info.value)
+    (tmp_path / "classifier.json").write_text("{}")
+    with pytest.raises(VfmError, match="not a vfm ViT classifier"):
+        load_classifier(tmp_path)

@@ -48,3 +48,18 @@ def test_debug_shows_the_traceback():
 def test_bad_usage_exits_non_zero():
     out = run_vfm("pretrain")
     assert out.returncode == 2 and "usage:" in out.stderr
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    """The machine's state (a full disk, no permission) is the user's to fix, not an internal error."""
+    import errno
+
+    from vfm.platform import cli, signing
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(signing, "atomic_write_text", full)
+    assert cli.main(["keys", "new", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "the disk is full" in err and "vfm-signing.pub" in err and "internal error" not in err

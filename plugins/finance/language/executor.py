@@ -149,8 +149,15 @@ def _arithmetic(op: str, a: float, b: float, where: str) -> Value:
 
 
 def _row_values(name: str, table: Sequence[Sequence[str]], where: str) -> list[float]:
-    """The numeric cells after the name of the row called ``name``."""
-    rows = {row[0]: row[1:] for row in table if row}
+    """The numeric cells after the name of the row called ``name`` (a body row: the header, row 0,
+    holds column names such as years, not values)."""
+    rows = {row[0]: row[1:] for row in table[1:] if row}
+    if name not in rows and table and table[0] and _loose(name) == _loose(table[0][0]) and name.strip():
+        raise VfmError(
+            f"{name!r} names the header row, which holds column names, not values",
+            where=where,
+            fix="table operations take a row of numbers below the header",
+        )
     if name not in rows:
         loose = {_loose(key): cells for key, cells in rows.items()}
         if _loose(name) not in loose:

@@ -220,3 +220,11 @@ def bomb_npz(path: Path, shape: tuple[int, ...] = (4, 8000, 8000, 3)) -> Path:
 def test_a_clip_that_would_decode_to_gigabytes_is_refused_before_decoding(tmp_path):
     with pytest.raises(VfmError, match=r"the .npz holds 732 MiB of arrays once decoded, more than the 512 MiB"):
         read_clip(bomb_npz(tmp_path / "bomb.npz"))
+
+
+def test_a_text_file_named_npz_is_refused_as_not_an_archive(tmp_path):
+    """Not a numpy hint about pickles: the file is simply not an .npz."""
+    (tmp_path / "notes.npz").write_text("frames: none, just text\n")
+    with pytest.raises(VfmError, match="not a numpy .npz archive") as info:
+        read_clip(tmp_path / "notes.npz")
+    assert "pickle" not in str(info.value)

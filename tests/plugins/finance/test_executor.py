@@ -92,4 +92,12 @@ def test_division_by_zero_never_leaks_python_errors():
 
 def test_a_row_without_cells_is_refused():
     with pytest.raises(VfmError, match="no cells"):
-        execute("table_sum(lonely, none)", [["lonely"]])
+        execute("table_sum(lonely, none)", [["", "2020"], ["lonely"]])
+
+
+def test_table_operations_refuse_the_header_row():
+    """The header holds column names (years), not values: a table op over it is an error, not a sum of years."""
+    table = [["", "2020", "2019"], ["revenue", "10", "20"]]
+    assert execute("table_sum(revenue, none)", table) == 30.0
+    with pytest.raises(VfmError, match="header row"):
+        execute("table_max(year, none)", [["year", "2020", "2019"], *table[1:]])

@@ -213,6 +213,9 @@ def test_evaluate_verifies_a_bundle_it_is_given(finance, tmp_path):
         ({"question": "what?", "table": "item,kind\nrevenue,high"}, "number"),
         ({"question": "what?", "table": "a,2019\nb,1", "pre_text": "x" * 100_001}, "characters"),
         ({"question": "what?", "table": [["a", "2019"], "b"]}, "rows of cells"),
+        ({"question": "what?", "table": [["a", "2019"], ["b", [1, 2]]]}, "row 1, column 1 is a list"),
+        ({"question": "what?", "table": [["a", "2019"], ["b", {"v": 1}]]}, "row 1, column 1 is a dict"),
+        ({"question": "what?", "table": "a,2019\nb,1", "pre_text": ["fine", {"x": 1}]}, "pre_text holds a dict"),
         (42, "cannot read"),
     ],
 )
@@ -230,10 +233,12 @@ def test_bad_files_get_one_clear_line(finance, tmp_path):
 
     predictor = open_predictor(finance["bundle"])
     (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "no-question.json").write_text(json.dumps({"table": [["a", "2019"], ["b", "1"]]}))
     _finqa_file(tmp_path / "many.json")
     for path, message in (
         (tmp_path / "missing.json", "not found"),
         (tmp_path / "bad.json", "not a JSON"),
+        (tmp_path / "no-question.json", "has no question"),
         (tmp_path / "many.json", "vfm evaluate"),
     ):
         with pytest.raises(VfmError, match=message):
