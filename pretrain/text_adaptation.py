@@ -11,6 +11,7 @@ exactly: batches, masks and dropout are functions of the step) and measures agai
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +39,11 @@ class TextAdaptSettings(TrainSettings):
     run may be done in pieces (``max_steps`` 500, then 1000, same ``schedule_steps``).
     ``add_domain_tokens`` extends a base tokenizer (ignored for ``fresh:`` bases, whose
     ``vocab_size``-token tokenizer is trained on the corpus).
+
+    ``lora_rank`` > 0 trains low-rank adapters (``peft``, rank ``lora_rank``, scale
+    ``lora_alpha / lora_rank``) on every linear layer instead of all weights (the input embeddings
+    train too when domain tokens were added), and merges them into the saved model, so it reloads
+    with ``AutoModel.from_pretrained`` like a fully trained one. 0: every weight trains.
     """
 
     max_steps: int | None = 1000
@@ -60,6 +66,8 @@ class TextAdaptSettings(TrainSettings):
     eval_max_blocks: int = 256
     eval_batch_size: int = 16
     pseudo_perplexity_blocks: int = 16
+    lora_rank: int = 0
+    lora_alpha: int = 32
 
     RESUMABLE_CHANGES = TrainSettings.RESUMABLE_CHANGES | {
         "eval_max_blocks",
@@ -89,7 +97,30 @@ class TextAdaptSettings(TrainSettings):
             ("mlm_probability", 0 < self.mlm_probability < 1, "e.g. 0.15"),
             ("mix_ratio_general", 0 <= self.mix_ratio_general < 1, "0 (domain only) up to e.g. 0.5"),
             ("heldout_fraction", 0 <= self.heldout_fraction < 1, "e.g. 0.05"),
+            ("lora_rank", self.lora_rank >= 0, "0 (train every weight) or an adapter rank, e.g. 16"),
+            ("lora_alpha", self.lora_alpha >= 1, "e.g. twice lora_rank"),
         )
+
+
+def with_lora(model, rank: int, alpha: int, *, train_embeddings: bool):
+    """``model`` wrapped by ``peft`` with rank-``rank`` adapters on every linear layer but the output
+    head; only the adapters (and the input embeddings, with ``train_embeddings``: then a model whose
+    output layer shared them saves the two untied) train."""
+    from peft import LoraConfig, get_peft_model
+
+    embeddings = model.get_input_embeddings()
+    names = [name for name, module in model.named_modules() if module is embeddings]
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        modules_to_save=[names[0].rsplit(".", 1)[-1]] if train_embeddings and names else None,
+        bias="none",
+    )
+    with warnings.catch_warnings():  # GPT-2's Conv1D layers: peft sets fan_in_fan_out itself, and says so
+        warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
+        return get_peft_model(model, config)
 
 
 def _documents(corpus: Corpus | list[Document] | None) -> tuple[list[Document], dict]:
@@ -136,7 +167,7 @@ def adapt_text_model(
     Returns the metrics: ``perplexity`` (``{set: {"before", "after"}}`` for ``domain``, ``general``
     when a general corpus is given, and each ``extra_eval`` set), ``before``/``after`` (full
     perplexity dicts), ``train`` (``steps``, ``resumed_from_step``, ``seconds``, ``tokens_per_s``,
-    ``final_loss``, ``precision``, ``blocks``), ``corpus``, ``vocabulary``, ``objective``, ``files``.
+    ``final_loss``, ``precision``, ``blocks``, ``parameters``: total and trained), ``corpus``, ``vocabulary``, ``objective``, ``files``.
     """
     out_dir, s = Path(out_dir), settings
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +184,12 @@ def adapt_text_model(
             "the domain corpus has no training documents",
             where="domain_corpus",
             fix="pass a non-empty corpus (check the exclusions)",
+        )
+    if s.lora_rank and base.startswith("fresh:"):
+        raise VfmError(
+            "LoRA adapts pretrained weights, and a fresh: base has none",
+            where="TextAdaptSettings.lora_rank",
+            fix="set lora_rank=0 for a fresh: base, or pass a pretrained base",
         )
     trained_on = d_train + (g_train if s.mix_ratio_general > 0 else [])  # what a fresh tokenizer learns from
     model, tokenizer, objective, vocab = prepare_model(
@@ -202,6 +239,12 @@ def adapt_text_model(
         before = _evaluate(model, eval_sets, objective, tokenizer, s)
         atomic_write_json(before_file, before)
 
+    if s.lora_rank:
+        model = with_lora(model, s.lora_rank, s.lora_alpha, train_embeddings=bool(vocab.get("added")))
+    parameters = {
+        "total": sum(p.numel() for p in model.parameters()),
+        "trained": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
     stream = BlockStream(train_blocks, s.batch_size, objective, tokenizer, s.mlm_probability, s.seed)
     module = TextLmModule(model.train(), s, stream)  # from_pretrained returns eval mode: dropout off
     loader = torch.utils.data.DataLoader(stream, batch_size=None)
@@ -218,6 +261,8 @@ def adapt_text_model(
     )
 
     model = module.model.cpu()
+    if s.lora_rank:
+        model = model.merge_and_unload()  # a plain model again: the adapters folded into its weights
     after = _evaluate(model, eval_sets, objective, tokenizer, s)
     tokens_run = (run.steps - run.resumed_from_step) * s.batch_size * s.accumulate_grad_batches * s.block_size
     metrics = {
@@ -241,6 +286,7 @@ def adapt_text_model(
         "train": {
             **run.summary(),
             "blocks": len(train_blocks),
+            "parameters": parameters,
             "tokens_per_s": round(tokens_run * run.trainer.world_size / max(run.seconds, 1e-9), 1),
         },
         "corpus": {

@@ -162,3 +162,23 @@ def test_settings_and_inputs_fail_with_one_line_errors(tmp_path):
     with pytest.raises(VfmError, match="cannot load a tokenizer"):
         adapt_text_model(str(tmp_path / "empty"), finance_docs(20), None, tiny(), tmp_path / "z", progress=False)
     assert warmup_decay(2, 10, shape="linear")(0) == 0.5 and warmup_decay(2, 10, shape="linear")(10) == 0.0
+
+
+def test_lora_trains_adapters_only_and_saves_a_plain_model(tmp_path):
+    """LoRA through peft on a pretrained (here: briefly trained tiny GPT-2) causal LM: a small share of the
+    weights trains, perplexity falls, and the merged model reloads with from_pretrained, with no adapter left."""
+    base = tmp_path / "base"
+    adapt_text_model("fresh:gpt2-tiny", finance_docs(), None, tiny(max_steps=4), base, progress=False)
+    words = [Document(f"w{i}", "The marlintonic derasolines of the plentarium. " * 4, "odd") for i in range(60)]
+    settings = tiny(max_steps=30, lr=5e-3, lora_rank=4, lora_alpha=8, add_domain_tokens=2, min_token_count=2)
+    metrics = adapt_text_model(str(base / "model"), words, None, settings, tmp_path / "lora", progress=False)
+    parameters = metrics["train"]["parameters"]
+    assert 0 < parameters["trained"] < 0.5 * parameters["total"], parameters
+    domain = metrics["perplexity"]["domain"]
+    assert domain["after"] < 0.75 * domain["before"]
+    weights = load_file(tmp_path / "lora/model/model.safetensors")
+    assert not [k for k in weights if "lora" in k or "base_layer" in k]
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "lora/model")
+    assert model.get_input_embeddings().weight.shape[0] == metrics["vocabulary"]["size"]
+    with pytest.raises(VfmError, match="a fresh: base has none"):
+        adapt_text_model("fresh:gpt2-tiny", words, None, tiny(lora_rank=4), tmp_path / "x", progress=False)
