@@ -18,12 +18,13 @@ after ``kill -9``); the tuned encoder is saved as a Hugging Face folder that rel
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from vfm.platform.errors import VfmError
+from vfm.platform.fileio import atomic_write_json, read_json_if_any
 from vfm.platform.training.optim import adamw_with_schedule, decay_groups
 from vfm.platform.training.sampling import EpochSampler
 from vfm.platform.training.settings import TrainSettings
@@ -40,6 +42,10 @@ from vfm.platform.training.trainer import fit
 from vfm.serve.sentence_encoder import CachedEncoder, load_tokenizer, text_batch
 
 log = logging.getLogger("vfm.bi_encoder")
+
+MADE_OF = "vfm_bi_encoder.json"
+"""What a tuned encoder was trained from (base folder, number of groups, settings): a folder is reused
+only for the same."""
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 """The tokenizer files copied with a tuned encoder (those the base has)."""
@@ -150,18 +156,16 @@ class GroupBatches:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for index in self.sampler:
             texts: list[str] = []
-            owners: list[tuple[int, bool]] = []  # (group in batch, is positive) per candidate
-            for g, i in enumerate(index):
+            answers: list[set[str]] = []  # per group in the batch: the texts of its positives
+            for i in index:
                 group = self.groups[int(i)]
                 rest = [c for c in range(len(group.candidates)) if c not in group.positives]
                 rng = np.random.default_rng([self.settings.seed, self.sampler.epoch, int(i)])
                 drawn = rng.choice(rest, size=min(self.settings.negatives, len(rest)), replace=False)
-                for c in [*group.positives, *drawn.tolist()]:
-                    texts.append(group.candidates[c])
-                    owners.append((g, c in group.positives))
-            positive = torch.zeros(len(index), len(texts), dtype=torch.bool)
-            for m, (g, is_positive) in enumerate(owners):
-                positive[g, m] = is_positive
+                texts += [group.candidates[c] for c in [*group.positives, *drawn.tolist()]]
+                answers.append({group.candidates[c] for c in group.positives})
+            # by text: another question on the same document may hold the same gold unit in the batch
+            positive = torch.tensor([[text in answer for text in texts] for answer in answers], dtype=torch.bool)
             yield {
                 "queries": _tensors(text_batch(self.tokenizer, [self.groups[int(i)].query for i in index])),
                 "candidates": _tensors(text_batch(self.tokenizer, texts)),
@@ -238,7 +242,15 @@ def train_bi_encoder(
     """
     base, out = Path(base), Path(out)
     model_dir = Path(model_dir) if model_dir is not None else out / "model"
+    made_of = {"base": str(base.resolve()), "groups": len(groups), "settings": asdict(settings)}
     if (model_dir / "config.json").is_file():
+        recorded = read_json_if_any(model_dir / MADE_OF)
+        if recorded != json.loads(json.dumps(made_of)):
+            raise VfmError(
+                "the tuned encoder in this folder was trained from another base, data or settings",
+                where=str(model_dir),
+                fix="use a new output folder, or delete this encoder to train it again",
+            )
         return {"groups": len(groups), "model": str(model_dir), "reused": True}
     if settings.max_steps is None:
         raise VfmError("contrastive fine-tuning is set in steps", where="max_steps", fix="set max_steps (e.g. 300)")
@@ -258,6 +270,7 @@ def train_bi_encoder(
         for name in TOKENIZER_FILES:
             if (base / name).is_file():
                 shutil.copyfile(base / name, staging / name)
+        atomic_write_json(staging / MADE_OF, made_of)
         os.replace(staging, model_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
 SYSTEM_ERRORS = {
     errno.ENOSPC: ("the disk is full", "free space on that disk, or pass an --out on another disk"),
     errno.EDQUOT: ("the disk quota is used up", "free space, or pass an --out on another disk"),
-    errno.EACCES: ("permission denied", "choose a folder you may write to, or fix its permissions"),
+    errno.EACCES: ("permission denied", "use a file or folder you may read and write, or fix its permissions"),
     errno.EROFS: ("the file system is read-only", "pass an --out on a writable disk"),
 }
 """Operating-system failures that are the machine's state, not a bug: each is one line naming the file."""

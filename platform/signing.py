@@ -53,11 +53,15 @@ def new_key_pair(out_dir: str | Path, name: str = "vfm-signing") -> dict[str, st
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(private)
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    atomic_write_text(public_path, public.decode("ascii"))
+    try:
+        descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(private)
+        atomic_write_text(public_path, public.decode("ascii"))
+    except BaseException:  # a full disk, an interrupt: no half pair left to block the next try
+        private_path.unlink(missing_ok=True)
+        raise
     return {"private_key": str(private_path), "public_key": str(public_path), "fingerprint": _fingerprint(public)}
 
 
@@ -146,7 +150,13 @@ def verify_signature(bundle: str | Path, public_key: str | Path) -> dict[str, st
     except (OSError, ValueError, KeyError, TypeError):
         raise VfmError("the bundle's SIGNATURE is malformed", where=str(path), fix="re-sign the bundle") from None
     expected = _fingerprint(_public_pem(key))
-    if algorithm != ALGORITHM or fingerprint != expected:
+    if algorithm != ALGORITHM:
+        raise VfmError(
+            f"the bundle's signature uses {algorithm!r}; this vfm checks {ALGORITHM}",
+            where=str(path),
+            fix="re-sign the bundle with 'vfm export --sign' (Ed25519)",
+        )
+    if fingerprint != expected:
         raise VfmError(
             f"the bundle is signed by another key ({fingerprint}, not {expected})",
             where=str(bundle),

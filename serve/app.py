@@ -121,12 +121,12 @@ def launch(
             allowed_paths=allowed,
             max_file_size=int(limits.max_upload_mb * 2**20),  # bytes
             auth=limits.auth,
-            show_error=True,
+            show_error=False,  # gr.Error messages (the users' one-liners) show; other exceptions stay in the log
             quiet=not block,
         )
     except OSError as err:  # Gradio: "Cannot find empty port in range ..."; the OS: cannot bind the host
         raise VfmError(
-            f"cannot serve on {host}:{port}: {str(err).splitlines()[0]}",
+            f"cannot serve on {host}:{port}: {(str(err).splitlines() or [type(err).__name__])[0]}",
             fix="pass another --port (one no other program uses), or a --host this machine has",
         ) from None
 

@@ -39,7 +39,8 @@ class ImageClassifierPredictor:
         self.session = onnx_session(bundle.model_path())
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [out.name for out in self.session.get_outputs()]
-        classes = self.session.get_outputs()[0].shape[-1]
+        shapes = {out.name: out.shape for out in self.session.get_outputs()}
+        classes = shapes.get("probabilities", [None])[-1]
         if not isinstance(self.labels, list) or not all(isinstance(label, str) for label in self.labels):
             raise VfmError(
                 "labels.json is not a list of label names", where=str(bundle.path), fix="re-export the bundle"

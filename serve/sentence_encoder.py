@@ -8,6 +8,7 @@ Torch-free: onnxruntime, tokenizers and numpy.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,12 +63,17 @@ class CachedEncoder:
     def __init__(self, tokenizer, batch_size: int = 64):
         self.tokenizer, self.batch_size = tokenizer, batch_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # the app runs requests concurrently
 
     def _embed_batch(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """``[N, D]`` float32 unit vectors, one per text (cached by text)."""
+        """``[N, D]`` float32 unit vectors, one per text (cached by text; safe across threads)."""
+        with self._lock:
+            return self._embed(texts)
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
         missing = sorted({t for t in texts if t not in self._cache}, key=len)  # similar lengths batch together
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start : start + self.batch_size]

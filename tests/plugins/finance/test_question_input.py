@@ -13,6 +13,11 @@ def test_digits_of_other_scripts_are_read_whole():
     assert question == "what was revenue in 2020?" and table[1] == ["revenue", "120.5"] and pre_text == ["3 units."]
 
 
+def test_arabic_thousands_separators_do_not_split_pasted_cells():
+    _, table, _, _, _ = read_question({"question": "what?", "table": "item,٢٠٢٠\nrevenue,١٬٢٣٤"})
+    assert table[1] == ["revenue", "1234"]
+
+
 def test_null_cells_are_empty_not_the_word_none():
     _, table, _, _, _ = read_question({"question": "what?", "table": [["", "2020", "2019"], ["revenue", 12, None]]})
     assert table[1] == ["revenue", "12", ""]
