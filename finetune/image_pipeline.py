@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vfm.platform.config import build_settings, deep_merge, write_config
+from vfm.platform.config import build_settings, deep_merge, load_yaml_file, write_config
 from vfm.platform.datasets import ImageSet, SplitNotFound
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import atomic_write_json, read_json_if_any
@@ -184,7 +184,7 @@ class ImageClassificationPipeline:
         train = (self.prepare(train_set, config), self._labelled(train_set, "train"))
         val = (self.prepare(val_set, config), self._labelled(val_set, "validation"))
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_config(config, out_dir)
+        write_config(self._with_pretraining_used(config, pretrained), out_dir)
         record_base_model(out_dir, pretrained)
         return finetune_classifier(
             train,
@@ -201,6 +201,22 @@ class ImageClassificationPipeline:
             mean=config["preprocessing"].get("mean"),
             std=config["preprocessing"].get("std"),
         ) | {"n_train": len(train[1]), "n_val": len(val[1])}
+
+    @staticmethod
+    def _with_pretraining_used(config: dict[str, Any], pretrained: str | None) -> dict[str, Any]:
+        """``config`` whose ``pretrain`` section is the one the encoder was made with, when it comes from
+        a ``vfm pretrain`` run (its ``config.yaml`` beside it), instead of this run's defaults."""
+        if not pretrained:
+            return config
+        path = Path(pretrained)
+        made_with = (path if path.is_dir() else path.parent) / "config.yaml"
+        if not made_with.is_file():
+            return config
+        try:
+            section = load_yaml_file(made_with).get("pretrain")
+        except VfmError:
+            return config
+        return {**config, "pretrain": section} if isinstance(section, dict) else config
 
     def _encoder_config(self, config: dict[str, Any], pretrained: str | None) -> dict[str, Any]:
         """The ViT shape: from the pretrained encoder's JSON when there is one, else the preset."""

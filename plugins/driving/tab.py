@@ -25,7 +25,7 @@ def build_driving_tab(predictor: Any) -> None:
       or None), outputs (timeline rows, overlay gallery of the last window, summary markdown);
     - ``/<plugin>_ask``: inputs (clip files, ego speed, question, set speed, set time gap),
       output (answer markdown);
-    - ``/<plugin>_example``: input (a bundled episode's path), output (that episode as the clip).
+    - ``/<plugin>_example``: input (a bundled episode's name, e.g. ``01_highway``), output (that episode as the clip).
     """
     import gradio as gr
 
@@ -84,15 +84,18 @@ def build_driving_tab(predictor: Any) -> None:
             f"{reply['confidence']:.2f} · about the last window (ending at frame {reply['step']})"
         )
 
-    def load_example(path: str | None) -> list[str] | None:
-        return [path] if path else None
+    by_name = {path.name.removesuffix(".npz"): str(path) for path in predictor.episodes()}  # no server paths shown
+
+    def load_example(name: str | None) -> list[str] | None:
+        if name and name not in by_name:
+            raise gr.Error(f"no episode named {name!r}: pick one from the list")
+        return [by_name[name]] if name else None
 
     gr.Markdown(manifest.demo.description)
     with gr.Row():
         with gr.Column():
-            episodes = [str(path) for path in predictor.episodes()]
             picker = gr.Dropdown(
-                choices=[(p.rsplit("/", 1)[-1].removesuffix(".npz"), p) for p in episodes],
+                choices=list(by_name),
                 label="Simulated episodes",
                 value=None,
             )

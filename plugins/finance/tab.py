@@ -68,8 +68,12 @@ def build_finance_tab(predictor: Any) -> None:
         evidence = [(unit["text"] + "\n", "used" if unit["used"] else None) for unit in result["evidence"]]
         return summary, trace, evidence
 
-    def load_example(path: str) -> tuple[str, str, str, str]:
-        question, table, pre_text, post_text, _ = read_question(path)
+    by_name = {path.name: path for path in predictor.bundle.examples()}  # the app never shows server paths
+
+    def load_example(name: str) -> tuple[str, str, str, str]:
+        if name not in by_name:
+            raise gr.Error(f"no example named {name!r}: pick one from the list")
+        question, table, pre_text, post_text, _ = read_question(by_name[name])
         return "\n".join(pre_text), "\n".join(" | ".join(row) for row in table), "\n".join(post_text), question
 
     gr.Markdown(manifest.demo.description)
@@ -82,10 +86,9 @@ def build_finance_tab(predictor: Any) -> None:
                 label="Question", placeholder="what was the percentage change in revenue from 2019 to 2020?"
             )
             button = gr.Button("Answer", variant="primary")
-            examples = [str(path) for path in predictor.bundle.examples()]
-            if examples:
+            if by_name:
                 picker = gr.Dropdown(
-                    choices=[(p.rsplit("/", 1)[-1], p) for p in examples],
+                    choices=list(by_name),
                     label="Examples (synthetic statements)",
                     value=None,
                 )

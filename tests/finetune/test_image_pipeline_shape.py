@@ -23,3 +23,15 @@ def test_a_patch_size_reaches_the_mae_and_the_from_scratch_vit(tmp_path):
     assert encoder["patch_size"] == 8
     with pytest.raises(VfmError, match="not a multiple of patch_size"):
         mae_config(pipeline.resolve({"preprocessing": {"image_size": 32}, "pretrain": {"patch_size": 5}}))
+
+
+def test_a_fine_tune_records_the_pretraining_its_encoder_was_made_with(tmp_path):
+    """The run's config.yaml (and so its bundle's) carries the pretrain section of the vfm run that made
+    the encoder, not this run's defaults; an encoder from elsewhere leaves the config as it is."""
+    (tmp_path / "config.yaml").write_text("pretrain:\n  max_steps: 77\n  mask_ratio: 0.6\n")
+    config = {"pretrain": {"max_steps": 1000}, "finetune": {}}
+    used = ImageClassificationPipeline._with_pretraining_used(config, str(tmp_path / "encoder.safetensors"))
+    assert used["pretrain"] == {"max_steps": 77, "mask_ratio": 0.6} and config["pretrain"] == {"max_steps": 1000}
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    assert ImageClassificationPipeline._with_pretraining_used(config, str(elsewhere / "retfound.pth")) == config

@@ -51,9 +51,12 @@ def test_episode_is_commented_with_timeline_overlays_and_summary(client, predict
 
 
 def test_example_picker_loads_the_episode_as_the_clip(client, predictor):  # noqa: F811
-    path = str(predictor.episodes()[1])
-    loaded = client.predict(path, api_name="/driving_example")
+    name = predictor.episodes()[1].name.removesuffix(".npz")  # names, never server paths
+    loaded = client.predict(name, api_name="/driving_example")
     assert [np.load(f)["scenario"].item() for f in loaded] == ["merge"]  # a copy in gradio's cache
+    with pytest.raises(Exception, match="list") as info:  # Gradio's or the tab's refusal
+        client.predict("/etc/passwd", api_name="/driving_example")
+    assert str(predictor.bundle.path) not in str(info.value)
 
 
 def test_uploads_speed_and_questions(client, predictor, tmp_path):  # noqa: F811

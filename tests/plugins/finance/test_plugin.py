@@ -280,9 +280,9 @@ def test_demo_tab_answers_and_keeps_serving_after_bad_input(finance):
             client.predict(inputs[0], "", inputs[2], inputs[3], api_name="/finance_predict")
         with pytest.raises(Exception, match="question is empty"):
             client.predict(*inputs[:3], "", api_name="/finance_predict")
-        example = client.predict(str(predictor.bundle.examples()[0]), api_name="/finance_example")
+        example = client.predict(predictor.bundle.examples()[0].name, api_name="/finance_example")
         assert example[3] == inputs[3]
-        cell_question = client.predict(str(predictor.bundle.examples()[-1]), api_name="/finance_example")
+        cell_question = client.predict(predictor.bundle.examples()[-1].name, api_name="/finance_example")
         summary_cells, trace_cells, _ = client.predict(*cell_question, api_name="/finance_predict")
         assert "Read from the table" in summary_cells and not trace_cells["data"]
         assert client.predict(*inputs, api_name="/finance_predict")[0] == summary
