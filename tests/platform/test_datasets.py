@@ -76,7 +76,7 @@ def test_npz_errors(tmp_path: Path) -> None:
         load_image_source(negative)
     corrupt = tmp_path / "corrupt.npz"
     corrupt.write_bytes(b"not a zip file at all")
-    with pytest.raises(VfmError, match=r"cannot read the .npz"):
+    with pytest.raises(VfmError, match=r"not a numpy .npz archive"):
         load_image_source(corrupt)
 
 

@@ -115,7 +115,12 @@ def test_file_errors(tmp_path):
     (tmp_path / "empty.npz").write_bytes(b"")
     one_line_error(tmp_path / "empty.npz", "the clip file is empty (0 bytes)")
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip")
-    one_line_error(tmp_path / "corrupt.npz", "cannot read the .npz")
+    one_line_error(tmp_path / "corrupt.npz", "not a numpy .npz archive")
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "garbled.npz", "w") as archive:  # a zip, but its member is not an array
+        archive.writestr("frames.npy", b"\x93NUMPY garbage")
+    one_line_error(tmp_path / "garbled.npz", "cannot read the .npz")
     np.savez(tmp_path / "other.npz", images=frames())
     one_line_error(tmp_path / "other.npz", "the .npz has no 'frames' array (arrays: ['images'])")
     (tmp_path / "corrupt.gif").write_bytes(b"GIF89a\x10\x00\x10\x00\x80 broken")
