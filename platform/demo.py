@@ -5,6 +5,7 @@ generator (cached by plugin version and manifest), then serve them all.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import sys
@@ -69,6 +70,11 @@ def build_demo_bundles(
                     f"[{step}/{len(plugins)}] {plugin.name}: cached bundle unusable ({err}); rebuilding",
                     file=sys.stderr,
                 )
+        if importlib.util.find_spec("torch") is None:
+            raise VfmError(
+                f"building the {plugin.name} demo bundle needs the training install (torch); this install serves only",
+                fix="pip install 'vfm[train]', or serve bundles you already have with 'vfm serve BUNDLE'",
+            )
         print(
             f"[{step}/{len(plugins)}] {plugin.name}: building the demo bundle from synthetic data in {work} "
             "(first run only; interrupted builds resume)",

@@ -56,3 +56,19 @@ def test_serve_extra_alone_predicts_and_builds_the_app(retina_run, tmp_path):
         timeout=300,
     )
     assert app.returncode == 0 and "app ok" in app.stdout, app.stderr[-3000:]
+
+    demo = subprocess.run(  # nothing cached, nothing to train with: one line, not a missing-module trace
+        [
+            str(env_dir / "bin" / "vfm"),
+            "demo",
+            "--build-only",
+            "--plugins",
+            "retina",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert demo.returncode == 2 and "vfm[train]" in demo.stderr and "internal error" not in demo.stderr, demo.stderr
