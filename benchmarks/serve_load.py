@@ -27,11 +27,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from vfm.serve.app import free_port
 
 
 def server_rss_mb(process: psutil.Process) -> float:

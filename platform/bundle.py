@@ -202,6 +202,22 @@ def verify_checksums(path: Path) -> None:
             )
 
 
+def check_json_files(path: Path) -> None:
+    """Refuse a bundle holding a ``.json`` file that is not valid UTF-8 JSON (damaged, or edited with the
+    checksums recomputed), naming the file, before anything reads it."""
+    for name in _files_below(path):
+        if not name.endswith(".json"):
+            continue
+        try:
+            json.loads((path / name).read_text("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise VfmError(
+                f"bundle file {name} is not valid JSON ({str(err).splitlines()[0][:120]})",
+                where=str(path),
+                fix="re-export the bundle or restore it from a trusted copy",
+            ) from None
+
+
 def load_bundle(path: str | Path) -> Bundle:
     """Load and verify a bundle directory (checksums, format, plugin manifest)."""
     path = Path(path)
@@ -210,10 +226,14 @@ def load_bundle(path: str | Path) -> Bundle:
     if not path.is_dir():
         raise VfmError("a bundle is a directory", where=str(path), fix="pass the directory written by 'vfm export'")
     verify_checksums(path)
-    try:
-        manifest = json.loads((path / MANIFEST).read_text("utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise VfmError(f"bundle manifest unreadable: {err}", where=str(path / MANIFEST)) from None
+    check_json_files(path)
+    manifest = json.loads((path / MANIFEST).read_text("utf-8"))
+    if not isinstance(manifest, dict):
+        raise VfmError(
+            f"bundle manifest is a JSON {type(manifest).__name__}, not an object",
+            where=str(path / MANIFEST),
+            fix="re-export the bundle",
+        )
     if manifest.get("bundle_format") != BUNDLE_FORMAT:
         raise VfmError(
             f"unsupported bundle format {manifest.get('bundle_format')!r} (this vfm reads {BUNDLE_FORMAT})",

@@ -399,12 +399,25 @@ HANDLERS = {
 }
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to ``sys.stderr`` as it is at each record, not as it was when the handler
+    was made (``main`` may be called again after the stream was swapped, as in-process tests do)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _log_progress_to_stderr() -> None:
     """What vfm's loggers say (a run's steps and where their outputs went, the training stack's
     warnings) goes to stderr, one timed line each; stdout carries only the result."""
     logger = logging.getLogger("vfm")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -438,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         if args.debug:
             raise
-        user_error = system_error(err)
+        user_error = system_error(err, writing=getattr(args, "out", None))
         if user_error is None:
             return _internal_error(err)
         print(f"vfm: error: {user_error}", file=sys.stderr)
@@ -454,16 +467,20 @@ SYSTEM_ERRORS = {
     errno.EDQUOT: ("the disk quota is used up", "free space, or pass an --out on another disk"),
     errno.EACCES: ("permission denied", "use a file or folder you may read and write, or fix its permissions"),
     errno.EROFS: ("the file system is read-only", "pass an --out on a writable disk"),
+    errno.EFBIG: ("the file passed this process's file-size limit", "raise the limit (ulimit -f) or write less"),
 }
 """Operating-system failures that are the machine's state, not a bug: each is one line naming the file."""
 
 
-def system_error(err: OSError) -> VfmError | None:
-    """A :class:`VfmError` for an :data:`SYSTEM_ERRORS` failure (with the file it hit), else None."""
+def system_error(err: OSError, writing: str | Path | None = None) -> VfmError | None:
+    """A :class:`VfmError` for an :data:`SYSTEM_ERRORS` failure, naming the file it hit (or, when the
+    library that failed did not say, the ``writing`` output the command was writing under), else None."""
     if err.errno not in SYSTEM_ERRORS:
         return None
     what, fix = SYSTEM_ERRORS[err.errno]
-    return VfmError(what, where=err.filename or None, fix=fix)
+    if err.filename:
+        return VfmError(what, where=str(err.filename), fix=fix)
+    return VfmError(what + (f" while writing under {writing}" if writing else ""), fix=fix)
 
 
 def _internal_error(err: Exception) -> int:

@@ -136,11 +136,31 @@ def build_settings(cls: type, data: dict[str, Any] | None, section: str) -> Any:
     for name, value in data.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and _is_text_field(hints[name]):
             data[name] = str(value)
+        if isinstance(value, bool) and bool not in plain_types(hints[name]):  # pydantic would read true as 1
+            raise VfmError(
+                f"invalid config: {section}.{name}: {str(value).lower()} is not a {_hint_name(hints[name])}",
+                fix=f"give {section}.{name} a {_hint_name(hints[name])}",
+            )
     try:
         return TypeAdapter(cls).validate_python(data)
     except ValidationError as err:
         problems = "; ".join(f"{section}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         raise VfmError(f"invalid config: {problems}", fix="correct the named fields") from None
+
+
+def plain_types(hint: Any) -> set[Any]:
+    """The types an annotation allows (``int | None`` -> ``{int, NoneType}``)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return {kind for arg in typing.get_args(hint) for kind in plain_types(arg)}
+    return {typing.get_origin(hint) or hint}
+
+
+def _hint_name(hint: Any) -> str:
+    """``"number"`` for numeric fields, else the annotation's type names."""
+    kinds = plain_types(hint) - {type(None)}
+    if kinds <= {int, float}:
+        return "number"
+    return " or ".join(sorted(getattr(kind, "__name__", str(kind)) for kind in kinds))
 
 
 def _is_text_field(hint: Any) -> bool:

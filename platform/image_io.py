@@ -24,9 +24,13 @@ ImageSource = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | 
 """Everything :func:`read_image` accepts."""
 
 _DECODE_FIX = "the file is corrupt, truncated or not an image; re-export it as PNG or JPEG"
+MIN_SIZE = 8
+"""The smallest width and height accepted, in pixels."""
+MAX_PIXELS = 50_000_000
+"""The most pixels (width x height) one decoded image may have: the budget every container's frames share."""
 
 
-def read_image(source: ImageSource, *, min_size: int = 8, max_pixels: int = 50_000_000) -> np.ndarray:
+def read_image(source: ImageSource, *, min_size: int = MIN_SIZE, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode an image into uint8 RGB.
 
     Greyscale is replicated to three channels; transparency (RGBA, LA, P with a
@@ -172,7 +176,7 @@ def _from_pil(image: Image.Image, where: str, min_size: int, max_pixels: int) ->
         OSError: the pixel data is truncated or corrupt (from Pillow).
     """
     width, height = image.size
-    _check_dimensions(width, height, where, min_size, max_pixels)
+    check_dimensions(width, height, where, min_size, max_pixels)
     image.load()
     image = ImageOps.exif_transpose(image)
     return _pil_to_rgb(image, where)
@@ -225,7 +229,7 @@ def _from_array(array: np.ndarray, min_size: int, max_pixels: int) -> np.ndarray
             where="<array>",
             fix="pass uint8, uint16, or float values in [0, 1] or [0, 255]",
         )
-    _check_dimensions(array.shape[1], array.shape[0], "<array>", min_size, max_pixels)
+    check_dimensions(array.shape[1], array.shape[0], "<array>", min_size, max_pixels)
     pixels = _scale_to_uint8(array, where="<array>", from_file=False)
     if pixels.ndim == 2:
         return np.repeat(pixels[..., None], 3, axis=-1)
@@ -296,7 +300,9 @@ def _composite_on_black(rgba: np.ndarray) -> np.ndarray:
     return ((rgba[..., :3].astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
 
 
-def _check_dimensions(width: int, height: int, where: str, min_size: int, max_pixels: int) -> None:
+def check_dimensions(
+    width: int, height: int, where: str, min_size: int = MIN_SIZE, max_pixels: int = MAX_PIXELS
+) -> None:
     """Refuse images that are too small or too large.
 
     Args:

@@ -7,7 +7,6 @@ report says which step failed and why.
 from __future__ import annotations
 
 import json
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,22 +18,16 @@ from vfm.platform.plugin import Plugin
 from vfm.platform.tasks import task_components
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _demo_smoke(bundle: Path) -> dict[str, Any]:
     """Serve the bundle on a free local port and call its predict endpoint once."""
     from gradio_client import Client
 
-    from vfm.serve.app import build_app, launch
+    from vfm.serve.app import build_app, free_port, launch
     from vfm.serve.runtime import open_predictor
 
     predictor = open_predictor(bundle)
     app = build_app([predictor])
-    port = _free_port()
+    port = free_port()
     launch(app, [predictor], port=port, block=False)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)

@@ -7,6 +7,7 @@ input in one tab is an error message there and never stops the server.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +63,13 @@ class ServerLimits:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that no program listens on now (for tests and benchmarks)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def read_auth_file(path: str | Path) -> list[tuple[str, str]]:

@@ -6,14 +6,17 @@ The default ``predictor`` component of ``image-classification`` plugins, used by
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vfm.platform.bad_input import BadInput
 from vfm.platform.bundle import Bundle
 from vfm.platform.errors import VfmError
 from vfm.platform.image_io import read_image
 from vfm.platform.plugin import Plugin
+from vfm.serve.image_bad_inputs import image_bad_inputs
 from vfm.serve.runtime import onnx_session
 
 EXPLANATIONS = {"heatmap": "attention rollout", "gradcam": "Grad-CAM"}
@@ -41,6 +44,12 @@ class ImageClassifierPredictor:
         self.output_names = [out.name for out in self.session.get_outputs()]
         shapes = {out.name: out.shape for out in self.session.get_outputs()}
         classes = shapes.get("probabilities", [None])[-1]
+        if not isinstance(self.params, dict):
+            raise VfmError(
+                "preprocessing.json is not an object of preprocessing settings",
+                where=str(bundle.path),
+                fix="re-export the bundle",
+            )
         if not isinstance(self.labels, list) or not all(isinstance(label, str) for label in self.labels):
             raise VfmError(
                 "labels.json is not a list of label names", where=str(bundle.path), fix="re-export the bundle"
@@ -67,6 +76,10 @@ class ImageClassifierPredictor:
         from gradio_client import handle_file
 
         return [handle_file(str(self.bundle.examples()[0]))]
+
+    def bad_inputs(self, folder: Path) -> list[BadInput]:
+        """Wrong image files (:func:`vfm.serve.image_bad_inputs.image_bad_inputs`)."""
+        return image_bad_inputs(folder)
 
     def predict(self, source: Any) -> dict[str, Any]:
         pixels = self._pixels(source)

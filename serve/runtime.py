@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from packaging.version import Version
 
+from vfm.platform.bad_input import BadInput
 from vfm.platform.bundle import Bundle, load_bundle
 from vfm.platform.errors import VfmError
 from vfm.platform.plugin import Plugin
@@ -36,6 +37,11 @@ class Predictor(Protocol):
 
     def smoke_inputs(self) -> list[Any]:
         """Arguments for one call of the demo tab's ``/<plugin>_predict`` endpoint (a bundled example)."""
+        ...
+
+    def bad_inputs(self, folder: Path) -> list[BadInput]:
+        """The mistakes users make with this plugin's inputs, written under ``folder``, each with the
+        one-line error it must get (``tests/reliability/`` runs them through the CLI and the app)."""
         ...
 
 
@@ -66,7 +72,18 @@ def open_predictor(path: str | Path, public_key: str | Path | None = None) -> Pr
             where=str(path),
             fix=f"re-export the bundle with the installed plugin, or pip install the {plugin.name} plugin {made_with}",
         )
-    return plugin.component("predictor")(bundle, plugin)
+    predictor_class = plugin.component("predictor")
+    try:
+        return predictor_class(bundle, plugin)
+    except (VfmError, MemoryError):
+        raise
+    except Exception as err:  # a verified bundle whose files are not what this plugin reads: edited or foreign
+        raise VfmError(
+            f"the {plugin.name} bundle's files are not what plugin {plugin.name} {plugin.manifest.version} reads "
+            f"({type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]})",
+            where=str(path),
+            fix="re-export the bundle with the installed vfm, or restore it from a trusted copy",
+        ) from err
 
 
 def onnx_session(model_path: Path) -> Any:

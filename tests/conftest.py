@@ -6,14 +6,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from vfm.platform.registry import discover
+
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+PLUGINS = sorted(discover().plugins)
+"""The installed plugins, which the reliability suite (``tests/reliability/``) runs every case for."""
 
 
 @pytest.fixture(autouse=True)
@@ -125,3 +129,32 @@ def forge_file(bundle: Path, name: str, text: str) -> None:
     (bundle / "SHA256SUMS").write_text(
         "".join(f"{digest}  {name}\n" if line.endswith(f"  {name}") else f"{line}\n" for line in lines)
     )
+
+
+@pytest.fixture(scope="session")
+def smoke_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Plugin name -> a bundle exported from a run of the plugin's ``smoke_config`` (trained and exported
+    once per session; the run is the bundle's sibling ``finetune/``). For ``tests/reliability/``."""
+    registry = discover()
+    root = tmp_path_factory.mktemp("smoke-bundles")
+    bundles = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VFM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "vfm-cache"))
+        for name in PLUGINS:
+            pipeline = registry.get(name).component("pipeline")(registry.get(name))
+            bundles[name] = pipeline.build_demo_bundle(root / name, config=pipeline.smoke_config(), progress=False)
+    return bundles
+
+
+@pytest.fixture(scope="session")
+def app_url(smoke_bundles: dict[str, Path]) -> Iterator[str]:
+    """The demo app with every smoke bundle, served in this process on a free loopback port."""
+    from vfm.serve.app import build_app, free_port, launch
+    from vfm.serve.runtime import open_predictor
+
+    predictors = [open_predictor(path) for path in smoke_bundles.values()]
+    app = build_app(predictors)
+    port = free_port()
+    launch(app, predictors, port=port, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()

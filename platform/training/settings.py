@@ -7,13 +7,25 @@ the field again. Config sections stay flat: ``pretrain.max_steps``, ``finetune.p
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+import re
+import typing
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
+from vfm.platform.config import plain_types
 from vfm.platform.errors import VfmError
 
 PRECISIONS = ("auto", "32", "bf16-mixed")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
+
+POSITIVE = re.compile(
+    r"(batch_size|batches|(^|_)lr|temperature|(^|_)size|_len|length|heads|layers|threads|top_k|beam_size|"
+    r"scale|max_\w*tokens|grid|repeats)$|^d_"
+)
+"""Numeric fields that must be > 0, by name, in every settings class (a size, a rate, a count of layers)."""
+FRACTION = re.compile(r"(dropout|drop_path|fraction|ratio|probability|smoothing|layer_decay)")
+"""Numeric fields that must lie in [0, 1], by name."""
 
 
 @dataclass
@@ -86,6 +98,30 @@ class TrainSettings:
                 "a number of steps >= 1, or null (every epoch)",
             ),
         )
+        self.check_numbers()
+
+    def check_numbers(self) -> None:
+        """The one check of every numeric and yes/no field of every settings class: a number where a
+        number is expected (not ``true``), finite, >= 0; > 0 for sizes, rates and counts of layers
+        (:data:`POSITIVE`); within [0, 1] for probabilities and fractions (:data:`FRACTION`); a yes/no
+        where one is expected. Runs after the checks of the fields every run has, whose messages say
+        more, and before a subclass's own (:meth:`check`)."""
+        hints = typing.get_type_hints(type(self))
+        for field in fields(self):
+            value, kinds = getattr(self, field.name), plain_types(hints[field.name])
+            if value is None or not kinds & {int, float, bool} or str in kinds:  # devices: "auto" or a count
+                continue
+            if bool in kinds:
+                self.check((field.name, isinstance(value, bool), "true or false"))
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            self.check((field.name, number and math.isfinite(value), "a number"))
+            if FRACTION.search(field.name):
+                self.check((field.name, 0 <= value <= 1, "a value from 0 to 1"))
+            elif POSITIVE.search(field.name):
+                self.check((field.name, value > 0, "a value > 0"))
+            else:
+                self.check((field.name, value >= 0, "a value >= 0"))
 
     def check(self, *checks: tuple[str, Any, str]) -> None:
         """Raise a one-line :class:`VfmError` for the first ``(field, ok, expected)`` whose ``ok`` is false."""

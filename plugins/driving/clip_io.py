@@ -36,24 +36,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import check_npz_size
-from vfm.platform.image_io import read_image
+from vfm.platform.image_io import check_dimensions, read_image
 
 FRAME_INTERVAL_S = 0.5
 """Seconds between the model's frames (the simulator's decision rate, ``scenarios.DECISION_HZ`` = 2)."""
 
 MAX_FRAMES = 600
-MAX_NPZ_BYTES = 512 * 2**20
-"""The most an ``.npz`` clip may decode to (600 frames of 512 x 512 RGB fit; a decompression bomb does not)."""
 """The most frames one clip may have after resampling (5 minutes); longer input is refused
 while it is read, so a long video never ties up the server."""
+MAX_NPZ_BYTES = 512 * 2**20
+"""The most an ``.npz`` clip may decode to (600 frames of 512 x 512 RGB fit; a decompression bomb does not)."""
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 ANIMATION_SUFFIXES = (".gif", ".png", ".apng", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".webm", ".mkv", ".m4v")
+CLIP_SUFFIXES = sorted({".npz", *IMAGE_SUFFIXES, *ANIMATION_SUFFIXES, *VIDEO_SUFFIXES})
+"""Every file type a clip may come in (the demo's upload takes these)."""
 _VIDEO_FIX = (
     "pip install 'imageio[ffmpeg]' (or av, or opencv-python-headless), or convert the video "
     "to an animated GIF or a folder of PNG frames"
@@ -245,6 +247,7 @@ def _animation_frames(path: Path) -> Iterator[tuple[Image.Image, str]]:
     a duration; each is yielded while the file is positioned on it (convert it before the next)."""
     try:
         with Image.open(path) as image:
+            check_dimensions(*image.size, f"{path} frame 0")
             image.load()
             if not image.info.get("duration"):
                 for index in range(getattr(image, "n_frames", 1)):
@@ -254,7 +257,25 @@ def _animation_frames(path: Path) -> Iterator[tuple[Image.Image, str]]:
                 yield from _resample(_timed_frames(image, path))
     except VfmError:
         raise
-    except Exception as err:  # Pillow raises many types (UnidentifiedImageError, OSError, EOFError, ...)
+    except Image.DecompressionBombError:
+        raise VfmError(
+            "the image is too large to decode safely",
+            where=str(path),
+            fix="downscale the clip; a huge size in a small file is how decompression bombs work",
+        ) from None
+    except UnidentifiedImageError:
+        if path.suffix.lower() in CLIP_SUFFIXES:
+            raise VfmError(
+                f"cannot decode the clip (not a valid {path.suffix} file)",
+                where=str(path),
+                fix="the file is corrupt, truncated or not an image or animation; re-export it",
+            ) from None
+        raise VfmError(
+            f"not a clip format vfm reads ({path.suffix or 'no suffix'})",
+            where=str(path),
+            fix=f"pass an .npz, an animated GIF/APNG/WebP, a video ({', '.join(VIDEO_SUFFIXES[:3])}) or image frames",
+        ) from None
+    except Exception as err:  # Pillow raises many types (OSError, EOFError, SyntaxError, ...)
         raise VfmError(
             f"cannot decode the clip ({_first_line(err)})",
             where=str(path),

@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from vfm.platform.bad_input import BadInput
 from vfm.platform.bundle import Bundle
 from vfm.platform.errors import VfmError
 from vfm.platform.fileio import check_npz_size
 from vfm.platform.plugin import Plugin
+from vfm.plugins.driving.bad_inputs import driving_bad_inputs
 from vfm.plugins.driving.clip_io import FRAME_INTERVAL_S, MAX_NPZ_BYTES, check_speed, read_clip
 from vfm.plugins.driving.commentary import parse_commentary
 from vfm.plugins.driving.decode import Commentary, CommentaryRuntime, check_driver_settings
@@ -178,6 +180,10 @@ class CommentaryPredictor:
                 fix="type a question about the clip, e.g. 'Is it safe to change lanes to the left?'",
             )
         return self._answer(self.read(source, ego_speed), question, beam_size, self._settings(source, driver_settings))
+
+    def bad_inputs(self, folder: Path) -> list[BadInput]:
+        """Wrong clips and fields (:func:`vfm.plugins.driving.bad_inputs.driving_bad_inputs`)."""
+        return driving_bad_inputs(folder, self.k)
 
     def smoke_inputs(self) -> list[Any]:
         """Arguments of the demo's ``/<name>_predict`` endpoint: the first bundled episode as the

@@ -8,11 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.driving.clip_io import ANIMATION_SUFFIXES, FRAME_INTERVAL_S, IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from vfm.plugins.driving.clip_io import CLIP_SUFFIXES, FRAME_INTERVAL_S
 
 TIMELINE_HEADERS = ["step", "speed", "commentary", "action", "cause", "confidence", "reference (simulator)"]
 SPEED_SOURCES = {"argument": " (as given)", "clip": " (from the clip)", "unknown": ""}
-CLIP_TYPES = sorted({".npz", *IMAGE_SUFFIXES, *ANIMATION_SUFFIXES, *VIDEO_SUFFIXES})
 
 
 def build_driving_tab(predictor: Any) -> None:
@@ -103,7 +102,7 @@ def build_driving_tab(predictor: Any) -> None:
                 label=f"Clip: one .npz, animated GIF/APNG/WebP or video, or several image frames "
                 f"(one per {FRAME_INTERVAL_S:g} s; at least {predictor.k})",
                 file_count="multiple",
-                file_types=CLIP_TYPES,
+                file_types=CLIP_SUFFIXES,
                 type="filepath",
             )
             speed = gr.Number(label="Ego speed (m/s; empty: the clip's own, or unknown)", value=None, minimum=0)

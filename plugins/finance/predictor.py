@@ -18,10 +18,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vfm.platform.bad_input import BadInput
 from vfm.platform.bundle import Bundle
 from vfm.platform.errors import VfmError
 from vfm.platform.plugin import Plugin
 from vfm.plugins.finance.answers.lookup import column_name
+from vfm.plugins.finance.bad_inputs import finance_bad_inputs
 from vfm.plugins.finance.data.table_text import parse_table
 from vfm.plugins.finance.generation.decode import ProgramPredictor, document_units
 from vfm.plugins.finance.language.executor import trace
@@ -93,6 +95,10 @@ class FinancePredictor:
             "no_answer_reason": prediction.error,
         }
 
+    def bad_inputs(self, folder: Path) -> list[BadInput]:
+        """Wrong questions and documents (:func:`vfm.plugins.finance.bad_inputs.finance_bad_inputs`)."""
+        return finance_bad_inputs(folder)
+
     def smoke_inputs(self) -> list[Any]:
         """Arguments of the demo's ``/<name>_predict`` endpoint for the first example."""
         question, table, pre_text, post_text, _ = read_question(self.bundle.examples()[0])
@@ -151,7 +157,14 @@ def read_question(source: Any) -> tuple[str, list[list[str]], list[str], list[st
             f"cannot read a question from {type(source).__name__}",
             fix="pass a mapping with question and table, or a JSON file",
         )
-    question = ascii_digits(str(source.get("question") or "")).strip()
+    question = source.get("question")
+    if question is not None and not isinstance(question, str):
+        raise VfmError(
+            f"the question must be text, not {type(question).__name__}",
+            where="question",
+            fix='give the question as a string, e.g. "what was the change in revenue from 2019 to 2020?"',
+        )
+    question = ascii_digits(question or "").strip()
     if not question:
         raise VfmError(
             "the question is empty",
@@ -173,11 +186,19 @@ def read_question(source: Any) -> tuple[str, list[list[str]], list[str], list[st
             fix="paste only the section of the report the question is about",
         )
     table = _table(source.get("table"))
-    history = [str(turn) for turn in source.get("history") or []]
-    return question, table, pre_text, post_text, history
+    history = source.get("history") or []
+    if not isinstance(history, list) or not all(isinstance(turn, str) for turn in history):
+        raise VfmError(
+            "the history must be a list of the earlier questions (text)",
+            where="history",
+            fix='pass ["first question", "second question"], oldest first, or leave it out',
+        )
+    return question, table, pre_text, post_text, [ascii_digits(turn) for turn in history]
 
 
 def _read_file(path: Path) -> tuple[str, list[list[str]], list[str], list[str], list[str]]:
+    if path.is_dir():
+        raise VfmError("expected a JSON file but got a folder", where=str(path), fix="pass one question's JSON file")
     if not path.is_file():
         raise VfmError("input file not found", where=str(path), fix="pass an existing JSON file")
     try:
@@ -190,6 +211,15 @@ def _read_file(path: Path) -> tuple[str, list[list[str]], list[str], list[str], 
         ) from None
     if isinstance(data, Mapping) and "question" in data:
         return read_question(data)
+    if not isinstance(data, (Mapping, list)) or (
+        isinstance(data, list) and not all(isinstance(x, Mapping) for x in data)
+    ):
+        raise VfmError(
+            f"the JSON file holds {_json_kind(data)}, not a question",
+            where=str(path),
+            fix='pass a JSON object with "question" and "table" (see the bundle\'s examples/), or one FinQA / TAT-QA / '
+            "ConvFinQA record",
+        )
     if isinstance(data, Mapping) and not any(key in data for key in ("qa", "questions", "dialogue", "annotation")):
         raise VfmError(
             "the JSON object has no question",
@@ -215,6 +245,15 @@ def _read_file(path: Path) -> tuple[str, list[list[str]], list[str], list[str], 
             "history": r.history,
         }
     )
+
+
+def _json_kind(data: Any) -> str:
+    """``"a number"``, ``"a list of 3 numbers and text"``, ``"null"``: what a JSON value is, for errors."""
+    names = {str: "text", bool: "true/false", int: "a number", float: "a number", type(None): "null", list: "a list"}
+    if isinstance(data, list):
+        kinds = sorted({names.get(type(x), "an object") for x in data})
+        return f"a list of {len(data)} items ({', '.join(kinds)})"
+    return names.get(type(data), type(data).__name__)
 
 
 def _sentences(value: Any, name: str) -> list[str]:
@@ -251,7 +290,7 @@ def _table(value: Any) -> list[list[str]]:
         raise VfmError("the table must be rows of cells", where="table", fix="pass [[header...], [row...], ...]")
     for r, row in enumerate(value):
         for c, cell in enumerate(row):
-            if cell is not None and not isinstance(cell, (str, int, float)):
+            if cell is not None and (isinstance(cell, bool) or not isinstance(cell, (str, int, float))):
                 raise VfmError(
                     f"the cell in row {r}, column {c} is a {type(cell).__name__}, not text or a number",
                     where="table",

@@ -10,18 +10,14 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AuthenticationError
 
+from vfm.serve.app import free_port
+
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(retina_run):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -146,7 +142,7 @@ def test_a_login_is_required_when_configured(retina_run, tmp_path):
 
     logins = tmp_path / "logins"
     logins.write_text("# who may log in\nclinic:s3cret\n")
-    port = _free_port()
+    port = free_port()
     app = serve_bundles(
         [retina_run["bundle"]], port=port, block=False, limits=ServerLimits(auth=read_auth_file(logins))
     )

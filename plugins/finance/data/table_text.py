@@ -40,7 +40,7 @@ def parse_table(text: str, *, max_chars: int = MAX_TABLE_CHARS) -> list[list[str
 
     Raises:
         VfmError: the text is too long or empty, rows have different numbers of cells
-            (the message names the first such row), or no cell holds a number.
+            (the message names the first such row), there is only a header, or no cell holds a number.
     """
     if len(text) > max_chars:
         raise VfmError(
@@ -57,6 +57,12 @@ def parse_table(text: str, *, max_chars: int = MAX_TABLE_CHARS) -> list[list[str
         _pipe_rows([line.strip() for line in lines]) if any("|" in line for line in lines) else _delimited_rows(lines)
     )
     _check_rectangular(rows)
+    if len(rows) < 2:
+        raise VfmError(
+            "the table has a header row and no data rows",
+            where="table",
+            fix="paste the rows below the header too, e.g. 'revenue, 120, 100'",
+        )
     _check_has_numbers(rows)
     return rows
 
