@@ -56,6 +56,11 @@ def driving_bad_inputs(folder: Path, k: int) -> list[BadInput]:
         ("npz-bomb-frames", _npz_header_only(folder, "bomb", (4, 8000, 8000, 3)), "once decoded"),
         ("npz-bomb-frame-count", _npz_header_only(folder, "long", (100_000, 64, 64, 3)), "once decoded"),
         (
+            "npz-frame-too-large",
+            _npz(folder, "huge", frames=np.zeros((1, 7100, 7100, 3), np.uint8)),
+            "more than the limit",
+        ),
+        (
             "npz-negative-speed",
             _npz(folder, "backwards", frames=good, ego_speed=np.full(len(good), -3.0, np.float32)),
             "non-negative",

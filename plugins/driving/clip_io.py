@@ -226,6 +226,7 @@ def _from_array(frames: np.ndarray, size: int | None, max_frames: int, where: st
             where=where,
             fix="pass at least one frame [N, H, W, 3]",
         )
+    check_dimensions(frames.shape[2], frames.shape[1], where, min_size=1)  # the pixel budget of every frame
     return frames if size is None else fit_frames(frames, size)
 
 
