@@ -236,20 +236,39 @@ class ImageClassificationPipeline:
         source: str | None = None,
         split: str | None = None,
     ) -> dict[str, Any]:
-        """Score a fine-tuned run on its validation data, or on any labelled source by path."""
-        config = self._run_config(run_dir, config_overrides)
-        from vfm.finetune.classification_training import predict_proba
-        from vfm.finetune.vit_classifier import load_classifier
+        """Score a fine-tuned run (torch) or a bundle (ONNX, verified as ``vfm predict`` verifies one)
+        on its validation data, or on any labelled source by path."""
+        from vfm.platform.config import load_yaml_file
 
+        bundle = (run_dir / "SHA256SUMS").is_file()
+        if bundle:
+            config = deep_merge(self.resolve(load_yaml_file(run_dir / "config.yaml")), config_overrides or {})
+        else:
+            config = self._run_config(run_dir, config_overrides)
         if source:
             image_set = self.load_source(source, split=split, labels_csv=config["data"].get("labels_csv"))
         else:
             image_set = self.load_split(config, "val")
         labels = self._labelled(image_set, "evaluation")
-        model = load_classifier(run_dir, self.plugin.component("model"))
-        probs = predict_proba(model, self.prepare(image_set, config))
+        probs = self._bundle_proba(run_dir, image_set) if bundle else self._run_proba(run_dir, image_set, config)
         metrics = self.plugin.component("metrics")(labels, probs, self.labels)
         return metrics | {"data": image_set.source, "split": split}
+
+    def _run_proba(self, run_dir: Path, image_set: ImageSet, config: dict[str, Any]) -> np.ndarray:
+        """float [N, C]: the run's torch model on the images."""
+        from vfm.finetune.classification_training import predict_proba
+        from vfm.finetune.vit_classifier import load_classifier
+
+        model = load_classifier(run_dir, self.plugin.component("model"))
+        return predict_proba(model, self.prepare(image_set, config))
+
+    def _bundle_proba(self, bundle: Path, image_set: ImageSet) -> np.ndarray:
+        """float [N, C]: the bundle's ONNX model on the images, through its predictor."""
+        from vfm.serve.runtime import open_predictor
+
+        predictor = open_predictor(bundle)
+        results = (predictor.predict(np.asarray(image))["probabilities"] for image in image_set.images)
+        return np.array([[result[label] for label in self.labels] for result in results], dtype=np.float64)
 
     def _run_config(self, run_dir: Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
         from vfm.platform.config import load_yaml_file

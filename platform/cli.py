@@ -118,6 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--run", type=Path, required=True, help="the fine-tune run directory")
     export.add_argument("--out", type=Path, help="bundle directory (default: bundles/<plugin>)")
     export.add_argument("--sign", type=Path, metavar="KEY", help="sign the bundle with this private key (PEM)")
+    export.add_argument(
+        "--quantize",
+        choices=["int8"],
+        help="also write an int8 bundle at <out>-int8, only if the plugin's metric gate holds against fp32",
+    )
+    export.add_argument(
+        "--gate-data",
+        metavar="SOURCE",
+        help="labelled data both bundles are scored on for --quantize (default: the plugin's held-out set)",
+    )
 
     predict = verbs.add_parser("predict", help="run a bundle on inputs (torch-free); prints JSON")
     predict.add_argument("bundle", type=Path, help="bundle directory")
@@ -310,14 +320,31 @@ def _export(args: argparse.Namespace) -> Outcome:
         from vfm.platform.signing import check_private_key
 
         check_private_key(args.sign)
-    bundle = plugin.component("pipeline")(plugin).export(args.run, out)
+    if args.quantize and plugin.manifest.export.quantize_gate is None:
+        raise VfmError(
+            f"plugin '{plugin.name}' declares no quantization gate, so an int8 bundle cannot be checked",
+            fix="add export.quantize_gate (metrics, max_drop) to its manifest, or export without --quantize",
+        )
+    pipeline = plugin.component("pipeline")(plugin)
+    bundle = pipeline.export(args.run, out)
     parity = json.loads((bundle / "parity.json").read_text("utf-8"))
+    bundles = [bundle]
+    quantized = ""
+    if args.quantize:
+        from vfm.platform.quantize import quantize_bundle
+
+        int8 = bundle.with_name(f"{bundle.name}-int8")
+        record = quantize_bundle(pipeline, bundle, int8, source=args.gate_data)
+        bundles.append(int8)
+        scores = ", ".join(f"{m} {record['fp32'][m]:.4f} -> {record['int8'][m]:.4f}" for m in record["drop"])
+        quantized = f"; int8 bundle written to {int8} ({scores}; {record['size_mb']['int8']:g} MB)"
     signed = ""
     if args.sign is not None:
         from vfm.platform.signing import sign_bundle
 
-        signed = f"; signed by {sign_bundle(bundle, args.sign)['key']}"
-    return 0, f"bundle written to {bundle} (parity passed: {parity['passed']}{signed})"
+        keys = {sign_bundle(path, args.sign)["key"] for path in bundles}
+        signed = f"; signed by {', '.join(sorted(keys))}"
+    return 0, f"bundle written to {bundle} (parity passed: {parity['passed']}{signed}){quantized}"
 
 
 def _predict(args: argparse.Namespace) -> Outcome:

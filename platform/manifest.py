@@ -39,12 +39,22 @@ class TensorSpec(_Strict):
     labels: list[str] | None = None
 
 
+class QuantizeGate(_Strict):
+    """When an int8 bundle may replace the fp32 one (``vfm export --quantize int8``): each of
+    ``metrics`` (dotted paths into the plugin's ``evaluate`` result, higher is better) may drop by at
+    most ``max_drop`` (absolute: 0.01 is one point of accuracy)."""
+
+    metrics: list[str] = Field(min_length=1)
+    max_drop: float = Field(ge=0, le=1)
+
+
 class ExportSpec(_Strict):
-    """How the model is exported to ONNX and what parity is required."""
+    """How the model is exported to ONNX, what parity is required, and what an int8 bundle must keep."""
 
     opset: int = Field(18, ge=13, le=23)
     atol: float = Field(1e-4, gt=0)
     rtol: float = Field(1e-3, gt=0)
+    quantize_gate: QuantizeGate | None = None
 
 
 class DemoSpec(_Strict):

@@ -17,6 +17,7 @@ from vfm.platform.bad_input import BadInput
 from vfm.platform.bundle import Bundle, load_bundle
 from vfm.platform.errors import VfmError
 from vfm.platform.plugin import Plugin
+from vfm.platform.quantize import check_quantization
 from vfm.platform.registry import discover
 from vfm.platform.signing import verify_signature
 
@@ -64,6 +65,7 @@ def open_predictor(path: str | Path, public_key: str | Path | None = None) -> Pr
             "(vfm export --sign KEY; vfm predict/serve --require-signature PUBKEY)",
             Path(path).name,
         )
+    check_quantization(bundle)
     plugin = discover().get(bundle.plugin_name)
     made_with = bundle.manifest["plugin"]["version"]
     if not _compatible(plugin.manifest.version, made_with):
