@@ -18,11 +18,10 @@ pytestmark = pytest.mark.slow  # shares test_predictor's session bundle (about 1
 def client(predictor):  # noqa: F811
     from gradio_client import Client
 
-    from vfm.platform.validate import _free_port
-    from vfm.serve.app import build_app, launch
+    from vfm.serve.app import build_app, free_port, launch
 
     app = build_app([predictor])
-    port = _free_port()
+    port = free_port()
     launch(app, [predictor], port=port, block=False)
     try:
         yield Client(f"http://127.0.0.1:{port}/", verbose=False)

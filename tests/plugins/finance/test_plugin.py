@@ -262,13 +262,12 @@ def test_a_huge_question_context_is_refused_quickly(finance):
 def test_demo_tab_answers_and_keeps_serving_after_bad_input(finance):
     from gradio_client import Client
 
-    from vfm.platform.validate import _free_port
-    from vfm.serve.app import build_app, launch
+    from vfm.serve.app import build_app, free_port, launch
     from vfm.serve.runtime import open_predictor
 
     predictor = open_predictor(finance["bundle"])
     app = build_app([predictor])
-    port = _free_port()
+    port = free_port()
     launch(app, [predictor], port=port, block=False)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
