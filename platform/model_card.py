@@ -62,6 +62,27 @@ def _model_lines(base: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _stopped_by_time(value: Any) -> bool:
+    """Whether any training call recorded in ``metrics`` (at any depth) ended at its wall-clock cap."""
+    if isinstance(value, dict):
+        return value.get("stopped_by_time") is True or any(_stopped_by_time(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_stopped_by_time(v) for v in value)
+    return False
+
+
+def _time_cap_lines(metrics: dict[str, Any]) -> list[str]:
+    """A warning when the run stopped at its ``max_minutes`` cap rather than its planned steps or epochs."""
+    if not _stopped_by_time(metrics):
+        return []
+    return [
+        "",
+        "**Under-trained:** training stopped at its wall-clock cap (`max_minutes`) before the planned steps "
+        "or epochs, so this model depends on how busy the machine was. Re-train without the cap for the "
+        "recipe's model.",
+    ]
+
+
 def render_model_card(
     manifest: Manifest,
     *,
@@ -106,6 +127,7 @@ def render_model_card(
         "",
         "## Training data",
         data_text,
+        *_time_cap_lines(metrics),
         "",
         "## Outputs",
         *[f"- `{out.name}` {out.shape}: {out.description}" for out in manifest.outputs],

@@ -151,7 +151,7 @@ class TrainingSettings(TrainSettings):
     """
 
     max_epochs: int | None = 9
-    max_minutes: float | None = 14.0
+    max_minutes: float | None = None
     precision: str = "32"
     accelerator: str = "cpu"
     devices: int | str = 1
