@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, Timer
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, Timer
 from lightning.pytorch.loggers import CSVLogger
 
 from vfm.platform.errors import VfmError
@@ -113,6 +113,19 @@ class _BatchSamplerEpoch(Callback):
         set_epoch = getattr(getattr(trainer.train_dataloader, "batch_sampler", None), "set_epoch", None)
         if callable(set_epoch):
             set_epoch(trainer.current_epoch)
+
+
+class RunProgressBar(RichProgressBar):
+    """Lightning's rich progress bar with an epoch count that reads right for a run of ``max_steps``
+    (Lightning's own reads "Epoch 37/-2" there) and counts epochs from 1."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        max_steps, max_epochs = self.trainer.max_steps, self.trainer.max_epochs
+        if max_steps is not None and max_steps > 0:
+            return f"Epoch {current_epoch + 1} ({max_steps:,} steps in all)"
+        if max_epochs is not None and max_epochs > 0:
+            return f"Epoch {current_epoch + 1}/{max_epochs}"
+        return f"Epoch {current_epoch + 1}"
 
 
 class _SameRun(Callback):
@@ -210,6 +223,7 @@ def fit(
             clock,
             _BatchSamplerEpoch(),
             _SameRun(settings),
+            *([RunProgressBar()] if progress else []),
             *callbacks,
         ],
         plugins=[AtomicCheckpointIO()],
