@@ -32,7 +32,9 @@ MAX_CONTEXT_CHARS = 100_000
 """The longest text (before + after the table) accepted; annual-report pages are a few thousand."""
 MAX_QUESTION_CHARS = 1_000
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9$(])")
-_PERCENT_QUESTION = re.compile(r"percent|%|\bproportion\b|\bratio\b|\brate\b", re.IGNORECASE)
+_PERCENT_QUESTION = re.compile(r"percent|%|\bproportion\b|\brate\b", re.IGNORECASE)
+"""Questions whose fraction answers read as percentages. Not "ratio": all 10 ratio questions of FinQA's
+dev sample are answered as plain numbers (1.16, 4.9, 0.75), never as percentages."""
 
 
 class FinancePredictor:
