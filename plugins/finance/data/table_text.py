@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Sequence
 
 from vfm.platform.errors import VfmError
 from vfm.plugins.finance.language.numbers import finqa_cell_to_num, parse_number
@@ -110,3 +111,28 @@ def _check_has_numbers(rows: list[list[str]]) -> None:
             where="table",
             fix="put row names in the first column and numbers in the others",
         )
+
+
+_YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
+
+
+def newest_year_first(table: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[int]]:
+    """The table with its year columns newest first, as FinQA's tables (and the models trained on
+    them) read, and ``columns[j]``: the column of ``table`` that column ``j`` came from.
+
+    Only a header whose every column after the first names exactly one year, in strictly ascending
+    order (``item | 2018 | 2019 | 2020``), is reversed; any other table comes back as it is. A model
+    that learned "the first year column is the latest" would otherwise compute changes backwards.
+    """
+    rows = [list(row) for row in table]
+    width = len(rows[0]) if rows else 0
+    years = [_YEAR.findall(cell) for cell in rows[0][1:]] if rows else []
+    ascending = (
+        width >= 3
+        and all(len(found) == 1 for found in years)
+        and all(int(a[0]) < int(b[0]) for a, b in zip(years, years[1:]))
+    )
+    if not ascending:
+        return rows, list(range(width))
+    columns = [0, *range(width - 1, 0, -1)]
+    return [[row[c] for c in columns] for row in rows], columns

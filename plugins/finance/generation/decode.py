@@ -38,6 +38,7 @@ from vfm.plugins.finance.answers.scale import ScaleModel, rule_scale
 from vfm.plugins.finance.answers.text_answer import FILE as TEXT_FILE
 from vfm.plugins.finance.answers.text_answer import TextAnswerer
 from vfm.plugins.finance.data.records import QARecord, row_to_text
+from vfm.plugins.finance.data.table_text import newest_year_first
 from vfm.plugins.finance.generation.features import (
     END_TOKEN,
     MAX_STEPS,
@@ -353,7 +354,10 @@ class ProgramPredictor:
         history: Sequence[str] = (),
     ) -> Prediction:
         """Answer ``question`` over ``table`` (rows of cells, the header first) and the
-        sentences before and after it; ``history`` holds a conversation's earlier questions."""
+        sentences before and after it; ``history`` holds a conversation's earlier questions. Year
+        columns in ascending order are read newest first, as the training tables are
+        (:func:`newest_year_first`); the cells a lookup reads are given in ``table``'s own columns."""
+        table, columns = newest_year_first(table)
         units, rows = document_units(table, [*pre_text, *post_text])
         asked = " ".join([*history, question])
         ranking = self.retriever.score_units(asked, units, rows, len(pre_text))
@@ -370,7 +374,7 @@ class ProgramPredictor:
                 read,
                 tuple(ranking),
                 (),
-                cells=found.cells,
+                cells=tuple((r, columns[c]) for r, c in found.cells),
                 scale="" if found.count else scale(question, table, texts, spans=found.spans),
                 kind="lookup",
             )

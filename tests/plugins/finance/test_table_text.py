@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vfm.platform.errors import VfmError
-from vfm.plugins.finance.data.table_text import MAX_TABLE_CHARS, parse_table
+from vfm.plugins.finance.data.table_text import MAX_TABLE_CHARS, newest_year_first, parse_table
 from vfm.plugins.finance.language.executor import execute
 
 EXPECTED = [["item", "2019", "2018"], ["revenue", "$1,234", "(56)"], ["costs", "10", ""]]
@@ -55,3 +55,24 @@ def test_tables_over_the_cap_are_refused_not_cut():
     with pytest.raises(VfmError, match=f"the limit is {MAX_TABLE_CHARS:,}"):
         parse_table(text)
     assert len(parse_table("item,2019\nrevenue,1\n" * 3, max_chars=100)) == 6
+
+
+def test_ascending_year_columns_are_read_newest_first_and_mapped_back():
+    table = [["item", "fiscal 2018", "2019", "2020 (a)"], ["revenue", "80", "100", "120"]]
+    reordered, columns = newest_year_first(table)
+    assert reordered == [["item", "2020 (a)", "2019", "fiscal 2018"], ["revenue", "120", "100", "80"]]
+    assert [table[1][c] for c in columns] == reordered[1]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ["item", "2020", "2019"],  # already newest first
+        ["item", "2019"],  # one year: nothing to order
+        ["item", "2018", "total"],  # not every column a year
+        ["item", "2018-2019", "2020"],  # two years in one cell
+    ],
+)
+def test_other_tables_are_left_as_they_are(header):
+    table = [header, ["revenue", *["1"] * (len(header) - 1)]]
+    assert newest_year_first(table) == (table, list(range(len(header))))
