@@ -62,7 +62,8 @@ def confined(root: Path, name: str) -> Path:
     return path
 
 
-def _files_below(root: Path) -> list[str]:
+def files_below(root: Path) -> list[str]:
+    """Every file under ``root`` as a relative POSIX path, sorted (symlinks included, to be refused)."""
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink())
 
 
@@ -110,7 +111,7 @@ def write_bundle(
             "plugin_manifest": plugin_manifest.model_dump(mode="json"),
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
-        sums = "".join(f"{sha256_file(staging / name)}  {name}\n" for name in _files_below(staging))
+        sums = "".join(f"{sha256_file(staging / name)}  {name}\n" for name in files_below(staging))
         (staging / CHECKSUMS).write_text(sums, "utf-8")
         for path in staging.rglob("*"):
             if path.is_file():
@@ -183,7 +184,7 @@ def verify_checksums(path: Path) -> None:
         if not sep or len(digest) != 64:
             raise VfmError("SHA256SUMS is malformed", where=str(sums_file), fix="re-export the bundle")
         listed[name] = digest
-    present = set(_files_below(path)) - {CHECKSUMS, SIGNATURE}  # SIGNATURE signs SHA256SUMS itself
+    present = set(files_below(path)) - {CHECKSUMS, SIGNATURE}  # SIGNATURE signs SHA256SUMS itself
     for name in sorted(present - set(listed)):
         raise VfmError(
             f"bundle contains a file not in its checksums: {name}",
@@ -205,7 +206,7 @@ def verify_checksums(path: Path) -> None:
 def check_json_files(path: Path) -> None:
     """Refuse a bundle holding a ``.json`` file that is not valid UTF-8 JSON (damaged, or edited with the
     checksums recomputed), naming the file, before anything reads it."""
-    for name in _files_below(path):
+    for name in files_below(path):
         if not name.endswith(".json"):
             continue
         try:
@@ -241,7 +242,7 @@ def load_bundle(path: str | Path) -> Bundle:
             fix="re-export the bundle with this version of vfm",
         )
     plugin_manifest = parse_manifest(manifest.get("plugin_manifest"), source=f"{path}/{MANIFEST}")
-    listed = set(_files_below(path))
+    listed = set(files_below(path))
     for role, name in (manifest.get("models") or {}).items():
         if confined(path, str(name)).relative_to(path).as_posix() not in listed:
             raise VfmError(

@@ -17,8 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from vfm.platform.bundle import CHECKSUMS, MANIFEST, Bundle, load_bundle, write_bundle
+from vfm.platform.bundle import CHECKSUMS, MANIFEST, Bundle, files_below, load_bundle, write_bundle
 from vfm.platform.errors import VfmError
+from vfm.platform.manifest import QuantizeGate
 from vfm.platform.signing import SIGNATURE
 
 FILE = "quantization.json"
@@ -64,13 +65,29 @@ def quantize_graph(source: Path, target: Path) -> None:
 
 
 def _bundle_files(bundle: Bundle, replaced: dict[str, Path]) -> dict[str, bytes | str | Path]:
-    """The bundle's files to copy into a new one (its own manifest, checksums and signature excepted)."""
-    names = [line.split("  ", 1)[1] for line in (bundle.path / CHECKSUMS).read_text("utf-8").splitlines()]
-    return {name: replaced.get(name, bundle.path / name) for name in names if name not in (MANIFEST, SIGNATURE, FILE)}
+    """The (verified) bundle's files to copy into a new one, ``replaced`` ones swapped in; its own
+    manifest, checksums, signature and quantization record are written anew."""
+    own = (MANIFEST, CHECKSUMS, SIGNATURE, FILE)
+    return {name: replaced.get(name, bundle.path / name) for name in files_below(bundle.path) if name not in own}
 
 
 def _size_mb(folder: Path) -> float:
     return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 2)
+
+
+def quantize_gate(plugin: Any) -> QuantizeGate:
+    """The plugin's ``export.quantize_gate`` (checked before any export work starts).
+
+    Raises:
+        VfmError: the plugin declares none, so an int8 bundle of it cannot be checked.
+    """
+    gate = plugin.manifest.export.quantize_gate
+    if gate is None:
+        raise VfmError(
+            f"plugin '{plugin.name}' declares no quantization gate, so an int8 bundle cannot be checked",
+            fix="add export.quantize_gate (metrics, max_drop) to its manifest, or export without --quantize",
+        )
+    return gate
 
 
 def quantize_bundle(pipeline: Any, fp32: Path, out: Path, source: str | None = None) -> dict[str, Any]:
@@ -87,12 +104,7 @@ def quantize_bundle(pipeline: Any, fp32: Path, out: Path, source: str | None = N
     """
     from vfm.platform.registry import vfm_version
 
-    gate = pipeline.plugin.manifest.export.quantize_gate
-    if gate is None:
-        raise VfmError(
-            f"plugin '{pipeline.plugin.name}' declares no quantization gate",
-            fix="add export.quantize_gate (metrics, max_drop) to its manifest, or export without --quantize",
-        )
+    gate = quantize_gate(pipeline.plugin)
     original = load_bundle(fp32)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".int8", dir=out.parent))
